@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Obtains the real servers that the tests and `npm start` run, cached outside the repo so every clone reuses them:
+#   - Temporal CLI (its `server start-dev` is the Temporal dev server)
+#   - Temporal's Java time-skipping test server (for @temporalio/testing), behind a small wrapper script
+#   - PostgreSQL server binaries (skipped when DATABASE_URL is set)
+# Idempotent, and fast when everything is already there. Prints one line per tool.
+# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres]   (no arguments: all three)
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${MAILROOM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mailroom}"
+bin="$cache/bin"
+
+temporal_cli_module="github.com/temporalio/cli/cmd/temporal@v1.5.1" # newest tag `go install` accepts
+test_server_pom="$repo_root/tools/temporal-test-server/pom.xml"
+test_server_classpath="$cache/temporal-test-server.classpath"
+test_server_archive="$cache/temporal-test-server.jsa" # AppCDS archive: halves JVM start-up
+test_server_stamp="$cache/temporal-test-server.stamp"
+test_server_wrapper="$bin/temporal-test-server"
+
+fail() {
+  echo "ensure-tools: $*" >&2
+  exit 1
+}
+
+report() { printf '%-22s %s\n' "$1:" "$2"; }
+
+running_as_root() { [[ $(id -u) -eq 0 ]]; }
+
+apt_install() {
+  running_as_root && command -v apt-get >/dev/null || return 1
+  echo "ensure-tools: installing $* with apt-get..." >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# --- Temporal CLI -------------------------------------------------------------------------------
+
+ensure_temporal_cli() {
+  local on_path
+  if on_path="$(command -v temporal)"; then
+    report temporal "$on_path"
+    return
+  fi
+  if [[ ! -x $bin/temporal ]]; then
+    build_temporal_cli
+  fi
+  report temporal "$bin/temporal"
+}
+
+build_temporal_cli() {
+  command -v go >/dev/null || fail "Go is needed to build the Temporal CLI (or put a 'temporal' binary on PATH)"
+  local log="$cache/temporal-build.log"
+  echo "ensure-tools: building the Temporal CLI ($temporal_cli_module), this takes several minutes; log: $log" >&2
+  if GOTOOLCHAIN=local GOBIN="$bin" go install "$temporal_cli_module" >"$log" 2>&1; then
+    return
+  fi
+  if grep -q 'verifying' "$log" && ! grep -q 'checksum mismatch' "$log"; then
+    # The Go checksum database could not be reached (a mismatch is never retried). The CLI module's own go.sum
+    # still pins every dependency, so turning it off only skips the database lookup for the CLI module itself.
+    echo "ensure-tools: Go checksum database unreachable; retrying with GOSUMDB=off" >&2
+    if GOTOOLCHAIN=local GOSUMDB=off GOBIN="$bin" go install "$temporal_cli_module" >>"$log" 2>&1; then
+      return
+    fi
+  fi
+  tail -n 20 "$log" >&2
+  fail "building the Temporal CLI failed (full log: $log)"
+}
+
+# --- Time-skipping test server ------------------------------------------------------------------
+
+ensure_time_skipping_server() {
+  local java
+  java="$(command -v java)" || apt_install default-jre-headless maven || fail "Java and Maven are needed for the Temporal time-skipping test server"
+  java="$(readlink -f "$(command -v java)")"
+  # Rebuild when the pom or the JVM changes (the CDS archive only fits the JVM that wrote it).
+  local stamp
+  stamp="$( (cat "$test_server_pom"; echo "$java") | sha256sum | cut -d' ' -f1)"
+  if [[ ! -x $test_server_wrapper || $(cat "$test_server_stamp" 2>/dev/null) != "$stamp" ]] || ! classpath_jars_present; then
+    build_test_server_classpath
+    write_test_server_wrapper "$java"
+    train_test_server_archive
+    echo "$stamp" >"$test_server_stamp"
+  fi
+  report temporal-test-server "$test_server_wrapper"
+}
+
+# The classpath names jars in the local Maven repository, which may have been cleaned since.
+classpath_jars_present() {
+  [[ -s $test_server_classpath ]] || return 1
+  local jar jars
+  IFS=: read -r -a jars <"$test_server_classpath"
+  for jar in "${jars[@]}"; do
+    [[ -f $jar ]] || return 1
+  done
+}
+
+build_test_server_classpath() {
+  command -v mvn >/dev/null || apt_install maven || fail "Maven is needed to fetch the Temporal time-skipping test server"
+  echo "ensure-tools: resolving the Temporal test server with Maven..." >&2
+  local log="$cache/temporal-test-server-mvn.log"
+  if ! mvn -q -B -f "$test_server_pom" dependency:build-classpath -Dmdep.outputFile="$test_server_classpath.tmp" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    fail "mvn could not resolve $test_server_pom (full log: $log)"
+  fi
+  mv "$test_server_classpath.tmp" "$test_server_classpath"
+}
+
+# @temporalio/testing runs an `existing-path` executable as `<path> <port> [extraArgs...]`, polls 127.0.0.1:<port>
+# for 5 s, and stops it with SIGKILL; so the wrapper passes its arguments through and `exec`s the JVM.
+write_test_server_wrapper() {
+  local java="$1"
+  cat >"$test_server_wrapper.tmp" <<EOF
+#!/usr/bin/env bash
+# Generated by scripts/ensure-tools.sh. Usage: temporal-test-server <port> [--enable-time-skipping]
+# C1-only JIT, serial GC and the class-data archive keep start-up well inside the SDK's 5 s limit.
+archive=(); [[ -f '$test_server_archive' ]] && archive=(-XX:SharedArchiveFile='$test_server_archive')
+exec '$java' -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData -Xshare:auto "\${archive[@]}" \\
+  -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \\
+  -cp "\$(<'$test_server_classpath')" io.temporal.testserver.TestServer "\$@"
+EOF
+  chmod +x "$test_server_wrapper.tmp"
+  mv "$test_server_wrapper.tmp" "$test_server_wrapper"
+}
+
+# Records the classes loaded by a start-up and a few requests into an AppCDS archive.
+# Optional: without the archive the wrapper still works, just starts slower.
+train_test_server_archive() {
+  rm -f "$test_server_archive"
+  local port pid temporal address log="$cache/temporal-test-server-archive.log"
+  port="$(free_port)" || return 0
+  address="127.0.0.1:$port"
+  : >"$log"
+  JAVA_TOOL_OPTIONS="-XX:ArchiveClassesAtExit=$test_server_archive" "$test_server_wrapper" "$port" >>"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    if port_open "$port"; then break; fi
+    sleep 0.1
+  done
+  temporal="$(command -v temporal || echo "$bin/temporal")"
+  {
+    "$temporal" operator cluster system --address "$address"
+    "$temporal" workflow start --address "$address" --type Training --task-queue training --workflow-id training
+    "$temporal" workflow describe --address "$address" --workflow-id training
+  } >>"$log" 2>&1 || true
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  [[ -s $test_server_archive ]] || echo "ensure-tools: no class-data archive (see $log); the test server will start slower" >&2
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+  local port
+  for _ in $(seq 20); do
+    port=$((20000 + RANDOM % 30000))
+    if ! port_open "$port"; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+# Same search as postgresBinDir() in scripts/servers/tools.ts: newest /usr/lib/postgresql/*/bin, then PATH.
+find_postgres_bin_dir() {
+  local dir initdb
+  for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
+    if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres ]]; then
+      echo "$dir"
+      return 0
+    fi
+  done
+  initdb="$(command -v initdb)" || return 1
+  dir="$(dirname "$(readlink -f "$initdb")")"
+  [[ -x $dir/pg_ctl && -x $dir/postgres ]] && echo "$dir"
+}
+
+ensure_postgres() {
+  if [[ -n ${DATABASE_URL:-} ]]; then
+    report postgres "not needed (DATABASE_URL is set)"
+    return
+  fi
+  local dir
+  if ! dir="$(find_postgres_bin_dir)"; then
+    running_as_root || fail "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install PostgreSQL, or set DATABASE_URL to a server to use"
+    apt_install postgresql || fail "apt-get install postgresql failed: install PostgreSQL, or set DATABASE_URL"
+    dir="$(find_postgres_bin_dir)" || fail "PostgreSQL was installed but initdb/pg_ctl/postgres are still not found"
+  fi
+  report postgres "$dir"
+}
+
+# ------------------------------------------------------------------------------------------------
+
+mkdir -p "$bin"
+# One run at a time, so parallel test runs never build the same thing concurrently.
+exec 9>"$cache/ensure-tools.lock"
+if command -v flock >/dev/null; then flock 9; fi
+
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres)
+for tool in "${tools[@]}"; do
+  case "$tool" in
+    temporal) ensure_temporal_cli ;;
+    temporal-test-server) ensure_time_skipping_server ;;
+    postgres) ensure_postgres ;;
+    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server or postgres)" ;;
+  esac
+done

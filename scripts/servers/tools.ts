@@ -1,0 +1,103 @@
+// Where the server binaries obtained by scripts/ensure-tools.sh live.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, readdirSync, realpathSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { homedir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ensureToolsScript = fileURLToPath(new URL('../ensure-tools.sh', import.meta.url));
+
+/** Cache shared by every clone of the repo: `$MAILROOM_CACHE`, else `$XDG_CACHE_HOME/mailroom`, else `~/.cache/mailroom`. */
+export function cacheDir(): string {
+  return process.env.MAILROOM_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'mailroom');
+}
+
+export type Tool = 'temporal' | 'temporal-test-server' | 'postgres';
+
+/** Runs scripts/ensure-tools.sh for the given tools, or all of them (idempotent; obtains only what is missing). */
+export async function ensureTools(tools: Tool[] = []): Promise<void> {
+  const child = spawn('bash', [ensureToolsScript, ...tools], { stdio: 'inherit' });
+  const exitCode = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', resolve);
+  });
+  if (exitCode !== 0) throw new Error(`scripts/ensure-tools.sh failed (exit code ${exitCode}); see its output above`);
+}
+
+/** `temporal` from PATH if there is one, else the one ensure-tools.sh built into the cache. */
+export function temporalCliPath(): string {
+  return findOnPath('temporal') ?? join(cacheDir(), 'bin', 'temporal');
+}
+
+/** Wrapper script around Temporal's Java time-skipping test server, for `executable: { type: 'existing-path' }`. */
+export function timeSkippingServerPath(): string {
+  return join(cacheDir(), 'bin', 'temporal-test-server');
+}
+
+/** Directory holding initdb, pg_ctl and postgres: the newest /usr/lib/postgresql/<version>/bin, else from PATH. */
+export function postgresBinDir(): string {
+  const versions = safeReaddir('/usr/lib/postgresql')
+    .filter((name) => /^\d+$/.test(name))
+    .sort((a, b) => Number(b) - Number(a));
+  const candidates = versions.map((version) => join('/usr/lib/postgresql', version, 'bin'));
+  const initdbOnPath = findOnPath('initdb');
+  if (initdbOnPath) candidates.push(dirname(realpathSync(initdbOnPath)));
+
+  const binDir = candidates.find((dir) => ['initdb', 'pg_ctl', 'postgres'].every((name) => isExecutable(join(dir, name))));
+  if (!binDir) {
+    throw new Error('PostgreSQL server binaries not found: run scripts/ensure-tools.sh, install PostgreSQL, or set DATABASE_URL');
+  }
+  return binDir;
+}
+
+/** A TCP port that is free on host right now, for servers that cannot pick their own. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Whether something accepts TCP connections on host:port (a cheap check before slower protocol-level ones). */
+export function acceptsConnections(host: string, port: number, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: timeoutMs });
+    const finish = (accepted: boolean) => {
+      socket.destroy();
+      resolve(accepted);
+    };
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+    socket.once('timeout', () => finish(false));
+  });
+}
+
+function findOnPath(command: string): string | undefined {
+  return (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, command))
+    .find(isExecutable);
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,146 @@
+// `npm start`: all of Mailroom on one machine with nothing to set up — the Temporal dev server
+// with its Web UI, embedded PostgreSQL (PGlite), an SMTP capture for outgoing mail, the worker and
+// the API — then prints where everything is. Point DATABASE_URL, SMTP_URL or TEMPORAL_ADDRESS at
+// servers of your own to use those instead.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { startApiServer } from '../src/api/server.js';
+import { loadConfig } from '../src/config.js';
+import { openDatabase, type Db } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
+import { createIngest } from '../src/ingest/ingest.js';
+import { createLogger } from '../src/logger.js';
+import { SmtpCapture } from '../src/mail/smtp-capture.js';
+import { createMailTransport } from '../src/mail/transport.js';
+import { createMailroomWorker } from '../src/worker.js';
+import { startTemporalDevServer } from './servers/temporal-dev-server.js';
+import { ensureTools } from './servers/tools.js';
+
+interface DemoCredentials {
+  adminApiKey: string;
+  agentApiKeys: Record<string, string>;
+  channel: { id: string; name: string; emailAddress: string; forwarderSecret: string };
+}
+
+const TEMPORAL_UI_PORT = 8233;
+
+/** A demo account on first start; its keys are kept under DATA_DIR because API keys are stored hashed. */
+async function demoCredentials(db: Db, dataDir: string): Promise<DemoCredentials> {
+  const file = join(dataDir, 'demo-credentials.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoCredentials;
+  const account = await createAccount(db, 'Demo');
+  const admin = await createUser(db, { accountId: account.id, name: 'Ada Admin', email: 'admin@demo.mailroom.test', role: 'admin' });
+  const channel = await createChannel(db, {
+    accountId: account.id,
+    name: 'Support',
+    emailAddress: 'support@demo.mailroom.test',
+    greeting: { text: 'Thanks for writing to us! We have your message and will answer soon.' },
+    csat: { delaySeconds: 60 },
+  });
+  const agentApiKeys: Record<string, string> = {};
+  for (const name of ['Alice Agent', 'Bob Agent']) {
+    const agent = await createUser(db, { accountId: account.id, name, email: `${name.split(' ')[0]!.toLowerCase()}@demo.mailroom.test`, role: 'agent' });
+    await addAgentToChannel(db, channel.id, agent.id);
+    agentApiKeys[name] = agent.apiKey;
+  }
+  const credentials: DemoCredentials = {
+    adminApiKey: admin.apiKey,
+    agentApiKeys,
+    channel: { id: channel.id, name: 'Support', emailAddress: 'support@demo.mailroom.test', forwarderSecret: channel.forwarderSecret },
+  };
+  writeFileSync(file, JSON.stringify(credentials, null, 2), { mode: 0o600 });
+  return credentials;
+}
+
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL);
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const dataDir = resolve(config.DATA_DIR);
+  mkdirSync(dataDir, { recursive: true });
+  const stops: Array<() => Promise<unknown> | unknown> = [];
+
+  let temporalUiUrl: string | undefined;
+  if (!process.env.TEMPORAL_ADDRESS) {
+    await ensureTools(['temporal']);
+    const [host, port] = config.TEMPORAL_ADDRESS.split(':');
+    const server = await startTemporalDevServer({
+      port: Number(port),
+      uiPort: TEMPORAL_UI_PORT,
+      dbFile: join(dataDir, 'temporal.db'),
+      log: true,
+    });
+    if (host !== '127.0.0.1' && host !== 'localhost') logger.warn('the dev server listens on 127.0.0.1 only');
+    temporalUiUrl = server.uiUrl;
+    stops.push(server.stop);
+  }
+
+  const db = await openDatabase(config);
+  await migrateToLatest(db);
+  stops.unshift(() => db.destroy());
+
+  let capture: SmtpCapture | undefined;
+  let smtpUrl = config.SMTP_URL;
+  if (!smtpUrl) {
+    capture = new SmtpCapture();
+    smtpUrl = (await capture.listen(config.SMTP_CAPTURE_PORT)).url;
+    stops.unshift(() => capture!.close());
+  }
+
+  const temporal = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }), namespace: config.TEMPORAL_NAMESPACE });
+  const api = await startApiServer(
+    { db, temporal, ingest: createIngest({ db, temporal }), config, logger, capture },
+    { port: config.PORT, host: config.HOST },
+  );
+  stops.unshift(() => api.close());
+
+  const worker = await createMailroomWorker({
+    connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
+    namespace: config.TEMPORAL_NAMESPACE,
+    deps: { db, mail: createMailTransport(smtpUrl), publicUrl: config.PUBLIC_URL, secretKey: config.SECRET_KEY },
+  });
+  const running = worker.run();
+
+  const demo = await demoCredentials(db, dataDir);
+  const inbound = `${api.url}/v1/channels/${demo.channel.id}/inbound`;
+  console.log(`
+Mailroom is running.
+
+  API                 ${api.url}            (docs: ${api.url}/docs, OpenAPI: ${api.url}/openapi.json)
+  Temporal UI         ${temporalUiUrl ?? '(your own Temporal server)'}
+  Temporal frontend   ${config.TEMPORAL_ADDRESS}
+  Database            ${config.DATABASE_URL ? 'DATABASE_URL' : `embedded PGlite in ${join(dataDir, 'pglite')}`}
+  Outgoing mail       ${capture ? `captured by ${smtpUrl}; read it at ${api.url}/v1/captured-mail` : 'SMTP_URL'}
+
+Demo channel "${demo.channel.name}" <${demo.channel.emailAddress}>
+  Inbound endpoint    ${inbound}
+  Forwarder secret    ${demo.channel.forwarderSecret}
+  Admin API key       ${demo.adminApiKey}
+${Object.entries(demo.agentApiKeys)
+  .map(([name, key]) => `  ${`${name} API key`.padEnd(20)}${key}`)
+  .join('\n')}
+
+Send a mail:
+  curl -H 'Authorization: Bearer ${demo.channel.forwarderSecret}' -H 'Content-Type: message/rfc822' \\
+       --data-binary @tests/fixtures/eml/customer-question.eml ${inbound}
+
+Press Ctrl+C to stop.
+`);
+
+  const shutdown = async () => {
+    worker.shutdown();
+    await running;
+    for (const stop of stops) await stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

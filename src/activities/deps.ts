@@ -1,0 +1,12 @@
+import type { Db } from '../db/connection.js';
+import type { MailTransport } from '../mail/transport.js';
+
+/** What activities need from the outside world; built once by the worker, replaced in tests. */
+export interface ActivityDeps {
+  db: Db;
+  mail: MailTransport;
+  /** Base URL of the public API, for links in mail. */
+  publicUrl: string;
+  /** Signs CSAT links. */
+  secretKey: string;
+}

@@ -1,0 +1,24 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+export type TimelineEventType =
+  | 'customer_message'
+  | 'greeting_sent'
+  | 'assigned'
+  | 'queued'
+  | 'agent_reply_sent'
+  | 'resolved'
+  | 'reopened'
+  | 'csat_survey_sent'
+  | 'csat_rated'
+  | 'closed';
+
+/** Appends to a conversation's timeline; call it in the transaction that makes the change. */
+export async function recordEvent(
+  db: Kysely<Database>,
+  conversationId: string,
+  type: TimelineEventType,
+  data: Record<string, unknown> = {},
+): Promise<void> {
+  await db.insertInto('conversation_events').values({ conversation_id: conversationId, type, data: JSON.stringify(data) }).execute();
+}

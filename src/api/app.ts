@@ -1,0 +1,73 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { swaggerUI } from '@hono/swagger-ui';
+import { HTTPException } from 'hono/http-exception';
+import { requireApiKey } from './auth.js';
+import type { ApiDeps, AppEnv } from './env.js';
+import { Problem, problemResponse } from './problem.js';
+import { capturedMailRoutes } from './routes/captured-mail.js';
+import { conversationRoutes } from './routes/conversations.js';
+import { csatRoutes } from './routes/csat.js';
+import { inboundRoutes } from './routes/inbound.js';
+
+export const OPENAPI_PATH = '/openapi.json';
+
+/** The HTTP API: forwarders, backend services, customers' survey pages, and its own OpenAPI document. */
+export function createApp(deps: ApiDeps) {
+  const app = new OpenAPIHono<AppEnv>({
+    // Invalid input is answered once, here: 422 naming each field.
+    defaultHook: (result) => {
+      if (result.success) return;
+      const errors = result.error.issues.map((issue) => ({ field: issue.path.join('.') || result.target, message: issue.message }));
+      throw new Problem(422, 'validation', 'Request validation failed', `invalid ${result.target}`, errors);
+    },
+  });
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A user API key (mr_...)',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'channelSecret', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The channel forwarder secret',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'channelSecretBasic', {
+    type: 'http',
+    scheme: 'basic',
+    description: 'Any user name, the channel forwarder secret as password',
+  });
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+
+  app.route('/', inboundRoutes(deps));
+  app.route('/', csatRoutes(deps));
+  if (deps.capture) app.route('/', capturedMailRoutes(deps.capture));
+  app.use('/v1/conversations/*', requireApiKey(deps.db));
+  app.use('/v1/conversations', requireApiKey(deps.db));
+  app.route('/', conversationRoutes(deps));
+
+  app.doc31(OPENAPI_PATH, {
+    openapi: '3.1.0',
+    info: {
+      title: 'Mailroom API',
+      version: '0.1.0',
+      description: 'The email channel of a support inbox: inbound mail, conversations, replies, CSAT.',
+    },
+  });
+  app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
+
+  app.notFound((c) => problemResponse(c, new Problem(404, 'not-found', 'Not found', `no route ${c.req.method} ${c.req.path}`)));
+  app.onError((error, c) => {
+    if (error instanceof Problem) return problemResponse(c, error);
+    if (error instanceof HTTPException && error.status < 500) {
+      return problemResponse(c, new Problem(error.status, 'bad-request', error.message || 'Bad request'));
+    }
+    deps.logger.error({ err: error, path: c.req.path }, 'request failed');
+    return problemResponse(c, new Problem(500, 'internal', 'Internal error', 'the error was logged'));
+  });
+
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,57 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createMiddleware } from 'hono/factory';
+import type { Db } from '../db/connection.js';
+import type { AppEnv } from './env.js';
+import { Problem } from './problem.js';
+
+const API_KEY_PREFIX = 'mr_';
+
+/** A new API key and the hash that is stored; the key itself is shown once. */
+export function generateApiKey(): { key: string; hash: string } {
+  const key = `${API_KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
+  return { key, hash: hashApiKey(key) };
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+  return match?.[1];
+}
+
+/** Every /v1 route but the forwarder's: the caller is a user of one account, by API key. */
+export function requireApiKey(db: Db) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const key = bearerToken(c.req.header('authorization'));
+    if (!key) throw new Problem(401, 'unauthenticated', 'Authentication required', 'send the API key as "Authorization: Bearer <key>"');
+    const user = await db
+      .selectFrom('users')
+      .select(['id', 'account_id', 'name', 'role'])
+      .where('api_key_hash', '=', hashApiKey(key))
+      .executeTakeFirst();
+    if (!user) throw new Problem(401, 'unauthenticated', 'Authentication required', 'the API key is unknown or revoked');
+    c.set('user', { id: user.id, accountId: user.account_id, name: user.name, role: user.role });
+    await next();
+  });
+}
+
+/**
+ * The forwarder's credential: the channel secret, as a bearer token or as the password of
+ * HTTP Basic auth (what MTAs and inbound-mail services put in a URL).
+ */
+export function forwarderSecret(header: string | undefined): string | undefined {
+  const bearer = bearerToken(header);
+  if (bearer) return bearer;
+  const basic = /^Basic\s+(\S+)$/i.exec(header ?? '')?.[1];
+  if (!basic) return undefined;
+  const decoded = Buffer.from(basic, 'base64').toString('utf8');
+  return decoded.slice(decoded.indexOf(':') + 1);
+}
+
+export function secretsEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}

@@ -1,0 +1,29 @@
+import type { Client } from '@temporalio/client';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Db } from '../db/connection.js';
+import type { UserRole } from '../db/schema.js';
+import type { Ingest } from '../ingest/ingest.js';
+import type { SmtpCapture } from '../mail/smtp-capture.js';
+
+export interface ApiDeps {
+  db: Db;
+  temporal: Client;
+  ingest: Ingest;
+  config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL'>;
+  logger: Logger;
+  /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
+  capture?: SmtpCapture;
+}
+
+export interface AuthenticatedUser {
+  id: string;
+  accountId: string;
+  name: string;
+  role: UserRole;
+}
+
+/** Hono's typed context for the whole app. */
+export interface AppEnv {
+  Variables: { user: AuthenticatedUser };
+}

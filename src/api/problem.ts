@@ -1,0 +1,64 @@
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+// Every error a client sees is RFC 9457 problem+json, built here and nowhere else.
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: 'https://mailroom.dev/problems/validation' }),
+    title: z.string().openapi({ example: 'Request validation failed' }),
+    status: z.number().int().openapi({ example: 422 }),
+    detail: z.string().optional(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Problem');
+
+export type ProblemBody = z.infer<typeof ProblemSchema>;
+
+/** Thrown anywhere in a request; the app's error handler turns it into problem+json. */
+export class Problem extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly slug: string,
+    readonly title: string,
+    readonly detail?: string,
+    readonly errors?: ProblemBody['errors'],
+  ) {
+    super(detail ?? title);
+  }
+
+  body(): ProblemBody {
+    return {
+      type: `https://mailroom.dev/problems/${this.slug}`,
+      title: this.title,
+      status: this.status,
+      ...(this.detail ? { detail: this.detail } : {}),
+      ...(this.errors ? { errors: this.errors } : {}),
+    };
+  }
+}
+
+export function problemResponse(c: Context, problem: Problem): Response {
+  return c.body(JSON.stringify(problem.body()), problem.status, { 'content-type': 'application/problem+json' });
+}
+
+/** OpenAPI response entries for the problems a route can answer with. */
+export function problemResponses(...statuses: number[]) {
+  const descriptions: Record<number, string> = {
+    400: 'The request body is not what the route accepts',
+    401: 'Missing or wrong credentials',
+    403: 'Not allowed for this role',
+    404: 'No such resource in this account',
+    409: 'Conflicts with the current state',
+    413: 'The body is larger than allowed',
+    422: 'A field is invalid',
+    503: 'A backing service is unavailable; retry later',
+  };
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      { description: descriptions[status] ?? 'Problem', content: { 'application/problem+json': { schema: ProblemSchema } } },
+    ]),
+  );
+}

@@ -1,0 +1,146 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { html } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import { verifyCsatToken } from '../../domain/csat-token.js';
+import { conversationWorkflowId } from '../../workflows/ids.js';
+import { csatRatingSignal } from '../../workflows/messages.js';
+import type { ApiDeps, AppEnv } from '../env.js';
+import { Problem } from '../problem.js';
+import { commandConversation } from '../workflow-commands.js';
+
+// The customer's side of the survey: a page that shows the form, and the form's submit.
+// Only the submit records a rating, so mail scanners that follow links cast nothing.
+
+const tokenParams = z.object({ token: z.string().max(200) });
+const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
+
+const RatingFormSchema = z.object({
+  rating: z.coerce.number().int().min(1, 'choose a rating from 1 to 5').max(5, 'choose a rating from 1 to 5'),
+  comment: z.string().trim().max(2000, 'the comment is limited to 2000 characters').optional(),
+});
+
+const showRoute = createRoute({
+  method: 'get',
+  path: '/csat/{token}',
+  tags: ['CSAT survey (customers)'],
+  summary: 'The survey page behind the link in the survey mail',
+  request: { params: tokenParams },
+  responses: { 200: htmlPage('The rating form'), 404: htmlPage('Unknown link'), 410: htmlPage('The link has expired') },
+});
+
+const submitRoute = createRoute({
+  method: 'post',
+  path: '/csat/{token}',
+  tags: ['CSAT survey (customers)'],
+  summary: 'Submit (or change) the rating',
+  request: {
+    params: tokenParams,
+    body: { required: true, content: { 'application/x-www-form-urlencoded': { schema: RatingFormSchema } } },
+  },
+  responses: {
+    200: htmlPage('Thank-you page'),
+    404: htmlPage('Unknown link'),
+    410: htmlPage('The link has expired'),
+    422: htmlPage('The form again, with what to correct'),
+    503: htmlPage('Try again later'),
+  },
+});
+
+function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${title}</title>
+<style>
+  body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1f2933; }
+  fieldset { border: 0; padding: 0; display: flex; gap: .5rem; }
+  label.star { border: 1px solid #cbd2d9; border-radius: .5rem; padding: .6rem .9rem; cursor: pointer; }
+  label.star:has(input:checked) { background: #2563eb; color: white; border-color: #2563eb; }
+  label.star input { position: absolute; opacity: 0; }
+  textarea { width: 100%; min-height: 6rem; margin-top: 1rem; }
+  button { margin-top: 1rem; padding: .6rem 1.2rem; border: 0; border-radius: .5rem; background: #2563eb; color: white; font-size: 1rem; }
+  .error { color: #b91c1c; }
+</style>
+</head>
+<body>
+<h1>${title}</h1>
+${body}
+</body>
+</html>`;
+}
+
+function ratingForm(token: string, current: { rating: number | null; comment: string | null }, error?: string) {
+  const stars = [1, 2, 3, 4, 5].map(
+    (n) =>
+      html`<label class="star"><input type="radio" name="rating" value="${n}" ${current.rating === n ? 'checked' : ''} required>${n}</label>`,
+  );
+  return page(
+    'How satisfied are you with our help?',
+    html`${error ? html`<p class="error">${error}</p>` : ''}
+<form method="post" action="/csat/${token}">
+  <p>1 = not at all, 5 = very satisfied</p>
+  <fieldset>${stars}</fieldset>
+  <label for="comment">Anything you would like to tell us? (optional)</label>
+  <textarea id="comment" name="comment" maxlength="2000">${current.comment ?? ''}</textarea>
+  <button type="submit">Send rating</button>
+</form>`,
+  );
+}
+
+export function csatRoutes({ db, temporal, config }: ApiDeps) {
+  /** The survey behind a token, or the page that explains why there is none. */
+  async function surveyFor(c: Context, token: string) {
+    const check = verifyCsatToken(token, config.SECRET_KEY);
+    if (!check.ok && check.reason === 'expired') {
+      return { page: c.html(page('This survey has closed', html`<p>The link has expired. Thank you all the same.</p>`), 410) };
+    }
+    const survey = check.ok
+      ? await db.selectFrom('csat_surveys').selectAll().where('id', '=', check.claims.surveyId).executeTakeFirst()
+      : undefined;
+    if (!survey) return { page: c.html(page('Survey not found', html`<p>This link is not valid.</p>`), 404) };
+    return { survey };
+  }
+
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.openapi(showRoute, async (c) => {
+    const { token } = c.req.valid('param');
+    const found = await surveyFor(c, token);
+    if (!found.survey) return found.page;
+    return c.html(ratingForm(token, found.survey), 200);
+  });
+
+  app.openapi(
+    submitRoute,
+    async (c) => {
+      const { token } = c.req.valid('param');
+      const { rating, comment } = c.req.valid('form');
+      const found = await surveyFor(c, token);
+      if (!found.survey) return found.page;
+      const handle = temporal.workflow.getHandle(conversationWorkflowId(found.survey.conversation_id));
+      try {
+        await commandConversation(temporal, () => handle.signal(csatRatingSignal, { surveyId: found.survey.id, rating, comment: comment || null }));
+      } catch (error) {
+        if (error instanceof Problem && error.status === 409) {
+          return c.html(page('This survey has closed', html`<p>Ratings are no longer accepted for this request.</p>`), 410);
+        }
+        return c.html(page('Please try again', html`<p>We could not record your rating just now. Please try again in a minute.</p>`), 503);
+      }
+      return c.html(
+        page('Thank you!', html`<p>Your rating of ${rating}/5 has been recorded. You can change it with the same link until it expires.</p>`),
+        200,
+      );
+    },
+    (result, c) => {
+      if (result.success) return;
+      const message = result.error.issues[0]?.message ?? 'the form is incomplete';
+      return c.html(ratingForm(c.req.param('token') ?? '', { rating: null, comment: null }, message), 422);
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,74 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import { forwarderSecret, secretsEqual } from '../auth.js';
+import type { ApiDeps, AppEnv } from '../env.js';
+import { Problem, problemResponses } from '../problem.js';
+
+const IngestedSchema = z
+  .object({
+    conversationId: z.uuid(),
+    inboundMessageId: z.uuid(),
+    duplicate: z.boolean().openapi({ description: 'True when this Message-ID had been received before; nothing new was created' }),
+  })
+  .openapi('IngestedMail');
+
+// Either scheme: the channel secret as bearer token, or as Basic password.
+const forwarderSecurity: Record<string, string[]>[] = [{ channelSecret: [] }, { channelSecretBasic: [] }];
+
+const route = createRoute({
+  method: 'post',
+  path: '/v1/channels/{channelId}/inbound',
+  tags: ['Inbound mail'],
+  summary: 'Deliver a raw email to a channel (mail forwarders)',
+  description:
+    'The body is the message exactly as received (RFC 822 / MIME). Authenticate with the channel secret as a bearer token or as the ' +
+    'HTTP Basic password. The mail is stored before anything else; 202 is answered once its conversation workflow has it. ' +
+    'Posting the same Message-ID again answers the same and creates nothing. On 503 the mail is kept: post it again.',
+  security: forwarderSecurity,
+  request: {
+    params: z.object({ channelId: z.uuid() }),
+    body: { required: true, content: { 'message/rfc822': { schema: { type: 'string', format: 'binary' } } } },
+  },
+  responses: {
+    202: { description: 'Accepted into a conversation', content: { 'application/json': { schema: IngestedSchema } } },
+    ...problemResponses(400, 401, 404, 409, 413, 422, 503),
+  },
+});
+
+export function inboundRoutes({ db, ingest, config }: ApiDeps) {
+  const app = new OpenAPIHono<AppEnv>();
+  app.use(
+    route.getRoutingPath(),
+    bodyLimit({
+      maxSize: config.MAX_INBOUND_BYTES,
+      onError: () => {
+        throw new Problem(413, 'too-large', 'Message too large', `the limit is ${config.MAX_INBOUND_BYTES} bytes`);
+      },
+    }),
+  );
+  return app.openapi(route, async (c) => {
+    const { channelId } = c.req.valid('param');
+    const channel = await db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
+    if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
+    const secret = forwarderSecret(c.req.header('authorization'));
+    if (!secret || !secretsEqual(secret, channel.forwarder_secret)) {
+      throw new Problem(401, 'unauthenticated', 'Wrong channel secret', 'send the channel secret as a bearer token or HTTP Basic password');
+    }
+    if (!channel.enabled) throw new Problem(409, 'channel-disabled', 'Channel disabled', 'the channel does not accept mail while it is disabled');
+    const raw = Buffer.from(await c.req.arrayBuffer());
+    if (raw.length === 0) throw new Problem(400, 'not-mime', 'Not an email', 'the body is empty');
+    try {
+      const result = await ingest.ingestRawMail(channel, raw);
+      return c.json(result, 202);
+    } catch (error) {
+      if (error instanceof MailRejectedError) {
+        throw new Problem(400, 'not-mime', 'Not an email', `${error.reason}; the bytes are kept as inbound message ${error.inboundMessageId}`);
+      }
+      if (error instanceof WorkflowsUnavailableError) {
+        throw new Problem(503, 'workflows-unavailable', 'Workflows are unavailable', 'the mail is stored; post it again to complete delivery');
+      }
+      throw error;
+    }
+  });
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+
+// Environment → typed config, validated once at start-up so a bad setting fails loudly and by name.
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default('127.0.0.1'),
+  /** Where links in outgoing mail (CSAT survey) point to. */
+  PUBLIC_URL: z.url().default('http://localhost:3000'),
+  /** PostgreSQL connection string; without it the embedded PGlite under DATA_DIR is used. */
+  DATABASE_URL: z.string().optional(),
+  DATA_DIR: z.string().default('.data'),
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('mailroom'),
+  /** Outbound SMTP, e.g. smtp://user:pass@host:587; without it mail goes to the built-in capture. */
+  SMTP_URL: z.string().optional(),
+  SMTP_CAPTURE_PORT: z.coerce.number().int().min(0).max(65535).default(2525),
+  /** Signs CSAT links. Required outside development. */
+  SECRET_KEY: z.string().min(32, 'SECRET_KEY must be at least 32 characters').optional(),
+  /** Largest raw message the inbound endpoint accepts. */
+  MAX_INBOUND_BYTES: z.coerce.number().int().positive().default(25 * 1024 * 1024),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = Omit<z.infer<typeof envSchema>, 'SECRET_KEY'> & { SECRET_KEY: string };
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+// Only for `npm start` and tests; production sets SECRET_KEY.
+const DEVELOPMENT_SECRET = 'mailroom-development-secret-do-not-use-in-production';
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const secret = parsed.data.SECRET_KEY ?? (env.NODE_ENV === 'production' ? undefined : DEVELOPMENT_SECRET);
+  if (!secret) throw new ConfigError('Invalid configuration:\n  SECRET_KEY: required when NODE_ENV=production');
+  return { ...parsed.data, SECRET_KEY: secret };
+}

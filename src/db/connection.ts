@@ -1,0 +1,27 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+
+/** A pool on a PostgreSQL server: tests, docker-compose and production. */
+export function connectPostgres(databaseUrl: string, options: { maxConnections?: number } = {}): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: options.maxConnections ?? 10 });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Embedded PostgreSQL (PGlite) in a folder: the zero-setup default of `npm start`. */
+export async function openEmbeddedDatabase(dataDir: string): Promise<Db> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGliteDialect } = await import('kysely-pglite-dialect');
+  const directory = join(dataDir, 'pglite');
+  mkdirSync(directory, { recursive: true });
+  const pglite = await PGlite.create(directory);
+  return new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+}
+
+export async function openDatabase(config: { DATABASE_URL?: string; DATA_DIR: string }): Promise<Db> {
+  return config.DATABASE_URL ? connectPostgres(config.DATABASE_URL) : openEmbeddedDatabase(config.DATA_DIR);
+}

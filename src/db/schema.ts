@@ -1,0 +1,161 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+// Typed view of the tables created by src/db/migrations. Keep both in step.
+
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+// JSON columns: written as JSON text, read back parsed; all of ours have a default.
+type Json<T> = ColumnType<T, string | undefined, string>;
+
+export type UserRole = 'admin' | 'agent';
+export type ConversationStatus = 'open' | 'resolved' | 'closed';
+export type ConversationStage = 'triage' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed';
+export type InboundStatus = 'received' | 'threaded' | 'rejected';
+export type MailClassification = 'ordinary' | 'auto_reply' | 'bounce';
+export type OutboundKind = 'greeting' | 'reply' | 'csat_survey';
+
+export interface AccountsTable {
+  id: string;
+  name: string;
+  created_at: CreatedAt;
+}
+
+export interface UsersTable {
+  id: string;
+  account_id: string;
+  name: string;
+  email: string;
+  role: UserRole;
+  /** sha256 of the API key; the key itself is shown once and never stored. */
+  api_key_hash: string | null;
+  available: Generated<boolean>;
+  created_at: CreatedAt;
+}
+
+export interface ChannelsTable {
+  id: string;
+  account_id: string;
+  name: string;
+  email_address: string;
+  /** Shared with the mail forwarder that POSTs inbound mail. */
+  forwarder_secret: string;
+  enabled: Generated<boolean>;
+  greeting_enabled: Generated<boolean>;
+  greeting_text: string | null;
+  csat_enabled: Generated<boolean>;
+  csat_delay_seconds: Generated<number>;
+  csat_link_validity_seconds: Generated<number>;
+  created_at: CreatedAt;
+}
+
+export interface ChannelAgentsTable {
+  channel_id: string;
+  user_id: string;
+  /** Round robin hands the next conversation to the agent who waited longest. */
+  last_assigned_at: Timestamp | null;
+  created_at: CreatedAt;
+}
+
+export interface ContactsTable {
+  id: string;
+  account_id: string;
+  /** Lower-cased address; unique per account. */
+  email: string;
+  name: string | null;
+  created_at: CreatedAt;
+}
+
+export interface ConversationsTable {
+  id: string;
+  account_id: string;
+  channel_id: string;
+  contact_id: string;
+  subject: string;
+  status: ConversationStatus;
+  stage: ConversationStage;
+  assignee_id: string | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+  resolved_at: Timestamp | null;
+}
+
+export interface InboundMessagesTable {
+  id: string;
+  channel_id: string;
+  /** The Message-ID header, or a content hash when the header is missing: the dedupe key. */
+  message_id: string;
+  /** The mail exactly as received; pg reads it back as a Buffer, PGlite as a Uint8Array. */
+  raw: ColumnType<Uint8Array, Uint8Array, never>;
+  size_bytes: number;
+  status: InboundStatus;
+  rejection_reason: string | null;
+  conversation_id: string | null;
+  classification: MailClassification | null;
+  from_address: string | null;
+  from_name: string | null;
+  subject: string | null;
+  text_body: string | null;
+  html_body: string | null;
+  in_reply_to: string | null;
+  reference_ids: Json<string[]>;
+  sent_at: Timestamp | null;
+  received_at: CreatedAt;
+  /** Set once the conversation workflow has been signalled: the message is then acknowledged. */
+  signalled_at: Timestamp | null;
+}
+
+export interface OutboundMessagesTable {
+  /** Chosen by the workflow, so a retried send finds the same row. */
+  id: string;
+  conversation_id: string;
+  kind: OutboundKind;
+  message_id: string;
+  author_id: string | null;
+  from_address: string;
+  to_address: string;
+  subject: string;
+  text_body: string;
+  in_reply_to: string | null;
+  reference_ids: Json<string[]>;
+  created_at: CreatedAt;
+  sent_at: Timestamp | null;
+}
+
+export interface ConversationEventsTable {
+  id: Generated<string>;
+  conversation_id: string;
+  type: string;
+  data: Json<Record<string, unknown>>;
+  created_at: CreatedAt;
+}
+
+export interface CsatSurveysTable {
+  id: string;
+  conversation_id: string;
+  outbound_message_id: string | null;
+  expires_at: Timestamp;
+  rating: number | null;
+  comment: string | null;
+  rated_at: Timestamp | null;
+  created_at: CreatedAt;
+}
+
+export interface Database {
+  accounts: AccountsTable;
+  users: UsersTable;
+  channels: ChannelsTable;
+  channel_agents: ChannelAgentsTable;
+  contacts: ContactsTable;
+  conversations: ConversationsTable;
+  inbound_messages: InboundMessagesTable;
+  outbound_messages: OutboundMessagesTable;
+  conversation_events: ConversationEventsTable;
+  csat_surveys: CsatSurveysTable;
+}
+
+export type Channel = Selectable<ChannelsTable>;
+export type Conversation = Selectable<ConversationsTable>;
+export type InboundMessage = Selectable<InboundMessagesTable>;
+export type OutboundMessage = Selectable<OutboundMessagesTable>;
+export type NewOutboundMessage = Insertable<OutboundMessagesTable>;
+export type User = Selectable<UsersTable>;

@@ -1,0 +1,30 @@
+import type Mail from 'nodemailer/lib/mailer/index.js';
+import type { OutboundKind } from '../db/schema.js';
+
+export interface OutgoingMail {
+  kind: OutboundKind;
+  messageId: string;
+  from: { name: string; address: string };
+  to: string;
+  subject: string;
+  text: string;
+  inReplyTo: string | null;
+  references: readonly string[];
+}
+
+// Mail we send on our own (not typed by an agent): RFC 3834 marks it so that auto-responders stay silent.
+const AUTOMATIC_KINDS: ReadonlySet<OutboundKind> = new Set(['greeting', 'csat_survey']);
+
+/** The exact message handed to SMTP: the preview and the send use this one function. */
+export function composeMail(mail: OutgoingMail): Mail.Options {
+  return {
+    messageId: mail.messageId,
+    from: { name: mail.from.name, address: mail.from.address },
+    to: mail.to,
+    subject: mail.subject,
+    text: mail.text,
+    inReplyTo: mail.inReplyTo ?? undefined,
+    references: mail.references.length > 0 ? [...mail.references] : undefined,
+    headers: AUTOMATIC_KINDS.has(mail.kind) ? { 'Auto-Submitted': 'auto-replied' } : undefined,
+  };
+}

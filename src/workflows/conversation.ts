@@ -1,0 +1,262 @@
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { ConversationStage, ConversationStatus, MailClassification } from '../db/schema.js';
+import {
+  agentReplyUpdate,
+  conversationSnapshotQuery,
+  csatRatingSignal,
+  inboundMessageSignal,
+  resolveUpdate,
+  type CsatRatingInput,
+  type ResolveInput,
+} from './messages.js';
+import { AssigneeIdAttribute, StageAttribute, StatusAttribute } from './search-attributes.js';
+
+// Database reads and writes: quick, retried briefly and often.
+const db = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+// SMTP: an outage can last hours; keep retrying, the outbox makes every retry safe.
+const smtp = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '15 minutes' },
+});
+
+export interface ConversationWorkflowInput {
+  conversationId: string;
+  /** State handed over by continue-as-new. */
+  carried?: CarriedState;
+}
+
+interface CarriedState {
+  stage: ConversationStage;
+  assigneeId: string | null;
+  pendingMessageIds: string[];
+  recentMessageIds: string[];
+  survey: { id: string; expiresAt: number } | null;
+}
+
+export interface ConversationOutcome {
+  conversationId: string;
+  stage: ConversationStage;
+}
+
+// Ids of recently signalled messages, kept to drop a signal the ingest repeats after a retry.
+const RECENT_MESSAGES_KEPT = 200;
+
+/**
+ * One customer conversation, from the first mail to the CSAT rating:
+ * triage (greeting, assignment) → open until an agent resolves → CSAT survey after the
+ * channel's delay → waiting for the rating until the link expires → closed.
+ * A customer mail after resolution reopens it to its previous assignee.
+ */
+export async function conversationWorkflow(input: ConversationWorkflowInput): Promise<ConversationOutcome> {
+  const { conversationId } = input;
+  let stage: ConversationStage = input.carried?.stage ?? 'triage';
+  let assigneeId = input.carried?.assigneeId ?? null;
+  let survey = input.carried?.survey ?? null;
+  const pendingMessageIds = [...(input.carried?.pendingMessageIds ?? [])];
+  const recentMessageIds = [...(input.carried?.recentMessageIds ?? [])];
+  let resolveRequest: ResolveInput | undefined;
+  const ratings: CsatRatingInput[] = [];
+
+  // Handlers first, before any await, so that no signal or update is missed.
+  setHandler(inboundMessageSignal, ({ inboundMessageId }) => {
+    if (recentMessageIds.includes(inboundMessageId)) return;
+    recentMessageIds.push(inboundMessageId);
+    if (recentMessageIds.length > RECENT_MESSAGES_KEPT) recentMessageIds.shift();
+    pendingMessageIds.push(inboundMessageId);
+  });
+
+  setHandler(csatRatingSignal, (rating) => {
+    ratings.push(rating);
+  });
+
+  setHandler(
+    agentReplyUpdate,
+    (reply) =>
+      smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of agent ${reply.authorId}` }, [
+        { conversationId, outboxId: uuid4(), ...reply },
+      ]),
+    {
+      validator: (reply) => {
+        if (!reply.text.trim()) throw ApplicationFailure.nonRetryable('the reply text is empty', 'InvalidReply');
+        if (stage === 'closed') throw ApplicationFailure.nonRetryable('the conversation is closed', 'ConversationClosed');
+      },
+    },
+  );
+
+  setHandler(
+    resolveUpdate,
+    async (request) => {
+      resolveRequest = request;
+      await condition(() => resolveRequest === undefined); // the main loop has recorded it
+      return { status: 'resolved' as ConversationStatus };
+    },
+    {
+      validator: (_request: ResolveInput) => {
+        if (!isOpen(stage) || resolveRequest) {
+          throw ApplicationFailure.nonRetryable(`the conversation is not open (stage ${stage})`, 'ConversationNotOpen');
+        }
+      },
+    },
+  );
+
+  setHandler(conversationSnapshotQuery, () => ({ conversationId, stage, assigneeId, pendingMessages: pendingMessageIds.length }));
+
+  function enterStage(next: ConversationStage, details: string) {
+    stage = next;
+    upsertSearchAttributes([
+      { key: StageAttribute, value: next },
+      { key: StatusAttribute, value: statusOf(next) },
+      { key: AssigneeIdAttribute, value: assigneeId },
+    ]);
+    setCurrentDetails(details);
+  }
+
+  /** Takes the customer mails that arrived since the last look; returns their classifications. */
+  async function takeNewMessages(): Promise<MailClassification[]> {
+    const inboundMessageIds = pendingMessageIds.splice(0);
+    return inboundMessageIds.length === 0 ? [] : db.classifyInboundMessages({ inboundMessageIds });
+  }
+
+  async function reopen() {
+    await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote again' }, [{ conversationId }]);
+    enterOpenStage();
+  }
+
+  function enterOpenStage() {
+    if (assigneeId) enterStage('assigned', `Assigned to agent ${assigneeId}; waiting for the agent to resolve it`);
+    else enterStage('queued', 'Waiting for an available agent');
+  }
+
+  async function triage() {
+    setCurrentDetails('Triage: greeting and assignment');
+    const context = await db.loadConversation.executeWithOptions({ summary: 'Load the conversation and channel settings' }, [
+      { conversationId },
+    ]);
+    const classifications = await takeNewMessages();
+    const fromPerson = classifications[0] === 'ordinary';
+    if (context.status !== 'open') await db.markReopened({ conversationId });
+    if (context.greetingEnabled && !context.greetingSent && fromPerson) {
+      await smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
+        { conversationId, outboxId: uuid4() },
+      ]);
+    }
+    assigneeId =
+      context.assigneeId ??
+      (await db.assignRoundRobin.executeWithOptions({ summary: 'Assign to the next available agent (round robin)' }, [
+        { conversationId },
+      ]))?.id ??
+      null;
+    enterOpenStage();
+  }
+
+  async function waitForResolution() {
+    await condition(() => pendingMessageIds.length > 0 || resolveRequest !== undefined || workflowInfo().continueAsNewSuggested);
+    await takeNewMessages();
+    if (resolveRequest) {
+      await db.markResolved.executeWithOptions({ summary: `Resolved by ${resolveRequest.resolvedBy}` }, [
+        { conversationId, resolvedBy: resolveRequest.resolvedBy },
+      ]);
+      resolveRequest = undefined;
+      enterStage('resolved', 'Resolved');
+    }
+  }
+
+  /** After resolution: the CSAT survey after the channel's delay, unless the customer writes first. */
+  async function surveyAfterDelay(): Promise<ConversationOutcome | undefined> {
+    const context = await db.loadConversation({ conversationId });
+    if (!context.csatEnabled) return { conversationId, stage };
+    const customerWroteAgain = await condition(() => pendingMessageIds.length > 0, context.csatDelaySeconds * 1000, {
+      summary: `Send the CSAT survey in ${describeSeconds(context.csatDelaySeconds)} unless the customer writes again`,
+    });
+    if (customerWroteAgain) return reopen().then(() => undefined);
+    const surveyId = uuid4();
+    const { expiresAt } = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
+      { conversationId, outboxId: uuid4(), surveyId },
+    ]);
+    survey = { id: surveyId, expiresAt: Date.parse(expiresAt) };
+    enterStage('csat', `CSAT survey sent; the link is valid until ${expiresAt}`);
+    return undefined;
+  }
+
+  /** Records ratings (a later one replaces an earlier one) until the survey link expires. */
+  async function collectRatings() {
+    const remaining = Math.max(0, survey!.expiresAt - Date.now());
+    const woke = await condition(() => ratings.length > 0 || pendingMessageIds.length > 0, remaining, {
+      summary: `Wait for the CSAT rating until the link expires (${new Date(survey!.expiresAt).toISOString()})`,
+    });
+    if (!woke) {
+      await db.markClosed.executeWithOptions({ summary: 'Close: the survey link expired' }, [{ conversationId }]);
+      enterStage('closed', 'Closed');
+      return;
+    }
+    for (const rating of ratings.splice(0)) {
+      if (rating.surveyId !== survey!.id) continue; // a link from an earlier resolution
+      await db.recordCsatRating.executeWithOptions({ summary: `Record the CSAT rating ${rating.rating}/5` }, [
+        { conversationId, ...rating },
+      ]);
+    }
+    if (pendingMessageIds.length > 0) await reopen();
+  }
+
+  for (;;) {
+    switch (stage) {
+      case 'triage':
+        await triage();
+        break;
+      case 'queued':
+      case 'assigned':
+        await waitForResolution();
+        break;
+      case 'resolved': {
+        const outcome = await surveyAfterDelay();
+        if (outcome) return outcome;
+        break;
+      }
+      case 'csat':
+        await collectRatings();
+        break;
+      case 'closed':
+        await condition(allHandlersFinished);
+        return { conversationId, stage };
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof conversationWorkflow>({
+        conversationId,
+        carried: { stage, assigneeId, pendingMessageIds, recentMessageIds, survey },
+      });
+    }
+  }
+}
+
+function isOpen(stage: ConversationStage): boolean {
+  return stage === 'triage' || stage === 'queued' || stage === 'assigned';
+}
+
+function statusOf(stage: ConversationStage): ConversationStatus {
+  if (isOpen(stage)) return 'open';
+  return stage === 'closed' ? 'closed' : 'resolved';
+}
+
+function describeSeconds(seconds: number): string {
+  if (seconds % 86_400 === 0 && seconds > 0) return `${seconds / 86_400} d`;
+  if (seconds % 3600 === 0 && seconds > 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0 && seconds > 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}

@@ -1,0 +1,7 @@
+// Workflow ids and the task queue, named in one place so the API, the ingest and the worker agree.
+
+export const TASK_QUEUE = 'mailroom';
+
+export function conversationWorkflowId(conversationId: string): string {
+  return `conversation-${conversationId}`;
+}

@@ -1,0 +1,49 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ConversationStage, ConversationStatus } from '../db/schema.js';
+
+// Everything that talks to a running conversation: the API and the ingest import these,
+// the workflow registers their handlers. One input object each, explicit names.
+
+export interface InboundMessageInput {
+  inboundMessageId: string;
+}
+/** A customer mail was stored and threaded into this conversation. */
+export const inboundMessageSignal = defineSignal<[InboundMessageInput]>('inboundMessage');
+
+export interface CsatRatingInput {
+  surveyId: string;
+  rating: number;
+  comment: string | null;
+}
+/** The customer submitted the survey form. */
+export const csatRatingSignal = defineSignal<[CsatRatingInput]>('csatRating');
+
+export interface AgentReplyInput {
+  authorId: string;
+  text: string;
+  /** Defaults to "Re: <conversation subject>". */
+  subject?: string;
+}
+export interface AgentReplyResult {
+  outboundMessageId: string;
+  messageId: string;
+}
+/** An agent answers the customer; resolves once the mail is sent. */
+export const agentReplyUpdate = defineUpdate<AgentReplyResult, [AgentReplyInput]>('agentReply');
+
+export interface ResolveInput {
+  resolvedBy: string;
+}
+export interface ResolveResult {
+  status: ConversationStatus;
+}
+/** An agent marks the conversation resolved; the CSAT survey follows when the channel asks for it. */
+export const resolveUpdate = defineUpdate<ResolveResult, [ResolveInput]>('resolve');
+
+export interface ConversationSnapshot {
+  conversationId: string;
+  stage: ConversationStage;
+  assigneeId: string | null;
+  pendingMessages: number;
+}
+export const conversationSnapshotQuery = defineQuery<ConversationSnapshot>('snapshot');

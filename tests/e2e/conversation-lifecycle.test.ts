@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { conversationWorkflowId } from '../../src/workflows/ids.js';
+import { callApi, eventually, postMail } from '../support/http.js';
+import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+
+const question = readFileSync(new URL('../fixtures/eml/customer-question.eml', import.meta.url));
+
+function customerReply(inReplyTo: string, references: string[]) {
+  return [
+    'From: "Ann Example" <ann@example.com>',
+    'To: support@acme.example',
+    'Subject: Re: Invoice for März is missing',
+    'Date: Mon, 16 Nov 2026 11:30:00 +0100',
+    'Message-ID: <answer-2.4712@mail.example.com>',
+    `In-Reply-To: ${inReplyTo}`,
+    `References: ${references.join(' ')}`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    'Got it, thank you!',
+    '',
+  ].join('\r\n');
+}
+
+describe('a forwarded email becomes a resolved, rated conversation', () => {
+  let stack: TestStack;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    team = await seedSupportTeam(stack.db, {
+      name: 'Acme Support',
+      emailAddress: 'support@acme.example',
+      greeting: { text: 'Hi! We received your mail and will answer soon.' },
+      csat: { delaySeconds: 2, linkValiditySeconds: 3600 },
+    });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('greets, assigns, threads the reply and the answer, resolves, surveys and records the rating', async () => {
+    const [alice] = team.agents;
+    const { api, capture, db } = stack;
+
+    // The forwarder posts the customer's mail.
+    const posted = await postMail(api.url, team.channel, question);
+    expect(posted.status).toBe(202);
+    const { conversationId } = posted.body;
+
+    // The greeting arrives at the customer, threaded and marked as automatic.
+    const greeting = await capture.waitFor((mail) => mail.text.includes('We received your mail'));
+    expect(greeting.envelope.to).toEqual(['ann@example.com']);
+    expect(greeting.inReplyTo).toBe('<question-1.4711@mail.example.com>');
+    expect(greeting.headers['auto-submitted']).toBe('auto-replied');
+    expect(greeting.subject).toBe('Re: Invoice for März is missing');
+
+    // Round robin hands it to the agent who joined the channel first.
+    const assigned = await eventually(async () => {
+      const { body } = await callApi(api.url, alice!.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      return body.stage === 'assigned' ? body : undefined;
+    });
+    expect(assigned.assigneeId).toBe(alice!.id);
+    expect(assigned.contact).toMatchObject({ email: 'ann@example.com', name: 'Ann Example' });
+
+    // The agent answers through the API; the mail is threaded under the customer's question.
+    const reply = await callApi(api.url, alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, {
+      text: 'Hello Ann, the invoice is attached to your account again.',
+    });
+    expect(reply.status).toBe(201);
+    const replyMail = await capture.waitFor((mail) => mail.messageId === reply.body.messageId);
+    expect(replyMail.inReplyTo).toBe('<question-1.4711@mail.example.com>');
+    expect(replyMail.references).toEqual(['<question-1.4711@mail.example.com>', greeting.messageId]);
+    expect(replyMail.headers.from).toContain('Alice Agent');
+    expect(replyMail.headers['auto-submitted']).toBeUndefined();
+    expect(replyMail.text).toContain('the invoice is attached');
+
+    // The customer answers the reply: it lands in the same conversation.
+    const answer = await postMail(api.url, team.channel, customerReply(replyMail.messageId!, [...replyMail.references, replyMail.messageId!]));
+    expect(answer.status).toBe(202);
+    expect(answer.body.conversationId).toBe(conversationId);
+
+    // The agent resolves; the survey follows after the channel's delay.
+    const resolved = await callApi(api.url, alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`);
+    expect(resolved).toMatchObject({ status: 200, body: { status: 'resolved' } });
+    const survey = await capture.waitFor((mail) => mail.subject.startsWith('How did we do?'));
+    expect(survey.envelope.to).toEqual(['ann@example.com']);
+    const link = /(http\S+\/csat\/\S+)/.exec(survey.text)?.[1];
+    expect(link).toBeDefined();
+
+    // Opening the link (as a mail scanner would) casts nothing; submitting the form does.
+    const page = await fetch(link!);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<form method="post"');
+    const before = await db.selectFrom('csat_surveys').select('rating').where('conversation_id', '=', conversationId).executeTakeFirstOrThrow();
+    expect(before.rating).toBeNull();
+    const submitted = await fetch(link!, { method: 'POST', body: new URLSearchParams({ rating: '5', comment: 'Quick and kind' }) });
+    expect(submitted.status).toBe(200);
+    const rated = await eventually(() =>
+      db
+        .selectFrom('csat_surveys')
+        .select(['rating', 'comment'])
+        .where('conversation_id', '=', conversationId)
+        .where('rating', 'is not', null)
+        .executeTakeFirst(),
+    );
+    expect(rated).toEqual({ rating: 5, comment: 'Quick and kind' });
+
+    // The conversation's record tells the whole story.
+    const { body: detail } = await callApi(api.url, alice!.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+    expect(detail.messages.map((m: { kind: string }) => m.kind)).toEqual(['customer', 'greeting', 'reply', 'customer', 'csat_survey']);
+    expect(detail.timeline.map((e: { type: string }) => e.type)).toEqual([
+      'customer_message',
+      'greeting_sent',
+      'assigned',
+      'agent_reply_sent',
+      'customer_message',
+      'resolved',
+      'csat_survey_sent',
+      'csat_rated',
+    ]);
+  });
+
+  it('is readable in the Temporal UI: static summary and searchable by channel and stage', async () => {
+    const posted = await postMail(stack.api.url, team.channel, question.toString().replace('question-1.4711', 'question-ui.1'));
+    const workflowId = conversationWorkflowId(posted.body.conversationId);
+    const description = await stack.temporal.workflow.getHandle(workflowId).describe();
+    expect(await description.staticSummary()).toBe("Email conversation on channel 'Acme Support': Invoice for März is missing");
+    const found = await eventually(async () => {
+      const ids: string[] = [];
+      for await (const execution of stack.temporal.workflow.list({
+        query: `MailroomChannelId = '${team.channel.id}' AND MailroomStage = 'assigned' AND WorkflowId = '${workflowId}'`,
+      })) {
+        ids.push(execution.workflowId);
+      }
+      return ids.length > 0 ? ids : undefined;
+    });
+    expect(found).toEqual([workflowId]);
+  });
+
+});

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { startApiServer, type RunningApi } from '../../src/api/server.js';
+import type { Db } from '../../src/db/connection.js';
+import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
+import { createIngest } from '../../src/ingest/ingest.js';
+import { createLogger } from '../../src/logger.js';
+import { SmtpCapture } from '../../src/mail/smtp-capture.js';
+import { createMailTransport } from '../../src/mail/transport.js';
+import { createMailroomWorker, WORKFLOWS_PATH } from '../../src/worker.js';
+import { createTestDatabase } from './database.js';
+
+export const TEST_SECRET_KEY = 'test-secret-key-test-secret-key-0123456789';
+
+export interface TestStack {
+  db: Db;
+  api: RunningApi;
+  capture: SmtpCapture;
+  temporal: Client;
+  worker: Worker;
+  taskQueue: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole of Mailroom on real servers: its own database and task queue on the shared test
+ * PostgreSQL and Temporal dev server, an SMTP capture on loopback, the worker and the HTTP API.
+ */
+export async function startTestStack(): Promise<TestStack> {
+  quietTemporalRuntime();
+  const address = inject('temporalAddress');
+  const taskQueue = `mailroom-test-${randomUUID()}`;
+  const database = await createTestDatabase();
+  const { db } = database;
+  const capture = new SmtpCapture();
+  const smtp = await capture.listen();
+  const temporal = new Client({ connection: await Connection.connect({ address }) });
+  const logger = createLogger('silent');
+  const api = await startApiServer(
+    {
+      db,
+      temporal,
+      ingest: createIngest({ db, temporal, taskQueue }),
+      config: { SECRET_KEY: TEST_SECRET_KEY, MAX_INBOUND_BYTES: 1024 * 1024, PUBLIC_URL: 'http://unused' },
+      logger,
+    },
+    { port: 0, host: '127.0.0.1' },
+  );
+  const workerConnection = await NativeConnection.connect({ address });
+  const worker = await createMailroomWorker({
+    connection: workerConnection,
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger }),
+    deps: { db, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
+  });
+  const running = worker.run();
+  return {
+    db,
+    api,
+    capture,
+    temporal,
+    worker,
+    taskQueue,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await workerConnection.close();
+      await api.close();
+      await temporal.connection.close();
+      await capture.close();
+      await database.drop();
+    },
+  };
+}
+
+let runtimeInstalled = false;
+
+/** The SDK logs every worker state change at INFO; tests want warnings only. Once per process. */
+export function quietTemporalRuntime() {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+const quietBundlerLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => console.warn(message),
+  error: (message: string) => console.error(message),
+};
+
+/** An account with an admin, two agents and a channel; returns their keys and the forwarder secret. */
+export async function seedSupportTeam(db: Db, channel: Omit<ChannelSettings, 'accountId'>) {
+  const account = await createAccount(db, 'Acme');
+  const admin = await createUser(db, { accountId: account.id, name: 'Ada Admin', email: 'ada@acme.example', role: 'admin' });
+  const alice = await createUser(db, { accountId: account.id, name: 'Alice Agent', email: 'alice@acme.example', role: 'agent' });
+  const bob = await createUser(db, { accountId: account.id, name: 'Bob Agent', email: 'bob@acme.example', role: 'agent' });
+  const created = await createChannel(db, { accountId: account.id, ...channel });
+  await addAgentToChannel(db, created.id, alice.id);
+  await addAgentToChannel(db, created.id, bob.id);
+  return { account, admin, agents: [alice, bob], channel: created };
+}

@@ -1,0 +1,20 @@
+import { defineConfig } from 'vitest/config';
+
+// Real servers take a while to answer on a shared two-core machine: tests wait on events, not clocks.
+const withServers = {
+  globalSetup: ['tests/setup/global-setup.ts'],
+  testTimeout: 120_000,
+  hookTimeout: 180_000,
+};
+
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    maxWorkers: 2,
+    projects: [
+      { test: { name: 'unit', include: ['tests/unit/**/*.test.ts'] } },
+      { test: { name: 'workflows', include: ['tests/workflows/**/*.test.ts'], ...withServers } },
+      { test: { name: 'integration', include: ['tests/integration/**/*.test.ts', 'tests/e2e/**/*.test.ts'], ...withServers } },
+    ],
+  },
+});
