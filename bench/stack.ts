@@ -1,0 +1,100 @@
+// What the benchmark runs against: real Temporal and PostgreSQL servers, a fresh database with one channel, and the HTTP API.
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { startPostgres } from '../scripts/servers/postgres.js';
+import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.js';
+import { ensureTools } from '../scripts/servers/tools.js';
+import { startApiServer } from '../src/api/server.js';
+import { connectPostgres, type Db } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { createAccount, createChannel } from '../src/db/seed.js';
+import { createIngest } from '../src/ingest/ingest.js';
+import { createLogger } from '../src/logger.js';
+
+/** No worker polls these queues, so only ingest (or the bare call) is measured, never workflow execution. */
+export const INGEST_TASK_QUEUE = 'bench-ingest';
+export const BARE_TASK_QUEUE = 'bench-bare';
+
+export interface BenchStack {
+  apiUrl: string;
+  channel: { id: string; forwarderSecret: string };
+  temporal: Client;
+  /** Stops everything started so far, newest first; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export async function startBenchStack(): Promise<BenchStack> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const stopOne of stops.splice(0).reverse()) {
+      await stopOne().catch((error: unknown) => console.error('bench: cleanup step failed:', error));
+    }
+  };
+
+  try {
+    await ensureTools(['temporal', 'postgres']);
+    const temporalServer = await startTemporalDevServer();
+    stops.push(temporalServer.stop);
+
+    // Like the tests: a server of your own via DATABASE_URL, else the project's private cluster.
+    let serverUrl = process.env.DATABASE_URL;
+    if (!serverUrl) {
+      const postgres = await startPostgres();
+      stops.push(postgres.stop);
+      serverUrl = postgres.url;
+    }
+    const database = await createBenchDatabase(serverUrl);
+    stops.push(database.drop);
+    const { db } = database;
+    await migrateToLatest(db);
+    const account = await createAccount(db, 'Bench');
+    const channel = await createChannel(db, { accountId: account.id, name: 'Bench support', emailAddress: 'support@acme.example' });
+
+    const temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }) });
+    stops.push(() => temporal.connection.close());
+    const api = await startApiServer(
+      {
+        db,
+        temporal,
+        ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
+        config: { SECRET_KEY: 'x'.repeat(40), MAX_INBOUND_BYTES: 25 * 1024 * 1024, PUBLIC_URL: 'http://localhost' },
+        logger: createLogger('silent'),
+      },
+      { port: 0, host: '127.0.0.1' },
+    );
+    stops.push(api.close);
+
+    return { apiUrl: api.url, channel, temporal, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** A fresh, empty database of its own on the server; drop() closes the pool and removes it. */
+async function createBenchDatabase(serverUrl: string): Promise<{ db: Db; drop(): Promise<void> }> {
+  const name = `mailroom_bench_${randomBytes(6).toString('hex')}`;
+  await runAdminStatement(serverUrl, `create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  // The pool size `npm run api` uses, so the figure is that of the deployed API.
+  const db = connectPostgres(url.toString());
+  return {
+    db,
+    async drop() {
+      await db.destroy();
+      await runAdminStatement(serverUrl, `drop database if exists ${name} with (force)`);
+    },
+  };
+}
+
+async function runAdminStatement(serverUrl: string, statement: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  try {
+    await admin.query(statement);
+  } finally {
+    await admin.end();
+  }
+}

@@ -1,0 +1,25 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { mailroomSearchAttributes } from '../../src/workflows/search-attributes.js';
+
+// No Docker engine runs in CI: the compose file is checked for its shape and for what must match the code.
+const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'));
+
+describe('docker-compose.yml', () => {
+  it('defines the production-like stack', () => {
+    expect(Object.keys(compose.services)).toEqual(
+      expect.arrayContaining(['postgres', 'temporal', 'temporal-search-attributes', 'temporal-ui', 'api', 'worker']),
+    );
+  });
+
+  it('registers every search attribute the workflows upsert', () => {
+    const registration = compose.services['temporal-search-attributes'].command.join(' ');
+    for (const key of mailroomSearchAttributes) expect(registration).toContain(key.name);
+  });
+
+  it('runs the API and the worker from the project sources', () => {
+    expect(compose.services.api.command).toEqual(['npx', 'tsx', 'src/api/server.ts']);
+    expect(compose.services.worker.command).toEqual(['npx', 'tsx', 'src/worker.ts']);
+  });
+});
