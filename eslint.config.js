@@ -8,7 +8,10 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
+      ],
     },
   },
   {
@@ -19,7 +22,11 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', '../activities/*', '../db/*', '../mail/*', '../api/*'], allowTypeImports: true, message: 'workflows only import types from the side-effect world' },
+            {
+              group: ['node:*', '../activities/*', '../db/*', '../mail/*', '../api/*'],
+              allowTypeImports: true,
+              message: 'workflows only import types from the side-effect world',
+            },
           ],
         },
       ],

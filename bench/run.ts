@@ -27,7 +27,10 @@ async function main() {
 
   const startedAt = Date.now();
   const stack = await startBenchStack();
-  process.once('SIGINT', () => void stack.stop().finally(() => process.exit(130)));
+  process.once('SIGINT', () => {
+    console.error('bench: interrupted; stopping the servers (requests still in flight will fail)');
+    void stack.stop().finally(() => process.exit(130));
+  });
   try {
     const requests: Record<Workload, Request> = { bare: bareSignalWithStart(stack), ingest: forwardedMail(stack) };
     for (const workload of ['bare', 'ingest'] as const) {
@@ -77,16 +80,17 @@ function report(rows: Row[], totalRequests: number) {
   const bare = measurementOf('total', 'bare');
 
   console.log(`\nMailroom ingest benchmark: N = ${totalRequests} of each in ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${WARM_UP_REQUESTS} of each to warm up`);
-  console.table(
-    allRows.map(({ round, workload, measurement }) => ({
+  printTable(
+    ['round', 'measurement', 'requests', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
+    allRows.map(({ round, workload, measurement }) => [
       round,
-      measurement: workloadLabels[workload],
-      requests: measurement.requests,
-      seconds: measurement.seconds.toFixed(2),
-      'per second': rate(measurement).toFixed(1),
-      'p50 ms': percentile(measurement.latenciesMs, 0.5).toFixed(1),
-      'p95 ms': percentile(measurement.latenciesMs, 0.95).toFixed(1),
-    })),
+      workloadLabels[workload],
+      String(measurement.requests),
+      measurement.seconds.toFixed(2),
+      rate(measurement).toFixed(1),
+      percentile(measurement.latenciesMs, 0.5).toFixed(1),
+      percentile(measurement.latenciesMs, 0.95).toFixed(1),
+    ]),
   );
   console.log(`ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`);
   console.log(
@@ -104,6 +108,13 @@ function report(rows: Row[], totalRequests: number) {
       bareP95Ms: round1(percentile(bare.latenciesMs, 0.95)),
     }),
   );
+}
+
+/** Text left-aligned, figures right-aligned, columns as wide as their widest cell. */
+function printTable(header: string[], rows: string[][]) {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  console.log([line(header), ...rows.map(line)].join('\n'));
 }
 
 /** All rounds of one workload as one measurement: the rate over the time spent on it, latencies pooled. */

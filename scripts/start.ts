@@ -16,7 +16,7 @@ import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { startTemporalDevServer } from './servers/temporal-dev-server.js';
+import { isTemporalReachable, startTemporalDevServer } from './servers/temporal-dev-server.js';
 import { ensureTools } from './servers/tools.js';
 
 interface DemoCredentials {
@@ -32,7 +32,12 @@ async function demoCredentials(db: Db, dataDir: string): Promise<DemoCredentials
   const file = join(dataDir, 'demo-credentials.json');
   if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoCredentials;
   const account = await createAccount(db, 'Demo');
-  const admin = await createUser(db, { accountId: account.id, name: 'Ada Admin', email: 'admin@demo.mailroom.test', role: 'admin' });
+  const admin = await createUser(db, {
+    accountId: account.id,
+    name: 'Ada Admin',
+    email: 'admin@demo.mailroom.test',
+    role: 'admin',
+  });
   const channel = await createChannel(db, {
     accountId: account.id,
     name: 'Support',
@@ -42,14 +47,24 @@ async function demoCredentials(db: Db, dataDir: string): Promise<DemoCredentials
   });
   const agentApiKeys: Record<string, string> = {};
   for (const name of ['Alice Agent', 'Bob Agent']) {
-    const agent = await createUser(db, { accountId: account.id, name, email: `${name.split(' ')[0]!.toLowerCase()}@demo.mailroom.test`, role: 'agent' });
+    const agent = await createUser(db, {
+      accountId: account.id,
+      name,
+      email: `${name.split(' ')[0]!.toLowerCase()}@demo.mailroom.test`,
+      role: 'agent',
+    });
     await addAgentToChannel(db, channel.id, agent.id);
     agentApiKeys[name] = agent.apiKey;
   }
   const credentials: DemoCredentials = {
     adminApiKey: admin.apiKey,
     agentApiKeys,
-    channel: { id: channel.id, name: 'Support', emailAddress: 'support@demo.mailroom.test', forwarderSecret: channel.forwarderSecret },
+    channel: {
+      id: channel.id,
+      name: 'Support',
+      emailAddress: 'support@demo.mailroom.test',
+      forwarderSecret: channel.forwarderSecret,
+    },
   };
   writeFileSync(file, JSON.stringify(credentials, null, 2), { mode: 0o600 });
   return credentials;
@@ -64,7 +79,11 @@ async function main() {
   const stops: Array<() => Promise<unknown> | unknown> = [];
 
   let temporalUiUrl: string | undefined;
-  if (!process.env.TEMPORAL_ADDRESS) {
+  if (!process.env.TEMPORAL_ADDRESS && (await isTemporalReachable(config.TEMPORAL_ADDRESS))) {
+    // A dev server left running by an earlier start (or one of your own): use it as it is.
+    logger.info({ address: config.TEMPORAL_ADDRESS }, 'using the Temporal server already running there');
+    temporalUiUrl = `http://127.0.0.1:${TEMPORAL_UI_PORT}`;
+  } else if (!process.env.TEMPORAL_ADDRESS) {
     await ensureTools(['temporal']);
     const [host, port] = config.TEMPORAL_ADDRESS.split(':');
     const server = await startTemporalDevServer({
@@ -90,7 +109,10 @@ async function main() {
     stops.unshift(() => capture!.close());
   }
 
-  const temporal = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }), namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = new Client({
+    connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
+    namespace: config.TEMPORAL_NAMESPACE,
+  });
   const api = await startApiServer(
     { db, temporal, ingest: createIngest({ db, temporal }), config, logger, capture },
     { port: config.PORT, host: config.HOST },

@@ -18,7 +18,11 @@ const envSchema = z.object({
   /** Signs CSAT links. Required outside development. */
   SECRET_KEY: z.string().min(32, 'SECRET_KEY must be at least 32 characters').optional(),
   /** Largest raw message the inbound endpoint accepts. */
-  MAX_INBOUND_BYTES: z.coerce.number().int().positive().default(25 * 1024 * 1024),
+  MAX_INBOUND_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(25 * 1024 * 1024),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

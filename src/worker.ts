@@ -21,7 +21,13 @@ export interface MailroomWorkerOptions {
 }
 
 /** The Temporal worker: every Mailroom workflow and activity on the one task queue. */
-export function createMailroomWorker({ connection, namespace, taskQueue, deps, workflowBundle }: MailroomWorkerOptions): Promise<Worker> {
+export function createMailroomWorker({
+  connection,
+  namespace,
+  taskQueue,
+  deps,
+  workflowBundle,
+}: MailroomWorkerOptions): Promise<Worker> {
   return Worker.create({
     connection,
     namespace: namespace ?? 'default',

@@ -1,7 +1,17 @@
 // A private PostgreSQL cluster for tests and local runs: loopback only, trust auth, durability traded for speed.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,7 +54,14 @@ async function startServer(binDir: string, dataDir: string, port?: number): Prom
   prepareDataDir(dataDir);
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     await runAsPostgres(join(binDir, 'initdb'), [
-      '-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-sync',
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '--encoding=UTF8',
+      '--no-locale',
+      '--no-sync',
     ]);
   }
   writeSettings(dataDir);
@@ -52,7 +69,19 @@ async function startServer(binDir: string, dataDir: string, port?: number): Prom
   port ??= await freePort(host);
   const logFile = join(dataDir, 'server.log');
   try {
-    await runAsPostgres(join(binDir, 'pg_ctl'), ['start', '-D', dataDir, '-s', '-w', '-t', '60', '-l', logFile, '-o', `-p ${port}`]);
+    await runAsPostgres(join(binDir, 'pg_ctl'), [
+      'start',
+      '-D',
+      dataDir,
+      '-s',
+      '-w',
+      '-t',
+      '60',
+      '-l',
+      logFile,
+      '-o',
+      `-p ${port}`,
+    ]);
     return port;
   } catch (err) {
     // Another process may have started it at the same moment: use theirs.
@@ -111,7 +140,9 @@ function prepareDataDir(dataDir: string) {
   try {
     execFileSync('runuser', ['-u', 'postgres', '--', 'test', '-w', dataDir], { cwd: '/' });
   } catch {
-    throw new Error(`the postgres OS user cannot write ${dataDir} (a parent directory may be private, like /root); pick another dataDir`);
+    throw new Error(
+      `the postgres OS user cannot write ${dataDir} (a parent directory may be private, like /root); pick another dataDir`,
+    );
   }
 }
 

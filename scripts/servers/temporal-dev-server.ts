@@ -51,14 +51,21 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions = {}
   const uiPort = opts.uiPort ?? (await freePort(host));
   const namespace = opts.namespace ?? 'default';
   const args = [
-    'server', 'start-dev',
-    '--ip', host,
-    '--port', String(port),
-    '--ui-port', String(uiPort),
+    'server',
+    'start-dev',
+    '--ip',
+    host,
+    '--port',
+    String(port),
+    '--ui-port',
+    String(uiPort),
     // The server is a test fixture: durability across OS crashes is not needed, speed is.
-    '--sqlite-pragma', 'journal_mode=WAL',
-    '--sqlite-pragma', 'synchronous=OFF',
-    '--log-level', opts.log ? 'warn' : 'error',
+    '--sqlite-pragma',
+    'journal_mode=WAL',
+    '--sqlite-pragma',
+    'synchronous=OFF',
+    '--log-level',
+    opts.log ? 'warn' : 'error',
     ...(opts.dbFile ? ['--db-filename', opts.dbFile] : []),
     ...(namespace !== 'default' ? ['--namespace', namespace] : []),
     ...mailroomSearchAttributes.flatMap((key) => ['--search-attribute', `${key.name}=${cliSearchAttributeType[key.type]}`]),

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { ConversationStage, ConversationStatus, MailClassification } from '../db/schema.js';
 import { chooseRoundRobin } from '../domain/assignment.js';
+import type { Actor } from '../workflows/messages.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
 
@@ -9,16 +10,11 @@ export interface ConversationContext {
   conversationId: string;
   channelId: string;
   status: ConversationStatus;
-  assigneeId: string | null;
+  assignee: Actor | null;
   greetingEnabled: boolean;
   greetingSent: boolean;
   csatEnabled: boolean;
   csatDelaySeconds: number;
-}
-
-export interface Assignee {
-  id: string;
-  name: string;
 }
 
 export function createConversationActivities({ db }: ActivityDeps) {
@@ -28,17 +24,24 @@ export function createConversationActivities({ db }: ActivityDeps) {
       const row = await db
         .selectFrom('conversations as c')
         .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+        .leftJoin('users as u', 'u.id', 'c.assignee_id')
         .select([
           'c.id',
           'c.channel_id',
           'c.status',
           'c.assignee_id',
+          'u.name as assignee_name',
           'ch.greeting_enabled',
           'ch.csat_enabled',
           'ch.csat_delay_seconds',
           (eb) =>
             eb
-              .exists(eb.selectFrom('outbound_messages as o').whereRef('o.conversation_id', '=', 'c.id').where('o.kind', '=', 'greeting'))
+              .exists(
+                eb
+                  .selectFrom('outbound_messages as o')
+                  .whereRef('o.conversation_id', '=', 'c.id')
+                  .where('o.kind', '=', 'greeting'),
+              )
               .as('greeting_sent'),
         ])
         .where('c.id', '=', conversationId)
@@ -48,7 +51,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
         conversationId: row.id,
         channelId: row.channel_id,
         status: row.status,
-        assigneeId: row.assignee_id,
+        assignee: row.assignee_id ? { id: row.assignee_id, name: row.assignee_name ?? '' } : null,
         greetingEnabled: row.greeting_enabled,
         greetingSent: Boolean(row.greeting_sent),
         csatEnabled: row.csat_enabled,
@@ -72,7 +75,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
      * Round robin among the channel's available agents. The channel row is locked so that
      * concurrent assignments on one channel take turns and never pick the same "next" agent.
      */
-    async assignRoundRobin({ conversationId }: { conversationId: string }): Promise<Assignee | null> {
+    async assignRoundRobin({ conversationId }: { conversationId: string }): Promise<Actor | null> {
       return db.transaction().execute(async (trx) => {
         const conversation = await trx
           .selectFrom('conversations')
@@ -87,7 +90,12 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .where('ca.channel_id', '=', conversation.channel_id)
           .execute();
         const chosen = chooseRoundRobin(
-          candidates.map((c) => ({ userId: c.id, available: c.available, lastAssignedAt: c.last_assigned_at, joinedAt: c.created_at })),
+          candidates.map((c) => ({
+            userId: c.id,
+            available: c.available,
+            lastAssignedAt: c.last_assigned_at,
+            joinedAt: c.created_at,
+          })),
         );
         if (!chosen) {
           await setStage(trx, conversationId, 'queued');
@@ -126,7 +134,12 @@ export function createConversationActivities({ db }: ActivityDeps) {
       await db.transaction().execute(async (trx) => {
         const { assignee_id } = await trx
           .updateTable('conversations')
-          .set({ status: 'open', stage: sql`case when assignee_id is null then 'queued' else 'assigned' end`, resolved_at: null, updated_at: sql<Date>`now()` })
+          .set({
+            status: 'open',
+            stage: sql`case when assignee_id is null then 'queued' else 'assigned' end`,
+            resolved_at: null,
+            updated_at: sql<Date>`now()`,
+          })
           .where('id', '=', conversationId)
           .returning('assignee_id')
           .executeTakeFirstOrThrow();
@@ -146,7 +159,12 @@ export function createConversationActivities({ db }: ActivityDeps) {
     },
 
     /** Stores the customer's rating; a later submit of the same survey replaces it. */
-    async recordCsatRating(input: { conversationId: string; surveyId: string; rating: number; comment: string | null }): Promise<void> {
+    async recordCsatRating(input: {
+      conversationId: string;
+      surveyId: string;
+      rating: number;
+      comment: string | null;
+    }): Promise<void> {
       await db.transaction().execute(async (trx) => {
         const updated = await trx
           .updateTable('csat_surveys')
@@ -155,7 +173,10 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .where('conversation_id', '=', input.conversationId)
           .executeTakeFirst();
         if (updated.numUpdatedRows === 0n) {
-          throw ApplicationFailure.nonRetryable(`CSAT survey ${input.surveyId} does not belong to this conversation`, 'SurveyNotFound');
+          throw ApplicationFailure.nonRetryable(
+            `CSAT survey ${input.surveyId} does not belong to this conversation`,
+            'SurveyNotFound',
+          );
         }
         await recordEvent(trx, input.conversationId, 'csat_rated', { surveyId: input.surveyId, rating: input.rating });
       });
@@ -164,5 +185,9 @@ export function createConversationActivities({ db }: ActivityDeps) {
 }
 
 async function setStage(db: Parameters<typeof recordEvent>[0], conversationId: string, stage: ConversationStage) {
-  await db.updateTable('conversations').set({ stage, updated_at: sql<Date>`now()` }).where('id', '=', conversationId).execute();
+  await db
+    .updateTable('conversations')
+    .set({ stage, updated_at: sql<Date>`now()` })
+    .where('id', '=', conversationId)
+    .execute();
 }

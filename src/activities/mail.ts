@@ -109,7 +109,10 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
           .where('sent_at', 'is', null)
           .executeTakeFirst();
         if (marked.numUpdatedRows > 0n) {
-          await recordEvent(trx, row.conversation_id, SENT_EVENT[row.kind], { outboundMessageId: row.id, authorId: row.author_id });
+          await recordEvent(trx, row.conversation_id, SENT_EVENT[row.kind], {
+            outboundMessageId: row.id,
+            authorId: row.author_id,
+          });
         }
       });
     }
@@ -121,13 +124,24 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
     async sendGreeting({ conversationId, outboxId }: { conversationId: string; outboxId: string }): Promise<SentMail | null> {
       const conversation = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, conversationId);
-        await writeOutbox(trx, conversation, { outboxId, conversationId, kind: 'greeting', text: greetingText(conversation.greeting_text) });
+        await writeOutbox(trx, conversation, {
+          outboxId,
+          conversationId,
+          kind: 'greeting',
+          text: greetingText(conversation.greeting_text),
+        });
         return conversation;
       });
       return deliver(outboxId, conversation.channelName);
     },
 
-    async sendAgentReply(input: { conversationId: string; outboxId: string; authorId: string; text: string; subject?: string }): Promise<SentMail> {
+    async sendAgentReply(input: {
+      conversationId: string;
+      outboxId: string;
+      authorId: string;
+      text: string;
+      subject?: string;
+    }): Promise<SentMail> {
       const { conversation, authorName } = await db.transaction().execute(async (trx) => {
         const author = await trx.selectFrom('users').select('name').where('id', '=', input.authorId).executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
@@ -149,11 +163,32 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
           .values({ id: input.surveyId, conversation_id: input.conversationId, expires_at: expiresAt })
           .onConflict((oc) => oc.column('id').doNothing())
           .execute();
-        const survey = await trx.selectFrom('csat_surveys').select('expires_at').where('id', '=', input.surveyId).executeTakeFirstOrThrow();
-        const token = signCsatToken({ surveyId: input.surveyId, expiresAt: Math.floor(survey.expires_at.getTime() / 1000) }, secretKey);
-        const text = csatSurveyText({ channelName: conversation.channelName, surveyUrl: `${publicUrl}/csat/${token}`, validUntil: survey.expires_at });
-        await writeOutbox(trx, conversation, { outboxId: input.outboxId, conversationId: input.conversationId, kind: 'csat_survey', subject: `How did we do? ${replySubject(conversation.subject)}`, text });
-        await trx.updateTable('csat_surveys').set({ outbound_message_id: input.outboxId }).where('id', '=', input.surveyId).execute();
+        const survey = await trx
+          .selectFrom('csat_surveys')
+          .select('expires_at')
+          .where('id', '=', input.surveyId)
+          .executeTakeFirstOrThrow();
+        const token = signCsatToken(
+          { surveyId: input.surveyId, expiresAt: Math.floor(survey.expires_at.getTime() / 1000) },
+          secretKey,
+        );
+        const text = csatSurveyText({
+          channelName: conversation.channelName,
+          surveyUrl: `${publicUrl}/csat/${token}`,
+          validUntil: survey.expires_at,
+        });
+        await writeOutbox(trx, conversation, {
+          outboxId: input.outboxId,
+          conversationId: input.conversationId,
+          kind: 'csat_survey',
+          subject: `How did we do? ${replySubject(conversation.subject)}`,
+          text,
+        });
+        await trx
+          .updateTable('csat_surveys')
+          .set({ outbound_message_id: input.outboxId })
+          .where('id', '=', input.surveyId)
+          .execute();
         return { conversation, expiresAt: survey.expires_at };
       });
       await deliver(input.outboxId, conversation.channelName);

@@ -20,5 +20,8 @@ export async function recordEvent(
   type: TimelineEventType,
   data: Record<string, unknown> = {},
 ): Promise<void> {
-  await db.insertInto('conversation_events').values({ conversation_id: conversationId, type, data: JSON.stringify(data) }).execute();
+  await db
+    .insertInto('conversation_events')
+    .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
+    .execute();
 }

@@ -17,7 +17,10 @@ export function createApp(deps: ApiDeps) {
     // Invalid input is answered once, here: 422 naming each field.
     defaultHook: (result) => {
       if (result.success) return;
-      const errors = result.error.issues.map((issue) => ({ field: issue.path.join('.') || result.target, message: issue.message }));
+      const errors = result.error.issues.map((issue) => ({
+        field: issue.path.join('.') || result.target,
+        message: issue.message,
+      }));
       throw new Problem(422, 'validation', 'Request validation failed', `invalid ${result.target}`, errors);
     },
   });

@@ -25,7 +25,8 @@ function bearerToken(header: string | undefined): string | undefined {
 export function requireApiKey(db: Db) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = bearerToken(c.req.header('authorization'));
-    if (!key) throw new Problem(401, 'unauthenticated', 'Authentication required', 'send the API key as "Authorization: Bearer <key>"');
+    if (!key)
+      throw new Problem(401, 'unauthenticated', 'Authentication required', 'send the API key as "Authorization: Bearer <key>"');
     const user = await db
       .selectFrom('users')
       .select(['id', 'account_id', 'name', 'role'])

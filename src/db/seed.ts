@@ -19,7 +19,14 @@ export async function createUser(
   const { key, hash } = generateApiKey();
   await db
     .insertInto('users')
-    .values({ id, account_id: input.accountId, name: input.name, email: input.email.toLowerCase(), role: input.role, api_key_hash: hash })
+    .values({
+      id,
+      account_id: input.accountId,
+      name: input.name,
+      email: input.email.toLowerCase(),
+      role: input.role,
+      api_key_hash: hash,
+    })
     .execute();
   return { id, apiKey: key };
 }

@@ -15,5 +15,8 @@ export function chooseRoundRobin(candidates: readonly AssignmentCandidate[]): As
   const waitedSince = (c: AssignmentCandidate) => c.lastAssignedAt?.getTime() ?? Number.NEGATIVE_INFINITY;
   return candidates
     .filter((c) => c.available)
-    .sort((a, b) => waitedSince(a) - waitedSince(b) || a.joinedAt.getTime() - b.joinedAt.getTime() || a.userId.localeCompare(b.userId))[0];
+    .sort(
+      (a, b) =>
+        waitedSince(a) - waitedSince(b) || a.joinedAt.getTime() - b.joinedAt.getTime() || a.userId.localeCompare(b.userId),
+    )[0];
 }

@@ -15,8 +15,7 @@ export function classifyMail(headers: MailHeaders, fromAddress: string | undefin
   const has = (name: string) => (headers[name]?.length ?? 0) > 0;
 
   const contentType = first('content-type') ?? '';
-  const isDeliveryReport =
-    contentType.startsWith('multipart/report') && /report-type\s*=\s*"?delivery-status/.test(contentType);
+  const isDeliveryReport = contentType.startsWith('multipart/report') && /report-type\s*=\s*"?delivery-status/.test(contentType);
   if (isDeliveryReport || first('return-path') === '<>' || has('x-failed-recipients')) return 'bounce';
   if (fromAddress && MAILER_DAEMON.test(fromAddress)) return 'bounce';
 

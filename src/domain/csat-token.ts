@@ -9,8 +9,7 @@ export interface CsatTokenClaims {
 }
 
 export type CsatTokenCheck =
-  | { ok: true; claims: CsatTokenClaims }
-  | { ok: false; reason: 'malformed' | 'bad_signature' | 'expired' };
+  { ok: true; claims: CsatTokenClaims } | { ok: false; reason: 'malformed' | 'bad_signature' | 'expired' };
 
 function signature(payload: string, secret: string): string {
   return createHmac('sha256', secret).update(`csat:${payload}`).digest('base64url');

@@ -90,24 +90,39 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   }
 
   /** Parses the stored mail and files it into a conversation, in one transaction. */
-  async function thread(channel: Channel, stored: InboundMessage): Promise<{ conversationId: string; isNew: boolean; mail: ParsedMail }> {
+  async function thread(
+    channel: Channel,
+    stored: InboundMessage,
+  ): Promise<{ conversationId: string; isNew: boolean; mail: ParsedMail }> {
     let mail: ParsedMail;
     try {
       mail = await parseMail(stored.raw, stored.message_id);
     } catch (error) {
       if (!(error instanceof UnparseableMailError)) throw error;
-      await db.updateTable('inbound_messages').set({ status: 'rejected', rejection_reason: error.message }).where('id', '=', stored.id).execute();
+      await db
+        .updateTable('inbound_messages')
+        .set({ status: 'rejected', rejection_reason: error.message })
+        .where('id', '=', stored.id)
+        .execute();
       throw new MailRejectedError(stored.id, error.message);
     }
     return db.transaction().execute(async (trx) => {
       // Serialises two deliveries of the same mail arriving at once.
-      const current = await trx.selectFrom('inbound_messages').select(['status', 'conversation_id']).where('id', '=', stored.id).forUpdate().executeTakeFirstOrThrow();
-      if (current.status === 'threaded' && current.conversation_id) return { conversationId: current.conversation_id, isNew: false, mail };
+      const current = await trx
+        .selectFrom('inbound_messages')
+        .select(['status', 'conversation_id'])
+        .where('id', '=', stored.id)
+        .forUpdate()
+        .executeTakeFirstOrThrow();
+      if (current.status === 'threaded' && current.conversation_id)
+        return { conversationId: current.conversation_id, isNew: false, mail };
 
       const contact = await trx
         .insertInto('contacts')
         .values({ id: randomUUID(), account_id: channel.account_id, email: mail.from.address, name: mail.from.name })
-        .onConflict((oc) => oc.columns(['account_id', 'email']).doUpdateSet({ name: sql`coalesce(contacts.name, excluded.name)` }))
+        .onConflict((oc) =>
+          oc.columns(['account_id', 'email']).doUpdateSet({ name: sql`coalesce(contacts.name, excluded.name)` }),
+        )
         .returning('id')
         .executeTakeFirstOrThrow();
 
@@ -145,7 +160,10 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         })
         .where('id', '=', stored.id)
         .execute();
-      await recordEvent(trx, conversationId, 'customer_message', { inboundMessageId: stored.id, classification: mail.classification });
+      await recordEvent(trx, conversationId, 'customer_message', {
+        inboundMessageId: stored.id,
+        classification: mail.classification,
+      });
       return { conversationId, isNew: !existing, mail };
     });
   }
@@ -169,7 +187,9 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         }),
       );
     } catch (error) {
-      throw new WorkflowsUnavailableError(`the conversation workflow could not be signalled: ${(error as Error).message}`, { cause: error });
+      throw new WorkflowsUnavailableError(`the conversation workflow could not be signalled: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     await db.updateTable('inbound_messages').set({ signalled_at: new Date() }).where('id', '=', inboundMessageId).execute();
   }

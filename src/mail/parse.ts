@@ -34,7 +34,9 @@ const MESSAGE_ID = /<?([^<>\s]+@[^<>\s]+?)>?(?:\s|$)/;
  * Returns null when the bytes do not start with a header section at all.
  */
 export function readHeaderSection(raw: Uint8Array): MailHeaders | null {
-  const head = asBuffer(raw).subarray(0, 256 * 1024).toString('latin1');
+  const head = asBuffer(raw)
+    .subarray(0, 256 * 1024)
+    .toString('latin1');
   const end = head.search(/\r?\n\r?\n/);
   const section = end === -1 ? head : head.slice(0, end);
   const lines = section.split(/\r?\n/);

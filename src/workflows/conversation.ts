@@ -18,6 +18,7 @@ import {
   csatRatingSignal,
   inboundMessageSignal,
   resolveUpdate,
+  type Actor,
   type CsatRatingInput,
   type ResolveInput,
 } from './messages.js';
@@ -43,7 +44,7 @@ export interface ConversationWorkflowInput {
 
 interface CarriedState {
   stage: ConversationStage;
-  assigneeId: string | null;
+  assignee: Actor | null;
   pendingMessageIds: string[];
   recentMessageIds: string[];
   survey: { id: string; expiresAt: number } | null;
@@ -66,7 +67,7 @@ const RECENT_MESSAGES_KEPT = 200;
 export async function conversationWorkflow(input: ConversationWorkflowInput): Promise<ConversationOutcome> {
   const { conversationId } = input;
   let stage: ConversationStage = input.carried?.stage ?? 'triage';
-  let assigneeId = input.carried?.assigneeId ?? null;
+  let assignee = input.carried?.assignee ?? null;
   let survey = input.carried?.survey ?? null;
   const pendingMessageIds = [...(input.carried?.pendingMessageIds ?? [])];
   const recentMessageIds = [...(input.carried?.recentMessageIds ?? [])];
@@ -87,9 +88,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
 
   setHandler(
     agentReplyUpdate,
-    (reply) =>
-      smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of agent ${reply.authorId}` }, [
-        { conversationId, outboxId: uuid4(), ...reply },
+    ({ author, text, subject }) =>
+      smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [
+        { conversationId, outboxId: uuid4(), authorId: author.id, text, ...(subject ? { subject } : {}) },
       ]),
     {
       validator: (reply) => {
@@ -115,14 +116,19 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     },
   );
 
-  setHandler(conversationSnapshotQuery, () => ({ conversationId, stage, assigneeId, pendingMessages: pendingMessageIds.length }));
+  setHandler(conversationSnapshotQuery, () => ({
+    conversationId,
+    stage,
+    assigneeId: assignee?.id ?? null,
+    pendingMessages: pendingMessageIds.length,
+  }));
 
   function enterStage(next: ConversationStage, details: string) {
     stage = next;
     upsertSearchAttributes([
       { key: StageAttribute, value: next },
       { key: StatusAttribute, value: statusOf(next) },
-      { key: AssigneeIdAttribute, value: assigneeId },
+      { key: AssigneeIdAttribute, value: assignee?.id ?? null },
     ]);
     setCurrentDetails(details);
   }
@@ -139,7 +145,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   }
 
   function enterOpenStage() {
-    if (assigneeId) enterStage('assigned', `Assigned to agent ${assigneeId}; waiting for the agent to resolve it`);
+    if (assignee) enterStage('assigned', `Assigned to ${assignee.name}; open until resolved`);
     else enterStage('queued', 'Waiting for an available agent');
   }
 
@@ -156,12 +162,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
         { conversationId, outboxId: uuid4() },
       ]);
     }
-    assigneeId =
-      context.assigneeId ??
+    assignee =
+      context.assignee ??
       (await db.assignRoundRobin.executeWithOptions({ summary: 'Assign to the next available agent (round robin)' }, [
         { conversationId },
-      ]))?.id ??
-      null;
+      ]));
     enterOpenStage();
   }
 
@@ -169,8 +174,8 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     await condition(() => pendingMessageIds.length > 0 || resolveRequest !== undefined || workflowInfo().continueAsNewSuggested);
     await takeNewMessages();
     if (resolveRequest) {
-      await db.markResolved.executeWithOptions({ summary: `Resolved by ${resolveRequest.resolvedBy}` }, [
-        { conversationId, resolvedBy: resolveRequest.resolvedBy },
+      await db.markResolved.executeWithOptions({ summary: `Resolved by ${resolveRequest.resolvedBy.name}` }, [
+        { conversationId, resolvedBy: resolveRequest.resolvedBy.id },
       ]);
       resolveRequest = undefined;
       enterStage('resolved', 'Resolved');
@@ -239,7 +244,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       await condition(allHandlersFinished);
       await continueAsNew<typeof conversationWorkflow>({
         conversationId,
-        carried: { stage, assigneeId, pendingMessageIds, recentMessageIds, survey },
+        carried: { stage, assignee, pendingMessageIds, recentMessageIds, survey },
       });
     }
   }

@@ -18,8 +18,14 @@ export interface CsatRatingInput {
 /** The customer submitted the survey form. */
 export const csatRatingSignal = defineSignal<[CsatRatingInput]>('csatRating');
 
+/** Who does something, by id and by the name people read in the Temporal UI. */
+export interface Actor {
+  id: string;
+  name: string;
+}
+
 export interface AgentReplyInput {
-  authorId: string;
+  author: Actor;
   text: string;
   /** Defaults to "Re: <conversation subject>". */
   subject?: string;
@@ -32,7 +38,7 @@ export interface AgentReplyResult {
 export const agentReplyUpdate = defineUpdate<AgentReplyResult, [AgentReplyInput]>('agentReply');
 
 export interface ResolveInput {
-  resolvedBy: string;
+  resolvedBy: Actor;
 }
 export interface ResolveResult {
   status: ConversationStatus;

@@ -78,7 +78,11 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     expect(replyMail.text).toContain('the invoice is attached');
 
     // The customer answers the reply: it lands in the same conversation.
-    const answer = await postMail(api.url, team.channel, customerReply(replyMail.messageId!, [...replyMail.references, replyMail.messageId!]));
+    const answer = await postMail(
+      api.url,
+      team.channel,
+      customerReply(replyMail.messageId!, [...replyMail.references, replyMail.messageId!]),
+    );
     expect(answer.status).toBe(202);
     expect(answer.body.conversationId).toBe(conversationId);
 
@@ -94,9 +98,16 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     const page = await fetch(link!);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<form method="post"');
-    const before = await db.selectFrom('csat_surveys').select('rating').where('conversation_id', '=', conversationId).executeTakeFirstOrThrow();
+    const before = await db
+      .selectFrom('csat_surveys')
+      .select('rating')
+      .where('conversation_id', '=', conversationId)
+      .executeTakeFirstOrThrow();
     expect(before.rating).toBeNull();
-    const submitted = await fetch(link!, { method: 'POST', body: new URLSearchParams({ rating: '5', comment: 'Quick and kind' }) });
+    const submitted = await fetch(link!, {
+      method: 'POST',
+      body: new URLSearchParams({ rating: '5', comment: 'Quick and kind' }),
+    });
     expect(submitted.status).toBe(200);
     const rated = await eventually(() =>
       db
@@ -110,7 +121,13 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
 
     // The conversation's record tells the whole story.
     const { body: detail } = await callApi(api.url, alice!.apiKey, 'GET', `/v1/conversations/${conversationId}`);
-    expect(detail.messages.map((m: { kind: string }) => m.kind)).toEqual(['customer', 'greeting', 'reply', 'customer', 'csat_survey']);
+    expect(detail.messages.map((m: { kind: string }) => m.kind)).toEqual([
+      'customer',
+      'greeting',
+      'reply',
+      'customer',
+      'csat_survey',
+    ]);
     expect(detail.timeline.map((e: { type: string }) => e.type)).toEqual([
       'customer_message',
       'greeting_sent',
@@ -139,5 +156,4 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     });
     expect(found).toEqual([workflowId]);
   });
-
 });

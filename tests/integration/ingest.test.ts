@@ -54,7 +54,14 @@ describe('forwarded-mail ingest', () => {
   });
 
   const countRows = async (table: 'inbound_messages' | 'conversations' | 'contacts') =>
-    Number((await database.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    Number(
+      (
+        await database.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
 
   it('answers 202 with the conversation once the mail is stored and its workflow signalled', async () => {
     const posted = await postMail(api.url, team.channel, withMessageId('first@example.com'));
@@ -65,7 +72,11 @@ describe('forwarded-mail ingest', () => {
       .where('id', '=', posted.body.inboundMessageId)
       .executeTakeFirstOrThrow();
     expect(Buffer.from(stored.raw).toString()).toBe(withMessageId('first@example.com'));
-    expect(stored).toMatchObject({ status: 'threaded', conversation_id: posted.body.conversationId, from_address: 'ann@example.com' });
+    expect(stored).toMatchObject({
+      status: 'threaded',
+      conversation_id: posted.body.conversationId,
+      from_address: 'ann@example.com',
+    });
     expect(stored.signalled_at).not.toBeNull();
     const description = await temporal.workflow.getHandle(conversationWorkflowId(posted.body.conversationId)).describe();
     expect(description.status.name).toBe('RUNNING');
@@ -90,15 +101,26 @@ describe('forwarded-mail ingest', () => {
   });
 
   it('refuses a wrong or missing secret with 401', async () => {
-    const wrong = await postMail(api.url, { id: team.channel.id, forwarderSecret: 'not-the-secret' }, withMessageId('x1@example.com'));
+    const wrong = await postMail(
+      api.url,
+      { id: team.channel.id, forwarderSecret: 'not-the-secret' },
+      withMessageId('x1@example.com'),
+    );
     expect(wrong.status).toBe(401);
     expect(wrong.contentType).toBe('application/problem+json');
-    const missing = await fetch(`${api.url}/v1/channels/${team.channel.id}/inbound`, { method: 'POST', body: withMessageId('x2@example.com') });
+    const missing = await fetch(`${api.url}/v1/channels/${team.channel.id}/inbound`, {
+      method: 'POST',
+      body: withMessageId('x2@example.com'),
+    });
     expect(missing.status).toBe(401);
   });
 
   it('answers 404 for an unknown channel', async () => {
-    const response = await postMail(api.url, { id: '00000000-0000-4000-8000-000000000000', forwarderSecret: 'x' }, withMessageId('x3@example.com'));
+    const response = await postMail(
+      api.url,
+      { id: '00000000-0000-4000-8000-000000000000', forwarderSecret: 'x' },
+      withMessageId('x3@example.com'),
+    );
     expect(response.status).toBe(404);
     expect(response.body).toMatchObject({ status: 404, title: 'Channel not found' });
   });

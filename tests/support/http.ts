@@ -16,7 +16,11 @@ export async function callApi(apiUrl: string, apiKey: string, method: string, pa
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  return { status: response.status, contentType: response.headers.get('content-type'), body: text ? (JSON.parse(text) as any) : undefined };
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    body: text ? (JSON.parse(text) as any) : undefined,
+  };
 }
 
 /** Polls until `check` returns a value (not undefined) or throws its last error after the timeout. */

@@ -20,14 +20,19 @@ describe('outboundThreadHeaders', () => {
   const outbound = (messageId: string) => ({ messageId, direction: 'outbound' as const });
 
   it("answers the customer's latest mail and references the whole thread", () => {
-    expect(outboundThreadHeaders([inbound('<a@x>'), outbound('<greeting@acme>'), inbound('<b@x>'), outbound('<reply@acme>')])).toEqual({
+    expect(
+      outboundThreadHeaders([inbound('<a@x>'), outbound('<greeting@acme>'), inbound('<b@x>'), outbound('<reply@acme>')]),
+    ).toEqual({
       inReplyTo: '<b@x>',
       references: ['<a@x>', '<greeting@acme>', '<b@x>', '<reply@acme>'],
     });
   });
 
   it('answers our own last mail when the customer has written nothing', () => {
-    expect(outboundThreadHeaders([outbound('<opened@acme>')])).toEqual({ inReplyTo: '<opened@acme>', references: ['<opened@acme>'] });
+    expect(outboundThreadHeaders([outbound('<opened@acme>')])).toEqual({
+      inReplyTo: '<opened@acme>',
+      references: ['<opened@acme>'],
+    });
   });
 
   it('keeps the root and the 19 newest ids of a long thread', () => {

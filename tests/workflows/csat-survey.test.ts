@@ -8,7 +8,12 @@ import { conversationWorkflow } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { quietTemporalRuntime } from '../support/stack.js';
 import { createTimeSkippingEnvironment } from '../support/time-skipping.js';
-import { conversationSnapshotQuery, csatRatingSignal, inboundMessageSignal, resolveUpdate } from '../../src/workflows/messages.js';
+import {
+  conversationSnapshotQuery,
+  csatRatingSignal,
+  inboundMessageSignal,
+  resolveUpdate,
+} from '../../src/workflows/messages.js';
 
 const HOUR = 3600 * 1000;
 const CSAT_DELAY_SECONDS = 3 * 3600;
@@ -49,14 +54,17 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       conversationId: 'c',
       channelId: 'ch',
       status: 'open',
-      assigneeId: null,
+      assignee: null,
       greetingEnabled: false,
       greetingSent: false,
       csatEnabled: true,
       csatDelaySeconds: CSAT_DELAY_SECONDS,
     };
     return {
-      loadConversation: async (input) => (await record('loadConversation', input), { ...context, conversationId: input.conversationId }),
+      loadConversation: async (input) => (
+        await record('loadConversation', input),
+        { ...context, conversationId: input.conversationId }
+      ),
       classifyInboundMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(() => 'ordinary'),
       assignRoundRobin: async (input) => (await record('assignRoundRobin', input), { id: 'agent-1', name: 'Alice Agent' }),
       markResolved: (input) => record('markResolved', input),
@@ -72,7 +80,12 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
 
   async function withWorker(run: (taskQueue: string) => Promise<void>): Promise<void> {
     const taskQueue = `csat-${++conversationCount}`;
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: stubActivities() });
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: bundle,
+      activities: stubActivities(),
+    });
     try {
       await worker.runUntil(run(taskQueue));
     } finally {
@@ -92,11 +105,14 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       signalArgs: [{ inboundMessageId: 'm1' }],
     });
     await waitForStage(handle, 'assigned');
-    await handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: 'agent-1' }] });
+    await handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: 'agent-1', name: 'Alice Agent' } }] });
     return handle;
   }
 
-  async function waitForStage(handle: { query: (q: typeof conversationSnapshotQuery) => Promise<{ stage: string }> }, stage: string) {
+  async function waitForStage(
+    handle: { query: (q: typeof conversationSnapshotQuery) => Promise<{ stage: string }> },
+    stage: string,
+  ) {
     for (let attempt = 0; attempt < 200; attempt++) {
       if ((await handle.query(conversationSnapshotQuery)).stage === stage) return;
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -21,10 +21,14 @@ const listRoute = createRoute({
   path: '/v1/captured-mail',
   tags: ['Development'],
   summary: 'Mail sent while no SMTP_URL is configured (newest first)',
-  description: 'Only present when the built-in SMTP capture stands in for an outbound mail server (`npm start` without SMTP_URL).',
+  description:
+    'Only present when the built-in SMTP capture stands in for an outbound mail server (`npm start` without SMTP_URL).',
   request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
   responses: {
-    200: { description: 'Captured mail', content: { 'application/json': { schema: z.object({ data: z.array(CapturedMailSchema) }) } } },
+    200: {
+      description: 'Captured mail',
+      content: { 'application/json': { schema: z.object({ data: z.array(CapturedMailSchema) }) } },
+    },
   },
 });
 

@@ -67,7 +67,10 @@ const listRoute = createRoute({
     }),
   },
   responses: {
-    200: { description: 'Conversations', content: { 'application/json': { schema: z.object({ data: z.array(ConversationSchema) }) } } },
+    200: {
+      description: 'Conversations',
+      content: { 'application/json': { schema: z.object({ data: z.array(ConversationSchema) }) } },
+    },
     ...problemResponses(401, 422),
   },
 });
@@ -100,7 +103,13 @@ const replyRoute = createRoute({
         'application/json': {
           schema: z.object({
             text: z.string().trim().min(1, 'the reply text is empty').max(100_000),
-            subject: z.string().trim().min(1).max(998).optional().openapi({ description: 'Defaults to "Re: <conversation subject>"' }),
+            subject: z
+              .string()
+              .trim()
+              .min(1)
+              .max(998)
+              .optional()
+              .openapi({ description: 'Defaults to "Re: <conversation subject>"' }),
           }),
         },
       },
@@ -109,7 +118,9 @@ const replyRoute = createRoute({
   responses: {
     201: {
       description: 'Sent',
-      content: { 'application/json': { schema: z.object({ outboundMessageId: z.uuid(), messageId: z.string() }).openapi('SentReply') } },
+      content: {
+        'application/json': { schema: z.object({ outboundMessageId: z.uuid(), messageId: z.string() }).openapi('SentReply') },
+      },
     },
     ...problemResponses(401, 404, 409, 422, 503),
   },
@@ -234,7 +245,9 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
     await findConversation(user, conversationId);
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const sent = await commandConversation(temporal, () =>
-      handle.executeUpdate(agentReplyUpdate, { args: [{ authorId: user.id, text, ...(subject ? { subject } : {}) }] }),
+      handle.executeUpdate(agentReplyUpdate, {
+        args: [{ author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) }],
+      }),
     );
     return c.json(sent, 201);
   });
@@ -244,7 +257,9 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
     const user = c.get('user');
     await findConversation(user, conversationId);
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
-    const result = await commandConversation(temporal, () => handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: user.id }] }));
+    const result = await commandConversation(temporal, () =>
+      handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: user.id, name: user.name } }] }),
+    );
     return c.json(result, 200);
   });
 

@@ -49,45 +49,84 @@ const submitRoute = createRoute({
 
 function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
   return html`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${title}</title>
-<style>
-  body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1f2933; }
-  fieldset { border: 0; padding: 0; display: flex; gap: .5rem; }
-  label.star { border: 1px solid #cbd2d9; border-radius: .5rem; padding: .6rem .9rem; cursor: pointer; }
-  label.star:has(input:checked) { background: #2563eb; color: white; border-color: #2563eb; }
-  label.star input { position: absolute; opacity: 0; }
-  textarea { width: 100%; min-height: 6rem; margin-top: 1rem; }
-  button { margin-top: 1rem; padding: .6rem 1.2rem; border: 0; border-radius: .5rem; background: #2563eb; color: white; font-size: 1rem; }
-  .error { color: #b91c1c; }
-</style>
-</head>
-<body>
-<h1>${title}</h1>
-${body}
-</body>
-</html>`;
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="robots" content="noindex" />
+        <title>${title}</title>
+        <style>
+          body {
+            font-family: system-ui, sans-serif;
+            max-width: 32rem;
+            margin: 3rem auto;
+            padding: 0 1rem;
+            color: #1f2933;
+          }
+          fieldset {
+            border: 0;
+            padding: 0;
+            display: flex;
+            gap: 0.5rem;
+          }
+          label.star {
+            border: 1px solid #cbd2d9;
+            border-radius: 0.5rem;
+            padding: 0.6rem 0.9rem;
+            cursor: pointer;
+          }
+          label.star:has(input:checked) {
+            background: #2563eb;
+            color: white;
+            border-color: #2563eb;
+          }
+          label.star input {
+            position: absolute;
+            opacity: 0;
+          }
+          textarea {
+            width: 100%;
+            min-height: 6rem;
+            margin-top: 1rem;
+          }
+          button {
+            margin-top: 1rem;
+            padding: 0.6rem 1.2rem;
+            border: 0;
+            border-radius: 0.5rem;
+            background: #2563eb;
+            color: white;
+            font-size: 1rem;
+          }
+          .error {
+            color: #b91c1c;
+          }
+        </style>
+      </head>
+      <body>
+        <h1>${title}</h1>
+        ${body}
+      </body>
+    </html>`;
 }
 
 function ratingForm(token: string, current: { rating: number | null; comment: string | null }, error?: string) {
   const stars = [1, 2, 3, 4, 5].map(
     (n) =>
-      html`<label class="star"><input type="radio" name="rating" value="${n}" ${current.rating === n ? 'checked' : ''} required>${n}</label>`,
+      html`<label class="star"
+        ><input type="radio" name="rating" value="${n}" ${current.rating === n ? 'checked' : ''} required />${n}</label
+      >`,
   );
   return page(
     'How satisfied are you with our help?',
     html`${error ? html`<p class="error">${error}</p>` : ''}
-<form method="post" action="/csat/${token}">
-  <p>1 = not at all, 5 = very satisfied</p>
-  <fieldset>${stars}</fieldset>
-  <label for="comment">Anything you would like to tell us? (optional)</label>
-  <textarea id="comment" name="comment" maxlength="2000">${current.comment ?? ''}</textarea>
-  <button type="submit">Send rating</button>
-</form>`,
+      <form method="post" action="/csat/${token}">
+        <p>1 = not at all, 5 = very satisfied</p>
+        <fieldset>${stars}</fieldset>
+        <label for="comment">Anything you would like to tell us? (optional)</label>
+        <textarea id="comment" name="comment" maxlength="2000">${current.comment ?? ''}</textarea>
+        <button type="submit">Send rating</button>
+      </form>`,
   );
 }
 
@@ -123,15 +162,23 @@ export function csatRoutes({ db, temporal, config }: ApiDeps) {
       if (!found.survey) return found.page;
       const handle = temporal.workflow.getHandle(conversationWorkflowId(found.survey.conversation_id));
       try {
-        await commandConversation(temporal, () => handle.signal(csatRatingSignal, { surveyId: found.survey.id, rating, comment: comment || null }));
+        await commandConversation(temporal, () =>
+          handle.signal(csatRatingSignal, { surveyId: found.survey.id, rating, comment: comment || null }),
+        );
       } catch (error) {
         if (error instanceof Problem && error.status === 409) {
           return c.html(page('This survey has closed', html`<p>Ratings are no longer accepted for this request.</p>`), 410);
         }
-        return c.html(page('Please try again', html`<p>We could not record your rating just now. Please try again in a minute.</p>`), 503);
+        return c.html(
+          page('Please try again', html`<p>We could not record your rating just now. Please try again in a minute.</p>`),
+          503,
+        );
       }
       return c.html(
-        page('Thank you!', html`<p>Your rating of ${rating}/5 has been recorded. You can change it with the same link until it expires.</p>`),
+        page(
+          'Thank you!',
+          html`<p>Your rating of ${rating}/5 has been recorded. You can change it with the same link until it expires.</p>`,
+        ),
         200,
       );
     },

@@ -9,7 +9,9 @@ const IngestedSchema = z
   .object({
     conversationId: z.uuid(),
     inboundMessageId: z.uuid(),
-    duplicate: z.boolean().openapi({ description: 'True when this Message-ID had been received before; nothing new was created' }),
+    duplicate: z
+      .boolean()
+      .openapi({ description: 'True when this Message-ID had been received before; nothing new was created' }),
   })
   .openapi('IngestedMail');
 
@@ -53,9 +55,15 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
     if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
     const secret = forwarderSecret(c.req.header('authorization'));
     if (!secret || !secretsEqual(secret, channel.forwarder_secret)) {
-      throw new Problem(401, 'unauthenticated', 'Wrong channel secret', 'send the channel secret as a bearer token or HTTP Basic password');
+      throw new Problem(
+        401,
+        'unauthenticated',
+        'Wrong channel secret',
+        'send the channel secret as a bearer token or HTTP Basic password',
+      );
     }
-    if (!channel.enabled) throw new Problem(409, 'channel-disabled', 'Channel disabled', 'the channel does not accept mail while it is disabled');
+    if (!channel.enabled)
+      throw new Problem(409, 'channel-disabled', 'Channel disabled', 'the channel does not accept mail while it is disabled');
     const raw = Buffer.from(await c.req.arrayBuffer());
     if (raw.length === 0) throw new Problem(400, 'not-mime', 'Not an email', 'the body is empty');
     try {
@@ -63,10 +71,20 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
       return c.json(result, 202);
     } catch (error) {
       if (error instanceof MailRejectedError) {
-        throw new Problem(400, 'not-mime', 'Not an email', `${error.reason}; the bytes are kept as inbound message ${error.inboundMessageId}`);
+        throw new Problem(
+          400,
+          'not-mime',
+          'Not an email',
+          `${error.reason}; the bytes are kept as inbound message ${error.inboundMessageId}`,
+        );
       }
       if (error instanceof WorkflowsUnavailableError) {
-        throw new Problem(503, 'workflows-unavailable', 'Workflows are unavailable', 'the mail is stored; post it again to complete delivery');
+        throw new Problem(
+          503,
+          'workflows-unavailable',
+          'Workflows are unavailable',
+          'the mail is stored; post it again to complete delivery',
+        );
       }
       throw error;
     }

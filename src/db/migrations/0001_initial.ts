@@ -34,9 +34,17 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('greeting_enabled', 'boolean', (c) => c.notNull().defaultTo(false))
     .addColumn('greeting_text', 'text')
     .addColumn('csat_enabled', 'boolean', (c) => c.notNull().defaultTo(false))
-    .addColumn('csat_delay_seconds', 'integer', (c) => c.notNull().defaultTo(3600).check(sql`csat_delay_seconds >= 0`))
+    .addColumn('csat_delay_seconds', 'integer', (c) =>
+      c
+        .notNull()
+        .defaultTo(3600)
+        .check(sql`csat_delay_seconds >= 0`),
+    )
     .addColumn('csat_link_validity_seconds', 'integer', (c) =>
-      c.notNull().defaultTo(7 * 24 * 3600).check(sql`csat_link_validity_seconds > 0`),
+      c
+        .notNull()
+        .defaultTo(7 * 24 * 3600)
+        .check(sql`csat_link_validity_seconds > 0`),
     )
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
