@@ -10,10 +10,9 @@ const ROUNDS = 2;
 type Workload = 'bare' | 'ingest';
 const workloadLabels: Record<Workload, string> = { bare: 'bare signalWithStart', ingest: 'ingest (HTTP API)' };
 // ABBA order: drift during the run (a fuller Temporal database, a busier machine) weighs on both workloads alike.
-const roundOrders: Workload[][] = [
-  ['bare', 'ingest'],
-  ['ingest', 'bare'],
-];
+const roundOrders: Workload[][] = Array.from({ length: ROUNDS }, (_, index) =>
+  index % 2 === 0 ? ['bare', 'ingest'] : ['ingest', 'bare'],
+);
 
 interface Row {
   round: string;
@@ -55,7 +54,8 @@ async function main() {
 function requestsFromEnv(): number {
   const value = process.env.BENCH_MAILS ?? '500';
   const requests = Number(value);
-  if (!Number.isInteger(requests) || requests < ROUNDS) throw new Error(`BENCH_MAILS must be an integer of at least ${ROUNDS}, not '${value}'`);
+  if (!Number.isInteger(requests) || requests < ROUNDS)
+    throw new Error(`BENCH_MAILS must be an integer of at least ${ROUNDS}, not '${value}'`);
   return requests;
 }
 
@@ -71,15 +71,22 @@ function assertNoFailures(phase: string, workload: Workload, measurement: Measur
 }
 
 function report(rows: Row[], totalRequests: number) {
-  const totalRows = (['bare', 'ingest'] as const).map((workload) => ({ round: 'total', workload, measurement: combine(rows, workload) }));
+  const totalRows = (['bare', 'ingest'] as const).map((workload) => ({
+    round: 'total',
+    workload,
+    measurement: combine(rows, workload),
+  }));
   const allRows = [...rows, ...totalRows];
-  const measurementOf = (round: string, workload: Workload) => allRows.find((row) => row.round === round && row.workload === workload)!.measurement;
+  const measurementOf = (round: string, workload: Workload) =>
+    allRows.find((row) => row.round === round && row.workload === workload)!.measurement;
   const ratioOf = (round: string) => rate(measurementOf(round, 'ingest')) / rate(measurementOf(round, 'bare'));
   const roundRatios = roundOrders.map((_, index) => ratioOf(String(index + 1)));
   const ingest = measurementOf('total', 'ingest');
   const bare = measurementOf('total', 'bare');
 
-  console.log(`\nMailroom ingest benchmark: N = ${totalRequests} of each in ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${WARM_UP_REQUESTS} of each to warm up`);
+  console.log(
+    `\nMailroom ingest benchmark: N = ${totalRequests} of each in ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${WARM_UP_REQUESTS} of each to warm up`,
+  );
   printTable(
     ['round', 'measurement', 'requests', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
     allRows.map(({ round, workload, measurement }) => [
@@ -92,7 +99,9 @@ function report(rows: Row[], totalRequests: number) {
       percentile(measurement.latenciesMs, 0.95).toFixed(1),
     ]),
   );
-  console.log(`ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`);
+  console.log(
+    `ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`,
+  );
   console.log(
     JSON.stringify({
       n: totalRequests,
@@ -113,7 +122,8 @@ function report(rows: Row[], totalRequests: number) {
 /** Text left-aligned, figures right-aligned, columns as wide as their widest cell. */
 function printTable(header: string[], rows: string[][]) {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
   console.log([line(header), ...rows.map(line)].join('\n'));
 }
 

@@ -49,7 +49,11 @@ export async function startBenchStack(): Promise<BenchStack> {
     const { db } = database;
     await migrateToLatest(db);
     const account = await createAccount(db, 'Bench');
-    const channel = await createChannel(db, { accountId: account.id, name: 'Bench support', emailAddress: 'support@acme.example' });
+    const channel = await createChannel(db, {
+      accountId: account.id,
+      name: 'Bench support',
+      emailAddress: 'support@acme.example',
+    });
 
     const temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }) });
     stops.push(() => temporal.connection.close());

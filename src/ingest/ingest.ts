@@ -74,6 +74,28 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       .executeTakeFirstOrThrow();
   }
 
+  /**
+   * The sender's contact, created on their first mail. Outside the threading transaction and without
+   * an upsert, so that many mails from one sender never queue up behind one row lock.
+   */
+  async function findOrCreateContact(accountId: string, from: ParsedMail['from']): Promise<string> {
+    const find = () =>
+      db
+        .selectFrom('contacts')
+        .select('id')
+        .where('account_id', '=', accountId)
+        .where('email', '=', from.address)
+        .executeTakeFirst();
+    const existing = await find();
+    if (existing) return existing.id;
+    await db
+      .insertInto('contacts')
+      .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
+      .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
+      .execute();
+    return (await find())!.id;
+  }
+
   /** Finds the conversation this mail answers among this channel's messages, most specific reference first. */
   async function findThread(trx: Db, channelId: string, mail: ParsedMail): Promise<string | undefined> {
     const ids = referencedMessageIds(mail.inReplyTo, mail.references);
@@ -106,6 +128,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .execute();
       throw new MailRejectedError(stored.id, error.message);
     }
+    const contactId = await findOrCreateContact(channel.account_id, mail.from);
     return db.transaction().execute(async (trx) => {
       // Serialises two deliveries of the same mail arriving at once.
       const current = await trx
@@ -117,15 +140,6 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       if (current.status === 'threaded' && current.conversation_id)
         return { conversationId: current.conversation_id, isNew: false, mail };
 
-      const contact = await trx
-        .insertInto('contacts')
-        .values({ id: randomUUID(), account_id: channel.account_id, email: mail.from.address, name: mail.from.name })
-        .onConflict((oc) =>
-          oc.columns(['account_id', 'email']).doUpdateSet({ name: sql`coalesce(contacts.name, excluded.name)` }),
-        )
-        .returning('id')
-        .executeTakeFirstOrThrow();
-
       const existing = await findThread(trx, channel.id, mail);
       const conversationId = existing ?? randomUUID();
       if (!existing) {
@@ -135,7 +149,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
             id: conversationId,
             account_id: channel.account_id,
             channel_id: channel.id,
-            contact_id: contact.id,
+            contact_id: contactId,
             subject: mail.subject || '(no subject)',
             status: 'open',
             stage: 'triage',

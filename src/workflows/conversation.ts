@@ -156,7 +156,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     ]);
     const classifications = await takeNewMessages();
     const fromPerson = classifications[0] === 'ordinary';
-    if (context.status !== 'open') await db.markReopened({ conversationId });
+    if (context.status !== 'open') {
+      await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote after it was closed' }, [
+        { conversationId },
+      ]);
+    }
     if (context.greetingEnabled && !context.greetingSent && fromPerson) {
       await smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
         { conversationId, outboxId: uuid4() },
@@ -182,21 +186,27 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     }
   }
 
-  /** After resolution: the CSAT survey after the channel's delay, unless the customer writes first. */
-  async function surveyAfterDelay(): Promise<ConversationOutcome | undefined> {
+  /**
+   * After resolution: the CSAT survey after the channel's delay, unless the customer writes first.
+   * False when the channel has no survey: the workflow then ends, and a later mail starts it again.
+   */
+  async function surveyAfterDelay(): Promise<boolean> {
     const context = await db.loadConversation({ conversationId });
-    if (!context.csatEnabled) return { conversationId, stage };
+    if (!context.csatEnabled) return false;
     const customerWroteAgain = await condition(() => pendingMessageIds.length > 0, context.csatDelaySeconds * 1000, {
       summary: `Send the CSAT survey in ${describeSeconds(context.csatDelaySeconds)} unless the customer writes again`,
     });
-    if (customerWroteAgain) return reopen().then(() => undefined);
+    if (customerWroteAgain) {
+      await reopen();
+      return true;
+    }
     const surveyId = uuid4();
     const { expiresAt } = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
       { conversationId, outboxId: uuid4(), surveyId },
     ]);
     survey = { id: surveyId, expiresAt: Date.parse(expiresAt) };
     enterStage('csat', `CSAT survey sent; the link is valid until ${expiresAt}`);
-    return undefined;
+    return true;
   }
 
   /** Records ratings (a later one replaces an earlier one) until the survey link expires. */
@@ -219,6 +229,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     if (pendingMessageIds.length > 0) await reopen();
   }
 
+  async function finish(): Promise<ConversationOutcome> {
+    await condition(allHandlersFinished);
+    return { conversationId, stage };
+  }
+
   for (;;) {
     switch (stage) {
       case 'triage':
@@ -228,17 +243,14 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       case 'assigned':
         await waitForResolution();
         break;
-      case 'resolved': {
-        const outcome = await surveyAfterDelay();
-        if (outcome) return outcome;
+      case 'resolved':
+        if (!(await surveyAfterDelay())) return finish();
         break;
-      }
       case 'csat':
         await collectRatings();
         break;
       case 'closed':
-        await condition(allHandlersFinished);
-        return { conversationId, stage };
+        return finish();
     }
     if (workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);

@@ -140,6 +140,43 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     ]);
   });
 
+  it('sends no greeting to an auto-reply, and hands the next conversation to the next agent', async () => {
+    const [alice, bob] = team.agents;
+    const autoReply = question
+      .toString()
+      .replace('question-1.4711', 'vacation-1')
+      .replace('Subject: Invoice for', 'Auto-Submitted: auto-replied\r\nSubject: Out of office: Invoice for');
+    const person = question.toString().replace('question-1.4711', 'question-2.4713');
+    const assigneeOf = (conversationId: string) =>
+      eventually(async () => {
+        const row = await stack.db
+          .selectFrom('conversations')
+          .select('assignee_id')
+          .where('id', '=', conversationId)
+          .where('stage', '=', 'assigned')
+          .executeTakeFirst();
+        return row?.assignee_id;
+      });
+
+    // Alice had the conversation of the first test, so round robin continues with Bob, then Alice.
+    const first = await postMail(stack.api.url, team.channel, autoReply);
+    expect(first.status).toBe(202);
+    expect(await assigneeOf(first.body.conversationId)).toBe(bob!.id);
+    const second = await postMail(stack.api.url, team.channel, person);
+    expect(second.status).toBe(202);
+    expect(await assigneeOf(second.body.conversationId)).toBe(alice!.id);
+
+    await stack.capture.waitFor((mail) => mail.inReplyTo === '<question-2.4713@mail.example.com>');
+    const greetings = await stack.db
+      .selectFrom('outbound_messages')
+      .select('conversation_id')
+      .where('kind', '=', 'greeting')
+      .where('conversation_id', 'in', [first.body.conversationId, second.body.conversationId])
+      .execute();
+    expect(greetings.map((row) => row.conversation_id)).toEqual([second.body.conversationId]);
+    expect(stack.capture.mails.some((mail) => mail.inReplyTo === '<vacation-1@mail.example.com>')).toBe(false);
+  });
+
   it('is readable in the Temporal UI: static summary and searchable by channel and stage', async () => {
     const posted = await postMail(stack.api.url, team.channel, question.toString().replace('question-1.4711', 'question-ui.1'));
     const workflowId = conversationWorkflowId(posted.body.conversationId);
