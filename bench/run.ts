@@ -5,7 +5,7 @@ import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Req
 
 const CONCURRENCY = 16;
 const WARM_UP_REQUESTS = 50;
-const ROUNDS = 2;
+const ROUNDS = 4;
 
 type Workload = 'bare' | 'ingest';
 const workloadLabels: Record<Workload, string> = { bare: 'bare signalWithStart', ingest: 'ingest (HTTP API)' };

@@ -82,12 +82,23 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     const find = () =>
       db
         .selectFrom('contacts')
-        .select('id')
+        .select(['id', 'name'])
         .where('account_id', '=', accountId)
         .where('email', '=', from.address)
         .executeTakeFirst();
     const existing = await find();
-    if (existing) return existing.id;
+    if (existing) {
+      // A contact first seen without a display name takes the first one a later mail brings.
+      if (!existing.name && from.name) {
+        await db
+          .updateTable('contacts')
+          .set({ name: from.name })
+          .where('id', '=', existing.id)
+          .where('name', 'is', null)
+          .execute();
+      }
+      return existing.id;
+    }
     await db
       .insertInto('contacts')
       .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
