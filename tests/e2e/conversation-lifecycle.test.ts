@@ -89,6 +89,8 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     // The agent resolves; the survey follows after the channel's delay.
     const resolved = await callApi(api.url, alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`);
     expect(resolved).toMatchObject({ status: 200, body: { status: 'resolved' } });
+    const again = await callApi(api.url, alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`);
+    expect(again).toMatchObject({ status: 409, contentType: 'application/problem+json' });
     const survey = await capture.waitFor((mail) => mail.subject.startsWith('How did we do?'));
     expect(survey.envelope.to).toEqual(['ann@example.com']);
     const link = /(http\S+\/csat\/\S+)/.exec(survey.text)?.[1];
@@ -175,6 +177,28 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
       .execute();
     expect(greetings.map((row) => row.conversation_id)).toEqual([second.body.conversationId]);
     expect(stack.capture.mails.some((mail) => mail.inReplyTo === '<vacation-1@mail.example.com>')).toBe(false);
+  });
+
+  it("answers bad requests with problems, and hides other accounts' conversations", async () => {
+    const [alice] = team.agents;
+    const { api, db } = stack;
+    const posted = await postMail(api.url, team.channel, question.toString().replace('question-1.4711', 'question-3.4714'));
+    const path = `/v1/conversations/${posted.body.conversationId}`;
+
+    const emptyReply = await callApi(api.url, alice!.apiKey, 'POST', `${path}/replies`, { text: '   ' });
+    expect(emptyReply).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+    expect(emptyReply.body.errors).toEqual([{ field: 'text', message: 'the reply text is empty' }]);
+    expect((await callApi(api.url, 'mr_not-a-key', 'GET', path)).status).toBe(401);
+    expect((await callApi(api.url, alice!.apiKey, 'GET', '/v1/conversations/7d4c1a52-0000-4000-8000-000000000000')).status).toBe(
+      404,
+    );
+
+    const otherTeam = await seedSupportTeam(db, { name: 'Other', emailAddress: 'help@other.example' });
+    const outsider = otherTeam.agents[0]!.apiKey;
+    expect((await callApi(api.url, outsider, 'GET', path)).status).toBe(404);
+    expect((await callApi(api.url, outsider, 'POST', `${path}/resolve`)).status).toBe(404);
+    const list = await callApi(api.url, outsider, 'GET', '/v1/conversations');
+    expect(list).toMatchObject({ status: 200, body: { data: [] } });
   });
 
   it('is readable in the Temporal UI: static summary and searchable by channel and stage', async () => {
