@@ -3,8 +3,9 @@
 #   - Temporal CLI (its `server start-dev` is the Temporal dev server)
 #   - Temporal's Java time-skipping test server (for @temporalio/testing), behind a small wrapper script
 #   - PostgreSQL server binaries (skipped when DATABASE_URL is set)
+#   - Dovecot (dovecot and doveadm), the IMAP server the mailbox-sync tests run privately
 # Idempotent, and fast when everything is already there. Prints one line per tool.
-# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres]   (no arguments: all three)
+# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres] [dovecot]   (no arguments: all four)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -191,6 +192,42 @@ ensure_postgres() {
   report postgres "$dir"
 }
 
+# --- Dovecot ------------------------------------------------------------------------------------
+
+# Same search as dovecotBinary() in scripts/servers/tools.ts: PATH, then the sbin directories often missing from it.
+find_dovecot() {
+  local path="$PATH:/usr/sbin:/usr/local/sbin" dovecot
+  dovecot="$(PATH="$path" command -v dovecot)" && PATH="$path" command -v doveadm >/dev/null && echo "$dovecot"
+}
+
+ensure_dovecot() {
+  local dovecot
+  if ! dovecot="$(find_dovecot)"; then
+    running_as_root || fail "Dovecot not found: install it (Debian/Ubuntu: sudo apt-get install dovecot-imapd), then run this again"
+    install_dovecot_without_its_service || fail "apt-get install dovecot-imapd failed"
+    dovecot="$(find_dovecot)" || fail "dovecot-imapd was installed but dovecot/doveadm are still not found"
+    "$dovecot" stop >/dev/null 2>&1 || true # in case a local policy let the package start its system service anyway
+  fi
+  report dovecot "$dovecot"
+}
+
+# Tests run private Dovecot instances only: the package's system service (ports 143/993) is not wanted.
+# A policy-rc.d that says "no" makes invoke-rc.d and deb-systemd-invoke skip starting it during the install.
+install_dovecot_without_its_service() {
+  local policy=/usr/sbin/policy-rc.d added_policy="" status=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# Written by scripts/ensure-tools.sh for the length of an apt-get install.\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    added_policy=1
+  fi
+  apt_install dovecot-imapd || status=$?
+  [[ -z $added_policy ]] || rm -f "$policy"
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true # or it starts at the next boot
+  fi
+  return "$status"
+}
+
 # ------------------------------------------------------------------------------------------------
 
 mkdir -p "$bin"
@@ -199,12 +236,13 @@ exec 9>"$cache/ensure-tools.lock"
 if command -v flock >/dev/null; then flock 9; fi
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres)
+[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres dovecot)
 for tool in "${tools[@]}"; do
   case "$tool" in
     temporal) ensure_temporal_cli ;;
     temporal-test-server) ensure_time_skipping_server ;;
     postgres) ensure_postgres ;;
-    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server or postgres)" ;;
+    dovecot) ensure_dovecot ;;
+    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server, postgres or dovecot)" ;;
   esac
 done

@@ -113,16 +113,14 @@ async function main() {
     connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
   });
-  const api = await startApiServer(
-    { db, temporal, ingest: createIngest({ db, temporal }), config, logger, capture },
-    { port: config.PORT, host: config.HOST },
-  );
+  const ingest = createIngest({ db, temporal });
+  const api = await startApiServer({ db, temporal, ingest, config, logger, capture }, { port: config.PORT, host: config.HOST });
   stops.unshift(() => api.close());
 
   const worker = await createMailroomWorker({
     connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
-    deps: { db, mail: createMailTransport(smtpUrl), publicUrl: config.PUBLIC_URL, secretKey: config.SECRET_KEY },
+    deps: { db, ingest, mail: createMailTransport(smtpUrl), publicUrl: config.PUBLIC_URL, secretKey: config.SECRET_KEY },
   });
   const running = worker.run();
 

@@ -1,9 +1,11 @@
 import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
 import { loadConfig } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
+import { createIngest } from './ingest/ingest.js';
 import { createLogger } from './logger.js';
 import { createMailTransport } from './mail/transport.js';
 import { TASK_QUEUE } from './workflows/ids.js';
@@ -44,14 +46,26 @@ async function main() {
   const db = await openDatabase(config);
   await migrateToLatest(db);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  // IMAP mailboxes feed the same ingest as the forwarder endpoint, which starts conversation workflows.
+  const temporal = new Client({
+    connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
+    namespace: config.TEMPORAL_NAMESPACE,
+  });
   const worker = await createMailroomWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
-    deps: { db, mail: createMailTransport(config.SMTP_URL), publicUrl: config.PUBLIC_URL, secretKey: config.SECRET_KEY },
+    deps: {
+      db,
+      ingest: createIngest({ db, temporal }),
+      mail: createMailTransport(config.SMTP_URL),
+      publicUrl: config.PUBLIC_URL,
+      secretKey: config.SECRET_KEY,
+    },
   });
   logger.info({ taskQueue: TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run();
   await db.destroy();
+  await temporal.connection.close();
   await connection.close();
 }
 

@@ -13,7 +13,7 @@ export function cacheDir(): string {
   return process.env.MAILROOM_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'mailroom');
 }
 
-export type Tool = 'temporal' | 'temporal-test-server' | 'postgres';
+export type Tool = 'temporal' | 'temporal-test-server' | 'postgres' | 'dovecot';
 
 /** Runs scripts/ensure-tools.sh for the given tools, or all of them (idempotent; obtains only what is missing). */
 export async function ensureTools(tools: Tool[] = []): Promise<void> {
@@ -51,6 +51,22 @@ export function postgresBinDir(): string {
   return binDir;
 }
 
+const sbinDirs = ['/usr/sbin', '/usr/local/sbin'];
+
+/** `dovecot` from PATH, else from the sbin directories a user's PATH often lacks (Debian: /usr/sbin/dovecot). */
+export function dovecotBinary(): string {
+  return findOnPath('dovecot', sbinDirs) ?? missingDovecot();
+}
+
+/** `doveadm`, Dovecot's admin tool (Debian: /usr/bin/doveadm), searched like dovecotBinary(). */
+export function doveadmBinary(): string {
+  return findOnPath('doveadm', sbinDirs) ?? missingDovecot();
+}
+
+function missingDovecot(): never {
+  throw new Error('Dovecot not found: run scripts/ensure-tools.sh dovecot (Debian/Ubuntu: apt-get install dovecot-imapd)');
+}
+
 /** A TCP port that is free on host right now, for servers that cannot pick their own. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
@@ -77,10 +93,8 @@ export function acceptsConnections(host: string, port: number, timeoutMs = 1_000
   });
 }
 
-function findOnPath(command: string): string | undefined {
-  return (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter(Boolean)
+function findOnPath(command: string, extraDirs: string[] = []): string | undefined {
+  return [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...extraDirs]
     .map((dir) => join(dir, command))
     .find(isExecutable);
 }

@@ -1,4 +1,5 @@
 import type { Db } from '../db/connection.js';
+import type { Ingest } from '../ingest/ingest.js';
 import type { MailTransport } from '../mail/transport.js';
 
 /** What activities need from the outside world; built once by the worker, replaced in tests. */
@@ -7,6 +8,8 @@ export interface ActivityDeps {
   mail: MailTransport;
   /** Base URL of the public API, for links in mail. */
   publicUrl: string;
-  /** Signs CSAT links. */
+  /** Signs CSAT links; derives the key that encrypts mailbox passwords. */
   secretKey: string;
+  /** The inbound path that IMAP mailboxes feed, the same one the forwarder endpoint uses. */
+  ingest: Ingest;
 }

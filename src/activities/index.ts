@@ -1,6 +1,7 @@
 import { createConversationActivities } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createMailActivities } from './mail.js';
+import { createMailboxActivities } from './mailbox.js';
 
 export type { ActivityDeps } from './deps.js';
 
@@ -9,6 +10,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createConversationActivities(deps),
     ...createMailActivities(deps),
+    ...createMailboxActivities(deps),
   };
 }
 

@@ -7,7 +7,9 @@ import { Problem, problemResponse } from './problem.js';
 import { capturedMailRoutes } from './routes/captured-mail.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { csatRoutes } from './routes/csat.js';
+import { inboundMessageRoutes } from './routes/inbound-messages.js';
 import { inboundRoutes } from './routes/inbound.js';
+import { mailboxRoutes } from './routes/mailboxes.js';
 
 export const OPENAPI_PATH = '/openapi.json';
 
@@ -46,9 +48,21 @@ export function createApp(deps: ApiDeps) {
   app.route('/', inboundRoutes(deps));
   app.route('/', csatRoutes(deps));
   if (deps.capture) app.route('/', capturedMailRoutes(deps.capture));
-  app.use('/v1/conversations/*', requireApiKey(deps.db));
-  app.use('/v1/conversations', requireApiKey(deps.db));
+  const apiKey = requireApiKey(deps.db);
+  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key.
+  for (const path of [
+    '/v1/conversations',
+    '/v1/conversations/*',
+    '/v1/inbound-messages',
+    '/v1/inbound-messages/*',
+    '/v1/channels/:channelId/imap',
+    '/v1/channels/:channelId/imap/*',
+  ]) {
+    app.use(path, apiKey);
+  }
   app.route('/', conversationRoutes(deps));
+  app.route('/', mailboxRoutes(deps));
+  app.route('/', inboundMessageRoutes(deps));
 
   app.doc31(OPENAPI_PATH, {
     openapi: '3.1.0',

@@ -14,6 +14,8 @@ export interface ApiDeps {
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;
+  /** Where workflows the API starts are run; tests give each stack its own. */
+  taskQueue?: string;
 }
 
 export interface AuthenticatedUser {

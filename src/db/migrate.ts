@@ -1,9 +1,13 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import * as initial from './migrations/0001_initial.js';
+import * as imapMailboxes from './migrations/0002_imap_mailboxes.js';
+import * as messageContent from './migrations/0003_message_content.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
   '0001_initial': initial,
+  '0002_imap_mailboxes': imapMailboxes,
+  '0003_message_content': messageContent,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

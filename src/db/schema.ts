@@ -45,7 +45,33 @@ export interface ChannelsTable {
   csat_enabled: Generated<boolean>;
   csat_delay_seconds: Generated<number>;
   csat_link_validity_seconds: Generated<number>;
+  /** Larger attachments are recorded with their metadata and a note, without their bytes. */
+  max_attachment_bytes: Generated<number>;
   created_at: CreatedAt;
+  imap_enabled: Generated<boolean>;
+  imap_host: string | null;
+  imap_port: number | null;
+  imap_tls: Generated<boolean>;
+  imap_username: string | null;
+  /** AES-GCM ciphertext (src/security/credentials.ts); the password itself is never stored. */
+  imap_password_encrypted: string | null;
+  imap_folders: Json<string[]>;
+  imap_after_processing: Generated<ImapAfterProcessing>;
+  imap_move_to_folder: string | null;
+  imap_poll_interval_seconds: Generated<number>;
+  /** Larger mail is kept raw but quarantined instead of parsed. */
+  max_inbound_bytes: Generated<number>;
+}
+
+export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
+
+export interface ImapCursorsTable {
+  channel_id: string;
+  folder: string;
+  /** bigint columns come back as strings from pg. */
+  uid_validity: ColumnType<string, string | number | bigint, string | number | bigint>;
+  last_uid: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface ChannelAgentsTable {
@@ -77,6 +103,8 @@ export interface ConversationsTable {
   created_at: CreatedAt;
   updated_at: Timestamp;
   resolved_at: Timestamp | null;
+  /** Unguessable; replies to `local+<token>@domain` of the channel address find this conversation. */
+  reply_token: Generated<string>;
 }
 
 export interface InboundMessagesTable {
@@ -95,14 +123,25 @@ export interface InboundMessagesTable {
   from_name: string | null;
   subject: string | null;
   text_body: string | null;
+  /** Sanitized on the server: safe to show. */
   html_body: string | null;
+  /** The new part of text_body, without the quoted history. */
+  reply_text: string | null;
+  /** Lower-cased addresses. */
+  to_addresses: Json<string[]>;
+  cc_addresses: Json<string[]>;
+  /** A bounce's original message, by Message-ID. */
+  returned_message_id: string | null;
   in_reply_to: string | null;
   reference_ids: Json<string[]>;
   sent_at: Timestamp | null;
   received_at: CreatedAt;
   /** Set once the conversation workflow has been signalled: the message is then acknowledged. */
   signalled_at: Timestamp | null;
+  received_via: ColumnType<InboundSource, InboundSource | undefined, InboundSource>;
 }
+
+export type InboundSource = 'forwarder' | 'imap';
 
 export interface OutboundMessagesTable {
   /** Chosen by the workflow, so a retried send finds the same row. */
@@ -119,6 +158,23 @@ export interface OutboundMessagesTable {
   reference_ids: Json<string[]>;
   created_at: CreatedAt;
   sent_at: Timestamp | null;
+}
+
+export interface AttachmentsTable {
+  id: string;
+  inbound_message_id: string;
+  position: number;
+  filename: string;
+  content_type: string;
+  size_bytes: number;
+  /** Without angle brackets, as `cid:` links in the HTML name it. */
+  content_id: string | null;
+  inline: Generated<boolean>;
+  sha256: string;
+  /** Null when omitted, with the reason in omitted_reason; pg reads it back as a Buffer, PGlite as a Uint8Array. */
+  content: ColumnType<Uint8Array | null, Uint8Array | null, never>;
+  omitted_reason: string | null;
+  created_at: CreatedAt;
 }
 
 export interface ConversationEventsTable {
@@ -148,14 +204,17 @@ export interface Database {
   contacts: ContactsTable;
   conversations: ConversationsTable;
   inbound_messages: InboundMessagesTable;
+  attachments: AttachmentsTable;
   outbound_messages: OutboundMessagesTable;
   conversation_events: ConversationEventsTable;
   csat_surveys: CsatSurveysTable;
+  imap_cursors: ImapCursorsTable;
 }
 
 export type Channel = Selectable<ChannelsTable>;
 export type Conversation = Selectable<ConversationsTable>;
 export type InboundMessage = Selectable<InboundMessagesTable>;
+export type Attachment = Selectable<AttachmentsTable>;
 export type OutboundMessage = Selectable<OutboundMessagesTable>;
 export type NewOutboundMessage = Insertable<OutboundMessagesTable>;
 export type User = Selectable<UsersTable>;

@@ -45,3 +45,69 @@ export function replySubject(subject: string): string {
   const base = subject.trim() || '(no subject)';
   return /^re:/i.test(base) ? base : `Re: ${base}`;
 }
+
+// Reply tokens: each conversation has an unguessable token (conversations.reply_token), and our mail
+// asks for replies at `local+<token>@domain` of the channel address, so that a reply finds its
+// conversation even when the customer's client drops In-Reply-To and References.
+
+/** The format of conversations.reply_token: 32 hex digits. */
+const REPLY_TOKEN = /^[0-9a-f]{32}$/;
+
+/** The address our mail in a conversation names as Reply-To: `support@acme.example` → `support+<token>@acme.example`. */
+export function replyTokenAddress(channelAddress: string, token: string): string {
+  const at = channelAddress.lastIndexOf('@');
+  return `${channelAddress.slice(0, at)}+${token}${channelAddress.slice(at)}`;
+}
+
+/** The first reply token among the addresses that is addressed to this channel, if any. */
+export function replyTokenIn(addresses: readonly string[], channelAddress: string): string | undefined {
+  for (const address of addresses) {
+    const plus = splitPlusAddress(address, channelAddress);
+    if (plus && REPLY_TOKEN.test(plus)) return plus;
+  }
+  return undefined;
+}
+
+/** Whether the address is the channel's own, with or without a `+tag`: never a customer. */
+export function isChannelAddress(address: string, channelAddress: string): boolean {
+  return address.toLowerCase() === channelAddress.toLowerCase() || splitPlusAddress(address, channelAddress) !== undefined;
+}
+
+/** The `tag` of `local+tag@domain` when the rest is the channel address. */
+function splitPlusAddress(address: string, channelAddress: string): string | undefined {
+  const [local, domain] = splitAddress(address.toLowerCase());
+  const [channelLocal, channelDomain] = splitAddress(channelAddress.toLowerCase());
+  if (domain !== channelDomain || !local.startsWith(`${channelLocal}+`)) return undefined;
+  return local.slice(channelLocal.length + 1);
+}
+
+function splitAddress(address: string): [string, string] {
+  const at = address.lastIndexOf('@');
+  return at === -1 ? [address, ''] : [address.slice(0, at), address.slice(at + 1)];
+}
+
+/** How an inbound mail found its conversation; recorded on the timeline. */
+export type ThreadVia = 'reply_token' | 'returned_message' | 'reference';
+
+export interface ThreadCandidate {
+  conversationId: string;
+  via: ThreadVia;
+}
+
+/**
+ * Picks the conversation an inbound mail belongs to, or none for a new one.
+ *
+ * Candidates come most specific first: the reply token, a bounce's returned message, then
+ * In-Reply-To and References newest to oldest. A bounce joins the first candidate: it is about our
+ * own mail, and it always comes from a mail system. Any other mail joins the first candidate whose
+ * participants include its sender (the contact, or any From, To or Cc address of a mail already on
+ * it); so replies from different people to one mail of ours (a campaign, a customer mail forwarded to
+ * colleagues) each start their own conversation instead of merging into someone else's.
+ */
+export function chooseThread(
+  candidates: readonly ThreadCandidate[],
+  mail: { isBounce: boolean; senderParticipatesIn: ReadonlySet<string> },
+): ThreadCandidate | undefined {
+  if (mail.isBounce) return candidates[0];
+  return candidates.find((candidate) => mail.senderParticipatesIn.has(candidate.conversationId));
+}

@@ -2,9 +2,17 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { Channel, InboundMessage } from '../db/schema.js';
-import { referencedMessageIds } from '../domain/threading.js';
-import { dedupeKey, NOT_MIME, parseMail, readHeaderSection, UnparseableMailError, type ParsedMail } from '../mail/parse.js';
+import type { Channel, InboundMessage, InboundSource } from '../db/schema.js';
+import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, type ThreadCandidate } from '../domain/threading.js';
+import {
+  dedupeKey,
+  NOT_MIME,
+  parseMail,
+  readHeaderSection,
+  UnparseableMailError,
+  type ParsedAttachment,
+  type ParsedMail,
+} from '../mail/parse.js';
 import { recordEvent } from '../activities/timeline.js';
 import { conversationWorkflow } from '../workflows/conversation.js';
 import { conversationWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
@@ -49,10 +57,17 @@ export interface IngestDeps {
  * repeated: a second delivery of the same mail resumes where the first stopped and creates nothing twice.
  */
 export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQueue = TASK_QUEUE }: IngestDeps) {
-  async function storeRaw(channelId: string, raw: Buffer): Promise<InboundMessage> {
+  async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource): Promise<InboundMessage> {
     const headers = readHeaderSection(raw);
     // Bytes that are no mail at all are still kept for an operator, keyed by their hash.
     const messageId = headers ? dedupeKey(headers, raw) : `<${createHash('sha256').update(raw).digest('hex')}@not-mime.invalid>`;
+    // Quarantined before any parsing: kept raw with the reason, reprocessable once the limit is raised.
+    const rejection = !headers
+      ? NOT_MIME
+      : raw.length > channel.max_inbound_bytes
+        ? `too large: ${raw.length} bytes, the channel accepts ${channel.max_inbound_bytes}`
+        : null;
+    const channelId = channel.id;
     await db
       .insertInto('inbound_messages')
       .values({
@@ -61,8 +76,9 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         message_id: messageId,
         raw,
         size_bytes: raw.length,
-        status: headers ? 'received' : 'rejected',
-        rejection_reason: headers ? null : NOT_MIME,
+        status: rejection ? 'rejected' : 'received',
+        rejection_reason: rejection,
+        received_via: via,
       })
       .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
       .execute();
@@ -107,19 +123,104 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     return (await find())!.id;
   }
 
-  /** Finds the conversation this mail answers among this channel's messages, most specific reference first. */
-  async function findThread(trx: Db, channelId: string, mail: ParsedMail): Promise<string | undefined> {
-    const ids = referencedMessageIds(mail.inReplyTo, mail.references);
-    if (ids.length === 0) return undefined;
+  /**
+   * The conversation this mail belongs to, if any, and how it was found; the rule is chooseThread's:
+   * the reply token, a bounce's returned message, then In-Reply-To and References, each only for a
+   * sender who already takes part in that conversation (bounces excepted).
+   */
+  async function findThread(trx: Db, channel: Channel, mail: ParsedMail): Promise<ThreadCandidate | undefined> {
+    const candidates: ThreadCandidate[] = [];
+    const recipients = [...mail.to, ...mail.cc].map((recipient) => recipient.address);
+    const token = replyTokenIn(recipients, channel.email_address);
+    if (token) {
+      const byToken = await trx
+        .selectFrom('conversations')
+        .select('id')
+        .where('channel_id', '=', channel.id)
+        .where('reply_token', '=', token)
+        .executeTakeFirst();
+      if (byToken) candidates.push({ conversationId: byToken.id, via: 'reply_token' });
+    }
+    for (const conversationId of await conversationsOfMessages(trx, channel.id, mail.returnedMessageIds)) {
+      candidates.push({ conversationId, via: 'returned_message' });
+    }
+    for (const conversationId of await conversationsOfMessages(
+      trx,
+      channel.id,
+      referencedMessageIds(mail.inReplyTo, mail.references),
+    )) {
+      candidates.push({ conversationId, via: 'reference' });
+    }
+    if (candidates.length === 0) return undefined;
+    const isBounce = mail.classification === 'bounce';
+    const senderParticipatesIn =
+      isBounce || isChannelAddress(mail.from.address, channel.email_address)
+        ? new Set<string>()
+        : await conversationsWithParticipant(
+            trx,
+            candidates.map((candidate) => candidate.conversationId),
+            mail.from.address,
+          );
+    return chooseThread(candidates, { isBounce, senderParticipatesIn });
+  }
+
+  /** The conversations of these Message-IDs among this channel's mails, in the order of the ids. */
+  async function conversationsOfMessages(trx: Db, channelId: string, messageIds: readonly string[]): Promise<string[]> {
+    if (messageIds.length === 0) return [];
     const { rows } = await sql<{ conversation_id: string; message_id: string }>`
       select conversation_id, message_id from inbound_messages
-        where channel_id = ${channelId} and conversation_id is not null and message_id in (${sql.join(ids)})
+        where channel_id = ${channelId} and conversation_id is not null and message_id in (${sql.join(messageIds)})
       union all
       select o.conversation_id, o.message_id from outbound_messages o
         join conversations c on c.id = o.conversation_id
-        where c.channel_id = ${channelId} and o.message_id in (${sql.join(ids)})`.execute(trx);
+        where c.channel_id = ${channelId} and o.message_id in (${sql.join(messageIds)})`.execute(trx);
     const byMessageId = new Map(rows.map((row) => [row.message_id, row.conversation_id]));
-    return ids.map((id) => byMessageId.get(id)).find((found) => found !== undefined);
+    return [...new Set(messageIds.flatMap((id) => byMessageId.get(id) ?? []))];
+  }
+
+  /** Which of the conversations have this address as contact, or as From, To or Cc of a mail on them. */
+  async function conversationsWithParticipant(trx: Db, conversationIds: string[], address: string): Promise<Set<string>> {
+    const asJson = JSON.stringify([address]);
+    const { rows } = await sql<{ id: string }>`
+      select c.id from conversations c join contacts ct on ct.id = c.contact_id
+        where c.id in (${sql.join([...new Set(conversationIds)])})
+          and (ct.email = ${address} or exists (
+            select 1 from inbound_messages m
+              where m.conversation_id = c.id and m.status = 'threaded'
+                and (m.from_address = ${address} or m.to_addresses @> ${asJson}::jsonb or m.cc_addresses @> ${asJson}::jsonb)))`.execute(
+      trx,
+    );
+    return new Set(rows.map((row) => row.id));
+  }
+
+  /** Attachments in rows of their own; one over the channel's limit keeps its metadata and a note, not its bytes. */
+  async function storeAttachments(trx: Db, channel: Channel, inboundMessageId: string, attachments: readonly ParsedAttachment[]) {
+    if (attachments.length === 0) return;
+    const limit = channel.max_attachment_bytes;
+    await trx
+      .insertInto('attachments')
+      .values(
+        attachments.map((attachment, position) => {
+          const tooLarge = attachment.size > limit;
+          return {
+            id: randomUUID(),
+            inbound_message_id: inboundMessageId,
+            position,
+            filename: attachment.filename,
+            content_type: attachment.contentType,
+            size_bytes: attachment.size,
+            content_id: attachment.contentId,
+            inline: attachment.inline,
+            sha256: attachment.sha256,
+            content: tooLarge ? null : Buffer.from(attachment.content.buffer, attachment.content.byteOffset, attachment.size),
+            omitted_reason: tooLarge
+              ? `not stored: ${attachment.size} bytes is over this channel's attachment limit of ${limit} bytes; the original mail keeps it`
+              : null,
+          };
+        }),
+      )
+      .onConflict((oc) => oc.columns(['inbound_message_id', 'position']).doNothing())
+      .execute();
   }
 
   /** Parses the stored mail and files it into a conversation, in one transaction. */
@@ -151,8 +252,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       if (current.status === 'threaded' && current.conversation_id)
         return { conversationId: current.conversation_id, isNew: false, mail };
 
-      const existing = await findThread(trx, channel.id, mail);
-      const conversationId = existing ?? randomUUID();
+      const existing = await findThread(trx, channel, mail);
+      const conversationId = existing?.conversationId ?? randomUUID();
       if (!existing) {
         await trx
           .insertInto('conversations')
@@ -178,16 +279,22 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
           from_name: mail.from.name,
           subject: mail.subject,
           text_body: mail.text,
+          reply_text: mail.replyText,
           html_body: mail.html,
+          to_addresses: JSON.stringify(mail.to.map((recipient) => recipient.address)),
+          cc_addresses: JSON.stringify(mail.cc.map((recipient) => recipient.address)),
+          returned_message_id: mail.returnedMessageIds[0] ?? null,
           in_reply_to: mail.inReplyTo ?? null,
           reference_ids: JSON.stringify(mail.references),
           sent_at: mail.date,
         })
         .where('id', '=', stored.id)
         .execute();
+      await storeAttachments(trx, channel, stored.id, mail.attachments);
       await recordEvent(trx, conversationId, 'customer_message', {
         inboundMessageId: stored.id,
         classification: mail.classification,
+        threadedBy: existing?.via ?? 'new_conversation',
       });
       return { conversationId, isNew: !existing, mail };
     });
@@ -220,8 +327,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   }
 
   return {
-    async ingestRawMail(channel: Channel, raw: Buffer): Promise<IngestResult> {
-      const stored = await storeRaw(channel.id, raw);
+    async ingestRawMail(channel: Channel, raw: Buffer, options: { via?: InboundSource } = {}): Promise<IngestResult> {
+      const stored = await storeRaw(channel, raw, options.via ?? 'forwarder');
       if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
       if (stored.signalled_at && stored.conversation_id) {
         return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };

@@ -5,3 +5,7 @@ export const TASK_QUEUE = 'mailroom';
 export function conversationWorkflowId(conversationId: string): string {
   return `conversation-${conversationId}`;
 }
+
+export function mailboxWorkflowId(channelId: string): string {
+  return `mailbox-${channelId}`;
+}

@@ -1,2 +1,3 @@
 // The workflow bundle's entry: every workflow the worker runs.
 export { conversationWorkflow } from './conversation.js';
+export { mailboxWorkflow } from './mailbox.js';

@@ -53,3 +53,6 @@ export interface ConversationSnapshot {
   pendingMessages: number;
 }
 export const conversationSnapshotQuery = defineQuery<ConversationSnapshot>('snapshot');
+
+/** The channel's IMAP settings changed or IMAP was switched off: end the current session and re-read them. */
+export const mailboxSettingsChangedSignal = defineSignal('mailboxSettingsChanged');

@@ -38,11 +38,13 @@ export async function startTestStack(): Promise<TestStack> {
   const smtp = await capture.listen();
   const temporal = new Client({ connection: await Connection.connect({ address }) });
   const logger = createLogger('silent');
+  const ingest = createIngest({ db, temporal, taskQueue });
   const api = await startApiServer(
     {
       db,
       temporal,
-      ingest: createIngest({ db, temporal, taskQueue }),
+      ingest,
+      taskQueue,
       config: { SECRET_KEY: TEST_SECRET_KEY, MAX_INBOUND_BYTES: 1024 * 1024, PUBLIC_URL: 'http://unused' },
       logger,
     },
@@ -53,7 +55,7 @@ export async function startTestStack(): Promise<TestStack> {
     connection: workerConnection,
     taskQueue,
     workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger }),
-    deps: { db, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
+    deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
   });
   const running = worker.run();
   return {

@@ -58,6 +58,27 @@ describe('parseMail', () => {
     });
   });
 
+  it('keeps recipients, the reply apart from the quote, and sanitized HTML', async () => {
+    const raw = mail(
+      'From: ann@example.com\r\nTo: Support <support@acme.example>, bea@example.com\r\nCc: cid@example.com\r\nSubject: Re: x\r\n' +
+        'Content-Type: text/html; charset=utf-8',
+      '<p onclick="x()">Yes, thanks.</p><p>On Mon, Acme &lt;support@acme.example&gt; wrote:</p><blockquote>Old</blockquote><script>x()</script>',
+    );
+    const parsed = await parseMail(raw, '<m3@example.com>');
+    expect(parsed).toMatchObject({
+      to: [
+        { address: 'support@acme.example', name: 'Support' },
+        { address: 'bea@example.com', name: null },
+      ],
+      cc: [{ address: 'cid@example.com', name: null }],
+      text: 'Yes, thanks.\n\nOn Mon, Acme <support@acme.example> wrote:\n\n> Old',
+      replyText: 'Yes, thanks.',
+      html: '<p>Yes, thanks.</p><p>On Mon, Acme &lt;support@acme.example&gt; wrote:</p><blockquote>Old</blockquote>',
+      attachments: [],
+      returnedMessageIds: [],
+    });
+  });
+
   it('refuses a mail without any sender address', async () => {
     const raw = mail('To: support@acme.example\r\nSubject: who am I');
     await expect(parseMail(raw, '<x@y>')).rejects.toThrow(UnparseableMailError);

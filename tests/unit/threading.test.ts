@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { outboundMessageId, outboundThreadHeaders, referencedMessageIds, replySubject } from '../../src/domain/threading.js';
+import {
+  chooseThread,
+  isChannelAddress,
+  outboundMessageId,
+  outboundThreadHeaders,
+  referencedMessageIds,
+  replySubject,
+  replyTokenAddress,
+  replyTokenIn,
+  type ThreadCandidate,
+} from '../../src/domain/threading.js';
 
 describe('referencedMessageIds', () => {
   it('puts In-Reply-To first, then References from newest to oldest, without repeats', () => {
@@ -62,5 +72,80 @@ describe('replySubject', () => {
     ['  ', 'Re: (no subject)'],
   ])('%j → %j', (subject, expected) => {
     expect(replySubject(subject)).toBe(expected);
+  });
+});
+
+describe('reply tokens', () => {
+  const token = '5f0c2a9e7b3d4e18a6c1f09d2b7e4a63';
+
+  it('puts the token after a plus in the channel address', () => {
+    expect(replyTokenAddress('support@acme.example', token)).toBe(`support+${token}@acme.example`);
+  });
+
+  it.each<[string, string[], string | undefined]>([
+    ['the token address', [`support+${token}@acme.example`], token],
+    ['in any case', [`Support+${token.toUpperCase()}@ACME.example`], token],
+    ['among other recipients', ['bea@example.com', `support+${token}@acme.example`], token],
+    ['the bare channel address', ['support@acme.example'], undefined],
+    ['another tag on the channel address', ['support+billing@acme.example'], undefined],
+    ['a token on another domain', [`support+${token}@other.example`], undefined],
+    ['a token on another mailbox', [`sales+${token}@acme.example`], undefined],
+    ['a token of the wrong length', [`support+${token}ff@acme.example`], undefined],
+  ])('finds %s', (_name, addresses, expected) => {
+    expect(replyTokenIn(addresses, 'support@acme.example')).toBe(expected);
+  });
+
+  it.each<[string, boolean]>([
+    ['support@acme.example', true],
+    ['SUPPORT@acme.example', true],
+    ['support+anything@acme.example', true],
+    ['supporter@acme.example', false],
+    ['support@acme.example.org', false],
+  ])('%s is the channel address: %s', (address, expected) => {
+    expect(isChannelAddress(address, 'support@acme.example')).toBe(expected);
+  });
+});
+
+describe('chooseThread', () => {
+  const token = { conversationId: 'by-token', via: 'reply_token' as const };
+  const returned = { conversationId: 'by-bounce', via: 'returned_message' as const };
+  const inReplyTo = { conversationId: 'by-in-reply-to', via: 'reference' as const };
+  const older = { conversationId: 'by-older-reference', via: 'reference' as const };
+
+  it.each<[string, ThreadCandidate[], { isBounce: boolean; participantIn: string[] }, string | undefined]>([
+    ['nothing to join: a new conversation', [], { isBounce: false, participantIn: [] }, undefined],
+    [
+      'the token, the sender taking part',
+      [token, inReplyTo],
+      { isBounce: false, participantIn: ['by-token', 'by-in-reply-to'] },
+      'by-token',
+    ],
+    [
+      'the reference, when the sender does not take part in the token’s',
+      [token, inReplyTo],
+      { isBounce: false, participantIn: ['by-in-reply-to'] },
+      'by-in-reply-to',
+    ],
+    [
+      'an older reference the sender takes part in',
+      [inReplyTo, older],
+      { isBounce: false, participantIn: ['by-older-reference'] },
+      'by-older-reference',
+    ],
+    [
+      'none, when the sender takes part in none (a reply to a campaign)',
+      [inReplyTo, older],
+      { isBounce: false, participantIn: [] },
+      undefined,
+    ],
+    [
+      'a bounce: the returned message, whoever sent it',
+      [returned, inReplyTo],
+      { isBounce: true, participantIn: [] },
+      'by-bounce',
+    ],
+    ['a bounce without a returned message: its reference', [inReplyTo], { isBounce: true, participantIn: [] }, 'by-in-reply-to'],
+  ])('%s', (_name, candidates, { isBounce, participantIn }, expected) => {
+    expect(chooseThread(candidates, { isBounce, senderParticipatesIn: new Set(participantIn) })?.conversationId).toBe(expected);
   });
 });

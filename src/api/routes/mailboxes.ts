@@ -1,0 +1,231 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Channel } from '../../db/schema.js';
+import { applyMailboxSettings } from '../../ingest/mailboxes.js';
+import { checkImapConnection, type ImapSettings } from '../../mail/imap-connection.js';
+import { decryptCredential, encryptCredential } from '../../security/credentials.js';
+import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
+import { Problem, problemResponses } from '../problem.js';
+
+// A channel's IMAP mailbox: settings (password write-only, encrypted at rest), a connection test, the sync position.
+
+const security = [{ apiKey: [] }];
+const channelParams = z.object({ channelId: z.uuid() });
+const folderName = z.string().trim().min(1).max(255);
+
+const ImapSettingsSchema = z
+  .object({
+    enabled: z.boolean(),
+    host: z.string().trim().min(1).max(255).nullable(),
+    port: z.number().int().min(1).max(65535).nullable(),
+    tls: z.boolean().openapi({ description: 'Implicit TLS (port 993); false for a plain connection' }),
+    username: z.string().min(1).max(255).nullable(),
+    passwordSet: z.boolean().openapi({ description: 'The password itself is never returned' }),
+    folders: z.array(folderName).min(1).max(20),
+    afterProcessing: z.enum(['none', 'mark_seen', 'move']),
+    moveToFolder: folderName.nullable(),
+    pollIntervalSeconds: z.number().int().min(5).max(3600).openapi({ description: 'Used only where the server has no IDLE' }),
+    cursors: z.array(z.object({ folder: z.string(), uidValidity: z.string(), lastUid: z.string(), updatedAt: z.iso.datetime() })),
+  })
+  .openapi('ImapMailbox');
+
+const ImapSettingsInput = z
+  .object({
+    enabled: z.boolean(),
+    host: z.string().trim().min(1).max(255),
+    port: z.number().int().min(1).max(65535).default(993),
+    tls: z.boolean().default(true),
+    username: z.string().min(1).max(255),
+    password: z.string().min(1).max(1024).optional().openapi({ description: 'Write-only; omit to keep the stored one' }),
+    folders: z.array(folderName).min(1).max(20).default(['INBOX']),
+    afterProcessing: z.enum(['none', 'mark_seen', 'move']).default('none'),
+    moveToFolder: folderName.optional(),
+    pollIntervalSeconds: z.number().int().min(5).max(3600).default(60),
+  })
+  .refine((input) => input.afterProcessing !== 'move' || input.moveToFolder, {
+    path: ['moveToFolder'],
+    message: 'required when afterProcessing is "move"',
+  })
+  .openapi('ImapMailboxInput');
+
+const ConnectionTestInput = z
+  .object({
+    host: z.string().trim().min(1).max(255),
+    port: z.number().int().min(1).max(65535),
+    tls: z.boolean(),
+    username: z.string().min(1).max(255),
+    password: z.string().min(1).max(1024),
+    folders: z.array(folderName).min(1).max(20),
+  })
+  .partial()
+  .openapi('ImapConnectionTestInput');
+
+const ConnectionTestResult = z
+  .discriminatedUnion('ok', [
+    z.object({
+      ok: z.literal(true),
+      idle: z.boolean(),
+      folders: z.array(z.object({ folder: z.string(), messages: z.number().int() })),
+    }),
+    z.object({
+      ok: z.literal(false),
+      reason: z.enum(['dns', 'refused', 'timeout', 'tls', 'auth', 'folder_missing', 'protocol']),
+      message: z.string(),
+    }),
+  ])
+  .openapi('ImapConnectionTestResult');
+
+const getRoute = createRoute({
+  method: 'get',
+  path: '/v1/channels/{channelId}/imap',
+  tags: ['IMAP mailboxes'],
+  summary: "The channel's IMAP settings and how far the sync has read each folder",
+  security,
+  request: { params: channelParams },
+  responses: {
+    200: { description: 'Settings', content: { 'application/json': { schema: ImapSettingsSchema } } },
+    ...problemResponses(401, 403, 404, 422),
+  },
+});
+
+const putRoute = createRoute({
+  method: 'put',
+  path: '/v1/channels/{channelId}/imap',
+  tags: ['IMAP mailboxes'],
+  summary: 'Set the IMAP settings; enabling starts the mailbox sync, disabling stops it',
+  security,
+  request: { params: channelParams, body: { required: true, content: { 'application/json': { schema: ImapSettingsInput } } } },
+  responses: {
+    200: { description: 'Saved', content: { 'application/json': { schema: ImapSettingsSchema } } },
+    ...problemResponses(401, 403, 404, 422, 503),
+  },
+});
+
+const testRoute = createRoute({
+  method: 'post',
+  path: '/v1/channels/{channelId}/imap/test',
+  tags: ['IMAP mailboxes'],
+  summary: 'Try the IMAP settings: connect, log in and open each folder; says what failed',
+  description: 'Fields left out are taken from the stored settings, so the saved mailbox can be tested with an empty body.',
+  security,
+  request: { params: channelParams, body: { required: false, content: { 'application/json': { schema: ConnectionTestInput } } } },
+  responses: {
+    200: {
+      description: 'The outcome; ok false names the reason',
+      content: { 'application/json': { schema: ConnectionTestResult } },
+    },
+    ...problemResponses(401, 403, 404, 422),
+  },
+});
+
+export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
+  async function channelOf(user: AuthenticatedUser, channelId: string): Promise<Channel> {
+    const channel = await db
+      .selectFrom('channels')
+      .selectAll()
+      .where('id', '=', channelId)
+      .where('account_id', '=', user.accountId)
+      .executeTakeFirst();
+    if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
+    if (user.role !== 'admin') throw new Problem(403, 'forbidden', 'Admins only', 'only an admin configures a channel');
+    return channel;
+  }
+
+  async function describe(channel: Channel): Promise<z.infer<typeof ImapSettingsSchema>> {
+    const cursors = await db
+      .selectFrom('imap_cursors')
+      .selectAll()
+      .where('channel_id', '=', channel.id)
+      .orderBy('folder')
+      .execute();
+    return {
+      enabled: channel.imap_enabled,
+      host: channel.imap_host,
+      port: channel.imap_port,
+      tls: channel.imap_tls,
+      username: channel.imap_username,
+      passwordSet: channel.imap_password_encrypted !== null,
+      folders: channel.imap_folders,
+      afterProcessing: channel.imap_after_processing,
+      moveToFolder: channel.imap_move_to_folder,
+      pollIntervalSeconds: channel.imap_poll_interval_seconds,
+      cursors: cursors.map((c) => ({
+        folder: c.folder,
+        uidValidity: String(c.uid_validity),
+        lastUid: String(c.last_uid),
+        updatedAt: c.updated_at.toISOString(),
+      })),
+    };
+  }
+
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.openapi(getRoute, async (c) => {
+    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    return c.json(await describe(channel), 200);
+  });
+
+  app.openapi(putRoute, async (c) => {
+    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const input = c.req.valid('json');
+    if (!input.password && !channel.imap_password_encrypted) {
+      throw new Problem(422, 'validation', 'Request validation failed', 'a password is needed', [
+        { field: 'password', message: 'required: no password is stored yet' },
+      ]);
+    }
+    const updated = await db
+      .updateTable('channels')
+      .set({
+        imap_enabled: input.enabled,
+        imap_host: input.host,
+        imap_port: input.port,
+        imap_tls: input.tls,
+        imap_username: input.username,
+        ...(input.password ? { imap_password_encrypted: encryptCredential(input.password, config.SECRET_KEY) } : {}),
+        imap_folders: JSON.stringify(input.folders),
+        imap_after_processing: input.afterProcessing,
+        imap_move_to_folder: input.moveToFolder ?? null,
+        imap_poll_interval_seconds: input.pollIntervalSeconds,
+      })
+      .where('id', '=', channel.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    try {
+      await temporal.withDeadline(Date.now() + 10_000, () => applyMailboxSettings(temporal, updated, taskQueue));
+    } catch {
+      throw new Problem(
+        503,
+        'workflows-unavailable',
+        'Workflows are unavailable',
+        'the settings are saved; PUT them again to start the sync',
+      );
+    }
+    return c.json(await describe(updated), 200);
+  });
+
+  app.openapi(testRoute, async (c) => {
+    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const given = c.req.valid('json') ?? {};
+    const stored = channel.imap_password_encrypted;
+    const settings = {
+      host: given.host ?? channel.imap_host,
+      port: given.port ?? channel.imap_port ?? 993,
+      tls: given.tls ?? channel.imap_tls,
+      username: given.username ?? channel.imap_username,
+      password: given.password ?? (stored ? decryptCredential(stored, config.SECRET_KEY) : null),
+    };
+    const missing = (['host', 'username', 'password'] as const).filter((field) => !settings[field]);
+    if (missing.length > 0) {
+      throw new Problem(
+        422,
+        'validation',
+        'Request validation failed',
+        `${missing.join(', ')} needed`,
+        missing.map((field) => ({ field, message: 'required: none is stored' })),
+      );
+    }
+    const folders = given.folders ?? channel.imap_folders;
+    return c.json(await checkImapConnection(settings as ImapSettings, folders), 200);
+  });
+
+  return app;
+}

@@ -1,0 +1,20 @@
+import { parentPort } from 'node:worker_threads';
+import { extractMailContent } from './mail-content.js';
+import type { ParseRequest, ParseResponse } from './parser-pool.js';
+
+// A parser thread: parses one mail at a time for the pool and hands the result back.
+parentPort!.on('message', async ({ id, raw, messageId }: ParseRequest) => {
+  let response: ParseResponse;
+  try {
+    const mail = await extractMailContent(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), messageId);
+    response = { id, mail };
+    parentPort!.postMessage(
+      response,
+      mail.attachments.map((attachment) => attachment.content.buffer as ArrayBuffer),
+    );
+  } catch (error) {
+    const { name, message } = error instanceof Error ? error : new Error(String(error));
+    response = { id, error: { name, message } };
+    parentPort!.postMessage(response);
+  }
+});

@@ -1,0 +1,146 @@
+import { Worker } from 'node:worker_threads';
+import { UnparseableMailError, type ParsedMail } from './parsed-mail.js';
+
+// Parsing a mail is CPU work (MIME, charsets, HTML sanitizing) that must not stall the event loop
+// that serves the API and the Temporal worker: it runs on a small fixed pool of threads, one mail at
+// a time each, the raw bytes transferred in and the attachments transferred out.
+
+const POOL_SIZE = 2;
+/** A mail that takes longer is taken as one we cannot parse: its thread is replaced. */
+const PARSE_TIMEOUT_MS = 60_000;
+const THREAD_HEAP_MB = 512;
+
+const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './parse-worker.ts' : './parse-worker.js', import.meta.url).href;
+const LOADER = new URL('./parse-worker-loader.mjs', import.meta.url);
+
+export interface ParseRequest {
+  id: number;
+  raw: Uint8Array;
+  messageId: string;
+}
+
+export type ParseResponse =
+  { id: number; mail: ParsedMail; error?: never } | { id: number; error: { name: string; message: string } };
+
+interface Job {
+  id: number;
+  raw: Uint8Array;
+  messageId: string;
+  resolve(mail: ParsedMail): void;
+  reject(error: Error): void;
+}
+
+interface Slot {
+  worker: Worker | undefined;
+  job: Job | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+class ParserPool {
+  private readonly slots: Slot[] = Array.from({ length: POOL_SIZE }, () => ({
+    worker: undefined,
+    job: undefined,
+    timer: undefined,
+  }));
+  private readonly queue: Job[] = [];
+  private nextId = 0;
+
+  parse(raw: Uint8Array, messageId: string): Promise<ParsedMail> {
+    return new Promise((resolve, reject) => {
+      // Our own copy, so that transferring it detaches nothing the caller still holds.
+      this.queue.push({ id: this.nextId++, raw: new Uint8Array(raw), messageId, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((slot) => slot.worker?.terminate()));
+  }
+
+  private dispatch() {
+    for (const slot of this.slots) {
+      if (slot.job) continue;
+      const job = this.queue.shift();
+      if (!job) return;
+      const worker = (slot.worker ??= this.spawn(slot));
+      slot.job = job;
+      slot.timer = setTimeout(() => {
+        this.finish(slot, (pending) =>
+          pending.reject(new UnparseableMailError(`parsing took longer than ${PARSE_TIMEOUT_MS / 1000} s`)),
+        );
+        this.replace(slot);
+      }, PARSE_TIMEOUT_MS);
+      worker.ref(); // a mail being parsed keeps the process alive; an idle pool does not
+      worker.postMessage({ id: job.id, raw: job.raw, messageId: job.messageId } satisfies ParseRequest, [
+        job.raw.buffer as ArrayBuffer,
+      ]);
+    }
+  }
+
+  private spawn(slot: Slot): Worker {
+    const worker = new Worker(LOADER, {
+      workerData: { entry: ENTRY },
+      execArgv: [],
+      resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB },
+    });
+    worker.unref();
+    worker.on('message', (response: ParseResponse) => {
+      if (slot.job?.id !== response.id) return;
+      this.finish(slot, (job) => (response.error ? job.reject(rebuildError(response.error)) : job.resolve(response.mail)));
+      this.dispatch();
+    });
+    worker.on('error', (error: Error & { code?: string }) => {
+      // Out of memory on one mail happens again on every try: that mail cannot be parsed.
+      const failure =
+        error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new UnparseableMailError('the message needs more memory to parse than a parser thread has')
+          : new Error(`the parser thread failed: ${error.message}`, { cause: error });
+      this.finish(slot, (job) => job.reject(failure));
+    });
+    worker.on('exit', () => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      this.finish(slot, (job) => job.reject(new Error('the parser thread stopped')));
+      this.dispatch();
+    });
+    return worker;
+  }
+
+  private finish(slot: Slot, settle: (job: Job) => void) {
+    clearTimeout(slot.timer);
+    const job = slot.job;
+    slot.job = undefined;
+    slot.timer = undefined;
+    slot.worker?.unref();
+    if (job) settle(job);
+  }
+
+  private replace(slot: Slot) {
+    const worker = slot.worker;
+    slot.worker = undefined;
+    void worker?.terminate();
+    this.dispatch();
+  }
+}
+
+function rebuildError({ name, message }: { name: string; message: string }): Error {
+  if (name === 'UnparseableMailError') return new UnparseableMailError(message);
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+let pool: ParserPool | undefined;
+
+/** Parses a raw mail on the parser pool, started on first use. */
+export function parseOnPool(raw: Uint8Array, messageId: string): Promise<ParsedMail> {
+  pool ??= new ParserPool();
+  return pool.parse(raw, messageId);
+}
+
+/** Stops the parser threads; the next parse starts them again. */
+export async function closeParserPool(): Promise<void> {
+  const closing = pool;
+  pool = undefined;
+  await closing?.close();
+}

@@ -1,0 +1,172 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.js';
+import { mailboxWorkflowId } from '../../src/workflows/ids.js';
+import { callApi, eventually, postMail } from '../support/http.js';
+import { appendMail, sampleMail, withImap } from '../support/imap.js';
+import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+
+const account = { user: 'support', password: 'imap-secret' };
+// The issue's figure; IMAP_BACKLOG=50 for a quick local run.
+const BACKLOG = Number(process.env.IMAP_BACKLOG ?? 1000);
+
+describe('an IMAP mailbox on a real Dovecot', () => {
+  let stack: TestStack;
+  let dovecot: DovecotServer;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+
+  const imapSettings = (overrides: Record<string, unknown> = {}) => ({
+    enabled: true,
+    host: dovecot.host,
+    port: dovecot.port,
+    tls: false,
+    username: account.user,
+    password: account.password,
+    ...overrides,
+  });
+  const putImap = (settings: Record<string, unknown>) =>
+    callApi(stack.api.url, team.admin.apiKey, 'PUT', `/v1/channels/${team.channel.id}/imap`, settings);
+
+  const storedIds = async () =>
+    (
+      await stack.db
+        .selectFrom('inbound_messages')
+        .select('message_id')
+        .where('channel_id', '=', team.channel.id)
+        .where('status', '=', 'threaded')
+        .execute()
+    ).map((row) => row.message_id);
+
+  const waitForStored = (messageIds: string[], timeoutMs = 60_000) =>
+    eventually(async () => {
+      const stored = new Set(await storedIds());
+      return messageIds.every((id) => stored.has(id)) ? stored : undefined;
+    }, timeoutMs);
+
+  const messageIdOf = (raw: string) => /^Message-ID: (.+)$/m.exec(raw)![1]!;
+
+  beforeAll(async () => {
+    [stack, dovecot] = await Promise.all([startTestStack(), startDovecot({ users: [account] })]);
+    team = await seedSupportTeam(stack.db, { name: 'Acme Support', emailAddress: 'support@acme.example' });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await dovecot?.stop();
+  });
+
+  it('refuses IMAP settings from an agent, and names missing fields', async () => {
+    const asAgent = await callApi(
+      stack.api.url,
+      team.agents[0]!.apiKey,
+      'PUT',
+      `/v1/channels/${team.channel.id}/imap`,
+      imapSettings(),
+    );
+    expect(asAgent.status).toBe(403);
+    const incomplete = await putImap({ enabled: true, username: 'x' });
+    expect(incomplete.status).toBe(422);
+    expect(incomplete.body.errors.map((e: { field: string }) => e.field)).toContain('host');
+  });
+
+  it('tells why a connection test fails: wrong password, missing folder, nothing listening', async () => {
+    const test = (body: Record<string, unknown>) =>
+      callApi(stack.api.url, team.admin.apiKey, 'POST', `/v1/channels/${team.channel.id}/imap/test`, body);
+    const base = { host: dovecot.host, port: dovecot.port, tls: false, username: account.user };
+    expect((await test({ ...base, password: account.password })).body).toMatchObject({ ok: true, idle: true });
+    expect((await test({ ...base, password: 'wrong' })).body).toMatchObject({ ok: false, reason: 'auth' });
+    expect((await test({ ...base, password: account.password, folders: ['INBOX', 'Nope'] })).body).toMatchObject({
+      ok: false,
+      reason: 'folder_missing',
+    });
+    expect((await test({ ...base, port: 1, password: account.password })).body).toMatchObject({ ok: false, reason: 'refused' });
+    expect((await test({ ...base, host: 'no-such-host.invalid', password: account.password })).body).toMatchObject({
+      ok: false,
+      reason: 'dns',
+    });
+  });
+
+  it('drains a backlog of 1,000 mails with none lost and none doubled', async () => {
+    const backlog = Array.from({ length: BACKLOG }, (_, n) => sampleMail(n, { from: `customer${n % 50}@example.com` }));
+    await withImap(dovecot, account, async (client) => {
+      for (const raw of backlog) await client.append('INBOX', raw);
+    });
+    const saved = await putImap(imapSettings());
+    expect(saved.status).toBe(200);
+    expect(saved.body).toMatchObject({ enabled: true, passwordSet: true });
+    expect(JSON.stringify(saved.body)).not.toContain(account.password);
+
+    await waitForStored(backlog.map(messageIdOf), 240_000);
+    const ids = await storedIds();
+    expect(ids).toHaveLength(BACKLOG);
+    expect(new Set(ids).size).toBe(BACKLOG);
+    const rows = await stack.db
+      .selectFrom('inbound_messages')
+      .select('received_via')
+      .where('channel_id', '=', team.channel.id)
+      .execute();
+    expect(rows.every((row) => row.received_via === 'imap')).toBe(true);
+    const cursor = await eventually(async () => {
+      const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/channels/${team.channel.id}/imap`);
+      return body.cursors[0]?.lastUid === String(BACKLOG) ? body.cursors[0] : undefined;
+    });
+    expect(cursor.folder).toBe('INBOX');
+  }, 300_000);
+
+  it('delivers a mail appended while the mailbox idles', async () => {
+    const raw = sampleMail(5001);
+    await appendMail(dovecot, account, 'INBOX', raw);
+    await waitForStored([messageIdOf(raw)]);
+  });
+
+  it('reconnects and resumes after the server drops the connection', async () => {
+    await dovecot.kickAll();
+    const raw = sampleMail(5002);
+    await appendMail(dovecot, account, 'INBOX', raw);
+    await waitForStored([messageIdOf(raw)], 90_000);
+  }, 120_000);
+
+  it('stores one message when the same mail arrives by IMAP and by the forwarder', async () => {
+    const raw = sampleMail(5003);
+    const forwarded = await postMail(stack.api.url, team.channel, raw);
+    expect(forwarded.status).toBe(202);
+    await appendMail(dovecot, account, 'INBOX', raw);
+    const marker = sampleMail(5004); // appended after it: once this is stored, the duplicate was read too
+    await appendMail(dovecot, account, 'INBOX', marker);
+    await waitForStored([messageIdOf(marker)]);
+    const copies = await stack.db
+      .selectFrom('inbound_messages')
+      .select('id')
+      .where('message_id', '=', messageIdOf(raw))
+      .execute();
+    expect(copies).toHaveLength(1);
+  });
+
+  it('reads the folder again after a UIDVALIDITY change, without duplicates', async () => {
+    const before = (await storedIds()).length;
+    await dovecot.resetUidValidity(account.user, 'INBOX');
+    await dovecot.kickAll(); // a session only learns the new UIDVALIDITY when it opens the folder again
+    const raw = sampleMail(5005);
+    await appendMail(dovecot, account, 'INBOX', raw);
+    await waitForStored([messageIdOf(raw)], 120_000);
+    expect(await storedIds()).toHaveLength(before + 1);
+  }, 180_000);
+
+  it('quarantines a mail that is not MIME and lets the next ones through', async () => {
+    const junk = 'this line is not a header\r\nand this is not a mail\r\n';
+    const after = sampleMail(5006);
+    await appendMail(dovecot, account, 'INBOX', junk);
+    await appendMail(dovecot, account, 'INBOX', after);
+    await waitForStored([messageIdOf(after)]);
+    const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', '/v1/inbound-messages?status=rejected');
+    expect(body.data).toEqual([
+      expect.objectContaining({ receivedVia: 'imap', reason: expect.stringContaining('not an RFC 822 message') }),
+    ]);
+  });
+
+  it('stops syncing when IMAP is disabled', async () => {
+    const saved = await putImap(imapSettings({ enabled: false }));
+    expect(saved.body.enabled).toBe(false);
+    const handle = stack.temporal.workflow.getHandle(mailboxWorkflowId(team.channel.id));
+    await eventually(async () => ((await handle.describe()).status.name === 'COMPLETED' ? true : undefined), 60_000);
+  }, 90_000);
+});
