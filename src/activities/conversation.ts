@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { ConversationStage, ConversationStatus, MailClassification } from '../db/schema.js';
 import { chooseRoundRobin } from '../domain/assignment.js';
+import { automaticMailBlock } from '../domain/loop-safety.js';
 import type { Actor } from '../workflows/messages.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
@@ -15,6 +16,10 @@ export interface ConversationContext {
   greetingSent: boolean;
   csatEnabled: boolean;
   csatDelaySeconds: number;
+  /** Whether any mail on the conversation came from a person (not an auto-reply or bounce). */
+  heardFromPerson: boolean;
+  /** Why no automatic mail may go to the contact now (loop safety), or null. */
+  automaticMailBlocked: string | null;
 }
 
 export function createConversationActivities({ db }: ActivityDeps) {
@@ -24,8 +29,31 @@ export function createConversationActivities({ db }: ActivityDeps) {
       const row = await db
         .selectFrom('conversations as c')
         .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+        .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
         .leftJoin('users as u', 'u.id', 'c.assignee_id')
         .select([
+          'ct.email as contact_email',
+          'ch.email_address as channel_address',
+          'ch.automatic_mail_limit_per_hour',
+          (eb) =>
+            eb
+              .selectFrom('outbound_messages as o')
+              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
+              .select((count) => count.fn.countAll<string>().as('n'))
+              .whereRef('oc.channel_id', '=', 'c.channel_id')
+              .whereRef('o.to_address', '=', 'ct.email')
+              .where('o.kind', 'in', ['greeting', 'csat_survey'])
+              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
+              .as('automatic_sent_last_hour'),
+          (eb) =>
+            eb
+              .exists(
+                eb
+                  .selectFrom('inbound_messages as m')
+                  .whereRef('m.conversation_id', '=', 'c.id')
+                  .where('m.classification', '=', 'ordinary'),
+              )
+              .as('heard_from_person'),
           'c.id',
           'c.channel_id',
           'c.status',
@@ -56,7 +84,23 @@ export function createConversationActivities({ db }: ActivityDeps) {
         greetingSent: Boolean(row.greeting_sent),
         csatEnabled: row.csat_enabled,
         csatDelaySeconds: row.csat_delay_seconds,
+        heardFromPerson: Boolean(row.heard_from_person),
+        automaticMailBlocked: automaticMailBlock({
+          recipient: row.contact_email,
+          channelAddress: row.channel_address,
+          sentLastHour: Number(row.automatic_sent_last_hour ?? 0),
+          limitPerHour: row.automatic_mail_limit_per_hour,
+        }),
       };
+    },
+
+    /** Puts on the timeline why a greeting or survey was not sent (loop safety). */
+    async recordAutomaticMailSuppressed(input: {
+      conversationId: string;
+      kind: 'greeting' | 'csat_survey';
+      reason: string;
+    }): Promise<void> {
+      await recordEvent(db, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason });
     },
 
     /** How each newly arrived customer mail was classified, in arrival order. */

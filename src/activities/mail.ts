@@ -3,7 +3,13 @@ import { sql, type Transaction } from 'kysely';
 import type { Database, OutboundKind } from '../db/schema.js';
 import { signCsatToken } from '../domain/csat-token.js';
 import { csatSurveyText, greetingText } from '../domain/templates.js';
-import { outboundMessageId, outboundThreadHeaders, replySubject, type ThreadMessage } from '../domain/threading.js';
+import {
+  outboundMessageId,
+  outboundThreadHeaders,
+  replySubject,
+  replyTokenAddress,
+  type ThreadMessage,
+} from '../domain/threading.js';
 import { composeMail } from '../mail/compose.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent, type TimelineEventType } from './timeline.js';
@@ -37,6 +43,7 @@ async function loadMailConversation(trx: Transaction<Database>, conversationId: 
       'ch.email_address as channelAddress',
       'ch.greeting_text',
       'ch.csat_link_validity_seconds',
+      'c.reply_token',
       'ct.email as contactEmail',
     ])
     .where('c.id', '=', conversationId)
@@ -78,6 +85,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         text_body: input.text,
         in_reply_to: inReplyTo ?? null,
         reference_ids: JSON.stringify(references),
+        reply_to: replyTokenAddress(conversation.channelAddress, conversation.reply_token),
       })
       // A retry, or a second greeting for the same conversation, writes nothing.
       .onConflict((oc) => oc.doNothing())
@@ -99,6 +107,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
           text: row.text_body,
           inReplyTo: row.in_reply_to,
           references: row.reference_ids,
+          replyTo: row.reply_to,
         }),
       );
       await db.transaction().execute(async (trx) => {

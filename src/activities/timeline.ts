@@ -4,6 +4,7 @@ import type { Database } from '../db/schema.js';
 export type TimelineEventType =
   | 'customer_message'
   | 'greeting_sent'
+  | 'automatic_mail_suppressed'
   | 'assigned'
   | 'queued'
   | 'agent_reply_sent'

@@ -61,6 +61,8 @@ export interface ChannelsTable {
   imap_poll_interval_seconds: Generated<number>;
   /** Larger mail is kept raw but quarantined instead of parsed. */
   max_inbound_bytes: Generated<number>;
+  /** Loop safety: automatic mails (greeting, survey) one recipient may get per hour. */
+  automatic_mail_limit_per_hour: Generated<number>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -156,6 +158,8 @@ export interface OutboundMessagesTable {
   text_body: string;
   in_reply_to: string | null;
   reference_ids: Json<string[]>;
+  /** The channel address with the conversation's reply token: replies find their conversation by it. */
+  reply_to: string | null;
   created_at: CreatedAt;
   sent_at: Timestamp | null;
 }

@@ -10,6 +10,7 @@ export interface OutgoingMail {
   text: string;
   inReplyTo: string | null;
   references: readonly string[];
+  replyTo: string | null;
 }
 
 // Mail we send on our own (not typed by an agent): RFC 3834 marks it so that auto-responders stay silent.
@@ -23,6 +24,7 @@ export function composeMail(mail: OutgoingMail): Mail.Options {
     to: mail.to,
     subject: mail.subject,
     text: mail.text,
+    replyTo: mail.replyTo ?? undefined,
     inReplyTo: mail.inReplyTo ?? undefined,
     references: mail.references.length > 0 ? [...mail.references] : undefined,
     headers: AUTOMATIC_KINDS.has(mail.kind) ? { 'Auto-Submitted': 'auto-replied' } : undefined,

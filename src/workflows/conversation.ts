@@ -162,9 +162,13 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       ]);
     }
     if (context.greetingEnabled && !context.greetingSent && fromPerson) {
-      await smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
-        { conversationId, outboxId: uuid4() },
-      ]);
+      if (context.automaticMailBlocked) {
+        await suppressAutomaticMail('greeting', context.automaticMailBlocked);
+      } else {
+        await smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
+          { conversationId, outboxId: uuid4() },
+        ]);
+      }
     }
     assignee =
       context.assignee ??
@@ -192,13 +196,20 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
    */
   async function surveyAfterDelay(): Promise<boolean> {
     const context = await db.loadConversation({ conversationId });
-    if (!context.csatEnabled) return false;
-    const customerWroteAgain = await condition(() => pendingMessageIds.length > 0, context.csatDelaySeconds * 1000, {
-      summary: `Send the CSAT survey in ${describeSeconds(context.csatDelaySeconds)} unless the customer writes again`,
-    });
-    if (customerWroteAgain) {
+    if (!context.csatEnabled || !context.heardFromPerson) return false;
+    const delay = describeSeconds(context.csatDelaySeconds);
+    const outcome = await customerWritesWithin(
+      context.csatDelaySeconds * 1000,
+      `Send the CSAT survey in ${delay} unless the customer writes again`,
+    );
+    if (outcome === 'customer') {
       await reopen();
       return true;
+    }
+    const { automaticMailBlocked } = await db.loadConversation({ conversationId });
+    if (automaticMailBlocked) {
+      await suppressAutomaticMail('csat_survey', automaticMailBlocked);
+      return false;
     }
     const surveyId = uuid4();
     const { expiresAt } = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
@@ -211,11 +222,13 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
 
   /** Records ratings (a later one replaces an earlier one) until the survey link expires. */
   async function collectRatings() {
-    const remaining = Math.max(0, survey!.expiresAt - Date.now());
-    const woke = await condition(() => ratings.length > 0 || pendingMessageIds.length > 0, remaining, {
-      summary: `Wait for the CSAT rating until the link expires (${new Date(survey!.expiresAt).toISOString()})`,
-    });
-    if (!woke) {
+    const expiresAt = new Date(survey!.expiresAt).toISOString();
+    const outcome = await customerWritesWithin(
+      survey!.expiresAt - Date.now(),
+      `Wait for the CSAT rating until the link expires (${expiresAt})`,
+      () => ratings.length > 0,
+    );
+    if (outcome === 'timeout') {
       await db.markClosed.executeWithOptions({ summary: 'Close: the survey link expired' }, [{ conversationId }]);
       enterStage('closed', 'Closed');
       return;
@@ -226,7 +239,35 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
         { conversationId, ...rating },
       ]);
     }
-    if (pendingMessageIds.length > 0) await reopen();
+    if (outcome === 'customer') await reopen();
+  }
+
+  /**
+   * Waits until the customer (a person) writes, something else wakes it, or the time is up. Mail from
+   * machines is kept by the ingest but wakes nothing here: an out-of-office answer to our survey must
+   * not reopen the conversation and start a mail loop.
+   */
+  async function customerWritesWithin(
+    ms: number,
+    summary: string,
+    alsoWakeOn = () => false,
+  ): Promise<'customer' | 'other' | 'timeout'> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return 'timeout';
+      if (!(await condition(() => pendingMessageIds.length > 0 || alsoWakeOn(), remaining, { summary }))) return 'timeout';
+      if ((await takeNewMessages()).includes('ordinary')) return 'customer';
+      if (alsoWakeOn()) return 'other';
+    }
+  }
+
+  async function suppressAutomaticMail(kind: 'greeting' | 'csat_survey', reason: string) {
+    setCurrentDetails(`No ${kind === 'greeting' ? 'greeting' : 'survey'}: ${reason}`);
+    await db.recordAutomaticMailSuppressed.executeWithOptions(
+      { summary: `Do not send the ${kind.replace('_', ' ')}: ${reason}` },
+      [{ conversationId, kind, reason }],
+    );
   }
 
   async function finish(): Promise<ConversationOutcome> {

@@ -201,6 +201,28 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     expect(list).toMatchObject({ status: 200, body: { data: [] } });
   });
 
+  it('threads a reply that reaches only the Reply-To token address, without any threading headers', async () => {
+    const posted = await postMail(
+      stack.api.url,
+      team.channel,
+      question.toString().replace('question-1.4711', 'question-token.1'),
+    );
+    const greeting = await stack.capture.waitFor((mail) => mail.inReplyTo === '<question-token.1@mail.example.com>');
+    const replyTo = greeting.headers['reply-to'];
+    expect(replyTo).toMatch(/^support\+[0-9a-f]{32}@acme\.example$/);
+    const bare = [
+      'From: Ann Example <ann@example.com>',
+      `To: ${replyTo}`,
+      'Subject: one more thing',
+      'Message-ID: <bare-1@mail.example.com>',
+      '',
+      'Also the April one, please.',
+      '',
+    ].join('\r\n');
+    const answered = await postMail(stack.api.url, team.channel, bare);
+    expect(answered.body.conversationId).toBe(posted.body.conversationId);
+  });
+
   it('is readable in the Temporal UI: static summary and searchable by channel and stage', async () => {
     const posted = await postMail(stack.api.url, team.channel, question.toString().replace('question-1.4711', 'question-ui.1'));
     const workflowId = conversationWorkflowId(posted.body.conversationId);

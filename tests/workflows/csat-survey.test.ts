@@ -46,7 +46,7 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
     calls = [];
   });
 
-  function stubActivities(): Partial<Activities> {
+  function stubActivities(overrides: Partial<ConversationContext> = {}): Partial<Activities> {
     const record = async (name: keyof Activities, input: unknown) => {
       calls.push({ name, at: await env.currentTimeMs(), input });
     };
@@ -59,13 +59,19 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       greetingSent: false,
       csatEnabled: true,
       csatDelaySeconds: CSAT_DELAY_SECONDS,
+      heardFromPerson: true,
+      automaticMailBlocked: null,
+      ...overrides,
     };
     return {
       loadConversation: async (input) => (
         await record('loadConversation', input),
         { ...context, conversationId: input.conversationId }
       ),
-      classifyInboundMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(() => 'ordinary'),
+      // Ids starting with "auto" stand for out-of-office replies.
+      classifyInboundMessages: async ({ inboundMessageIds }) =>
+        inboundMessageIds.map((id) => (id.startsWith('auto') ? 'auto_reply' : 'ordinary')),
+      recordAutomaticMailSuppressed: (input) => record('recordAutomaticMailSuppressed', input),
       assignRoundRobin: async (input) => (await record('assignRoundRobin', input), { id: 'agent-1', name: 'Alice Agent' }),
       markResolved: (input) => record('markResolved', input),
       markReopened: (input) => record('markReopened', input),
@@ -78,13 +84,16 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
     };
   }
 
-  async function withWorker(run: (taskQueue: string) => Promise<void>): Promise<void> {
+  async function withWorker(
+    run: (taskQueue: string) => Promise<void>,
+    context: Partial<ConversationContext> = {},
+  ): Promise<void> {
     const taskQueue = `csat-${++conversationCount}`;
     const worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
       workflowBundle: bundle,
-      activities: stubActivities(),
+      activities: stubActivities(context),
     });
     try {
       await worker.runUntil(run(taskQueue));
@@ -170,5 +179,33 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       await env.sleep(CSAT_DELAY_SECONDS * 1000 * 2);
       expect(callsOf('sendCsatSurvey')).toHaveLength(0);
     });
+  });
+
+  it('is not reopened by an out-of-office reply during the delay, and still sends the survey', async () => {
+    await withWorker(async (taskQueue) => {
+      const handle = await startResolvedConversation(taskQueue);
+      await env.sleep(HOUR);
+      await handle.signal(inboundMessageSignal, { inboundMessageId: 'auto-vacation' });
+      await env.sleep(CSAT_DELAY_SECONDS * 1000);
+      await waitForStage(handle, 'csat');
+      expect(callsOf('markReopened')).toHaveLength(0);
+      expect(callsOf('sendCsatSurvey')).toHaveLength(1);
+    });
+  });
+
+  it('sends no survey where loop safety forbids automatic mail, and says why on the timeline', async () => {
+    await withWorker(
+      async (taskQueue) => {
+        const handle = await startResolvedConversation(taskQueue);
+        await env.sleep(CSAT_DELAY_SECONDS * 1000);
+        expect(await handle.result()).toEqual({ conversationId: expect.any(String), stage: 'resolved' });
+        expect(callsOf('sendCsatSurvey')).toHaveLength(0);
+        expect(callsOf('recordAutomaticMailSuppressed')[0]!.input).toMatchObject({
+          kind: 'csat_survey',
+          reason: 'the recipient is a no-reply address',
+        });
+      },
+      { automaticMailBlocked: 'the recipient is a no-reply address' },
+    );
   });
 });
