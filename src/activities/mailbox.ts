@@ -107,6 +107,8 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
           if (message.source) messages.push({ uid: message.uid, source: message.source });
         }
         for (const message of messages.sort((a, b) => a.uid - b.uid)) {
+          // Stop between mails when cancelled (settings changed, worker shutting down): the cursor marks the spot.
+          Context.current().cancellationSignal.throwIfAborted();
           await ingestOne(channel, message.source);
           await advanceCursor(channel.id, folder, mailbox.uidValidity, message.uid);
           Context.current().heartbeat({ folder, uid: message.uid });
@@ -152,10 +154,10 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
      * (where the server has IDLE) waits for new mail and drains again, until the session time is up.
      */
     async syncMailbox({ channelId }: { channelId: string }): Promise<MailboxSyncResult> {
-      const channel = await db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
-      if (!channel?.imap_enabled || !channel.enabled) {
-        return { state: 'disabled', ingested: 0, idleSupported: false, pollIntervalSeconds: 0 };
-      }
+      const loadChannel = () => db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
+      const disabled: MailboxSyncResult = { state: 'disabled', ingested: 0, idleSupported: false, pollIntervalSeconds: 0 };
+      let channel = await loadChannel();
+      if (!channel?.imap_enabled || !channel.enabled) return disabled;
       const settings = settingsOf(channel);
       const client = createImapClient(settings);
       client.on('error', () => undefined); // surfaced by the command that fails
@@ -174,6 +176,12 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
           for (const folder of channel.imap_folders) ingested += await drainFolder(client, channel, folder);
           if (!idleSupported || Date.now() >= deadline || context.cancellationSignal.aborted) break;
           await waitForNewMail(client, channel.imap_folders[0] ?? 'INBOX', deadline - Date.now());
+          // Settings are read again at every wake: folders and after-processing apply at once,
+          // a new server or password takes a new session.
+          const current = await loadChannel();
+          if (!current?.imap_enabled || !current.enabled) return { ...disabled, ingested };
+          if (JSON.stringify(settingsOf(current)) !== JSON.stringify(settings)) break;
+          channel = current;
         }
         return { state: 'synced', ingested, idleSupported, pollIntervalSeconds: channel.imap_poll_interval_seconds };
       } finally {

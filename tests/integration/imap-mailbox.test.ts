@@ -163,6 +163,40 @@ describe('an IMAP mailbox on a real Dovecot', () => {
     ]);
   });
 
+  it('loses and doubles nothing when the worker is stopped mid-drain and a new one takes over', async () => {
+    const before = (await storedIds()).length;
+    const batch = Array.from({ length: 300 }, (_, n) => sampleMail(7000 + n, { from: `late${n % 30}@example.com` }));
+    await withImap(dovecot, account, async (client) => {
+      for (const raw of batch) await client.append('INBOX', raw);
+    });
+    await eventually(async () => ((await storedIds()).length >= before + 20 ? true : undefined), 120_000, 20);
+    expect((await storedIds()).length).toBeLessThan(before + batch.length); // really stopped mid-drain
+    await stack.restartWorker();
+    await waitForStored(batch.map(messageIdOf), 240_000);
+    const ids = await storedIds();
+    expect(ids).toHaveLength(before + batch.length);
+    expect(new Set(ids).size).toBe(ids.length);
+  }, 300_000);
+
+  it('marks processed mail as seen when the channel asks for it', async () => {
+    expect((await putImap(imapSettings({ afterProcessing: 'mark_seen' }))).status).toBe(200);
+    const raw = sampleMail(8001);
+    const { uid } = await appendMail(dovecot, account, 'INBOX', raw);
+    await waitForStored([messageIdOf(raw)]);
+    const flags = await eventually(() =>
+      withImap(dovecot, account, async (client) => {
+        const lock = await client.getMailboxLock('INBOX');
+        try {
+          const message = await client.fetchOne(String(uid), { flags: true }, { uid: true });
+          return message && message.flags?.has('\\Seen') ? message.flags : undefined;
+        } finally {
+          lock.release();
+        }
+      }),
+    );
+    expect(flags.has('\\Seen')).toBe(true);
+  });
+
   it('stops syncing when IMAP is disabled', async () => {
     const saved = await putImap(imapSettings({ enabled: false }));
     expect(saved.body.enabled).toBe(false);

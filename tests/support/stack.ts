@@ -21,6 +21,8 @@ export interface TestStack {
   temporal: Client;
   worker: Worker;
   taskQueue: string;
+  /** Shuts the worker down, cancelling what it runs, and starts a new one on the same task queue. */
+  restartWorker(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -51,23 +53,34 @@ export async function startTestStack(): Promise<TestStack> {
     { port: 0, host: '127.0.0.1' },
   );
   const workerConnection = await NativeConnection.connect({ address });
-  const worker = await createMailroomWorker({
-    connection: workerConnection,
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger }),
-    deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
-  });
-  const running = worker.run();
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  const startWorker = async () => {
+    const worker = await createMailroomWorker({
+      connection: workerConnection,
+      taskQueue,
+      workflowBundle,
+      deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
+    });
+    return { worker, running: worker.run() };
+  };
+  let current = await startWorker();
   return {
     db,
     api,
     capture,
     temporal,
-    worker,
+    get worker() {
+      return current.worker;
+    },
     taskQueue,
+    async restartWorker() {
+      current.worker.shutdown();
+      await current.running;
+      current = await startWorker();
+    },
     async stop() {
-      worker.shutdown();
-      await running;
+      current.worker.shutdown();
+      await current.running;
       await workerConnection.close();
       await api.close();
       await temporal.connection.close();

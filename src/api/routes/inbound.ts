@@ -66,6 +66,10 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
       throw new Problem(409, 'channel-disabled', 'Channel disabled', 'the channel does not accept mail while it is disabled');
     const raw = Buffer.from(await c.req.arrayBuffer());
     if (raw.length === 0) throw new Problem(400, 'not-mime', 'Not an email', 'the body is empty');
+    // The forwarder still has the mail: refusing it here loses nothing (IMAP mail over the limit is quarantined instead).
+    if (raw.length > channel.max_inbound_bytes) {
+      throw new Problem(413, 'too-large', 'Message too large', `the channel accepts up to ${channel.max_inbound_bytes} bytes`);
+    }
     try {
       const result = await ingest.ingestRawMail(channel, raw);
       return c.json(result, 202);
@@ -73,8 +77,8 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
       if (error instanceof MailRejectedError) {
         throw new Problem(
           400,
-          'not-mime',
-          'Not an email',
+          'unprocessable-mail',
+          'The mail cannot be processed',
           `${error.reason}; the bytes are kept as inbound message ${error.inboundMessageId}`,
         );
       }
