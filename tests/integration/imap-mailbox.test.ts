@@ -79,6 +79,8 @@ describe('an IMAP mailbox on a real Dovecot', () => {
       reason: 'folder_missing',
     });
     expect((await test({ ...base, port: 1, password: account.password })).body).toMatchObject({ ok: false, reason: 'refused' });
+    // TLS spoken to a plain-text IMAP port.
+    expect((await test({ ...base, tls: true, password: account.password })).body).toMatchObject({ ok: false, reason: 'tls' });
     expect((await test({ ...base, host: 'no-such-host.invalid', password: account.password })).body).toMatchObject({
       ok: false,
       reason: 'dns',
@@ -163,6 +165,34 @@ describe('an IMAP mailbox on a real Dovecot', () => {
     ]);
   });
 
+  it('quarantines a mail over the channel limit, and delivers it when reprocessed after the limit is raised', async () => {
+    await stack.db.updateTable('channels').set({ max_inbound_bytes: 2048 }).where('id', '=', team.channel.id).execute();
+    const big = sampleMail(6001).replace('Body of test message', `${'All the details. '.repeat(200)}\r\n`);
+    await appendMail(dovecot, account, 'INBOX', big);
+    const quarantined = await eventually(async () => {
+      const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', '/v1/inbound-messages?status=rejected');
+      return body.data.find((m: { reason: string }) => m.reason.startsWith('too large'));
+    });
+    expect(quarantined.reason).toMatch(/too large: \d+ bytes, the channel accepts 2048/);
+
+    await stack.db
+      .updateTable('channels')
+      .set({ max_inbound_bytes: 25 * 1024 * 1024 })
+      .where('id', '=', team.channel.id)
+      .execute();
+    const reprocessed = await callApi(
+      stack.api.url,
+      team.admin.apiKey,
+      'POST',
+      `/v1/inbound-messages/${quarantined.id}/reprocess`,
+    );
+    expect(reprocessed.status).toBe(200);
+    expect(reprocessed.body.inboundMessageId).toBe(quarantined.id);
+    await waitForStored([messageIdOf(big)]);
+    const again = await callApi(stack.api.url, team.admin.apiKey, 'POST', `/v1/inbound-messages/${quarantined.id}/reprocess`);
+    expect(again).toMatchObject({ status: 409, body: { title: 'Not in quarantine' } });
+  });
+
   it('loses and doubles nothing when the worker is stopped mid-drain and a new one takes over', async () => {
     const before = (await storedIds()).length;
     const batch = Array.from({ length: 300 }, (_, n) => sampleMail(7000 + n, { from: `late${n % 30}@example.com` }));
@@ -202,5 +232,57 @@ describe('an IMAP mailbox on a real Dovecot', () => {
     expect(saved.body.enabled).toBe(false);
     const handle = stack.temporal.workflow.getHandle(mailboxWorkflowId(team.channel.id));
     await eventually(async () => ((await handle.describe()).status.name === 'COMPLETED' ? true : undefined), 60_000);
+  }, 90_000);
+});
+
+describe('an IMAP server without IDLE', () => {
+  let stack: TestStack;
+  let dovecot: DovecotServer;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+
+  beforeAll(async () => {
+    [stack, dovecot] = await Promise.all([startTestStack(), startDovecot({ users: [account], idle: false })]);
+    team = await seedSupportTeam(stack.db, { name: 'Acme Support', emailAddress: 'support@acme.example' });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await dovecot?.stop();
+  });
+
+  it('is polled at the channel interval, and its mail arrives', async () => {
+    const settings = {
+      enabled: true,
+      host: dovecot.host,
+      port: dovecot.port,
+      tls: false,
+      username: account.user,
+      password: account.password,
+    };
+    const test = await callApi(stack.api.url, team.admin.apiKey, 'POST', `/v1/channels/${team.channel.id}/imap/test`, settings);
+    expect(test.body).toMatchObject({ ok: true, idle: false });
+    const saved = await callApi(stack.api.url, team.admin.apiKey, 'PUT', `/v1/channels/${team.channel.id}/imap`, {
+      ...settings,
+      pollIntervalSeconds: 5,
+    });
+    expect(saved.status).toBe(200);
+    // Only once the first session ended and the poll timer runs is the mail appended: the next poll must fetch it.
+    const mailbox = stack.temporal.workflow.getHandle(mailboxWorkflowId(team.channel.id));
+    await eventually(async () =>
+      (await mailbox.fetchHistory()).events!.some((event) => event.timerStartedEventAttributes) ? true : undefined,
+    );
+    const raw = sampleMail(9001);
+    await appendMail(dovecot, account, 'INBOX', raw);
+    const messageId = /^Message-ID: (.+)$/m.exec(raw)![1]!;
+    await eventually(
+      () =>
+        stack.db
+          .selectFrom('inbound_messages')
+          .select('id')
+          .where('message_id', '=', messageId)
+          .where('signalled_at', 'is not', null)
+          .executeTakeFirst(),
+      60_000,
+    );
   }, 90_000);
 });
