@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.js';
 import { mailboxWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
-import { appendMail, sampleMail, withImap } from '../support/imap.js';
+import { appendMail, createFolder, folderStatus, sampleMail, withImap } from '../support/imap.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
 
 const account = { user: 'support', password: 'imap-secret' };
@@ -225,6 +225,26 @@ describe('an IMAP mailbox on a real Dovecot', () => {
       }),
     );
     expect(flags.has('\\Seen')).toBe(true);
+  });
+
+  it('reads every configured folder and moves processed mail to the chosen folder', async () => {
+    await createFolder(dovecot, account, 'Sales');
+    await createFolder(dovecot, account, 'Processed');
+    const saved = await putImap(
+      imapSettings({ folders: ['INBOX', 'Sales'], afterProcessing: 'move', moveToFolder: 'Processed' }),
+    );
+    expect(saved.status).toBe(200);
+    const inSales = sampleMail(8101);
+    await appendMail(dovecot, account, 'Sales', inSales);
+    const inInbox = sampleMail(8102); // wakes the IDLE on the first folder; Sales is drained on the same wake
+    await appendMail(dovecot, account, 'INBOX', inInbox);
+    await waitForStored([messageIdOf(inSales), messageIdOf(inInbox)]);
+    const moved = await eventually(async () => {
+      const status = await folderStatus(dovecot, account, 'Processed');
+      return status.messages >= 2 ? status : undefined;
+    });
+    expect(moved.messages).toBe(2);
+    expect((await folderStatus(dovecot, account, 'Sales')).messages).toBe(0);
   });
 
   it('stops syncing when IMAP is disabled', async () => {
