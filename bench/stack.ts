@@ -1,4 +1,5 @@
 // What the benchmark runs against: real Temporal and PostgreSQL servers, a fresh database with one channel, and the HTTP API.
+// The IMAP part (bench/imap-stack.ts) adds its Dovecot and worker to this stack, so one stop() ends everything.
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
@@ -15,11 +16,18 @@ import { createLogger } from '../src/logger.js';
 /** No worker polls these queues, so only ingest (or the bare call) is measured, never workflow execution. */
 export const INGEST_TASK_QUEUE = 'bench-ingest';
 export const BARE_TASK_QUEUE = 'bench-bare';
+/** The API's SECRET_KEY; the IMAP worker needs the same one to decrypt the mailbox passwords. */
+export const BENCH_SECRET_KEY = 'x'.repeat(40);
 
 export interface BenchStack {
   apiUrl: string;
+  db: Db;
+  accountId: string;
   channel: { id: string; forwarderSecret: string };
   temporal: Client;
+  temporalAddress: string;
+  /** Has stop() stop this too, before anything started earlier. */
+  addStop(stopOne: () => Promise<void>): void;
   /** Stops everything started so far, newest first; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -33,7 +41,7 @@ export async function startBenchStack(): Promise<BenchStack> {
   };
 
   try {
-    await ensureTools(['temporal', 'postgres']);
+    await ensureTools(['temporal', 'postgres', 'dovecot']);
     const temporalServer = await startTemporalDevServer();
     stops.push(temporalServer.stop);
 
@@ -62,14 +70,23 @@ export async function startBenchStack(): Promise<BenchStack> {
         db,
         temporal,
         ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
-        config: { SECRET_KEY: 'x'.repeat(40), MAX_INBOUND_BYTES: 25 * 1024 * 1024, PUBLIC_URL: 'http://localhost' },
+        config: { SECRET_KEY: BENCH_SECRET_KEY, MAX_INBOUND_BYTES: 25 * 1024 * 1024, PUBLIC_URL: 'http://localhost' },
         logger: createLogger('silent'),
       },
       { port: 0, host: '127.0.0.1' },
     );
     stops.push(api.close);
 
-    return { apiUrl: api.url, channel, temporal, stop };
+    return {
+      apiUrl: api.url,
+      db,
+      accountId: account.id,
+      channel,
+      temporal,
+      temporalAddress: temporalServer.address,
+      addStop: (stopOne) => void stops.push(stopOne),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

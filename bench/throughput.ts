@@ -39,7 +39,8 @@ export async function measure(requests: number, concurrency: number, request: Re
   return result;
 }
 
-const fixtureMail = readFileSync(new URL('../tests/fixtures/eml/customer-question.eml', import.meta.url), 'latin1');
+/** The mail every workload sends (the IMAP ones too, so all parse the same bytes); LF line ends, as in the repo. */
+export const fixtureMail = readFileSync(new URL('../tests/fixtures/eml/customer-question.eml', import.meta.url), 'latin1');
 if (!/^Message-ID: .*$/m.test(fixtureMail)) throw new Error('bench: the fixture mail has no Message-ID line to replace');
 
 /** POSTs a new mail (a Message-ID never seen before, so a new conversation) to the channel's forwarder endpoint; 202 or it throws. */

@@ -1,0 +1,135 @@
+// The IMAP side of the benchmark: a private Dovecot, a Mailroom worker that syncs mailboxes, and channels with a mailbox
+// each. Everything it starts is added to the bench stack's stop().
+import { randomUUID } from 'node:crypto';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { ImapFlow } from 'imapflow';
+import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
+import { createChannel } from '../src/db/seed.js';
+import { createIngest } from '../src/ingest/ingest.js';
+import { applyMailboxSettings } from '../src/ingest/mailboxes.js';
+import { SmtpCapture } from '../src/mail/smtp-capture.js';
+import { createMailTransport } from '../src/mail/transport.js';
+import { encryptCredential } from '../src/security/credentials.js';
+import { createMailroomWorker } from '../src/worker.js';
+import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
+import { fixtureMail } from './throughput.js';
+
+/** The only queue the IMAP worker polls: mailbox workflows and their syncMailbox activity. */
+export const MAILBOX_TASK_QUEUE = 'bench-mailbox';
+
+export interface BenchMailbox {
+  channelId: string;
+  /** Turns IMAP on for the channel and starts its mailbox workflow, as PUT /v1/channels/{id}/imap does. */
+  enable(): Promise<void>;
+  /** Runs fn with a logged-in client of its own that delivers into INBOX, as the mail server would; logs out after. */
+  withDelivery<T>(fn: (client: ImapFlow) => Promise<T>): Promise<T>;
+}
+
+export interface ImapBench {
+  /** For APPEND-to-signalled latency. */
+  latencyMailboxes: BenchMailbox[];
+  /** For the backlog drain. */
+  backlogMailbox: BenchMailbox;
+}
+
+export async function startImapBench(stack: BenchStack, latencyMailboxCount: number): Promise<ImapBench> {
+  const accounts = [...Array.from({ length: latencyMailboxCount }, (_, index) => `latency-${index + 1}`), 'backlog'].map(
+    (user) => ({ user, password: `bench-${user}-secret` }),
+  );
+  const dovecot = await startDovecot({ users: accounts });
+  stack.addStop(dovecot.stop);
+  const capture = new SmtpCapture();
+  const smtp = await capture.listen();
+  stack.addStop(() => capture.close());
+
+  // Must come before the first NativeConnection. No shutdown signals: bench/run.ts's SIGINT handler stops the worker.
+  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  const connection = await NativeConnection.connect({ address: stack.temporalAddress });
+  stack.addStop(() => connection.close());
+  const mail = createMailTransport(smtp.url);
+  // The ingest starts conversation workflows on the forwarder's unpolled queue and the worker polls only the mailbox
+  // queue: the drain then does the same ingest work per mail as the forwarder figure, only the way in differs.
+  const worker = await createMailroomWorker({
+    connection,
+    taskQueue: MAILBOX_TASK_QUEUE,
+    deps: {
+      db: stack.db,
+      ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),
+      mail,
+      publicUrl: 'http://localhost',
+      secretKey: BENCH_SECRET_KEY,
+    },
+  });
+  const running = worker.run();
+  running.catch((error: unknown) => console.error('bench: the IMAP worker stopped:', error));
+  stack.addStop(async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown(); // cancels the IDLE session, which then logs out
+    await running;
+    mail.close();
+  });
+
+  const mailboxes = await Promise.all(accounts.map((account) => createMailbox(stack, dovecot, account)));
+  return { latencyMailboxes: mailboxes.slice(0, -1), backlogMailbox: mailboxes.at(-1)! };
+}
+
+/** A channel whose IMAP settings name this Dovecot account, stored as the API stores them, IMAP still off. */
+async function createMailbox(
+  stack: BenchStack,
+  dovecot: DovecotServer,
+  account: { user: string; password: string },
+): Promise<BenchMailbox> {
+  const name = `Bench IMAP ${account.user}`;
+  const channel = await createChannel(stack.db, {
+    accountId: stack.accountId,
+    name,
+    emailAddress: `${account.user}@acme.example`,
+  });
+  await stack.db
+    .updateTable('channels')
+    .set({
+      imap_host: dovecot.host,
+      imap_port: dovecot.port,
+      imap_tls: false,
+      imap_username: account.user,
+      imap_password_encrypted: encryptCredential(account.password, BENCH_SECRET_KEY),
+      imap_folders: JSON.stringify(['INBOX']),
+    })
+    .where('id', '=', channel.id)
+    .execute();
+  return {
+    channelId: channel.id,
+    async enable() {
+      await stack.db.updateTable('channels').set({ imap_enabled: true }).where('id', '=', channel.id).execute();
+      await applyMailboxSettings(stack.temporal, { id: channel.id, name }, MAILBOX_TASK_QUEUE);
+    },
+    async withDelivery(fn) {
+      const client = new ImapFlow({
+        host: dovecot.host,
+        port: dovecot.port,
+        secure: false,
+        auth: { user: account.user, pass: account.password },
+        logger: false,
+      });
+      client.on('error', () => undefined); // the failing APPEND reports it
+      await client.connect();
+      try {
+        return await fn(client);
+      } finally {
+        await client.logout().catch(() => client.close());
+      }
+    },
+  };
+}
+
+if (!/^From: .*$/m.test(fixtureMail)) throw new Error('bench: the fixture mail has no From line to replace');
+
+/** The fixture mail from a sender of its own (no two mails share a contact row), CRLF as IMAP wants; and its Message-ID. */
+export function imapMail(): { raw: Buffer; messageId: string } {
+  const id = randomUUID();
+  const messageId = `<bench-imap-${id}@mail.example.com>`;
+  const raw = fixtureMail
+    .replace(/^Message-ID: .*$/m, `Message-ID: ${messageId}`)
+    .replace(/^From: .*$/m, `From: "Customer ${id.slice(0, 8)}" <customer-${id}@example.com>`)
+    .replace(/\r?\n/g, '\r\n');
+  return { raw: Buffer.from(raw, 'latin1'), messageId };
+}
