@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TASK_QUEUE } from './workflows/ids.js';
 
 // Environment → typed config, validated once at start-up so a bad setting fails loudly and by name.
 const envSchema = z.object({
@@ -11,7 +12,8 @@ const envSchema = z.object({
   DATA_DIR: z.string().default('.data'),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
-  TEMPORAL_TASK_QUEUE: z.string().default('mailroom'),
+  /** Where the worker polls and the API starts workflows; one queue per deployment. */
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE),
   /** Outbound SMTP, e.g. smtp://user:pass@host:587; without it mail goes to the built-in capture. */
   SMTP_URL: z.string().optional(),
   SMTP_CAPTURE_PORT: z.coerce.number().int().min(0).max(65535).default(2525),

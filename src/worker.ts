@@ -54,15 +54,16 @@ async function main() {
   const worker = await createMailroomWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
     deps: {
       db,
-      ingest: createIngest({ db, temporal }),
+      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
       mail: createMailTransport(config.SMTP_URL),
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
     },
   });
-  logger.info({ taskQueue: TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
+  logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run();
   await db.destroy();
   await temporal.connection.close();

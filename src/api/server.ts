@@ -45,7 +45,14 @@ async function main() {
   await migrateToLatest(db);
   const temporal = lazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
   const api = await startApiServer(
-    { db, temporal, ingest: createIngest({ db, temporal }), config, logger },
+    {
+      db,
+      temporal,
+      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
+      config,
+      logger,
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+    },
     { port: config.PORT, host: config.HOST },
   );
   logger.info({ url: api.url }, 'API listening');

@@ -1,9 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.js';
 import { mailboxWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { appendMail, createFolder, folderStatus, sampleMail, withImap } from '../support/imap.js';
-import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 const account = { user: 'support', password: 'imap-secret' };
 // The issue's figure; IMAP_BACKLOG=50 for a quick local run.
@@ -202,6 +204,42 @@ describe('an IMAP mailbox on a real Dovecot', () => {
     await eventually(async () => ((await storedIds()).length >= before + 20 ? true : undefined), 120_000, 20);
     expect((await storedIds()).length).toBeLessThan(before + batch.length); // really stopped mid-drain
     await stack.restartWorker();
+    await waitForStored(batch.map(messageIdOf), 240_000);
+    const ids = await storedIds();
+    expect(ids).toHaveLength(before + batch.length);
+    expect(new Set(ids).size).toBe(ids.length);
+  }, 300_000);
+
+  it('loses and doubles nothing when a worker process is killed (SIGKILL) mid-drain', async () => {
+    const before = (await storedIds()).length;
+    const batch = Array.from({ length: 300 }, (_, n) => sampleMail(7500 + n, { from: `killed${n % 30}@example.com` }));
+    await stack.runWithoutWorker(async () => {
+      // The production entry point, as its own process, so that it can really be killed.
+      const worker = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+        env: {
+          ...process.env,
+          DATABASE_URL: stack.databaseUrl,
+          TEMPORAL_ADDRESS: inject('temporalAddress'),
+          TEMPORAL_TASK_QUEUE: stack.taskQueue,
+          SMTP_URL: stack.smtpUrl,
+          SECRET_KEY: TEST_SECRET_KEY,
+          LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      const exited = once(worker, 'exit');
+      try {
+        await withImap(dovecot, account, async (client) => {
+          for (const raw of batch) await client.append('INBOX', raw);
+        });
+        await eventually(async () => ((await storedIds()).length >= before + 20 ? true : undefined), 120_000, 20);
+      } finally {
+        worker.kill('SIGKILL');
+        await exited;
+      }
+      expect((await storedIds()).length).toBeLessThan(before + batch.length); // really killed mid-drain
+    });
+    // The killed session's activity times out on its heartbeat and is retried by the worker that took over.
     await waitForStored(batch.map(messageIdOf), 240_000);
     const ids = await storedIds();
     expect(ids).toHaveLength(before + batch.length);

@@ -23,6 +23,10 @@ export interface TestStack {
   taskQueue: string;
   /** Shuts the worker down, cancelling what it runs, and starts a new one on the same task queue. */
   restartWorker(): Promise<void>;
+  /** Runs `during` with the in-process worker stopped (e.g. while a worker process of the test's own runs), then starts it again. */
+  runWithoutWorker(during: () => Promise<void>): Promise<void>;
+  databaseUrl: string;
+  smtpUrl: string;
   stop(): Promise<void>;
 }
 
@@ -78,6 +82,17 @@ export async function startTestStack(): Promise<TestStack> {
       await current.running;
       current = await startWorker();
     },
+    async runWithoutWorker(during: () => Promise<void>) {
+      current.worker.shutdown();
+      await current.running;
+      try {
+        await during();
+      } finally {
+        current = await startWorker();
+      }
+    },
+    databaseUrl: database.url,
+    smtpUrl: smtp.url,
     async stop() {
       current.worker.shutdown();
       await current.running;

@@ -48,15 +48,12 @@ describe('the parser pool', () => {
     const raw = Buffer.from(heavy.toString().replace('\r\n\r\nContent-Type', '\r\nContent-Type'));
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
-    const started = Date.now();
     const parsed = await parseMail(raw, '<heavy@example.com>');
-    const took = Date.now() - started;
     clearInterval(timer);
     expect(parsed.html).toContain('<b>bold</b>');
-    expect(took).toBeGreaterThan(100);
-    // On the main thread not one tick would fire until the parse is done.
-    expect(ticks).toBeGreaterThan(took / 50);
-  });
+    // Sanitizing these megabytes is one synchronous call: on the main thread no timer could fire meanwhile.
+    expect(ticks).toBeGreaterThanOrEqual(3);
+  }, 60_000);
 
   it('starts again after it was closed', async () => {
     await closeParserPool();
