@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createMiddleware } from 'hono/factory';
 import type { Db } from '../db/connection.js';
-import type { AppEnv } from './env.js';
+import type { AppEnv, AuthenticatedUser } from './env.js';
 import { Problem } from './problem.js';
 
 const API_KEY_PREFIX = 'mr_';
@@ -55,4 +55,9 @@ export function secretsEqual(given: string, expected: string): boolean {
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);
+}
+
+/** Configuration is the admin's (A2); agents read and answer conversations. Within the account: 403. */
+export function requireAdmin(user: AuthenticatedUser, action: string): void {
+  if (user.role !== 'admin') throw new Problem(403, 'forbidden', 'Admins only', `only an admin ${action}`);
 }

@@ -67,12 +67,11 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       : raw.length > channel.max_inbound_bytes
         ? `too large: ${raw.length} bytes, the channel accepts ${channel.max_inbound_bytes}`
         : null;
-    const channelId = channel.id;
     await db
       .insertInto('inbound_messages')
       .values({
         id: randomUUID(),
-        channel_id: channelId,
+        channel_id: channel.id,
         message_id: messageId,
         raw,
         size_bytes: raw.length,
@@ -85,7 +84,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     return db
       .selectFrom('inbound_messages')
       .selectAll()
-      .where('channel_id', '=', channelId)
+      .where('channel_id', '=', channel.id)
       .where('message_id', '=', messageId)
       .executeTakeFirstOrThrow();
   }
@@ -224,10 +223,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   }
 
   /** Parses the stored mail and files it into a conversation, in one transaction. */
-  async function thread(
-    channel: Channel,
-    stored: InboundMessage,
-  ): Promise<{ conversationId: string; isNew: boolean; mail: ParsedMail }> {
+  async function thread(channel: Channel, stored: InboundMessage): Promise<{ conversationId: string; mail: ParsedMail }> {
     let mail: ParsedMail;
     try {
       mail = await parseMail(stored.raw, stored.message_id);
@@ -249,8 +245,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .where('id', '=', stored.id)
         .forUpdate()
         .executeTakeFirstOrThrow();
-      if (current.status === 'threaded' && current.conversation_id)
-        return { conversationId: current.conversation_id, isNew: false, mail };
+      if (current.status === 'threaded' && current.conversation_id) return { conversationId: current.conversation_id, mail };
 
       const existing = await findThread(trx, channel, mail);
       const conversationId = existing?.conversationId ?? randomUUID();
@@ -296,7 +291,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         classification: mail.classification,
         threadedBy: existing?.via ?? 'new_conversation',
       });
-      return { conversationId, isNew: !existing, mail };
+      return { conversationId, mail };
     });
   }
 

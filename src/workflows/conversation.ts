@@ -206,6 +206,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       await reopen();
       return true;
     }
+    // Read again after the delay: the per-recipient limit counts what was sent meanwhile.
     const { automaticMailBlocked } = await db.loadConversation({ conversationId });
     if (automaticMailBlocked) {
       await suppressAutomaticMail('csat_survey', automaticMailBlocked);

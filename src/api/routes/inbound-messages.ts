@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
-import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
+import { requireAdmin } from '../auth.js';
+import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // Inbound mail as received, above all the quarantine: mail kept raw because it could not become
@@ -60,16 +61,12 @@ const reprocessRoute = createRoute({
   },
 });
 
-function requireAdmin(user: AuthenticatedUser) {
-  if (user.role !== 'admin') throw new Problem(403, 'forbidden', 'Admins only', 'only an admin handles the quarantine');
-}
-
 export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(listRoute, async (c) => {
     const user = c.get('user');
-    requireAdmin(user);
+    requireAdmin(user, 'handles the quarantine');
     const { status, channelId, limit } = c.req.valid('query');
     let query = db
       .selectFrom('inbound_messages as m')
@@ -111,7 +108,7 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
 
   app.openapi(reprocessRoute, async (c) => {
     const user = c.get('user');
-    requireAdmin(user);
+    requireAdmin(user, 'handles the quarantine');
     const { inboundMessageId } = c.req.valid('param');
     const found = await db
       .selectFrom('inbound_messages as m')

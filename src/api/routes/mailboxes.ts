@@ -3,6 +3,7 @@ import type { Channel } from '../../db/schema.js';
 import { applyMailboxSettings } from '../../ingest/mailboxes.js';
 import { checkImapConnection, type ImapSettings } from '../../mail/imap-connection.js';
 import { decryptCredential, encryptCredential } from '../../security/credentials.js';
+import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -126,7 +127,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       .where('account_id', '=', user.accountId)
       .executeTakeFirst();
     if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
-    if (user.role !== 'admin') throw new Problem(403, 'forbidden', 'Admins only', 'only an admin configures a channel');
+    requireAdmin(user, 'configures a channel');
     return channel;
   }
 
