@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, openAiCompatibleSettings } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
@@ -120,7 +120,14 @@ async function main() {
   const worker = await createMailroomWorker({
     connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
-    deps: { db, ingest, mail: createMailTransport(smtpUrl), publicUrl: config.PUBLIC_URL, secretKey: config.SECRET_KEY },
+    deps: {
+      db,
+      ingest,
+      mail: createMailTransport(smtpUrl),
+      publicUrl: config.PUBLIC_URL,
+      secretKey: config.SECRET_KEY,
+      openAiCompatible: openAiCompatibleSettings(config),
+    },
   });
   const running = worker.run();
 

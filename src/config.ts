@@ -25,10 +25,20 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(25 * 1024 * 1024),
+  /** An OpenAI-compatible chat-completions endpoint for AI agents, e.g. https://api.openai.com/v1; optional. */
+  AI_BASE_URL: z.url().optional(),
+  AI_API_KEY: z.string().optional(),
+  AI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
 export type Config = Omit<z.infer<typeof envSchema>, 'SECRET_KEY'> & { SECRET_KEY: string };
+
+/** The AI agents' OpenAI-compatible endpoint, when one is configured. */
+export function openAiCompatibleSettings(config: Config) {
+  if (!config.AI_BASE_URL) return undefined;
+  return { baseUrl: config.AI_BASE_URL, model: config.AI_MODEL, ...(config.AI_API_KEY ? { apiKey: config.AI_API_KEY } : {}) };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
-import { loadConfig } from './config.js';
+import { loadConfig, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
@@ -61,6 +61,7 @@ async function main() {
       mail: createMailTransport(config.SMTP_URL),
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
+      openAiCompatible: openAiCompatibleSettings(config),
     },
   });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');

@@ -1,11 +1,31 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
-import type { ConversationStage, ConversationStatus, MailClassification } from '../db/schema.js';
-import { chooseRoundRobin } from '../domain/assignment.js';
+import type { ConversationStatus, MailClassification } from '../db/schema.js';
+import { asksForPerson, confirmsResolution } from '../domain/customer-intent.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
 import type { Actor } from '../workflows/messages.js';
+import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
+
+/** What a newly arrived customer mail means for the conversation. */
+export interface CustomerMessageFacts {
+  inboundMessageId: string;
+  classification: MailClassification;
+  /** The customer asks to talk to a person (in one of the channel's languages). */
+  asksForPerson: boolean;
+  /** The customer says the answer solved their problem. */
+  confirmsResolution: boolean;
+}
+
+/** Mail Mailroom sends on its own, which loop safety may hold back. */
+export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey';
+
+/** Who resolved a conversation: an agent (user) or an AI agent. */
+export interface ResolvedBy {
+  kind: 'agent' | 'ai_agent';
+  id: string;
+}
 
 export interface ConversationContext {
   conversationId: string;
@@ -14,12 +34,17 @@ export interface ConversationContext {
   assignee: Actor | null;
   greetingEnabled: boolean;
   greetingSent: boolean;
+  outOfOfficeSent: boolean;
   csatEnabled: boolean;
   csatDelaySeconds: number;
   /** Whether any mail on the conversation came from a person (not an auto-reply or bounce). */
   heardFromPerson: boolean;
   /** Why no automatic mail may go to the contact now (loop safety), or null. */
   automaticMailBlocked: string | null;
+  aiConfidenceThreshold: number;
+  aiMaxTurns: number;
+  /** Quiet period after resolution before the conversation closes. */
+  closeAfterSeconds: number;
 }
 
 export function createConversationActivities({ db }: ActivityDeps) {
@@ -42,7 +67,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
               .select((count) => count.fn.countAll<string>().as('n'))
               .whereRef('oc.channel_id', '=', 'c.channel_id')
               .whereRef('o.to_address', '=', 'ct.email')
-              .where('o.kind', 'in', ['greeting', 'csat_survey'])
+              .where('o.kind', 'in', ['greeting', 'csat_survey', 'out_of_office'])
               .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
               .as('automatic_sent_last_hour'),
           (eb) =>
@@ -62,6 +87,9 @@ export function createConversationActivities({ db }: ActivityDeps) {
           'ch.greeting_enabled',
           'ch.csat_enabled',
           'ch.csat_delay_seconds',
+          'ch.ai_confidence_threshold',
+          'ch.ai_max_turns',
+          'ch.close_after_seconds',
           (eb) =>
             eb
               .exists(
@@ -71,6 +99,15 @@ export function createConversationActivities({ db }: ActivityDeps) {
                   .where('o.kind', '=', 'greeting'),
               )
               .as('greeting_sent'),
+          (eb) =>
+            eb
+              .exists(
+                eb
+                  .selectFrom('outbound_messages as o')
+                  .whereRef('o.conversation_id', '=', 'c.id')
+                  .where('o.kind', '=', 'out_of_office'),
+              )
+              .as('out_of_office_sent'),
         ])
         .where('c.id', '=', conversationId)
         .executeTakeFirst();
@@ -82,6 +119,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
         assignee: row.assignee_id ? { id: row.assignee_id, name: row.assignee_name ?? '' } : null,
         greetingEnabled: row.greeting_enabled,
         greetingSent: Boolean(row.greeting_sent),
+        outOfOfficeSent: Boolean(row.out_of_office_sent),
         csatEnabled: row.csat_enabled,
         csatDelaySeconds: row.csat_delay_seconds,
         heardFromPerson: Boolean(row.heard_from_person),
@@ -91,86 +129,86 @@ export function createConversationActivities({ db }: ActivityDeps) {
           sentLastHour: Number(row.automatic_sent_last_hour ?? 0),
           limitPerHour: row.automatic_mail_limit_per_hour,
         }),
+        aiConfidenceThreshold: row.ai_confidence_threshold,
+        aiMaxTurns: row.ai_max_turns,
+        closeAfterSeconds: row.close_after_seconds,
       };
     },
 
     /** Puts on the timeline why a greeting or survey was not sent (loop safety). */
     async recordAutomaticMailSuppressed(input: {
       conversationId: string;
-      kind: 'greeting' | 'csat_survey';
+      kind: AutomaticMailKind;
       reason: string;
     }): Promise<void> {
       await recordEvent(db, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason });
     },
 
-    /** How each newly arrived customer mail was classified, in arrival order. */
-    async classifyInboundMessages({ inboundMessageIds }: { inboundMessageIds: string[] }): Promise<MailClassification[]> {
-      if (inboundMessageIds.length === 0) return [];
-      const rows = await db
-        .selectFrom('inbound_messages')
-        .select(['id', 'classification'])
-        .where('id', 'in', inboundMessageIds)
-        .execute();
-      const byId = new Map(rows.map((row) => [row.id, row.classification ?? 'ordinary']));
-      return inboundMessageIds.map((id) => byId.get(id) ?? 'ordinary');
+    /** Hands over from the AI agent to people: on the timeline with the reason. */
+    async recordEscalation(input: { conversationId: string; aiAgentId: string; reason: string }): Promise<void> {
+      await recordEvent(db, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason });
     },
 
-    /**
-     * Round robin among the channel's available agents. The channel row is locked so that
-     * concurrent assignments on one channel take turns and never pick the same "next" agent.
-     */
-    async assignRoundRobin({ conversationId }: { conversationId: string }): Promise<Actor | null> {
-      return db.transaction().execute(async (trx) => {
-        const conversation = await trx
-          .selectFrom('conversations')
-          .select(['channel_id', 'assignee_id'])
-          .where('id', '=', conversationId)
-          .executeTakeFirstOrThrow();
-        await trx.selectFrom('channels').select('id').where('id', '=', conversation.channel_id).forUpdate().execute();
-        const candidates = await trx
-          .selectFrom('channel_agents as ca')
-          .innerJoin('users as u', 'u.id', 'ca.user_id')
-          .select(['u.id', 'u.name', 'u.available', 'ca.last_assigned_at', 'ca.created_at'])
-          .where('ca.channel_id', '=', conversation.channel_id)
-          .execute();
-        const chosen = chooseRoundRobin(
-          candidates.map((c) => ({
-            userId: c.id,
-            available: c.available,
-            lastAssignedAt: c.last_assigned_at,
-            joinedAt: c.created_at,
-          })),
-        );
-        if (!chosen) {
-          await setStage(trx, conversationId, 'queued');
-          await recordEvent(trx, conversationId, 'queued', { reason: 'no available agent' });
-          return null;
-        }
-        await trx
-          .updateTable('channel_agents')
-          .set({ last_assigned_at: sql<Date>`now()` })
-          .where('channel_id', '=', conversation.channel_id)
-          .where('user_id', '=', chosen.userId)
-          .execute();
-        await trx
-          .updateTable('conversations')
-          .set({ assignee_id: chosen.userId, stage: 'assigned', updated_at: sql<Date>`now()` })
-          .where('id', '=', conversationId)
-          .execute();
-        await recordEvent(trx, conversationId, 'assigned', { assigneeId: chosen.userId, strategy: 'round_robin' });
-        const name = candidates.find((c) => c.id === chosen.userId)!.name;
-        return { id: chosen.userId, name };
+    /** What each newly arrived customer mail is and says, in arrival order. */
+    async readCustomerMessages(input: { conversationId: string; inboundMessageIds: string[] }): Promise<CustomerMessageFacts[]> {
+      if (input.inboundMessageIds.length === 0) return [];
+      const channel = await db
+        .selectFrom('conversations as c')
+        .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+        .select('ch.languages')
+        .where('c.id', '=', input.conversationId)
+        .executeTakeFirst();
+      const languages = channel?.languages ?? [];
+      const rows = await db
+        .selectFrom('inbound_messages')
+        .select(['id', 'classification', 'reply_text', 'text_body'])
+        .where('id', 'in', input.inboundMessageIds)
+        .execute();
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      return input.inboundMessageIds.map((id) => {
+        const row = byId.get(id);
+        const classification = row?.classification ?? 'ordinary';
+        const text = row?.reply_text ?? row?.text_body ?? '';
+        const fromPerson = classification === 'ordinary';
+        return {
+          inboundMessageId: id,
+          classification,
+          asksForPerson: fromPerson && asksForPerson(text, languages),
+          confirmsResolution: fromPerson && confirmsResolution(text, languages),
+        };
       });
     },
 
-    async markResolved({ conversationId, resolvedBy }: { conversationId: string; resolvedBy: string }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
+    /** Resolves it; the assignee's freed capacity goes to the channel's queue at once. */
+    async markResolved({
+      conversationId,
+      resolvedBy,
+    }: {
+      conversationId: string;
+      resolvedBy: ResolvedBy;
+    }): Promise<{ othersAssigned: string[] }> {
+      return db.transaction().execute(async (trx) => {
+        const { channel_id } = await trx
+          .selectFrom('conversations')
+          .select('channel_id')
+          .where('id', '=', conversationId)
+          .executeTakeFirstOrThrow();
+        // The queue is served under the channel lock; take it before the conversation row.
+        await trx.selectFrom('channels').select('id').where('id', '=', channel_id).forUpdate().execute();
         await trx
           .updateTable('conversations')
-          .set({ status: 'resolved', stage: 'resolved', resolved_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+          .set({
+            status: 'resolved',
+            stage: 'resolved',
+            queued_at: null,
+            resolved_at: sql<Date>`now()`,
+            updated_at: sql<Date>`now()`,
+          })
           .where('id', '=', conversationId)
           .execute();
-        await recordEvent(trx, conversationId, 'resolved', { resolvedBy });
+        await recordEvent(trx, conversationId, 'resolved', { resolvedBy: resolvedBy.id, resolvedByKind: resolvedBy.kind });
+        const assigned = await serveQueue(trx, channel_id);
+        return { othersAssigned: assigned.map((a) => a.conversationId) };
       });
     },
 
@@ -180,8 +218,9 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .updateTable('conversations')
           .set({
             status: 'open',
-            stage: sql`case when assignee_id is null then 'queued' else 'assigned' end`,
+            stage: sql`case when assignee_id is null then 'triage' else 'assigned' end`,
             resolved_at: null,
+            closed_at: null,
             updated_at: sql<Date>`now()`,
           })
           .where('id', '=', conversationId)
@@ -195,7 +234,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       await db.transaction().execute(async (trx) => {
         await trx
           .updateTable('conversations')
-          .set({ status: 'closed', stage: 'closed', updated_at: sql<Date>`now()` })
+          .set({ status: 'closed', stage: 'closed', closed_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
           .where('id', '=', conversationId)
           .execute();
         await recordEvent(trx, conversationId, 'closed');
@@ -226,12 +265,4 @@ export function createConversationActivities({ db }: ActivityDeps) {
       });
     },
   };
-}
-
-async function setStage(db: Parameters<typeof recordEvent>[0], conversationId: string, stage: ConversationStage) {
-  await db
-    .updateTable('conversations')
-    .set({ stage, updated_at: sql<Date>`now()` })
-    .where('id', '=', conversationId)
-    .execute();
 }

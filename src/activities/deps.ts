@@ -1,4 +1,5 @@
 import type { Db } from '../db/connection.js';
+import type { OpenAiCompatibleSettings } from './ai.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { MailTransport } from '../mail/transport.js';
 
@@ -12,4 +13,6 @@ export interface ActivityDeps {
   secretKey: string;
   /** The inbound path that IMAP mailboxes feed, the same one the forwarder endpoint uses. */
   ingest: Ingest;
+  /** The OpenAI-compatible endpoint AI agents may use; without it only the offline knowledge-base provider works. */
+  openAiCompatible?: OpenAiCompatibleSettings;
 }

@@ -1,7 +1,10 @@
+import { createAiActivities } from './ai.js';
+import { createAssignmentActivities } from './assignment.js';
 import { createConversationActivities } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createMailActivities } from './mail.js';
 import { createMailboxActivities } from './mailbox.js';
+import { createRoutingActivities } from './routing.js';
 
 export type { ActivityDeps } from './deps.js';
 
@@ -9,6 +12,9 @@ export type { ActivityDeps } from './deps.js';
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createConversationActivities(deps),
+    ...createRoutingActivities(deps),
+    ...createAssignmentActivities(deps),
+    ...createAiActivities(deps),
     ...createMailActivities(deps),
     ...createMailboxActivities(deps),
   };

@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
 import type { Database, OutboundKind } from '../db/schema.js';
 import { signCsatToken } from '../domain/csat-token.js';
-import { csatSurveyText, greetingText } from '../domain/templates.js';
+import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
 import {
   outboundMessageId,
   outboundThreadHeaders,
@@ -11,6 +11,7 @@ import {
   type ThreadMessage,
 } from '../domain/threading.js';
 import { composeMail } from '../mail/compose.js';
+import type { ResolvedBy } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent, type TimelineEventType } from './timeline.js';
 
@@ -23,6 +24,9 @@ const SENT_EVENT: Record<OutboundKind, TimelineEventType> = {
   greeting: 'greeting_sent',
   reply: 'agent_reply_sent',
   csat_survey: 'csat_survey_sent',
+  out_of_office: 'out_of_office_sent',
+  ai_reply: 'ai_reply_sent',
+  handover: 'handover_sent',
 };
 
 /**
@@ -38,10 +42,12 @@ async function loadMailConversation(trx: Transaction<Database>, conversationId: 
     .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
     .select([
       'c.id',
+      'c.channel_id as channelId',
       'c.subject',
       'ch.name as channelName',
       'ch.email_address as channelAddress',
       'ch.greeting_text',
+      'ch.out_of_office_text',
       'ch.csat_link_validity_seconds',
       'c.reply_token',
       'ct.email as contactEmail',
@@ -50,6 +56,12 @@ async function loadMailConversation(trx: Transaction<Database>, conversationId: 
     .executeTakeFirst();
   if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
   return row;
+}
+
+async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promise<string> {
+  const row = await trx.selectFrom('ai_agents').select('name').where('id', '=', aiAgentId).executeTakeFirst();
+  if (!row) throw ApplicationFailure.nonRetryable(`AI agent ${aiAgentId} does not exist`, 'AiAgentNotFound');
+  return row.name;
 }
 
 export function createMailActivities({ db, mail, publicUrl, secretKey }: ActivityDeps) {
@@ -67,7 +79,15 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
   async function writeOutbox(
     trx: Transaction<Database>,
     conversation: MailConversation,
-    input: { outboxId: string; conversationId: string; kind: OutboundKind; authorId?: string; subject?: string; text: string },
+    input: {
+      outboxId: string;
+      conversationId: string;
+      kind: OutboundKind;
+      authorId?: string;
+      aiAgentId?: string;
+      subject?: string;
+      text: string;
+    },
   ): Promise<void> {
     const thread = await threadOf(trx, input.conversationId);
     const { inReplyTo, references } = outboundThreadHeaders(thread);
@@ -79,6 +99,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         kind: input.kind,
         message_id: outboundMessageId(input.outboxId, conversation.channelAddress),
         author_id: input.authorId ?? null,
+        ai_agent_id: input.aiAgentId ?? null,
         from_address: conversation.channelAddress,
         to_address: conversation.contactEmail,
         subject: input.subject?.trim() || replySubject(conversation.subject),
@@ -121,6 +142,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
           await recordEvent(trx, row.conversation_id, SENT_EVENT[row.kind], {
             outboundMessageId: row.id,
             authorId: row.author_id,
+            aiAgentId: row.ai_agent_id,
           });
         }
       });
@@ -156,20 +178,75 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, { ...input, kind: 'reply' });
+        // What the first-response SLA measures.
+        await trx
+          .updateTable('conversations')
+          .set({ first_response_at: sql<Date>`coalesce(first_response_at, now())` })
+          .where('id', '=', input.conversationId)
+          .execute();
         return { conversation, authorName: author.name };
       });
       const sent = await deliver(input.outboxId, `${authorName} (${conversation.channelName})`);
       return sent!;
     },
 
+    /** The AI agent's answer, threaded like any reply, from the AI agent's name. */
+    async sendAiReply(input: { conversationId: string; outboxId: string; aiAgentId: string; text: string }): Promise<SentMail> {
+      const { conversation, name } = await db.transaction().execute(async (trx) => {
+        const name = await aiAgentName(trx, input.aiAgentId);
+        const conversation = await loadMailConversation(trx, input.conversationId);
+        await writeOutbox(trx, conversation, { ...input, kind: 'ai_reply' });
+        return { conversation, name };
+      });
+      return (await deliver(input.outboxId, `${name} (${conversation.channelName})`))!;
+    },
+
+    /** The AI agent tells the customer that a person takes over. */
+    async sendHandoverNote(input: { conversationId: string; outboxId: string; aiAgentId: string }): Promise<SentMail> {
+      const { conversation, name } = await db.transaction().execute(async (trx) => {
+        const name = await aiAgentName(trx, input.aiAgentId);
+        const conversation = await loadMailConversation(trx, input.conversationId);
+        await writeOutbox(trx, conversation, { ...input, kind: 'handover', text: handoverText(conversation.channelName) });
+        return { conversation, name };
+      });
+      return (await deliver(input.outboxId, `${name} (${conversation.channelName})`))!;
+    },
+
+    /** The out-of-office note; null when this conversation had one before. */
+    async sendOutOfOffice(input: { conversationId: string; outboxId: string; opensAtText: string }): Promise<SentMail | null> {
+      const conversation = await db.transaction().execute(async (trx) => {
+        const conversation = await loadMailConversation(trx, input.conversationId);
+        await writeOutbox(trx, conversation, {
+          ...input,
+          kind: 'out_of_office',
+          text: outOfOfficeText(conversation.out_of_office_text, input.opensAtText),
+        });
+        return conversation;
+      });
+      return deliver(input.outboxId, conversation.channelName);
+    },
+
     /** Creates the survey with its signed, expiring link and mails it. Returns when the link expires. */
-    async sendCsatSurvey(input: { conversationId: string; outboxId: string; surveyId: string }): Promise<{ expiresAt: string }> {
+    async sendCsatSurvey(input: {
+      conversationId: string;
+      outboxId: string;
+      surveyId: string;
+      /** Whom the rating is about, for the CSAT report. */
+      resolvedBy: ResolvedBy | null;
+    }): Promise<{ expiresAt: string }> {
       const { conversation, expiresAt } = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, input.conversationId);
         const expiresAt = new Date(Date.now() + conversation.csat_link_validity_seconds * 1000);
         await trx
           .insertInto('csat_surveys')
-          .values({ id: input.surveyId, conversation_id: input.conversationId, expires_at: expiresAt })
+          .values({
+            id: input.surveyId,
+            conversation_id: input.conversationId,
+            channel_id: conversation.channelId,
+            agent_id: input.resolvedBy?.kind === 'agent' ? input.resolvedBy.id : null,
+            ai_agent_id: input.resolvedBy?.kind === 'ai_agent' ? input.resolvedBy.id : null,
+            expires_at: expiresAt,
+          })
           .onConflict((oc) => oc.column('id').doNothing())
           .execute();
         const survey = await trx

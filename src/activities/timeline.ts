@@ -12,7 +12,15 @@ export type TimelineEventType =
   | 'reopened'
   | 'csat_survey_sent'
   | 'csat_rated'
-  | 'closed';
+  | 'closed'
+  | 'routed'
+  | 'unassigned'
+  | 'escalated'
+  | 'out_of_office_sent'
+  | 'ai_reply_sent'
+  | 'handover_sent'
+  | 'sla_started'
+  | 'sla_breached';
 
 /** Appends to a conversation's timeline; call it in the transaction that makes the change. */
 export async function recordEvent(

@@ -1,4 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { AssignmentStrategy } from '../domain/assignment.js';
+import type { BusinessHours } from '../domain/business-hours.js';
+import type { Priority, RoutingActions, RoutingCondition } from '../domain/routing-rules.js';
 
 // Typed view of the tables created by src/db/migrations. Keep both in step.
 
@@ -9,10 +12,11 @@ type Json<T> = ColumnType<T, string | undefined, string>;
 
 export type UserRole = 'admin' | 'agent';
 export type ConversationStatus = 'open' | 'resolved' | 'closed';
-export type ConversationStage = 'triage' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed';
+export type ConversationStage = 'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed';
 export type InboundStatus = 'received' | 'threaded' | 'rejected';
 export type MailClassification = 'ordinary' | 'auto_reply' | 'bounce';
-export type OutboundKind = 'greeting' | 'reply' | 'csat_survey';
+export type OutboundKind = 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover';
+export type AiProviderKind = 'knowledge_base' | 'openai_compatible';
 
 export interface AccountsTable {
   id: string;
@@ -63,6 +67,24 @@ export interface ChannelsTable {
   max_inbound_bytes: Generated<number>;
   /** Loop safety: automatic mails (greeting, survey) one recipient may get per hour. */
   automatic_mail_limit_per_hour: Generated<number>;
+  business_hours_enabled: Generated<boolean>;
+  business_hours: ColumnType<BusinessHours | null, string | null | undefined, string | null>;
+  out_of_office_text: string | null;
+  /** Whether the AI agent answers while business hours are closed. */
+  ai_outside_business_hours: Generated<boolean>;
+  /** Below this confidence the AI agent hands over to humans. */
+  ai_confidence_threshold: Generated<number>;
+  /** AI answers without resolution before it hands over. */
+  ai_max_turns: Generated<number>;
+  /** Languages customers write in (ISO 639-1): escalation phrases are recognised in these. */
+  languages: Json<string[]>;
+  assignment_strategy: Generated<AssignmentStrategy>;
+  /** Open conversations an agent takes on this channel unless they have their own capacity; null = unlimited. */
+  default_agent_capacity: number | null;
+  /** First-response target in business time; null = no SLA. */
+  sla_first_response_seconds: number | null;
+  /** Quiet period after resolution after which the conversation closes. */
+  close_after_seconds: Generated<number>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -81,6 +103,50 @@ export interface ChannelAgentsTable {
   user_id: string;
   /** Round robin hands the next conversation to the agent who waited longest. */
   last_assigned_at: Timestamp | null;
+  /** Open conversations this agent takes on the channel; null = the channel's default. */
+  capacity: number | null;
+  created_at: CreatedAt;
+}
+
+export interface TeamsTable {
+  id: string;
+  account_id: string;
+  name: string;
+  created_at: CreatedAt;
+}
+
+export interface TeamMembersTable {
+  team_id: string;
+  user_id: string;
+}
+
+export interface AiAgentsTable {
+  id: string;
+  channel_id: string;
+  name: string;
+  enabled: Generated<boolean>;
+  position: number;
+  provider: AiProviderKind;
+  /** Overrides AI_MODEL for an OpenAI-compatible provider. */
+  model: string | null;
+  created_at: CreatedAt;
+}
+
+export interface KnowledgeArticlesTable {
+  id: string;
+  channel_id: string;
+  title: string;
+  body: string;
+  created_at: CreatedAt;
+}
+
+export interface RoutingRulesTable {
+  id: string;
+  channel_id: string;
+  position: number;
+  name: string;
+  conditions: Json<RoutingCondition[]>;
+  actions: Json<RoutingActions>;
   created_at: CreatedAt;
 }
 
@@ -90,6 +156,8 @@ export interface ContactsTable {
   /** Lower-cased address; unique per account. */
   email: string;
   name: string | null;
+  /** Facts about the contact that routing rules may test (plan, country, ...). */
+  attributes: Json<Record<string, string | number | boolean | null>>;
   created_at: CreatedAt;
 }
 
@@ -107,6 +175,19 @@ export interface ConversationsTable {
   resolved_at: Timestamp | null;
   /** Unguessable; replies to `local+<token>@domain` of the channel address find this conversation. */
   reply_token: Generated<string>;
+  priority: Generated<Priority>;
+  labels: Json<string[]>;
+  /** Set by a routing rule: only the team's members are assigned. */
+  team_id: string | null;
+  /** The AI agent handling (or that handled) the conversation. */
+  ai_agent_id: string | null;
+  /** Set while waiting for an agent: the queue is served by priority, then oldest first. */
+  queued_at: Timestamp | null;
+  /** The first reply by a human agent: what the SLA measures. */
+  first_response_at: Timestamp | null;
+  sla_due_at: Timestamp | null;
+  sla_breached_at: Timestamp | null;
+  closed_at: Timestamp | null;
 }
 
 export interface InboundMessagesTable {
@@ -152,6 +233,8 @@ export interface OutboundMessagesTable {
   kind: OutboundKind;
   message_id: string;
   author_id: string | null;
+  /** The AI agent that wrote an AI answer or a handover note. */
+  ai_agent_id: ColumnType<string | null, string | null | undefined, string | null>;
   from_address: string;
   to_address: string;
   subject: string;
@@ -197,6 +280,10 @@ export interface CsatSurveysTable {
   rating: number | null;
   comment: string | null;
   rated_at: Timestamp | null;
+  /** Who resolved the conversation (a human or an AI agent): the CSAT report groups by them. */
+  agent_id: ColumnType<string | null, string | null | undefined, string | null>;
+  ai_agent_id: ColumnType<string | null, string | null | undefined, string | null>;
+  channel_id: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
 }
 
@@ -205,6 +292,11 @@ export interface Database {
   users: UsersTable;
   channels: ChannelsTable;
   channel_agents: ChannelAgentsTable;
+  teams: TeamsTable;
+  team_members: TeamMembersTable;
+  ai_agents: AiAgentsTable;
+  knowledge_articles: KnowledgeArticlesTable;
+  routing_rules: RoutingRulesTable;
   contacts: ContactsTable;
   conversations: ConversationsTable;
   inbound_messages: InboundMessagesTable;

@@ -1,3 +1,8 @@
+// Who gets the next conversation. Pure: the caller loads the candidates and holds the lock.
+
+export const ASSIGNMENT_STRATEGIES = ['round_robin', 'load'] as const;
+export type AssignmentStrategy = (typeof ASSIGNMENT_STRATEGIES)[number];
+
 export interface AssignmentCandidate {
   userId: string;
   available: boolean;
@@ -5,18 +10,76 @@ export interface AssignmentCandidate {
   lastAssignedAt: Date | null;
   /** When the agent joined the channel: breaks ties so the order is stable. */
   joinedAt: Date;
+  /** Open conversations assigned to the agent, on all channels of the account. */
+  openConversations: number;
+  /** Most open conversations the agent takes; null = unlimited. */
+  capacity: number | null;
+}
+
+export function hasFreeCapacity(c: AssignmentCandidate): boolean {
+  return c.capacity === null || c.openConversations < c.capacity;
+}
+
+/** Round robin order: who waited longest first (never assigned before anyone), then who joined first, then user id. */
+function byWaitingTime(a: AssignmentCandidate, b: AssignmentCandidate): number {
+  const waitedSince = (c: AssignmentCandidate) => c.lastAssignedAt?.getTime() ?? Number.NEGATIVE_INFINITY;
+  // Not `waitedSince(a) - waitedSince(b)`: -Infinity - -Infinity is NaN.
+  const sa = waitedSince(a);
+  const sb = waitedSince(b);
+  if (sa !== sb) return sa < sb ? -1 : 1;
+  const joined = a.joinedAt.getTime() - b.joinedAt.getTime();
+  if (joined !== 0) return joined;
+  return a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0;
+}
+
+function byLoad(a: AssignmentCandidate, b: AssignmentCandidate): number {
+  return a.openConversations - b.openConversations || byWaitingTime(a, b);
 }
 
 /**
- * Round robin (sequential average distribution): the available agent who has waited longest
- * since their last assignment gets the next conversation; agents never assigned go first.
+ * round_robin: among available agents with free capacity, the one who waited longest (never-assigned first, then joinedAt, then userId).
+ * load: among available agents with free capacity, fewest open conversations; ties broken like round robin.
+ * `exclude` user ids are skipped (used to offer an SLA-breached conversation to someone else).
  */
-export function chooseRoundRobin(candidates: readonly AssignmentCandidate[]): AssignmentCandidate | undefined {
-  const waitedSince = (c: AssignmentCandidate) => c.lastAssignedAt?.getTime() ?? Number.NEGATIVE_INFINITY;
-  return candidates
-    .filter((c) => c.available)
-    .sort(
-      (a, b) =>
-        waitedSince(a) - waitedSince(b) || a.joinedAt.getTime() - b.joinedAt.getTime() || a.userId.localeCompare(b.userId),
-    )[0];
+export function chooseAgent(
+  strategy: AssignmentStrategy,
+  candidates: readonly AssignmentCandidate[],
+  options: { exclude?: readonly string[] } = {},
+): AssignmentCandidate | undefined {
+  const compare = strategy === 'load' ? byLoad : byWaitingTime;
+  const excluded = new Set(options.exclude ?? []);
+  let best: AssignmentCandidate | undefined;
+  for (const c of candidates) {
+    if (!c.available || !hasFreeCapacity(c) || excluded.has(c.userId)) continue;
+    if (best === undefined || compare(c, best) < 0) best = c;
+  }
+  return best;
+}
+
+/**
+ * Plans assigning queued conversations (given in queue order) to candidates: repeatedly chooseAgent, counting each
+ * assignment as an open conversation of the chosen agent and as their latest assignment (at a fake time after every
+ * known one, strictly increasing, so round robin keeps rotating). An item with `eligibleUserIds` (e.g. a team) only
+ * goes to those agents; an item nobody eligible can take is skipped (stays queued) and later items are still considered.
+ * Stops when nobody has capacity. Returns pairs in queue order. Pure; the caller holds the lock.
+ */
+export function planAssignments<Q extends { conversationId: string; eligibleUserIds?: readonly string[] | null }>(
+  strategy: AssignmentStrategy,
+  queue: readonly Q[],
+  candidates: readonly AssignmentCandidate[],
+  now: Date,
+): Array<{ item: Q; userId: string }> {
+  const state = candidates.map((c) => ({ ...c }));
+  let clock = Math.max(now.getTime(), ...state.map((c) => c.lastAssignedAt?.getTime() ?? Number.NEGATIVE_INFINITY));
+  const plan: Array<{ item: Q; userId: string }> = [];
+  for (const item of queue) {
+    if (!state.some((c) => c.available && hasFreeCapacity(c))) break;
+    const eligible = item.eligibleUserIds ? new Set(item.eligibleUserIds) : null;
+    const chosen = chooseAgent(strategy, eligible ? state.filter((c) => eligible.has(c.userId)) : state);
+    if (!chosen) continue;
+    chosen.openConversations += 1;
+    chosen.lastAssignedAt = new Date(++clock);
+    plan.push({ item, userId: chosen.userId });
+  }
+  return plan;
 }

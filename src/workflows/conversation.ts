@@ -1,8 +1,10 @@
 import {
+  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -11,18 +13,29 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { ConversationStage, ConversationStatus, MailClassification } from '../db/schema.js';
+import type { AutomaticMailKind, CustomerMessageFacts, ResolvedBy } from '../activities/conversation.js';
+import type { ConversationStage, ConversationStatus } from '../db/schema.js';
+import { conversationWorkflowId } from './ids.js';
 import {
   agentReplyUpdate,
+  assignmentChangedSignal,
+  assignUpdate,
   conversationSnapshotQuery,
   csatRatingSignal,
   inboundMessageSignal,
   resolveUpdate,
   type Actor,
+  type AssignInput,
   type CsatRatingInput,
   type ResolveInput,
 } from './messages.js';
-import { AssigneeIdAttribute, StageAttribute, StatusAttribute } from './search-attributes.js';
+import {
+  AssigneeIdAttribute,
+  PriorityAttribute,
+  SlaBreachedAttribute,
+  StageAttribute,
+  StatusAttribute,
+} from './search-attributes.js';
 
 // Database reads and writes: quick, retried briefly and often.
 const db = proxyActivities<Activities>({
@@ -36,15 +49,33 @@ const smtp = proxyActivities<Activities>({
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '15 minutes' },
 });
 
+// The AI provider: a few attempts, then the conversation goes to people instead of waiting for it.
+const ai = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3 },
+});
+
 export interface ConversationWorkflowInput {
   conversationId: string;
   /** State handed over by continue-as-new. */
   carried?: CarriedState;
 }
 
+/** Who takes the conversation once business hours open. */
+type Handler = { kind: 'ai'; aiAgent: Actor } | { kind: 'humans' };
+
 interface CarriedState {
   stage: ConversationStage;
   assignee: Actor | null;
+  handler: Handler;
+  aiTurns: number;
+  lastCustomerMail: CustomerMessageFacts | null;
+  customerWaiting: boolean;
+  sla: { dueAt: number; dueAtText: string } | null;
+  slaBreached: boolean;
+  firstResponded: boolean;
+  resolvedBy: ResolvedBy | null;
+  resolvedAt: number | null;
   pendingMessageIds: string[];
   recentMessageIds: string[];
   survey: { id: string; expiresAt: number } | null;
@@ -60,21 +91,37 @@ const RECENT_MESSAGES_KEPT = 200;
 
 /**
  * One customer conversation, from the first mail to the CSAT rating:
- * triage (greeting, assignment) → open until an agent resolves → CSAT survey after the
- * channel's delay → waiting for the rating until the link expires → closed.
- * A customer mail after resolution reopens it to its previous assignee.
+ * triage (routing rules, greeting) → the AI agent, if the rules or the channel say so → waiting for
+ * business hours → queued until an agent has capacity → assigned until resolved → CSAT survey after
+ * the channel's delay → closed after the quiet period. A customer mail after resolution reopens it to
+ * its previous assignee. The first-response SLA runs in business time while people handle it.
  */
 export async function conversationWorkflow(input: ConversationWorkflowInput): Promise<ConversationOutcome> {
   const { conversationId } = input;
-  let stage: ConversationStage = input.carried?.stage ?? 'triage';
-  let assignee = input.carried?.assignee ?? null;
-  let survey = input.carried?.survey ?? null;
-  const pendingMessageIds = [...(input.carried?.pendingMessageIds ?? [])];
-  const recentMessageIds = [...(input.carried?.recentMessageIds ?? [])];
+  const carried = input.carried;
+  let stage: ConversationStage = carried?.stage ?? 'triage';
+  let assignee = carried?.assignee ?? null;
+  let handler: Handler = carried?.handler ?? { kind: 'humans' };
+  let aiTurns = carried?.aiTurns ?? 0;
+  let lastCustomerMail = carried?.lastCustomerMail ?? null;
+  // A customer mail nobody (AI or person) has answered yet.
+  let customerWaiting = carried?.customerWaiting ?? false;
+  let sla = carried?.sla ?? null;
+  let slaBreached = carried?.slaBreached ?? false;
+  let firstResponded = carried?.firstResponded ?? false;
+  let resolvedBy = carried?.resolvedBy ?? null;
+  let resolvedAt = carried?.resolvedAt ?? null;
+  let survey = carried?.survey ?? null;
+  const pendingMessageIds = [...(carried?.pendingMessageIds ?? [])];
+  const recentMessageIds = [...(carried?.recentMessageIds ?? [])];
   let resolveRequest: ResolveInput | undefined;
+  let assignRequest: AssignInput | undefined;
+  let assignmentChanged: string | undefined;
+  let humanReplied: Actor | undefined;
   const ratings: CsatRatingInput[] = [];
 
-  // Handlers first, before any await, so that no signal or update is missed.
+  // Handlers first, before any await, so that no signal or update is missed. They only record
+  // what arrived; the main loop acts on it.
   setHandler(inboundMessageSignal, ({ inboundMessageId }) => {
     if (recentMessageIds.includes(inboundMessageId)) return;
     recentMessageIds.push(inboundMessageId);
@@ -86,12 +133,20 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     ratings.push(rating);
   });
 
+  setHandler(assignmentChangedSignal, ({ reason }) => {
+    assignmentChanged = reason;
+  });
+
   setHandler(
     agentReplyUpdate,
-    ({ author, text, subject }) =>
-      smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [
+    async ({ author, text, subject }) => {
+      const sent = await smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [
         { conversationId, outboxId: uuid4(), authorId: author.id, text, ...(subject ? { subject } : {}) },
-      ]),
+      ]);
+      firstResponded = true;
+      if (stage === 'ai') humanReplied = author; // a person took over from the AI agent
+      return sent;
+    },
     {
       validator: (reply) => {
         if (!reply.text.trim()) throw ApplicationFailure.nonRetryable('the reply text is empty', 'InvalidReply');
@@ -107,21 +162,33 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       await condition(() => resolveRequest === undefined); // the main loop has recorded it
       return { status: 'resolved' as ConversationStatus };
     },
-    {
-      validator: (_request: ResolveInput) => {
-        if (!isOpen(stage) || resolveRequest) {
-          throw ApplicationFailure.nonRetryable(`the conversation is not open (stage ${stage})`, 'ConversationNotOpen');
-        }
-      },
+    { validator: (_request: ResolveInput) => requireOpen(resolveRequest) },
+  );
+
+  setHandler(
+    assignUpdate,
+    async (request) => {
+      assignRequest = request;
+      await condition(() => assignRequest === undefined); // the main loop has applied it
+      return { assignee };
     },
+    { validator: (_request: AssignInput) => requireOpen(assignRequest) },
   );
 
   setHandler(conversationSnapshotQuery, () => ({
     conversationId,
     stage,
     assigneeId: assignee?.id ?? null,
+    aiAgentId: handler.kind === 'ai' ? handler.aiAgent.id : null,
+    slaBreached,
     pendingMessages: pendingMessageIds.length,
   }));
+
+  function requireOpen(pendingRequest: unknown) {
+    if (!isOpen(stage) || pendingRequest) {
+      throw ApplicationFailure.nonRetryable(`the conversation is not open (stage ${stage})`, 'ConversationNotOpen');
+    }
+  }
 
   function enterStage(next: ConversationStage, details: string) {
     stage = next;
@@ -133,114 +200,392 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     setCurrentDetails(details);
   }
 
-  /** Takes the customer mails that arrived since the last look; returns their classifications. */
-  async function takeNewMessages(): Promise<MailClassification[]> {
-    const inboundMessageIds = pendingMessageIds.splice(0);
-    return inboundMessageIds.length === 0 ? [] : db.classifyInboundMessages({ inboundMessageIds });
-  }
-
-  async function reopen() {
-    await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote again' }, [{ conversationId }]);
-    enterOpenStage();
-  }
-
   function enterOpenStage() {
-    if (assignee) enterStage('assigned', `Assigned to ${assignee.name}; open until resolved`);
-    else enterStage('queued', 'Waiting for an available agent');
+    const slaNote = sla && !firstResponded ? `; first response due by ${sla.dueAtText}` : '';
+    if (assignee) enterStage('assigned', `Assigned to ${assignee.name}; open until resolved${slaNote}`);
+    else enterStage('queued', `Waiting in the queue for an agent with free capacity${slaNote}`);
+  }
+
+  /** Something a person or another workflow asked for, or a customer mail, needs the main loop. */
+  const somethingArrived = () =>
+    pendingMessageIds.length > 0 ||
+    resolveRequest !== undefined ||
+    assignRequest !== undefined ||
+    assignmentChanged !== undefined ||
+    humanReplied !== undefined;
+
+  /** The customer mails that arrived since the last look, with what they say (person? asks for a human?). */
+  async function takeNewMessages(): Promise<CustomerMessageFacts[]> {
+    const inboundMessageIds = pendingMessageIds.splice(0);
+    if (inboundMessageIds.length === 0) return [];
+    const facts = await db.readCustomerMessages({ conversationId, inboundMessageIds });
+    const fromPerson = facts.filter((mail) => mail.classification === 'ordinary');
+    if (fromPerson.length > 0) {
+      lastCustomerMail = fromPerson[fromPerson.length - 1]!;
+      customerWaiting = true;
+    }
+    return facts;
+  }
+
+  /**
+   * Applies what arrived while the conversation is open: manual (un)assignment, an assignment the
+   * channel's queue made, a resolution. True when the stage changed.
+   */
+  async function handleRequests(): Promise<boolean> {
+    await takeNewMessages();
+    const before = stage;
+    if (assignmentChanged !== undefined) {
+      const reason = assignmentChanged;
+      assignmentChanged = undefined;
+      const context = await db.loadConversation.executeWithOptions({ summary: `Read the assignment again: ${reason}` }, [
+        { conversationId },
+      ]);
+      if (context.status === 'open' && (stage === 'queued' || stage === 'assigned')) {
+        assignee = context.assignee;
+        enterOpenStage();
+      }
+    }
+    if (assignRequest) {
+      const { assignee: wanted, by } = assignRequest;
+      if (wanted) {
+        assignee = await db.assignManually.executeWithOptions({ summary: `${by.name} assigns it to ${wanted.name}` }, [
+          { conversationId, assigneeId: wanted.id, byId: by.id },
+        ]);
+        handler = { kind: 'humans' };
+        enterOpenStage();
+      } else if (assignee) {
+        const previous = assignee;
+        await db.unassign.executeWithOptions({ summary: `${by.name} takes it from ${previous.name}` }, [
+          { conversationId, byId: by.id },
+        ]);
+        assignee = null;
+        await assignFromQueue([previous.id]);
+      }
+      assignRequest = undefined;
+    }
+    if (resolveRequest) {
+      await resolve({ kind: 'agent', id: resolveRequest.resolvedBy.id }, resolveRequest.resolvedBy.name);
+      resolveRequest = undefined;
+    }
+    return stage !== before;
   }
 
   async function triage() {
-    setCurrentDetails('Triage: greeting and assignment');
+    setCurrentDetails('Triage: routing rules, greeting');
     const context = await db.loadConversation.executeWithOptions({ summary: 'Load the conversation and channel settings' }, [
       { conversationId },
     ]);
-    const classifications = await takeNewMessages();
-    const fromPerson = classifications[0] === 'ordinary';
+    const mails = await takeNewMessages();
+    const fromPerson = mails[0]?.classification === 'ordinary';
     if (context.status !== 'open') {
       await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote after it was closed' }, [
         { conversationId },
       ]);
     }
     if (context.greetingEnabled && !context.greetingSent && fromPerson) {
-      if (context.automaticMailBlocked) {
-        await suppressAutomaticMail('greeting', context.automaticMailBlocked);
-      } else {
+      if (context.automaticMailBlocked) await suppressAutomaticMail('greeting', context.automaticMailBlocked);
+      else {
         await smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
           { conversationId, outboxId: uuid4() },
         ]);
       }
     }
-    assignee =
-      context.assignee ??
-      (await db.assignRoundRobin.executeWithOptions({ summary: 'Assign to the next available agent (round robin)' }, [
-        { conversationId },
-      ]));
-    enterOpenStage();
-  }
-
-  async function waitForResolution() {
-    await condition(() => pendingMessageIds.length > 0 || resolveRequest !== undefined || workflowInfo().continueAsNewSuggested);
-    await takeNewMessages();
-    if (resolveRequest) {
-      await db.markResolved.executeWithOptions({ summary: `Resolved by ${resolveRequest.resolvedBy.name}` }, [
-        { conversationId, resolvedBy: resolveRequest.resolvedBy.id },
-      ]);
-      resolveRequest = undefined;
-      enterStage('resolved', 'Resolved');
+    if (context.assignee) {
+      // Started again after it was closed: back to the agent who had it.
+      assignee = context.assignee;
+      enterOpenStage();
+      return;
+    }
+    const route = await db.routeConversation.executeWithOptions({ summary: 'Apply the routing rules (first match wins)' }, [
+      { conversationId },
+    ]);
+    upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
+    if (route.handler.kind === 'agent') {
+      assignee = route.handler.agent;
+      await startSlaClock();
+      enterOpenStage();
+    } else if (route.handler.kind === 'ai' && fromPerson) {
+      handler = { kind: 'ai', aiAgent: route.handler.aiAgent };
+      if (route.insideBusinessHours || route.handler.answersOutsideBusinessHours) {
+        enterStage('ai', `${handler.aiAgent.name} (AI agent) answers`);
+      } else {
+        await waitForBusinessHours();
+      }
+    } else {
+      await handToHumans();
     }
   }
 
   /**
-   * After resolution: the CSAT survey after the channel's delay, unless the customer writes first.
-   * False when the channel has no survey: the workflow then ends, and a later mail starts it again.
+   * The AI agent answers the customer's mails until the customer confirms an answer (resolved by the
+   * AI agent) or one of the escalation triggers hands the conversation to people.
    */
-  async function surveyAfterDelay(): Promise<boolean> {
+  async function aiAgentAnswers() {
+    if (handler.kind !== 'ai') return handToHumans();
+    const aiAgent = handler.aiAgent;
+    const settings = await db.loadConversation({ conversationId });
+    for (;;) {
+      if (!customerWaiting) {
+        // Until the customer (a person) writes again, or a person steps in.
+        await condition(() => somethingArrived() || workflowInfo().continueAsNewSuggested);
+        if (humanReplied) return humanTakesOver(aiAgent, humanReplied);
+        if (await handleRequests()) return;
+        if (!customerWaiting) {
+          if (workflowInfo().continueAsNewSuggested) return;
+          continue;
+        }
+      }
+      if (aiTurns > 0 && lastCustomerMail?.confirmsResolution) {
+        return resolve({ kind: 'ai_agent', id: aiAgent.id }, `${aiAgent.name}: the customer confirmed the answer`);
+      }
+      if (lastCustomerMail?.asksForPerson) return escalate(aiAgent, 'the customer asked for a person');
+      if (aiTurns >= settings.aiMaxTurns) {
+        return escalate(aiAgent, `no resolution after ${aiTurns} AI answers (the channel allows ${settings.aiMaxTurns})`);
+      }
+      let answer;
+      try {
+        answer = await ai.answerWithAi.executeWithOptions({ summary: `${aiAgent.name} drafts an answer` }, [
+          { conversationId, aiAgentId: aiAgent.id },
+        ]);
+      } catch (error) {
+        if (!(error instanceof ActivityFailure)) throw error;
+        return escalate(aiAgent, `the AI provider failed: ${error.cause?.message ?? error.message}`);
+      }
+      if (answer.confidence < settings.aiConfidenceThreshold) {
+        return escalate(
+          aiAgent,
+          `confidence ${answer.confidence.toFixed(2)} is below the channel's threshold ${settings.aiConfidenceThreshold}`,
+        );
+      }
+      await smtp.sendAiReply.executeWithOptions(
+        { summary: `Send the answer of ${aiAgent.name} (confidence ${answer.confidence.toFixed(2)})` },
+        [{ conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id, text: answer.text }],
+      );
+      aiTurns++;
+      customerWaiting = false;
+      enterStage('ai', `${aiAgent.name} answered (${aiTurns} of ${settings.aiMaxTurns}); waiting for the customer`);
+    }
+  }
+
+  /** An agent replied while the AI agent had the conversation: it is theirs now. */
+  async function humanTakesOver(aiAgent: Actor, agent: Actor) {
+    humanReplied = undefined;
+    assignee = await db.assignManually.executeWithOptions({ summary: `${agent.name} took over from ${aiAgent.name}` }, [
+      { conversationId, assigneeId: agent.id, byId: agent.id },
+    ]);
+    handler = { kind: 'humans' };
+    enterOpenStage();
+  }
+
+  /** Hands over from the AI agent: a short note to the customer, then human assignment. */
+  async function escalate(aiAgent: Actor, reason: string) {
+    await db.recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
+      { conversationId, aiAgentId: aiAgent.id, reason },
+    ]);
+    await smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
+      { conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id },
+    ]);
+    handler = { kind: 'humans' };
+    await handToHumans();
+  }
+
+  /** From here people handle it: the SLA clock starts, and assignment waits for business hours. */
+  async function handToHumans() {
+    handler = { kind: 'humans' };
+    await startSlaClock();
+    await waitForBusinessHours();
+  }
+
+  async function startSlaClock() {
+    if (sla) return;
+    const clock = await db.startSlaClock.executeWithOptions({ summary: 'Start the first-response SLA (business time)' }, [
+      { conversationId },
+    ]);
+    if (clock) sla = { dueAt: Date.parse(clock.dueAt), dueAtText: clock.dueAtText };
+  }
+
+  /**
+   * Outside business hours: the out-of-office note (once per conversation), then a timer until they
+   * open. Then the conversation goes to whoever the handler is: the AI agent or the queue.
+   */
+  async function waitForBusinessHours() {
+    for (;;) {
+      const hours = await db.checkBusinessHours.executeWithOptions({ summary: 'Check the business hours' }, [{ conversationId }]);
+      if (hours.open || !hours.opensAt) break;
+      if (lastCustomerMail) await sendOutOfOffice(hours.opensAtText!);
+      enterStage('waiting_for_hours', `Outside business hours: waiting until they open ${hours.opensAtText}`);
+      const arrived = await condition(somethingArrived, Date.parse(hours.opensAt) - Date.now(), {
+        summary: `Until business hours open ${hours.opensAtText}`,
+      });
+      if (arrived) {
+        humanReplied = undefined;
+        if ((await handleRequests()) || workflowInfo().continueAsNewSuggested) return;
+      }
+    }
+    if (handler.kind === 'ai') enterStage('ai', `${handler.aiAgent.name} (AI agent) answers`);
+    else await assignFromQueue();
+  }
+
+  /** Once per conversation, and never to a machine or past the per-recipient limit. */
+  async function sendOutOfOffice(opensAtText: string) {
     const context = await db.loadConversation({ conversationId });
-    if (!context.csatEnabled || !context.heardFromPerson) return false;
+    if (context.outOfOfficeSent) return;
+    if (context.automaticMailBlocked) return suppressAutomaticMail('out_of_office', context.automaticMailBlocked);
+    await smtp.sendOutOfOffice.executeWithOptions({ summary: `Send the out-of-office note (open ${opensAtText})` }, [
+      { conversationId, outboxId: uuid4(), opensAtText },
+    ]);
+  }
+
+  /** Takes the next agent with free capacity by the channel's strategy, or joins the queue. */
+  async function assignFromQueue(excludeUserIds: string[] = []) {
+    const result = await db.assignFromQueue.executeWithOptions({ summary: 'Assign to the next agent with free capacity' }, [
+      { conversationId, excludeUserIds },
+    ]);
+    await tellAssigned(result.othersAssigned, 'the queue was served');
+    assignee = result.assignee;
+    enterOpenStage();
+  }
+
+  /** Other conversations the queue gave an agent to: their workflows read the assignment again. */
+  async function tellAssigned(conversationIds: string[], reason: string) {
+    for (const other of conversationIds) {
+      if (other === conversationId) continue;
+      try {
+        await getExternalWorkflowHandle(conversationWorkflowId(other)).signal(assignmentChangedSignal, { reason });
+      } catch {
+        // That conversation's workflow has ended; it reads its assignment when it starts again.
+      }
+    }
+  }
+
+  async function waitWhileOpen() {
+    const slaRunning = sla && !firstResponded && !slaBreached;
+    if (slaRunning) {
+      const arrived = await condition(() => somethingArrived() || firstResponded, Math.max(0, sla!.dueAt - Date.now()), {
+        summary: `First response due by ${sla!.dueAtText} (SLA)`,
+      });
+      if (!arrived) return breachSla();
+    } else {
+      await condition(() => somethingArrived() || workflowInfo().continueAsNewSuggested);
+    }
+    humanReplied = undefined;
+    await handleRequests();
+  }
+
+  /** The first-response target passed: flag it, raise the priority, offer it to the next available agent. */
+  async function breachSla() {
+    slaBreached = true;
+    const { priority } = await db.markSlaBreached.executeWithOptions(
+      { summary: `SLA breached: no first response by ${sla!.dueAtText}` },
+      [{ conversationId }],
+    );
+    upsertSearchAttributes([
+      { key: SlaBreachedAttribute, value: true },
+      { key: PriorityAttribute, value: priority },
+    ]);
+    const offer = await db.offerToNextAgent.executeWithOptions({ summary: 'Offer it to the next available agent' }, [
+      { conversationId },
+    ]);
+    assignee = offer.assignee;
+    enterOpenStage();
+    setCurrentDetails(
+      `SLA breached (first response was due by ${sla!.dueAtText}); ${assignee ? `now with ${assignee.name}` : 'first in the queue'}`,
+    );
+  }
+
+  async function resolve(by: ResolvedBy, name: string) {
+    const { othersAssigned } = await db.markResolved.executeWithOptions({ summary: `Resolved by ${name}` }, [
+      { conversationId, resolvedBy: by },
+    ]);
+    // The agent's freed capacity went to the queue: tell those conversations.
+    await tellAssigned(othersAssigned, 'an agent resolved a conversation and had capacity again');
+    resolvedBy = by;
+    resolvedAt = Date.now();
+    survey = null;
+    enterStage('resolved', `Resolved by ${name}`);
+  }
+
+  /** Back to whoever resolved it: the previous assignee, or the AI agent if it did. */
+  async function reopen() {
+    await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote again' }, [{ conversationId }]);
+    const byAi = resolvedBy?.kind === 'ai_agent' && handler.kind === 'ai';
+    resolvedBy = null;
+    resolvedAt = null;
+    const context = await db.loadConversation({ conversationId });
+    assignee = context.assignee;
+    if (assignee) enterOpenStage();
+    else if (byAi) enterStage('ai', `${(handler as { aiAgent: Actor }).aiAgent.name} (AI agent) answers again`);
+    else await handToHumans();
+  }
+
+  /**
+   * After resolution: the CSAT survey after the channel's delay, unless the customer writes first.
+   * Without a survey, the conversation waits out the quiet period and closes.
+   */
+  async function surveyAfterDelay() {
+    const context = await db.loadConversation({ conversationId });
+    if (!context.csatEnabled || !context.heardFromPerson) return waitUntilClosed(context.closeAfterSeconds);
     const delay = describeSeconds(context.csatDelaySeconds);
     const outcome = await customerWritesWithin(
-      context.csatDelaySeconds * 1000,
+      resolvedAt! + context.csatDelaySeconds * 1000 - Date.now(),
       `Send the CSAT survey in ${delay} unless the customer writes again`,
     );
-    if (outcome === 'customer') {
-      await reopen();
-      return true;
-    }
+    if (outcome === 'customer') return reopen();
+    if (outcome === 'other') return; // continue-as-new first; the delay is counted from the resolution
     // Read again after the delay: the per-recipient limit counts what was sent meanwhile.
     const { automaticMailBlocked } = await db.loadConversation({ conversationId });
     if (automaticMailBlocked) {
       await suppressAutomaticMail('csat_survey', automaticMailBlocked);
-      return false;
+      return waitUntilClosed(context.closeAfterSeconds);
     }
     const surveyId = uuid4();
     const { expiresAt } = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
-      { conversationId, outboxId: uuid4(), surveyId },
+      { conversationId, outboxId: uuid4(), surveyId, resolvedBy },
     ]);
     survey = { id: surveyId, expiresAt: Date.parse(expiresAt) };
     enterStage('csat', `CSAT survey sent; the link is valid until ${expiresAt}`);
-    return true;
   }
 
-  /** Records ratings (a later one replaces an earlier one) until the survey link expires. */
-  async function collectRatings() {
-    const expiresAt = new Date(survey!.expiresAt).toISOString();
+  /** Quiet period after resolution (ratings are recorded meanwhile); a customer mail reopens it. */
+  async function waitUntilClosed(closeAfterSeconds?: number) {
+    const quietSeconds = closeAfterSeconds ?? (await db.loadConversation({ conversationId })).closeAfterSeconds;
+    const until = resolvedAt! + quietSeconds * 1000;
     const outcome = await customerWritesWithin(
-      survey!.expiresAt - Date.now(),
-      `Wait for the CSAT rating until the link expires (${expiresAt})`,
+      until - Date.now(),
+      `Close after the quiet period (${new Date(until).toISOString()}) unless the customer writes again`,
       () => ratings.length > 0,
     );
+    if (outcome === 'customer') return reopen();
+    await recordRatings();
     if (outcome === 'timeout') {
-      await db.markClosed.executeWithOptions({ summary: 'Close: the survey link expired' }, [{ conversationId }]);
-      enterStage('closed', 'Closed');
-      return;
+      await db.markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [{ conversationId }]);
+      enterStage(
+        'closed',
+        survey ? `Closed; the survey link stays valid until ${new Date(survey.expiresAt).toISOString()}` : 'Closed',
+      );
     }
+  }
+
+  /** Closed, with a survey link still valid: ratings count until it expires. */
+  async function collectLateRatings(): Promise<boolean> {
+    if (!survey || survey.expiresAt <= Date.now()) return false;
+    const outcome = await customerWritesWithin(
+      survey.expiresAt - Date.now(),
+      `Wait for the CSAT rating until the link expires (${new Date(survey.expiresAt).toISOString()})`,
+      () => ratings.length > 0,
+    );
+    await recordRatings();
+    if (outcome === 'customer') await reopen();
+    return outcome !== 'timeout';
+  }
+
+  async function recordRatings() {
     for (const rating of ratings.splice(0)) {
-      if (rating.surveyId !== survey!.id) continue; // a link from an earlier resolution
+      if (rating.surveyId !== survey?.id) continue; // a link from an earlier resolution
       await db.recordCsatRating.executeWithOptions({ summary: `Record the CSAT rating ${rating.rating}/5` }, [
         { conversationId, ...rating },
       ]);
     }
-    if (outcome === 'customer') await reopen();
   }
 
   /**
@@ -257,16 +602,17 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return 'timeout';
-      if (!(await condition(() => pendingMessageIds.length > 0 || alsoWakeOn(), remaining, { summary }))) return 'timeout';
-      if ((await takeNewMessages()).includes('ordinary')) return 'customer';
-      if (alsoWakeOn()) return 'other';
+      const woke = () => pendingMessageIds.length > 0 || alsoWakeOn() || workflowInfo().continueAsNewSuggested;
+      if (!(await condition(woke, remaining, { summary }))) return 'timeout';
+      if ((await takeNewMessages()).some((mail) => mail.classification === 'ordinary')) return 'customer';
+      if (alsoWakeOn() || workflowInfo().continueAsNewSuggested) return 'other';
     }
   }
 
-  async function suppressAutomaticMail(kind: 'greeting' | 'csat_survey', reason: string) {
-    setCurrentDetails(`No ${kind === 'greeting' ? 'greeting' : 'survey'}: ${reason}`);
+  async function suppressAutomaticMail(kind: AutomaticMailKind, reason: string) {
+    setCurrentDetails(`No ${kind.replaceAll('_', ' ')}: ${reason}`);
     await db.recordAutomaticMailSuppressed.executeWithOptions(
-      { summary: `Do not send the ${kind.replace('_', ' ')}: ${reason}` },
+      { summary: `Do not send the ${kind.replaceAll('_', ' ')}: ${reason}` },
       [{ conversationId, kind, reason }],
     );
   }
@@ -281,31 +627,53 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       case 'triage':
         await triage();
         break;
+      case 'ai':
+        await aiAgentAnswers();
+        break;
+      case 'waiting_for_hours':
+        await waitForBusinessHours();
+        break;
       case 'queued':
       case 'assigned':
-        await waitForResolution();
+        await waitWhileOpen();
         break;
       case 'resolved':
-        if (!(await surveyAfterDelay())) return finish();
+        await surveyAfterDelay();
         break;
       case 'csat':
-        await collectRatings();
+        await waitUntilClosed();
         break;
       case 'closed':
-        return finish();
+        if (!(await collectLateRatings())) return finish();
+        break;
     }
     if (workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof conversationWorkflow>({
         conversationId,
-        carried: { stage, assignee, pendingMessageIds, recentMessageIds, survey },
+        carried: {
+          stage,
+          assignee,
+          handler,
+          aiTurns,
+          lastCustomerMail,
+          customerWaiting,
+          sla,
+          slaBreached,
+          firstResponded,
+          resolvedBy,
+          resolvedAt,
+          pendingMessageIds,
+          recentMessageIds,
+          survey,
+        },
       });
     }
   }
 }
 
 function isOpen(stage: ConversationStage): boolean {
-  return stage === 'triage' || stage === 'queued' || stage === 'assigned';
+  return stage === 'triage' || stage === 'ai' || stage === 'waiting_for_hours' || stage === 'queued' || stage === 'assigned';
 }
 
 function statusOf(stage: ConversationStage): ConversationStatus {

@@ -9,3 +9,7 @@ export function conversationWorkflowId(conversationId: string): string {
 export function mailboxWorkflowId(channelId: string): string {
   return `mailbox-${channelId}`;
 }
+
+export function assignmentQueueWorkflowId(channelId: string): string {
+  return `assignment-queue-${channelId}`;
+}

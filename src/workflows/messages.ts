@@ -46,13 +46,41 @@ export interface ResolveResult {
 /** An agent marks the conversation resolved; the CSAT survey follows when the channel asks for it. */
 export const resolveUpdate = defineUpdate<ResolveResult, [ResolveInput]>('resolve');
 
+export interface AssignInput {
+  /** The agent to assign, or null to put the conversation back into the queue for someone else. */
+  assignee: Actor | null;
+  by: Actor;
+}
+export interface AssignResult {
+  assignee: Actor | null;
+}
+/** An agent or admin assigns the conversation by hand (or unassigns it). */
+export const assignUpdate = defineUpdate<AssignResult, [AssignInput]>('assign');
+
+export interface AssignmentChangedInput {
+  /** Why, for the Temporal UI: "capacity freed on the channel", "Alice became unavailable". */
+  reason: string;
+}
+/** The assignment was changed outside this workflow (the channel's queue was served): read it again. */
+export const assignmentChangedSignal = defineSignal<[AssignmentChangedInput]>('assignmentChanged');
+
 export interface ConversationSnapshot {
   conversationId: string;
   stage: ConversationStage;
   assigneeId: string | null;
+  aiAgentId: string | null;
+  slaBreached: boolean;
   pendingMessages: number;
 }
 export const conversationSnapshotQuery = defineQuery<ConversationSnapshot>('snapshot');
+
+export interface RebalanceInput {
+  reason: string;
+  /** An agent who left the channel or became unavailable: their open conversations go to others. */
+  takeBackFromUserId?: string;
+}
+/** Capacity on the channel changed (an agent joined, became available, got more capacity, or left): serve the queue. */
+export const rebalanceSignal = defineSignal<[RebalanceInput]>('rebalance');
 
 /** The channel's IMAP settings changed or IMAP was switched off: end the current session and re-read them. */
 export const mailboxSettingsChangedSignal = defineSignal('mailboxSettingsChanged');

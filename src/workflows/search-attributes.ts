@@ -7,6 +7,8 @@ export const StatusAttribute = defineSearchAttributeKey('MailroomStatus', Search
 export const StageAttribute = defineSearchAttributeKey('MailroomStage', SearchAttributeType.KEYWORD);
 export const AssigneeIdAttribute = defineSearchAttributeKey('MailroomAssigneeId', SearchAttributeType.KEYWORD);
 export const PriorityAttribute = defineSearchAttributeKey('MailroomPriority', SearchAttributeType.KEYWORD);
+/** True once the first-response target passed without a reply from a person. */
+export const SlaBreachedAttribute = defineSearchAttributeKey('MailroomSlaBreached', SearchAttributeType.BOOL);
 
 /** Every custom attribute, for registering them on a Temporal server (dev server flags, docker-compose). */
 export const mailroomSearchAttributes = [
@@ -15,4 +17,5 @@ export const mailroomSearchAttributes = [
   StageAttribute,
   AssigneeIdAttribute,
   PriorityAttribute,
+  SlaBreachedAttribute,
 ] as const;

@@ -15,7 +15,10 @@ describe('docker-compose.yml', () => {
 
   it('registers every search attribute the workflows upsert', () => {
     const registration = compose.services['temporal-search-attributes'].command.join(' ');
-    for (const key of mailroomSearchAttributes) expect(registration).toContain(key.name);
+    for (const key of mailroomSearchAttributes) {
+      if (key.type === 'KEYWORD') expect(registration).toMatch(new RegExp(`for name in [^;]*${key.name}[^;]*; do`));
+      else expect(registration).toContain(`--name ${key.name} --type Bool`);
+    }
   });
 
   it('runs the API and the worker from the project sources', () => {

@@ -2,11 +2,12 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { conversationWorkflowId } from '../../workflows/ids.js';
 import { agentReplyUpdate, resolveUpdate } from '../../workflows/messages.js';
 import type { Db } from '../../db/connection.js';
+import { PRIORITIES } from '../../domain/routing-rules.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 import { commandConversation } from '../workflow-commands.js';
 
-const StageSchema = z.enum(['triage', 'queued', 'assigned', 'resolved', 'csat', 'closed']);
+const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed']);
 const StatusSchema = z.enum(['open', 'resolved', 'closed']);
 
 const ConversationSchema = z
@@ -18,6 +19,15 @@ const ConversationSchema = z
     status: StatusSchema,
     stage: StageSchema,
     assigneeId: z.uuid().nullable(),
+    aiAgentId: z.uuid().nullable(),
+    teamId: z.uuid().nullable(),
+    priority: z.enum(PRIORITIES),
+    labels: z.array(z.string()),
+    sla: z.object({
+      dueAt: z.iso.datetime().nullable().openapi({ description: 'First response due by (counted in business time)' }),
+      breachedAt: z.iso.datetime().nullable(),
+      firstResponseAt: z.iso.datetime().nullable(),
+    }),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
     resolvedAt: z.iso.datetime().nullable(),
@@ -28,7 +38,7 @@ const MessageSchema = z
   .object({
     id: z.uuid(),
     direction: z.enum(['inbound', 'outbound']),
-    kind: z.enum(['customer', 'greeting', 'reply', 'csat_survey']),
+    kind: z.enum(['customer', 'greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover']),
     messageId: z.string(),
     from: z.string().nullable(),
     to: z.string().nullable(),
@@ -36,6 +46,7 @@ const MessageSchema = z
     text: z.string().nullable(),
     classification: z.enum(['ordinary', 'auto_reply', 'bounce']).nullable(),
     authorId: z.uuid().nullable(),
+    aiAgentId: z.uuid().nullable(),
     at: z.iso.datetime(),
     sentAt: z.iso.datetime().nullable(),
   })
@@ -150,6 +161,13 @@ function conversationQuery(db: Db, user: AuthenticatedUser) {
       'c.status',
       'c.stage',
       'c.assignee_id',
+      'c.ai_agent_id',
+      'c.team_id',
+      'c.priority',
+      'c.labels',
+      'c.sla_due_at',
+      'c.sla_breached_at',
+      'c.first_response_at',
       'c.created_at',
       'c.updated_at',
       'c.resolved_at',
@@ -171,6 +189,15 @@ function toConversation(row: ConversationRow): z.infer<typeof ConversationSchema
     status: row.status,
     stage: row.stage,
     assigneeId: row.assignee_id,
+    aiAgentId: row.ai_agent_id,
+    teamId: row.team_id,
+    priority: row.priority,
+    labels: row.labels,
+    sla: {
+      dueAt: row.sla_due_at?.toISOString() ?? null,
+      breachedAt: row.sla_breached_at?.toISOString() ?? null,
+      firstResponseAt: row.first_response_at?.toISOString() ?? null,
+    },
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
     resolvedAt: row.resolved_at?.toISOString() ?? null,
@@ -216,6 +243,7 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
         text: m.text_body,
         classification: m.classification,
         authorId: null,
+        aiAgentId: null,
         at: m.received_at.toISOString(),
         sentAt: m.sent_at?.toISOString() ?? null,
       })),
@@ -230,6 +258,7 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
         text: m.text_body,
         classification: null,
         authorId: m.author_id,
+        aiAgentId: m.ai_agent_id,
         at: m.created_at.toISOString(),
         sentAt: m.sent_at?.toISOString() ?? null,
       })),

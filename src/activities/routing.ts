@@ -1,0 +1,227 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { addBusinessTime, describeInstant, isOpenAt, nextOpening, type BusinessHours } from '../domain/business-hours.js';
+import { describeRule, firstMatchingRule, raisePriority, type Priority, type RoutingFacts } from '../domain/routing-rules.js';
+import type { Actor } from '../workflows/messages.js';
+import type { ActivityDeps } from './deps.js';
+import { recordEvent } from './timeline.js';
+
+/** Who takes the conversation after triage. */
+export type RouteHandler =
+  { kind: 'ai'; aiAgent: Actor; answersOutsideBusinessHours: boolean } | { kind: 'agent'; agent: Actor } | { kind: 'humans' };
+
+export interface RoutingDecision {
+  /** The rule that decided, or null when none matched and the channel's defaults apply. */
+  rule: string | null;
+  handler: RouteHandler;
+  priority: Priority;
+  insideBusinessHours: boolean;
+}
+
+export interface BusinessHoursCheck {
+  open: boolean;
+  /** When closed: the next opening (ISO) and how people read it, e.g. "Mon 23 Nov 09:00 Europe/Berlin". */
+  opensAt: string | null;
+  opensAtText: string | null;
+}
+
+/** The channel's business hours when the switch is on, else null (always open). */
+async function channelHours(db: Kysely<Database>, conversationId: string): Promise<BusinessHours | null> {
+  const row = await db
+    .selectFrom('conversations as c')
+    .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+    .select(['ch.business_hours_enabled', 'ch.business_hours'])
+    .where('c.id', '=', conversationId)
+    .executeTakeFirst();
+  if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
+  return row.business_hours_enabled ? row.business_hours : null;
+}
+
+export function createRoutingActivities({ db }: ActivityDeps) {
+  return {
+    /**
+     * Routing rules in order, the first match decides; with none, the channel's first enabled AI
+     * agent, else its human agents. Applies the rule's priority, labels and team on the way.
+     */
+    async routeConversation({ conversationId }: { conversationId: string }): Promise<RoutingDecision> {
+      return db.transaction().execute(async (trx) => {
+        const conversation = await trx
+          .selectFrom('conversations as c')
+          .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+          .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
+          .select([
+            'c.channel_id',
+            'c.subject',
+            'c.priority',
+            'c.labels',
+            'ct.email',
+            'ct.attributes',
+            'ch.business_hours_enabled',
+            'ch.business_hours',
+            'ch.ai_outside_business_hours',
+          ])
+          .where('c.id', '=', conversationId)
+          .executeTakeFirstOrThrow();
+        const firstMail = await trx
+          .selectFrom('inbound_messages')
+          .select(['from_address', 'to_addresses', 'cc_addresses', 'subject', 'reply_text', 'text_body', 'classification'])
+          .where('conversation_id', '=', conversationId)
+          .orderBy('received_at')
+          .limit(1)
+          .executeTakeFirst();
+        const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
+        const insideBusinessHours = !hours || isOpenAt(hours, new Date());
+        const facts: RoutingFacts = {
+          sender: (firstMail?.from_address ?? conversation.email).toLowerCase(),
+          recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
+          subject: firstMail?.subject ?? conversation.subject,
+          body: firstMail?.reply_text ?? firstMail?.text_body ?? '',
+          contactAttributes: conversation.attributes,
+          insideBusinessHours,
+          classification: firstMail?.classification ?? 'ordinary',
+        };
+        const rules = await trx
+          .selectFrom('routing_rules')
+          .select(['id', 'name', 'conditions', 'actions'])
+          .where('channel_id', '=', conversation.channel_id)
+          .orderBy('position')
+          .orderBy('created_at')
+          .execute();
+        const rule = firstMatchingRule(rules, facts);
+        const priority = rule?.actions.priority ?? conversation.priority;
+        const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
+        const target = rule?.actions.assignTo;
+        await trx
+          .updateTable('conversations')
+          .set({
+            priority,
+            labels: JSON.stringify(labels),
+            ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
+            updated_at: sql<Date>`now()`,
+          })
+          .where('id', '=', conversationId)
+          .execute();
+
+        let handler: RouteHandler = { kind: 'humans' };
+        if (target?.kind === 'agent') {
+          const agent = await trx
+            .selectFrom('channel_agents as ca')
+            .innerJoin('users as u', 'u.id', 'ca.user_id')
+            .select(['u.id', 'u.name'])
+            .where('ca.channel_id', '=', conversation.channel_id)
+            .where('u.id', '=', target.agentId)
+            .where('u.available', '=', true)
+            .executeTakeFirst();
+          if (agent) {
+            handler = { kind: 'agent', agent: { id: agent.id, name: agent.name } };
+            await trx
+              .updateTable('conversations')
+              .set({ assignee_id: agent.id, stage: 'assigned' })
+              .where('id', '=', conversationId)
+              .execute();
+            await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
+          }
+        } else if (target?.kind !== 'team' && target?.kind !== 'humans') {
+          // A rule's AI agent if it is still enabled, otherwise the channel's first enabled one.
+          const enabledAiAgents = trx
+            .selectFrom('ai_agents')
+            .select(['id', 'name'])
+            .where('channel_id', '=', conversation.channel_id)
+            .where('enabled', '=', true);
+          const aiAgent =
+            (target?.kind === 'ai_agent'
+              ? await enabledAiAgents.where('id', '=', target.aiAgentId).executeTakeFirst()
+              : undefined) ?? (await enabledAiAgents.orderBy('position').limit(1).executeTakeFirst());
+          if (aiAgent) {
+            handler = {
+              kind: 'ai',
+              aiAgent: { id: aiAgent.id, name: aiAgent.name },
+              answersOutsideBusinessHours: conversation.ai_outside_business_hours,
+            };
+            await trx
+              .updateTable('conversations')
+              .set({ ai_agent_id: aiAgent.id, stage: 'ai' })
+              .where('id', '=', conversationId)
+              .execute();
+          }
+        }
+        await recordEvent(trx, conversationId, 'routed', {
+          rule: rule ? describeRule(rule) : null,
+          handler: handler.kind,
+          priority,
+          labels,
+        });
+        return { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
+      });
+    },
+
+    /** Open now, or when they open next. While closed the conversation's stage is recorded as waiting_for_hours. */
+    async checkBusinessHours({ conversationId }: { conversationId: string }): Promise<BusinessHoursCheck> {
+      const hours = await channelHours(db, conversationId);
+      const now = new Date();
+      const opensAt = hours ? nextOpening(hours, now) : now;
+      if (!hours || !opensAt || opensAt.getTime() <= now.getTime()) return { open: true, opensAt: null, opensAtText: null };
+      await db
+        .updateTable('conversations')
+        .set({ stage: 'waiting_for_hours', updated_at: sql<Date>`now()` })
+        .where('id', '=', conversationId)
+        .where('status', '=', 'open')
+        .execute();
+      return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
+    },
+
+    /**
+     * Starts the first-response clock (once per conversation): the deadline is the channel's target
+     * counted in business time from now. Null when the channel has no SLA.
+     */
+    async startSlaClock({ conversationId }: { conversationId: string }): Promise<{ dueAt: string; dueAtText: string } | null> {
+      const row = await db
+        .selectFrom('conversations as c')
+        .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+        .select([
+          'c.sla_due_at',
+          'c.first_response_at',
+          'ch.sla_first_response_seconds',
+          'ch.business_hours_enabled',
+          'ch.business_hours',
+        ])
+        .where('c.id', '=', conversationId)
+        .executeTakeFirstOrThrow();
+      if (row.first_response_at || (!row.sla_due_at && !row.sla_first_response_seconds)) return null;
+      const hours = row.business_hours_enabled ? row.business_hours : null;
+      const describe = (at: Date) => (hours ? describeInstant(hours, at) : at.toISOString());
+      if (row.sla_due_at) return { dueAt: row.sla_due_at.toISOString(), dueAtText: describe(row.sla_due_at) };
+      const targetMs = row.sla_first_response_seconds! * 1000;
+      const now = new Date();
+      const dueAt = hours ? addBusinessTime(hours, now, targetMs) : new Date(now.getTime() + targetMs);
+      if (!dueAt) return null; // business hours that never open: no deadline can be met or missed
+      await db.transaction().execute(async (trx) => {
+        await trx.updateTable('conversations').set({ sla_due_at: dueAt }).where('id', '=', conversationId).execute();
+        await recordEvent(trx, conversationId, 'sla_started', { dueAt: dueAt.toISOString() });
+      });
+      return { dueAt: dueAt.toISOString(), dueAtText: describe(dueAt) };
+    },
+
+    /** Flags the breach and raises the priority one step. */
+    async markSlaBreached({ conversationId }: { conversationId: string }): Promise<{ priority: Priority }> {
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .selectFrom('conversations')
+          .select(['priority', 'sla_breached_at'])
+          .where('id', '=', conversationId)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
+        if (row.sla_breached_at) return { priority: row.priority };
+        const priority = raisePriority(row.priority);
+        await trx
+          .updateTable('conversations')
+          .set({ sla_breached_at: sql<Date>`now()`, priority, updated_at: sql<Date>`now()` })
+          .where('id', '=', conversationId)
+          .execute();
+        await recordEvent(trx, conversationId, 'sla_breached', { priority });
+        return { priority };
+      });
+    },
+  };
+}

@@ -1,0 +1,259 @@
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { AiAnswer } from '../../src/ai/index.js';
+import type { Activities } from '../../src/activities/index.js';
+import type { ConversationContext, CustomerMessageFacts } from '../../src/activities/conversation.js';
+import type { RoutingDecision } from '../../src/activities/routing.js';
+import { addBusinessTime, describeInstant, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
+import { raisePriority, type Priority } from '../../src/domain/routing-rules.js';
+import { WORKFLOWS_PATH } from '../../src/worker.js';
+import { conversationWorkflow } from '../../src/workflows/conversation.js';
+import { conversationWorkflowId } from '../../src/workflows/ids.js';
+import { conversationSnapshotQuery, inboundMessageSignal, type Actor } from '../../src/workflows/messages.js';
+import { quietTemporalRuntime } from './stack.js';
+import { createTimeSkippingEnvironment } from './time-skipping.js';
+
+// Workflow tests on the time-skipping server with stub activities over a small in-memory world.
+// The stubs compute business hours and SLA deadlines with the real domain functions, at the
+// server's (skipped) time, so a test can wait through a weekend or a DST night in milliseconds.
+
+export const HOUR = 3600 * 1000;
+export const ALICE: Actor = { id: 'agent-alice', name: 'Alice Agent' };
+export const BOB: Actor = { id: 'agent-bob', name: 'Bob Agent' };
+export const MIA: Actor = { id: 'ai-mia', name: 'Mia' };
+
+/** What the stub activities saw, with the (skipped) server time of each call. */
+export interface Call {
+  name: keyof Activities;
+  at: number;
+  input: any;
+}
+
+/** The state the stub activities answer from; tests change it between steps. */
+export interface StubWorld {
+  context: ConversationContext;
+  route: RoutingDecision;
+  /** The channel's business hours when switched on. */
+  hours: BusinessHours | null;
+  slaSeconds: number | null;
+  /** Answers the AI agent gives, in order; an Error makes that call fail (every retry takes the next entry). */
+  aiAnswers: Array<AiAnswer | Error>;
+  /** Who the queue gives the conversation to (null: nobody has capacity). */
+  nextAgent: Actor | null;
+  /** Who an SLA breach offers it to. */
+  offerTo: Actor | null;
+  priority: Priority;
+}
+
+/**
+ * Customer mails are named by what they say: `auto-…` is an auto-reply, `…-person` asks for a
+ * person, `…-thanks` confirms the answer; anything else is an ordinary question.
+ */
+export function factsOf(inboundMessageId: string): CustomerMessageFacts {
+  const auto = inboundMessageId.startsWith('auto');
+  return {
+    inboundMessageId,
+    classification: auto ? 'auto_reply' : 'ordinary',
+    asksForPerson: !auto && inboundMessageId.endsWith('-person'),
+    confirmsResolution: !auto && inboundMessageId.endsWith('-thanks'),
+  };
+}
+
+export function defaultWorld(): StubWorld {
+  return {
+    context: {
+      conversationId: 'c',
+      channelId: 'ch',
+      status: 'open',
+      assignee: null,
+      greetingEnabled: false,
+      greetingSent: false,
+      outOfOfficeSent: false,
+      csatEnabled: true,
+      csatDelaySeconds: 3 * 3600,
+      heardFromPerson: true,
+      automaticMailBlocked: null,
+      aiConfidenceThreshold: 0.6,
+      aiMaxTurns: 3,
+      closeAfterSeconds: 3 * 24 * 3600,
+    },
+    route: { rule: null, handler: { kind: 'humans' }, priority: 'normal', insideBusinessHours: true },
+    hours: null,
+    slaSeconds: null,
+    aiAnswers: [],
+    nextAgent: ALICE,
+    offerTo: BOB,
+    priority: 'normal',
+  };
+}
+
+export interface WorkflowHarness {
+  env: TestWorkflowEnvironment;
+  world: StubWorld;
+  calls: Call[];
+  callsOf(name: keyof Activities): Call[];
+  /** Runs a worker with the stub activities for the test's body; terminates what it leaves waiting. */
+  withWorker(run: (taskQueue: string) => Promise<void>): Promise<void>;
+  /** Starts a conversation workflow with its first customer mail. */
+  startConversation(taskQueue: string, firstMessageId?: string): Promise<WorkflowHandle<typeof conversationWorkflow>>;
+  waitForStage(handle: WorkflowHandle, stage: string): Promise<void>;
+  /** The summaries of the timers the workflow started, as the Temporal UI shows them. */
+  timerSummaries(handle: WorkflowHandle): Promise<string[]>;
+}
+
+/** Call in a describe block: one time-skipping server and one workflow bundle per test file. */
+export function useWorkflowHarness(hooks: {
+  beforeAll: (fn: () => Promise<void>, timeout?: number) => void;
+  afterAll: (fn: () => Promise<void>) => void;
+  beforeEach: (fn: () => void) => void;
+}): WorkflowHarness {
+  let bundle: WorkflowBundleWithSourceMap;
+  let runs = 0;
+  const harness = {
+    world: defaultWorld(),
+    calls: [] as Call[],
+  } as WorkflowHarness;
+
+  hooks.beforeAll(async () => {
+    quietTemporalRuntime();
+    harness.env = await createTimeSkippingEnvironment();
+    bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  });
+  hooks.afterAll(async () => {
+    await harness.env?.teardown();
+  });
+  hooks.beforeEach(() => {
+    harness.world = defaultWorld();
+    harness.calls = [];
+  });
+
+  const now = () => harness.env.currentTimeMs();
+  const record = async (name: keyof Activities, input: unknown) => {
+    harness.calls.push({ name, at: await now(), input });
+  };
+
+  function stubActivities(): Partial<Activities> {
+    const world = () => harness.world;
+    const sent = (input: { outboxId: string }) => ({ outboundMessageId: input.outboxId, messageId: `<${input.outboxId}@test>` });
+    return {
+      loadConversation: async (input) => (
+        await record('loadConversation', input),
+        { ...world().context, conversationId: input.conversationId }
+      ),
+      readCustomerMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(factsOf),
+      recordAutomaticMailSuppressed: (input) => record('recordAutomaticMailSuppressed', input),
+      recordEscalation: (input) => record('recordEscalation', input),
+      routeConversation: async (input) => (await record('routeConversation', input), world().route),
+      checkBusinessHours: async (input) => {
+        await record('checkBusinessHours', input);
+        const hours = world().hours;
+        const at = new Date(await now());
+        const opensAt = hours ? nextOpening(hours, at) : at;
+        if (!hours || !opensAt || opensAt.getTime() <= at.getTime()) return { open: true, opensAt: null, opensAtText: null };
+        return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
+      },
+      startSlaClock: async (input) => {
+        await record('startSlaClock', input);
+        const { hours, slaSeconds } = world();
+        if (!slaSeconds) return null;
+        const start = new Date(await now());
+        const dueAt = hours ? addBusinessTime(hours, start, slaSeconds * 1000)! : new Date(start.getTime() + slaSeconds * 1000);
+        return { dueAt: dueAt.toISOString(), dueAtText: hours ? describeInstant(hours, dueAt) : dueAt.toISOString() };
+      },
+      markSlaBreached: async (input) => {
+        await record('markSlaBreached', input);
+        world().priority = raisePriority(world().priority);
+        return { priority: world().priority };
+      },
+      offerToNextAgent: async (input) => (await record('offerToNextAgent', input), { assignee: world().offerTo }),
+      assignFromQueue: async (input) => (
+        await record('assignFromQueue', input),
+        { assignee: world().nextAgent, othersAssigned: [] }
+      ),
+      assignManually: async (input) => {
+        await record('assignManually', input);
+        return [ALICE, BOB].find((agent) => agent.id === input.assigneeId) ?? { id: input.assigneeId, name: input.assigneeId };
+      },
+      unassign: (input) => record('unassign', input),
+      takeBackConversations: async (input) => (await record('takeBackConversations', input), []),
+      markResolved: async (input) => (await record('markResolved', input), { othersAssigned: [] }),
+      markReopened: (input) => record('markReopened', input),
+      markClosed: (input) => record('markClosed', input),
+      recordCsatRating: (input) => record('recordCsatRating', input),
+      answerWithAi: async (input) => {
+        await record('answerWithAi', input);
+        const next = world().aiAnswers.shift();
+        if (!next) throw new Error('the test gave the AI agent no answer for this turn');
+        if (next instanceof Error) throw next;
+        return next;
+      },
+      sendGreeting: async (input) => (await record('sendGreeting', input), sent(input)),
+      sendAgentReply: async (input) => (await record('sendAgentReply', input), sent(input)),
+      sendAiReply: async (input) => (await record('sendAiReply', input), sent(input)),
+      sendHandoverNote: async (input) => (await record('sendHandoverNote', input), sent(input)),
+      sendOutOfOffice: async (input) => {
+        await record('sendOutOfOffice', input);
+        world().context.outOfOfficeSent = true;
+        return sent(input);
+      },
+      sendCsatSurvey: async (input) => {
+        await record('sendCsatSurvey', input);
+        return { expiresAt: new Date((await now()) + 7 * 24 * HOUR).toISOString() };
+      },
+    };
+  }
+
+  harness.callsOf = (name) => harness.calls.filter((call) => call.name === name);
+
+  harness.withWorker = async (run) => {
+    const taskQueue = `workflow-test-${++runs}`;
+    const worker = await Worker.create({
+      connection: harness.env.nativeConnection,
+      taskQueue,
+      workflowBundle: bundle,
+      activities: stubActivities(),
+    });
+    try {
+      await worker.runUntil(run(taskQueue));
+    } finally {
+      // A workflow left waiting without its worker would hold the shared test clock still for the next test.
+      const handle = harness.env.client.workflow.getHandle(conversationWorkflowId(`conversation-${taskQueue}`));
+      await handle.terminate('test finished').catch(() => undefined);
+    }
+  };
+
+  harness.startConversation = (taskQueue, firstMessageId = 'm1') => {
+    const conversationId = `conversation-${taskQueue}`;
+    return harness.env.client.workflow.signalWithStart(conversationWorkflow, {
+      workflowId: conversationWorkflowId(conversationId),
+      taskQueue,
+      args: [{ conversationId }],
+      signal: inboundMessageSignal,
+      signalArgs: [{ inboundMessageId: firstMessageId }],
+    });
+  };
+
+  harness.waitForStage = async (handle, stage) => {
+    let seen = '';
+    for (let attempt = 0; attempt < 400; attempt++) {
+      seen = (await handle.query(conversationSnapshotQuery)).stage;
+      if (seen === stage) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`the conversation never reached stage ${stage} (it is in ${seen})`);
+  };
+
+  harness.timerSummaries = async (handle) => {
+    const history = await handle.fetchHistory();
+    return (history.events ?? [])
+      .filter((event) => event.timerStartedEventAttributes)
+      .map((event) => {
+        const summary = event.userMetadata?.summary;
+        return summary ? String(defaultPayloadConverter.fromPayload(summary as any)) : '';
+      });
+  };
+
+  return harness;
+}
