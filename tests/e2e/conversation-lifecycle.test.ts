@@ -133,6 +133,7 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     expect(detail.timeline.map((e: { type: string }) => e.type)).toEqual([
       'customer_message',
       'greeting_sent',
+      'routed',
       'assigned',
       'agent_reply_sent',
       'customer_message',

@@ -2,6 +2,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
+import { DateTime } from 'luxon';
 import type { AiAnswer } from '../../src/ai/index.js';
 import type { Activities } from '../../src/activities/index.js';
 import type { ConversationContext, CustomerMessageFacts } from '../../src/activities/conversation.js';
@@ -11,7 +12,12 @@ import { raisePriority, type Priority } from '../../src/domain/routing-rules.js'
 import { WORKFLOWS_PATH } from '../../src/worker.js';
 import { conversationWorkflow } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
-import { conversationSnapshotQuery, inboundMessageSignal, type Actor } from '../../src/workflows/messages.js';
+import {
+  conversationSnapshotQuery,
+  inboundMessageSignal,
+  type Actor,
+  type ConversationSnapshot,
+} from '../../src/workflows/messages.js';
 import { quietTemporalRuntime } from './stack.js';
 import { createTimeSkippingEnvironment } from './time-skipping.js';
 
@@ -61,6 +67,25 @@ export function factsOf(inboundMessageId: string): CustomerMessageFacts {
   };
 }
 
+/** Monday to Friday 09:00–17:00 in Berlin, no holidays. */
+export function officeHours(): BusinessHours {
+  const day = [{ start: '09:00', end: '17:00' }];
+  return {
+    timeZone: 'Europe/Berlin',
+    weekly: { monday: day, tuesday: day, wednesday: day, thursday: day, friday: day },
+    closedDates: [],
+  };
+}
+
+/** The first instant after `from` that reads `time` ('HH:mm') on `weekday` (1 = Monday … 7 = Sunday) in `timeZone`. */
+export function nextLocalTime(from: number, timeZone: string, weekday: number, time: string): Date {
+  const [hour, minute] = time.split(':').map(Number);
+  const at = (day: DateTime) => day.set({ hour, minute, second: 0, millisecond: 0 });
+  let candidate = at(DateTime.fromMillis(from, { zone: timeZone }));
+  while (candidate.weekday !== weekday || candidate.toMillis() <= from) candidate = at(candidate.plus({ days: 1 }));
+  return candidate.toJSDate();
+}
+
 export function defaultWorld(): StubWorld {
   return {
     context: {
@@ -99,6 +124,11 @@ export interface WorkflowHarness {
   /** Starts a conversation workflow with its first customer mail. */
   startConversation(taskQueue: string, firstMessageId?: string): Promise<WorkflowHandle<typeof conversationWorkflow>>;
   waitForStage(handle: WorkflowHandle, stage: string): Promise<void>;
+  /** Waits until the stub activities saw at least `count` calls of `name`; returns those calls. */
+  waitForCalls(name: keyof Activities, count?: number): Promise<Call[]>;
+  snapshot(handle: WorkflowHandle): Promise<ConversationSnapshot>;
+  /** Skips the server's clock forward to `at` (no-op when it is already past). */
+  sleepUntil(at: Date | number): Promise<void>;
   /** The summaries of the timers the workflow started, as the Temporal UI shows them. */
   timerSummaries(handle: WorkflowHandle): Promise<string[]>;
 }
@@ -130,8 +160,11 @@ export function useWorkflowHarness(hooks: {
   });
 
   const now = () => harness.env.currentTimeMs();
-  const record = async (name: keyof Activities, input: unknown) => {
-    harness.calls.push({ name, at: await now(), input });
+  /** Records the call; returns its server time, so a stub computes at the time the test sees. */
+  const record = async (name: keyof Activities, input: unknown): Promise<number> => {
+    const at = await now();
+    harness.calls.push({ name, at, input });
+    return at;
   };
 
   function stubActivities(): Partial<Activities> {
@@ -143,22 +176,20 @@ export function useWorkflowHarness(hooks: {
         { ...world().context, conversationId: input.conversationId }
       ),
       readCustomerMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(factsOf),
-      recordAutomaticMailSuppressed: (input) => record('recordAutomaticMailSuppressed', input),
-      recordEscalation: (input) => record('recordEscalation', input),
+      recordAutomaticMailSuppressed: async (input) => void (await record('recordAutomaticMailSuppressed', input)),
+      recordEscalation: async (input) => void (await record('recordEscalation', input)),
       routeConversation: async (input) => (await record('routeConversation', input), world().route),
       checkBusinessHours: async (input) => {
-        await record('checkBusinessHours', input);
         const hours = world().hours;
-        const at = new Date(await now());
+        const at = new Date(await record('checkBusinessHours', input));
         const opensAt = hours ? nextOpening(hours, at) : at;
         if (!hours || !opensAt || opensAt.getTime() <= at.getTime()) return { open: true, opensAt: null, opensAtText: null };
         return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
       },
       startSlaClock: async (input) => {
-        await record('startSlaClock', input);
+        const start = new Date(await record('startSlaClock', input));
         const { hours, slaSeconds } = world();
         if (!slaSeconds) return null;
-        const start = new Date(await now());
         const dueAt = hours ? addBusinessTime(hours, start, slaSeconds * 1000)! : new Date(start.getTime() + slaSeconds * 1000);
         return { dueAt: dueAt.toISOString(), dueAtText: hours ? describeInstant(hours, dueAt) : dueAt.toISOString() };
       },
@@ -176,12 +207,12 @@ export function useWorkflowHarness(hooks: {
         await record('assignManually', input);
         return [ALICE, BOB].find((agent) => agent.id === input.assigneeId) ?? { id: input.assigneeId, name: input.assigneeId };
       },
-      unassign: (input) => record('unassign', input),
+      unassign: async (input) => void (await record('unassign', input)),
       takeBackConversations: async (input) => (await record('takeBackConversations', input), []),
       markResolved: async (input) => (await record('markResolved', input), { othersAssigned: [] }),
-      markReopened: (input) => record('markReopened', input),
-      markClosed: (input) => record('markClosed', input),
-      recordCsatRating: (input) => record('recordCsatRating', input),
+      markReopened: async (input) => void (await record('markReopened', input)),
+      markClosed: async (input) => void (await record('markClosed', input)),
+      recordCsatRating: async (input) => void (await record('recordCsatRating', input)),
       answerWithAi: async (input) => {
         await record('answerWithAi', input);
         const next = world().aiAnswers.shift();
@@ -243,6 +274,22 @@ export function useWorkflowHarness(hooks: {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     throw new Error(`the conversation never reached stage ${stage} (it is in ${seen})`);
+  };
+
+  harness.waitForCalls = async (name, count = 1) => {
+    for (let attempt = 0; attempt < 400; attempt++) {
+      const calls = harness.callsOf(name);
+      if (calls.length >= count) return calls;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`${name} was called ${harness.callsOf(name).length} times, not ${count}`);
+  };
+
+  harness.snapshot = (handle) => handle.query(conversationSnapshotQuery);
+
+  harness.sleepUntil = async (at) => {
+    const ms = new Date(at).getTime() - (await now());
+    if (ms > 0) await harness.env.sleep(ms);
   };
 
   harness.timerSummaries = async (handle) => {
