@@ -4,12 +4,14 @@ import { HTTPException } from 'hono/http-exception';
 import { requireApiKey } from './auth.js';
 import type { ApiDeps, AppEnv } from './env.js';
 import { Problem, problemResponse } from './problem.js';
+import { agentRoutes } from './routes/agents.js';
 import { capturedMailRoutes } from './routes/captured-mail.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { csatRoutes } from './routes/csat.js';
 import { inboundMessageRoutes } from './routes/inbound-messages.js';
 import { inboundRoutes } from './routes/inbound.js';
 import { mailboxRoutes } from './routes/mailboxes.js';
+import { reportRoutes } from './routes/reports.js';
 
 export const OPENAPI_PATH = '/openapi.json';
 
@@ -57,12 +59,18 @@ export function createApp(deps: ApiDeps) {
     '/v1/inbound-messages/*',
     '/v1/channels/:channelId/imap',
     '/v1/channels/:channelId/imap/*',
+    '/v1/channels/:channelId/agents',
+    '/v1/channels/:channelId/agents/*',
+    '/v1/users/*',
+    '/v1/reports/*',
   ]) {
     app.use(path, apiKey);
   }
   app.route('/', conversationRoutes(deps));
   app.route('/', mailboxRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
+  app.route('/', agentRoutes(deps));
+  app.route('/', reportRoutes(deps));
 
   app.doc31(OPENAPI_PATH, {
     openapi: '3.1.0',

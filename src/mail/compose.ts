@@ -13,8 +13,9 @@ export interface OutgoingMail {
   replyTo: string | null;
 }
 
-// Mail we send on our own (not typed by an agent): RFC 3834 marks it so that auto-responders stay silent.
-const AUTOMATIC_KINDS: ReadonlySet<OutboundKind> = new Set(['greeting', 'csat_survey']);
+// Mail we send on our own (not typed by a person, the AI agent's included): RFC 3834 marks it so that
+// auto-responders stay silent.
+const AUTOMATIC_KINDS: ReadonlySet<OutboundKind> = new Set(['greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover']);
 
 /** The exact message handed to SMTP: the preview and the send use this one function. */
 export function composeMail(mail: OutgoingMail): Mail.Options {

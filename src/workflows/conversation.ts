@@ -335,10 +335,10 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
           continue;
         }
       }
+      if (lastCustomerMail?.asksForPerson) return escalate(aiAgent, 'the customer asked for a person');
       if (aiTurns > 0 && lastCustomerMail?.confirmsResolution) {
         return resolve({ kind: 'ai_agent', id: aiAgent.id }, `${aiAgent.name}: the customer confirmed the answer`);
       }
-      if (lastCustomerMail?.asksForPerson) return escalate(aiAgent, 'the customer asked for a person');
       if (aiTurns >= settings.aiMaxTurns) {
         return escalate(aiAgent, `no resolution after ${aiTurns} AI answers (the channel allows ${settings.aiMaxTurns})`);
       }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
+import type { ActivityDeps } from '../../src/activities/index.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
@@ -34,7 +35,7 @@ export interface TestStack {
  * The whole of Mailroom on real servers: its own database and task queue on the shared test
  * PostgreSQL and Temporal dev server, an SMTP capture on loopback, the worker and the HTTP API.
  */
-export async function startTestStack(): Promise<TestStack> {
+export async function startTestStack(options: Pick<ActivityDeps, 'openAiCompatible'> = {}): Promise<TestStack> {
   quietTemporalRuntime();
   const address = inject('temporalAddress');
   const taskQueue = `mailroom-test-${randomUUID()}`;
@@ -63,7 +64,7 @@ export async function startTestStack(): Promise<TestStack> {
       connection: workerConnection,
       taskQueue,
       workflowBundle,
-      deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY },
+      deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY, ...options },
     });
     return { worker, running: worker.run() };
   };

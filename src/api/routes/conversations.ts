@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { conversationWorkflowId } from '../../workflows/ids.js';
-import { agentReplyUpdate, resolveUpdate } from '../../workflows/messages.js';
+import { agentReplyUpdate, assignUpdate, resolveUpdate } from '../../workflows/messages.js';
 import type { Db } from '../../db/connection.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
@@ -204,6 +204,35 @@ function toConversation(row: ConversationRow): z.infer<typeof ConversationSchema
   };
 }
 
+const assignmentRoute = createRoute({
+  method: 'put',
+  path: '/v1/conversations/{conversationId}/assignment',
+  tags: ['Conversations'],
+  summary: 'Assign the conversation to an agent of its channel, or unassign it (assigneeId null)',
+  description:
+    'Assigning by hand ignores capacity. Unassigning puts the conversation back into the queue, where the ' +
+    "channel's strategy gives it to another agent with free capacity.",
+  security,
+  request: {
+    params: idParams,
+    body: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('AssignmentInput'),
+        },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: 'Who has it now (null: waiting in the queue)',
+      content: { 'application/json': { schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('Assignment') } },
+    },
+    ...problemResponses(401, 404, 409, 422, 503),
+  },
+});
+
 export function conversationRoutes({ db, temporal }: ApiDeps) {
   async function findConversation(user: AuthenticatedUser, conversationId: string): Promise<ConversationRow> {
     const row = await conversationQuery(db, user).where('c.id', '=', conversationId).executeTakeFirst();
@@ -290,6 +319,34 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
       handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: user.id, name: user.name } }] }),
     );
     return c.json(result, 200);
+  });
+
+  app.openapi(assignmentRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const { assigneeId } = c.req.valid('json');
+    const user = c.get('user');
+    const conversation = await findConversation(user, conversationId);
+    let assignee = null;
+    if (assigneeId) {
+      const agent = await db
+        .selectFrom('channel_agents as ca')
+        .innerJoin('users as u', 'u.id', 'ca.user_id')
+        .select(['u.id', 'u.name'])
+        .where('ca.channel_id', '=', conversation.channel_id)
+        .where('u.id', '=', assigneeId)
+        .executeTakeFirst();
+      if (!agent) {
+        throw new Problem(422, 'validation', 'Request validation failed', 'the assignee is not an agent of this channel', [
+          { field: 'assigneeId', message: `user ${assigneeId} is not an agent of this conversation's channel` },
+        ]);
+      }
+      assignee = { id: agent.id, name: agent.name };
+    }
+    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
+    const result = await commandConversation(temporal, () =>
+      handle.executeUpdate(assignUpdate, { args: [{ assignee, by: { id: user.id, name: user.name } }] }),
+    );
+    return c.json({ assigneeId: result.assignee?.id ?? null }, 200);
   });
 
   return app;
