@@ -16,7 +16,7 @@ import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { isTemporalReachable, startTemporalDevServer } from './servers/temporal-dev-server.js';
+import { isTemporalReachable, registerMissingSearchAttributes, startTemporalDevServer } from './servers/temporal-dev-server.js';
 import { ensureTools } from './servers/tools.js';
 
 interface DemoCredentials {
@@ -82,6 +82,8 @@ async function main() {
   if (!process.env.TEMPORAL_ADDRESS && (await isTemporalReachable(config.TEMPORAL_ADDRESS))) {
     // A dev server left running by an earlier start (or one of your own): use it as it is.
     logger.info({ address: config.TEMPORAL_ADDRESS }, 'using the Temporal server already running there');
+    const added = await registerMissingSearchAttributes(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
+    if (added.length > 0) logger.info({ added }, 'registered search attributes the running server lacked');
     temporalUiUrl = `http://127.0.0.1:${TEMPORAL_UI_PORT}`;
   } else if (!process.env.TEMPORAL_ADDRESS) {
     await ensureTools(['temporal']);

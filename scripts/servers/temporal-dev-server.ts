@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import type { SearchAttributeType } from '@temporalio/common';
 import { mailroomSearchAttributes } from '../../src/workflows/search-attributes.js';
 import { acceptsConnections, freePort, temporalCliPath } from './tools.js';
@@ -106,6 +107,28 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions = {}
 }
 
 /** Whether a Temporal frontend answers at host:port within timeoutMs. */
+/**
+ * Registers the search attributes a server reused from an earlier start lacks (a newer Mailroom may
+ * have added some): workflows that upsert an unknown attribute would fail their tasks.
+ */
+export async function registerMissingSearchAttributes(address: string, namespace = 'default'): Promise<string[]> {
+  const connection = await Connection.connect({ address });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = mailroomSearchAttributes.filter((key) => !(key.name in (customAttributes ?? {})));
+    if (missing.length > 0) {
+      const { IndexedValueType } = proto.temporal.api.enums.v1; // a CommonJS module: no named exports under Node
+      await connection.operatorService.addSearchAttributes({
+        namespace,
+        searchAttributes: Object.fromEntries(missing.map((key) => [key.name, IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`]])),
+      });
+    }
+    return missing.map((key) => key.name);
+  } finally {
+    await connection.close();
+  }
+}
+
 export async function isTemporalReachable(address: string, timeoutMs = 2_000): Promise<boolean> {
   const [host, port] = splitAddress(address);
   if (!(await acceptsConnections(host, port, timeoutMs))) return false; // fails fast, unlike the gRPC client's retries
