@@ -80,7 +80,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
         if (!agent) {
           throw ApplicationFailure.nonRetryable(`user ${input.assigneeId} is not an agent of this channel`, 'NotAChannelAgent');
         }
-        await giveTo(trx, channelId, input.conversationId, agent.id, 0);
+        await giveTo(trx, channelId, input.conversationId, agent.id);
         await recordEvent(trx, input.conversationId, 'assigned', { assigneeId: agent.id, by: input.byId, strategy: 'manual' });
         return { id: agent.id, name: agent.name };
       });
@@ -124,7 +124,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
         const candidates = await loadCandidates(trx, channelId, conversation.team_id);
         const next = chooseAgent(channel.strategy, candidates, { exclude: current ? [current.id] : [] });
         if (!next) return { assignee: current };
-        await giveTo(trx, channelId, conversationId, next.userId, 0);
+        await giveTo(trx, channelId, conversationId, next.userId);
         await recordEvent(trx, conversationId, 'assigned', {
           assigneeId: next.userId,
           previousAssigneeId: current?.id ?? null,
@@ -210,8 +210,8 @@ export async function serveQueue(
   );
   const names = new Map(candidates.map((c) => [c.userId, c.name]));
   const assigned: Array<{ conversationId: string; assignee: Actor }> = [];
-  for (const [turn, { item, userId }] of plan.entries()) {
-    await giveTo(trx, channelId, item.conversationId, userId, turn);
+  for (const { item, userId } of plan) {
+    await giveTo(trx, channelId, item.conversationId, userId);
     await recordEvent(trx, item.conversationId, 'assigned', { assigneeId: userId, strategy: channel.assignment_strategy });
     assigned.push({ conversationId: item.conversationId, assignee: { id: userId, name: names.get(userId) ?? '' } });
   }
@@ -287,8 +287,12 @@ async function teamMembers(trx: Transaction<Database>, teamIds: string[]): Promi
   return members;
 }
 
-/** Gives the conversation to the agent; `turn` orders several assignments of one pass for round robin. */
-async function giveTo(trx: Transaction<Database>, channelId: string, conversationId: string, userId: string, turn: number) {
+/**
+ * Gives the conversation to the agent. Their last assignment is stamped strictly after every earlier one on the
+ * channel, in the order of the lock: not now(), the transaction's start, which an earlier-started transaction that
+ * waited longer for the lock would stamp before the assignments made meanwhile, and round robin would pick its agent again.
+ */
+async function giveTo(trx: Transaction<Database>, channelId: string, conversationId: string, userId: string) {
   await trx
     .updateTable('conversations')
     .set({ assignee_id: userId, stage: 'assigned', queued_at: null, updated_at: sql<Date>`now()` })
@@ -296,7 +300,10 @@ async function giveTo(trx: Transaction<Database>, channelId: string, conversatio
     .execute();
   await trx
     .updateTable('channel_agents')
-    .set({ last_assigned_at: sql<Date>`now() + ${turn} * interval '1 millisecond'` })
+    .set({
+      last_assigned_at: sql<Date>`greatest(clock_timestamp(), (
+        select max(last_assigned_at) + interval '1 millisecond' from channel_agents where channel_id = ${channelId}))`,
+    })
     .where('channel_id', '=', channelId)
     .where('user_id', '=', userId)
     .execute();

@@ -10,7 +10,7 @@ export interface AssignmentCandidate {
   lastAssignedAt: Date | null;
   /** When the agent joined the channel: breaks ties so the order is stable. */
   joinedAt: Date;
-  /** Open conversations assigned to the agent, on all channels of the account. */
+  /** Open conversations assigned to the agent on this channel (capacity is per channel). */
   openConversations: number;
   /** Most open conversations the agent takes; null = unlimited. */
   capacity: number | null;

@@ -116,6 +116,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   const recentMessageIds = [...(carried?.recentMessageIds ?? [])];
   let resolveRequest: ResolveInput | undefined;
   let assignRequest: AssignInput | undefined;
+  let assignRefused: string | undefined; // why the last manual assignment could not be made
   let assignmentChanged: string | undefined;
   let humanReplied: Actor | undefined;
   const ratings: CsatRatingInput[] = [];
@@ -170,6 +171,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     async (request) => {
       assignRequest = request;
       await condition(() => assignRequest === undefined); // the main loop has applied it
+      if (assignRefused) {
+        const reason = assignRefused;
+        assignRefused = undefined;
+        throw ApplicationFailure.nonRetryable(reason, 'AssignmentRefused');
+      }
       return { assignee };
     },
     { validator: (_request: AssignInput) => requireOpen(assignRequest) },
@@ -248,11 +254,12 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     if (assignRequest) {
       const { assignee: wanted, by } = assignRequest;
       if (wanted) {
-        assignee = await db.assignManually.executeWithOptions({ summary: `${by.name} assigns it to ${wanted.name}` }, [
-          { conversationId, assigneeId: wanted.id, byId: by.id },
-        ]);
-        handler = { kind: 'humans' };
-        enterOpenStage();
+        const given = await assignByHand(wanted, by, `${by.name} assigns it to ${wanted.name}`);
+        if (given) {
+          assignee = given;
+          handler = { kind: 'humans' };
+          enterOpenStage();
+        }
       } else if (assignee) {
         const previous = assignee;
         await db.unassign.executeWithOptions({ summary: `${by.name} takes it from ${previous.name}` }, [
@@ -351,6 +358,8 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
         if (!(error instanceof ActivityFailure)) throw error;
         return escalate(aiAgent, `the AI provider failed: ${error.cause?.message ?? error.message}`);
       }
+      // A person replied while the AI agent drafted: the conversation is theirs, the draft is not sent.
+      if (humanReplied) return humanTakesOver(aiAgent, humanReplied);
       if (answer.confidence < settings.aiConfidenceThreshold) {
         return escalate(
           aiAgent,
@@ -370,11 +379,23 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   /** An agent replied while the AI agent had the conversation: it is theirs now. */
   async function humanTakesOver(aiAgent: Actor, agent: Actor) {
     humanReplied = undefined;
-    assignee = await db.assignManually.executeWithOptions({ summary: `${agent.name} took over from ${aiAgent.name}` }, [
-      { conversationId, assigneeId: agent.id, byId: agent.id },
-    ]);
     handler = { kind: 'humans' };
+    const given = await assignByHand(agent, agent, `${agent.name} took over from ${aiAgent.name}`);
+    assignRefused = undefined; // nobody waits for this one: someone who is no agent of the channel (an admin) replied
+    if (!given) return handToHumans();
+    assignee = given;
     enterOpenStage();
+  }
+
+  /** Assigns to a person regardless of capacity; undefined (and the reason in assignRefused) when they are no agent of the channel. */
+  async function assignByHand(agent: Actor, by: Actor, summary: string): Promise<Actor | undefined> {
+    try {
+      return await db.assignManually.executeWithOptions({ summary }, [{ conversationId, assigneeId: agent.id, byId: by.id }]);
+    } catch (error) {
+      if (!(error instanceof ActivityFailure)) throw error;
+      assignRefused = error.cause?.message ?? error.message;
+      return undefined;
+    }
   }
 
   /** Hands over from the AI agent: a short note to the customer, then human assignment. */
