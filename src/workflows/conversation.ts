@@ -79,6 +79,10 @@ interface CarriedState {
   pendingMessageIds: string[];
   recentMessageIds: string[];
   survey: { id: string; expiresAt: number } | null;
+  /** What arrived during the last step of the previous run and still needs acting on. */
+  assignmentChanged?: string;
+  humanReplied?: Actor;
+  ratings?: CsatRatingInput[];
 }
 
 export interface ConversationOutcome {
@@ -88,6 +92,15 @@ export interface ConversationOutcome {
 
 // Ids of recently signalled messages, kept to drop a signal the ingest repeats after a retry.
 const RECENT_MESSAGES_KEPT = 200;
+
+// A run continues as new when the server suggests it (~4,096 events) or sooner: a worker that lost the
+// workflow from its cache replays the whole history, and long replays near the task timeout were seen.
+const HISTORY_EVENTS_PER_RUN = 2_000;
+
+function timeToContinueAsNew(): boolean {
+  const info = workflowInfo();
+  return info.continueAsNewSuggested || info.historyLength > HISTORY_EVENTS_PER_RUN;
+}
 
 /**
  * One customer conversation, from the first mail to the CSAT rating:
@@ -117,9 +130,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   let resolveRequest: ResolveInput | undefined;
   let assignRequest: AssignInput | undefined;
   let assignRefused: string | undefined; // why the last manual assignment could not be made
-  let assignmentChanged: string | undefined;
-  let humanReplied: Actor | undefined;
-  const ratings: CsatRatingInput[] = [];
+  let assignmentChanged: string | undefined = carried?.assignmentChanged;
+  let humanReplied: Actor | undefined = carried?.humanReplied;
+  const ratings: CsatRatingInput[] = [...(carried?.ratings ?? [])];
 
   // Handlers first, before any await, so that no signal or update is missed. They only record
   // what arrived; the main loop acts on it.
@@ -334,11 +347,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     for (;;) {
       if (!customerWaiting) {
         // Until the customer (a person) writes again, or a person steps in.
-        await condition(() => somethingArrived() || workflowInfo().continueAsNewSuggested);
+        await condition(() => somethingArrived() || timeToContinueAsNew());
         if (humanReplied) return humanTakesOver(aiAgent, humanReplied);
         if (await handleRequests()) return;
         if (!customerWaiting) {
-          if (workflowInfo().continueAsNewSuggested) return;
+          if (timeToContinueAsNew()) return;
           continue;
         }
       }
@@ -440,7 +453,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       });
       if (arrived) {
         humanReplied = undefined;
-        if ((await handleRequests()) || workflowInfo().continueAsNewSuggested) return;
+        if ((await handleRequests()) || timeToContinueAsNew()) return;
       }
     }
     if (handler.kind === 'ai') enterStage('ai', `${handler.aiAgent.name} (AI agent) answers`);
@@ -487,7 +500,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       });
       if (!arrived) return breachSla();
     } else {
-      await condition(() => somethingArrived() || workflowInfo().continueAsNewSuggested);
+      await condition(() => somethingArrived() || timeToContinueAsNew());
     }
     humanReplied = undefined;
     await handleRequests();
@@ -623,10 +636,10 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return 'timeout';
-      const woke = () => pendingMessageIds.length > 0 || alsoWakeOn() || workflowInfo().continueAsNewSuggested;
+      const woke = () => pendingMessageIds.length > 0 || alsoWakeOn() || timeToContinueAsNew();
       if (!(await condition(woke, remaining, { summary }))) return 'timeout';
       if ((await takeNewMessages()).some((mail) => mail.classification === 'ordinary')) return 'customer';
-      if (alsoWakeOn() || workflowInfo().continueAsNewSuggested) return 'other';
+      if (alsoWakeOn() || timeToContinueAsNew()) return 'other';
     }
   }
 
@@ -668,8 +681,10 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
         if (!(await collectLateRatings())) return finish();
         break;
     }
-    if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
+    if (timeToContinueAsNew()) {
+      // A resolve or assign update waits for the main loop: serve it first, or both would wait forever.
+      await condition(() => allHandlersFinished() || resolveRequest !== undefined || assignRequest !== undefined);
+      if (!allHandlersFinished()) continue;
       await continueAsNew<typeof conversationWorkflow>({
         conversationId,
         carried: {
@@ -687,6 +702,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
           pendingMessageIds,
           recentMessageIds,
           survey,
+          assignmentChanged,
+          humanReplied,
+          ratings,
         },
       });
     }
