@@ -44,8 +44,11 @@ export interface StubWorld {
   /** The channel's business hours when switched on. */
   hours: BusinessHours | null;
   slaSeconds: number | null;
-  /** Answers the AI agent gives, in order; an Error makes that call fail (every retry takes the next entry). */
-  aiAnswers: Array<AiAnswer | Error>;
+  /**
+   * Answers the AI agent gives, in order; an Error makes that call fail (every retry takes the next entry);
+   * a promise is a provider still drafting until the test settles it.
+   */
+  aiAnswers: Array<AiAnswer | Error | Promise<AiAnswer>>;
   /** Who the queue gives the conversation to (null: nobody has capacity). */
   nextAgent: Actor | null;
   /** Who an SLA breach offers it to. */
@@ -167,6 +170,32 @@ export function useWorkflowHarness(hooks: {
     return at;
   };
 
+  let activitiesRunning = 0;
+  /** Counts the stub activities in progress: a test's workflow is terminated only when none is. */
+  function counted(stubs: Partial<Activities>): Partial<Activities> {
+    const wrap =
+      (stub: (...args: any[]) => Promise<unknown>) =>
+      async (...args: any[]) => {
+        activitiesRunning++;
+        try {
+          return await stub(...args);
+        } finally {
+          activitiesRunning--;
+        }
+      };
+    return Object.fromEntries(Object.entries(stubs).map(([name, stub]) => [name, wrap(stub as any)])) as Partial<Activities>;
+  }
+
+  /** Until no stub activity has run for a moment (the workflow task after the last one included), at most 10 s. */
+  async function settle() {
+    let quietSince = Date.now();
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+      if (activitiesRunning > 0) quietSince = Date.now();
+      else if (Date.now() - quietSince >= 200) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
   function stubActivities(): Partial<Activities> {
     const world = () => harness.world;
     const sent = (input: { outboxId: string }) => ({ outboundMessageId: input.outboxId, messageId: `<${input.outboxId}@test>` });
@@ -176,8 +205,12 @@ export function useWorkflowHarness(hooks: {
         { ...world().context, conversationId: input.conversationId }
       ),
       readCustomerMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(factsOf),
-      recordAutomaticMailSuppressed: async (input) => void (await record('recordAutomaticMailSuppressed', input)),
-      recordEscalation: async (input) => void (await record('recordEscalation', input)),
+      recordAutomaticMailSuppressed: async (input) => {
+        await record('recordAutomaticMailSuppressed', input);
+      },
+      recordEscalation: async (input) => {
+        await record('recordEscalation', input);
+      },
       routeConversation: async (input) => (await record('routeConversation', input), world().route),
       checkBusinessHours: async (input) => {
         const hours = world().hours;
@@ -207,12 +240,20 @@ export function useWorkflowHarness(hooks: {
         await record('assignManually', input);
         return [ALICE, BOB].find((agent) => agent.id === input.assigneeId) ?? { id: input.assigneeId, name: input.assigneeId };
       },
-      unassign: async (input) => void (await record('unassign', input)),
+      unassign: async (input) => {
+        await record('unassign', input);
+      },
       takeBackConversations: async (input) => (await record('takeBackConversations', input), []),
       markResolved: async (input) => (await record('markResolved', input), { othersAssigned: [] }),
-      markReopened: async (input) => void (await record('markReopened', input)),
-      markClosed: async (input) => void (await record('markClosed', input)),
-      recordCsatRating: async (input) => void (await record('recordCsatRating', input)),
+      markReopened: async (input) => {
+        await record('markReopened', input);
+      },
+      markClosed: async (input) => {
+        await record('markClosed', input);
+      },
+      recordCsatRating: async (input) => {
+        await record('recordCsatRating', input);
+      },
       answerWithAi: async (input) => {
         await record('answerWithAi', input);
         const next = world().aiAnswers.shift();
@@ -244,15 +285,20 @@ export function useWorkflowHarness(hooks: {
       connection: harness.env.nativeConnection,
       taskQueue,
       workflowBundle: bundle,
-      activities: stubActivities(),
+      activities: counted(stubActivities()),
     });
-    try {
-      await worker.runUntil(run(taskQueue));
-    } finally {
-      // A workflow left waiting without its worker would hold the shared test clock still for the next test.
-      const handle = harness.env.client.workflow.getHandle(conversationWorkflowId(`conversation-${taskQueue}`));
-      await handle.terminate('test finished').catch(() => undefined);
-    }
+    const handle = harness.env.client.workflow.getHandle(conversationWorkflowId(`conversation-${taskQueue}`));
+    await worker.runUntil(async () => {
+      try {
+        await run(taskQueue);
+      } finally {
+        // A workflow left waiting without its worker would hold the shared test clock still for the next
+        // test, and so does one terminated with an activity or workflow task in flight (until that task's
+        // timeout, in real time): let the worker finish what it runs, then terminate while it still polls.
+        await settle();
+        await handle.terminate('test finished').catch(() => undefined);
+      }
+    });
   };
 
   harness.startConversation = (taskQueue, firstMessageId = 'm1') => {
