@@ -3,15 +3,29 @@
 // Then, on a real Dovecot, IMAP: APPEND-to-signalled latency with the mailbox in IDLE (BENCH_IMAP_MAILS, default 200,
 // spread over BENCH_IMAP_MAILBOXES mailboxes, default 4), and how fast a backlog drains once IMAP is enabled
 // (BENCH_BACKLOG, default 500), next to the forwarder's rate.
+// Then waiting conversations (bench/waiting-conversations.ts): BENCH_WAITING (default 10000) conversations waiting on the
+// business-hours timer on one worker process, next to as many bare workflows that only sleep on a fresh one: time until
+// all wait, the worker's RSS per waiting workflow, and the CPU time of the worker and the Temporal server per workflow.
+// It is the slow part: on 2 shared cores about 5-8 conversations a second, so BENCH_WAITING=1000 takes ~5 min, the
+// default 10000 more like half an hour.
+// BENCH_SKIP leaves sections out, comma-separated: ingest, imap, waiting (e.g. BENCH_SKIP=ingest,imap for the waiting
+// part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line at the end
+// holds the figures of the sections that ran.
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
 import { startBenchStack } from './stack.js';
 import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Request } from './throughput.js';
+import { measureWaitingWorkflows, WAITING_IDLE_SECONDS, type WaitingFigures } from './waiting-conversations.js';
 
 const CONCURRENCY = 16;
 const WARM_UP_REQUESTS = 50;
 const ROUNDS = 4;
+/** signalWithStart calls in flight while the waiting workflows start. */
+const WAITING_CONCURRENCY = 32;
+
+const SECTIONS = ['ingest', 'imap', 'waiting'] as const;
+type Section = (typeof SECTIONS)[number];
 
 type Workload = 'bare' | 'ingest';
 const workloadLabels: Record<Workload, string> = { bare: 'bare signalWithStart', ingest: 'ingest (HTTP API)' };
@@ -34,11 +48,13 @@ interface ImapFigures {
 }
 
 async function main() {
+  const sections = sectionsToRun();
   const totalRequests = integerFromEnv('BENCH_MAILS', 500, ROUNDS);
   const imapMails = integerFromEnv('BENCH_IMAP_MAILS', 200, 1);
   // Dovecot tells an IDLE session of new mail only after 500 ms (NOTIFY_DELAY_MSECS): one mailbox alone would take 2 min.
   const latencyMailboxes = integerFromEnv('BENCH_IMAP_MAILBOXES', 4, 1);
   const backlogMails = integerFromEnv('BENCH_BACKLOG', 500, 1);
+  const waitingWorkflows = integerFromEnv('BENCH_WAITING', 10_000, 1);
   const perRound = splitEvenly(totalRequests, ROUNDS);
 
   const startedAt = Date.now();
@@ -48,30 +64,60 @@ async function main() {
     void stack.stop().finally(() => process.exit(130));
   });
   try {
-    const requests: Record<Workload, Request> = { bare: bareSignalWithStart(stack), ingest: forwardedMail(stack) };
-    for (const workload of ['bare', 'ingest'] as const) {
-      assertNoFailures('warm-up', workload, await measure(WARM_UP_REQUESTS, CONCURRENCY, requests[workload]));
-    }
-
-    const rows: Row[] = [];
-    for (const [index, order] of roundOrders.entries()) {
-      for (const workload of order) {
-        const measurement = await measure(perRound[index]!, CONCURRENCY, requests[workload]);
-        assertNoFailures(`round ${index + 1}`, workload, measurement);
-        rows.push({ round: String(index + 1), workload, measurement });
+    const figures: Record<string, unknown> = {};
+    let forwarder: Measurement | undefined;
+    if (sections.has('ingest')) {
+      const requests: Record<Workload, Request> = { bare: bareSignalWithStart(stack), ingest: forwardedMail(stack) };
+      for (const workload of ['bare', 'ingest'] as const) {
+        assertNoFailures('warm-up', workload, await measure(WARM_UP_REQUESTS, CONCURRENCY, requests[workload]));
       }
+
+      const rows: Row[] = [];
+      for (const [index, order] of roundOrders.entries()) {
+        for (const workload of order) {
+          const measurement = await measure(perRound[index]!, CONCURRENCY, requests[workload]);
+          assertNoFailures(`round ${index + 1}`, workload, measurement);
+          rows.push({ round: String(index + 1), workload, measurement });
+        }
+      }
+      forwarder = combine(rows, 'ingest');
+      Object.assign(figures, reportIngest(rows, totalRequests));
     }
 
-    // After the rounds, so the forwarder figures above are taken without the IMAP worker and Dovecot running.
-    const imapStartedAt = Date.now();
-    const imap = await startImapBench(stack, latencyMailboxes);
-    const latency = await measureImapLatency(stack.db, imap.latencyMailboxes, imapMails);
-    const drain = await measureBacklogDrain(stack.db, imap.backlogMailbox, backlogMails);
-    report(rows, totalRequests, { latency, drain, seconds: (Date.now() - imapStartedAt) / 1000 });
+    if (sections.has('imap')) {
+      // After the rounds, so the forwarder figures above are taken without the IMAP worker and Dovecot running.
+      const imapStartedAt = Date.now();
+      const imap = await startImapBench(stack, latencyMailboxes);
+      const latency = await measureImapLatency(stack.db, imap.latencyMailboxes, imapMails);
+      const drain = await measureBacklogDrain(stack.db, imap.backlogMailbox, backlogMails);
+      Object.assign(figures, printImapReport({ latency, drain, seconds: (Date.now() - imapStartedAt) / 1000 }, forwarder));
+    }
+
+    if (sections.has('waiting')) {
+      // Its worker processes are its own; the IMAP worker (if any) keeps running in this process meanwhile.
+      const waitingStartedAt = Date.now();
+      const waiting = await measureWaitingWorkflows(stack, { count: waitingWorkflows, concurrency: WAITING_CONCURRENCY });
+      Object.assign(figures, printWaitingReport(waiting, (Date.now() - waitingStartedAt) / 1000));
+    }
+    console.log(JSON.stringify(figures));
   } finally {
     await stack.stop();
   }
   console.log(`whole run (servers, warm-up, rounds, cleanup): ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+}
+
+/** Every section but those BENCH_SKIP names. */
+function sectionsToRun(): Set<Section> {
+  const skipped = (process.env.BENCH_SKIP ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const unknown = skipped.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0)
+    throw new Error(`BENCH_SKIP names unknown sections (${unknown.join(', ')}); use ${SECTIONS.join(', ')}`);
+  const sections = new Set<Section>(SECTIONS.filter((section) => !skipped.includes(section)));
+  if (sections.size === 0) throw new Error('BENCH_SKIP leaves nothing to run');
+  return sections;
 }
 
 function integerFromEnv(name: string, fallback: number, minimum: number): number {
@@ -93,7 +139,8 @@ function assertNoFailures(phase: string, workload: Workload, measurement: Measur
   );
 }
 
-function report(rows: Row[], totalRequests: number, imap: ImapFigures) {
+/** Prints the ingest table; returns the figures for the JSON line. */
+function reportIngest(rows: Row[], totalRequests: number) {
   const totalRows = (['bare', 'ingest'] as const).map((workload) => ({
     round: 'total',
     workload,
@@ -125,28 +172,23 @@ function report(rows: Row[], totalRequests: number, imap: ImapFigures) {
   console.log(
     `ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`,
   );
-
-  const imapFigures = printImapReport(imap, ingest);
-  console.log(
-    JSON.stringify({
-      n: totalRequests,
-      concurrency: CONCURRENCY,
-      rounds: ROUNDS,
-      mailsPerSecond: round1(rate(ingest)),
-      signalWithStartPerSecond: round1(rate(bare)),
-      ratio: round3(ratioOf('total')),
-      roundRatios: roundRatios.map(round3),
-      ingestP50Ms: round1(percentile(ingest.latenciesMs, 0.5)),
-      ingestP95Ms: round1(percentile(ingest.latenciesMs, 0.95)),
-      bareP50Ms: round1(percentile(bare.latenciesMs, 0.5)),
-      bareP95Ms: round1(percentile(bare.latenciesMs, 0.95)),
-      ...imapFigures,
-    }),
-  );
+  return {
+    n: totalRequests,
+    concurrency: CONCURRENCY,
+    rounds: ROUNDS,
+    mailsPerSecond: round1(rate(ingest)),
+    signalWithStartPerSecond: round1(rate(bare)),
+    ratio: round3(ratioOf('total')),
+    roundRatios: roundRatios.map(round3),
+    ingestP50Ms: round1(percentile(ingest.latenciesMs, 0.5)),
+    ingestP95Ms: round1(percentile(ingest.latenciesMs, 0.95)),
+    bareP50Ms: round1(percentile(bare.latenciesMs, 0.5)),
+    bareP95Ms: round1(percentile(bare.latenciesMs, 0.95)),
+  };
 }
 
-/** Prints the IMAP table, next to the forwarder's total; returns the figures for the JSON line. */
-function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Measurement) {
+/** Prints the IMAP table, next to the forwarder's total if the ingest section ran; returns the figures for the JSON line. */
+function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Measurement | undefined) {
   const drainRate = drain.mails / drain.seconds;
   const figures = {
     imapMails: latency.mails,
@@ -159,13 +201,13 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
     backlog: drain.mails,
     backlogDrainPerSecond: round1(drainRate),
     backlogFirstMailMs: drain.firstMailMs,
-    drainToForwarderRatio: round3(drainRate / rate(forwarder)),
+    ...(forwarder ? { drainToForwarderRatio: round3(drainRate / rate(forwarder)) } : {}),
   };
   const percentiles = (values: number[]) =>
     [0.5, 0.95].map((fraction) => percentile(values, fraction).toFixed(1)).concat(Math.max(...values).toFixed(1));
 
   console.log(
-    `\nIMAP on a real Dovecot (IDLE), after the rounds: ${latency.mails} mails over ${latency.mailboxes} mailbox${latency.mailboxes === 1 ? '' : 'es'}, ` +
+    `\nIMAP on a real Dovecot (IDLE)${forwarder ? ', after the rounds' : ''}: ${latency.mails} mails over ${latency.mailboxes} mailbox${latency.mailboxes === 1 ? '' : 'es'}, ` +
       `appended one at a time into each; then a backlog of ${drain.mails}`,
   );
   printTable(
@@ -180,20 +222,25 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
       ],
       ['  of which APPEND → stored', String(latency.mails), '-', '-', ...percentiles(latency.toStoredMs)],
       ['backlog drain', String(drain.mails), drain.seconds.toFixed(2), drainRate.toFixed(1), '-', '-', '-'],
-      [
-        'forwarder (ingest total above)',
-        String(forwarder.requests),
-        forwarder.seconds.toFixed(2),
-        rate(forwarder).toFixed(1),
-        '-',
-        '-',
-        '-',
-      ],
+      ...(forwarder
+        ? [
+            [
+              'forwarder (ingest total above)',
+              String(forwarder.requests),
+              forwarder.seconds.toFixed(2),
+              rate(forwarder).toFixed(1),
+              '-',
+              '-',
+              '-',
+            ],
+          ]
+        : []),
     ],
     1,
   );
   const goal = figures.imapLatencyP95Ms < 2000 ? 'met' : 'MISSED';
-  console.log(`ratio drain/forwarder: ${figures.drainToForwarderRatio.toFixed(3)}; latency goal p95 < 2000 ms: ${goal}`);
+  const ratio = figures.drainToForwarderRatio?.toFixed(3) ?? '- (ingest section skipped)';
+  console.log(`ratio drain/forwarder: ${ratio}; latency goal p95 < 2000 ms: ${goal}`);
   console.log(
     "APPEND → stored includes Dovecot's own 500 ms wait before it tells an IDLE session of new mail (NOTIFY_DELAY_MSECS)",
   );
@@ -207,6 +254,156 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
       `${seconds.toFixed(1)} s`,
   );
   return figures;
+}
+
+const waitingLabels: Record<WaitingFigures['workload'], string> = {
+  mailroom: 'Mailroom, hours closed',
+  bare: "bare sleep('1 day')",
+};
+
+/** Prints the waiting-workflows table and its cross-checks; returns the figures for the JSON line. */
+function printWaitingReport(workloads: WaitingFigures[], seconds: number) {
+  const mailroom = workloads.find((figures) => figures.workload === 'mailroom')!;
+  const bare = workloads.find((figures) => figures.workload === 'bare')!;
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  const delta = (figures: WaitingFigures) => figures.settled.rss - figures.baseline.rss;
+  const perWorkflow = (figures: WaitingFigures) => delta(figures) / figures.n;
+  // The worker's CPU time from the baseline to all waiting, per workflow.
+  const cpuPerWorkflow = (figures: WaitingFigures) =>
+    ((figures.allWaiting.cpuSeconds - figures.baseline.cpuSeconds) * 1000) / figures.n;
+  const serverCpuPerWorkflow = (figures: WaitingFigures) =>
+    figures.serverCpuSeconds === undefined ? undefined : (figures.serverCpuSeconds * 1000) / figures.n;
+  const startRatio = mailroom.startSeconds / bare.startSeconds;
+  const rssRatio = delta(mailroom) / delta(bare);
+  const serverCpuRatio =
+    mailroom.serverCpuSeconds === undefined || bare.serverCpuSeconds === undefined
+      ? undefined
+      : serverCpuPerWorkflow(mailroom)! / serverCpuPerWorkflow(bare)!;
+  const cacheNote =
+    mailroom.maxCachedWorkflows === bare.maxCachedWorkflows
+      ? `maxCachedWorkflows ${mailroom.maxCachedWorkflows}`
+      : `maxCachedWorkflows ${mailroom.maxCachedWorkflows} (Mailroom) / ${bare.maxCachedWorkflows} (bare)`;
+
+  console.log(
+    `\nWaiting workflows: N = ${mailroom.n} of each, ${WAITING_CONCURRENCY} signalWithStart in flight, each workload on a fresh ` +
+      `worker process with the SDK defaults: ${cacheNote} (heap limit ${mib(mailroom.heapSizeLimit)} MiB), ` +
+      `${mailroom.maxConcurrentWorkflowTaskExecutions} workflow tasks at a time`,
+  );
+  printTable(
+    [
+      'workload',
+      'N',
+      'start s',
+      'per second',
+      'RSS idle MiB',
+      'all waiting MiB',
+      `+${WAITING_IDLE_SECONDS} s MiB`,
+      'peak MiB',
+      'bytes/waiting',
+      'cached',
+      'worker CPU ms',
+      'server CPU ms',
+    ],
+    workloads.map((figures) => [
+      waitingLabels[figures.workload],
+      String(figures.n),
+      figures.startSeconds.toFixed(2),
+      (figures.n / figures.startSeconds).toFixed(1),
+      mib(figures.baseline.rss),
+      mib(figures.allWaiting.rss),
+      mib(figures.settled.rss),
+      mib(figures.settled.maxRss),
+      perWorkflow(figures).toFixed(0),
+      String(figures.settled.cachedWorkflows),
+      cpuPerWorkflow(figures).toFixed(1),
+      serverCpuPerWorkflow(figures)?.toFixed(1) ?? '-',
+    ]),
+    1,
+  );
+  console.log(
+    `ratio Mailroom/bare: start time ${startRatio.toFixed(2)}, RSS above the idle worker ${rssRatio.toFixed(2)} ` +
+      `(${mib(delta(mailroom))} vs ${mib(delta(bare))} MiB), worker CPU ${(cpuPerWorkflow(mailroom) / cpuPerWorkflow(bare)).toFixed(2)}` +
+      (serverCpuRatio === undefined ? '' : `, server CPU ${serverCpuRatio.toFixed(2)}`),
+  );
+  console.log(
+    `start: from the first signalWithStart to the last workflow starting its timer (the calls themselves took ` +
+      `${mailroom.requestSeconds.toFixed(1)} s / ${bare.requestSeconds.toFixed(1)} s). bytes/waiting: RSS after ${WAITING_IDLE_SECONDS} s idle and ` +
+      `a GC of the main thread, less the idle worker's, over N; "cached" is the worker's sticky cache then. CPU: of the ` +
+      'worker process and of the Temporal dev server, from the baseline to all waiting, per workflow.',
+  );
+  for (const figures of workloads) {
+    if (figures.settled.cachedWorkflows < figures.n) {
+      console.log(
+        `${figures.workload}: only ${figures.settled.cachedWorkflows} of ${figures.n} stay cached; per cached workflow ` +
+          `${(delta(figures) / Math.max(1, figures.settled.cachedWorkflows)).toFixed(0)} bytes`,
+      );
+    }
+    if (figures.settled.warnings > 0) {
+      console.log(
+        `${figures.workload}: the worker logged ${figures.settled.warnings} warnings/errors, first: ${figures.settled.firstWarnings.join(' | ')}`,
+      );
+    }
+  }
+  console.log(
+    `\nWhere the time went: histories of ${mailroom.breakdown.sampled} workflows of each, spread over the start order ` +
+      '(queue: scheduled → started, run: started → completed; ms)',
+  );
+  const spread = (values: number[]) =>
+    values.length === 0 ? ['-', '-'] : [percentile(values, 0.5).toFixed(0), percentile(values, 0.95).toFixed(0)];
+  printTable(
+    ['workload', 'step', 'tasks', 'queue p50', 'queue p95', 'run p50', 'run p95', 'retries'],
+    workloads.flatMap(({ workload, breakdown }) => [
+      [
+        workload,
+        'start → timer, per workflow',
+        String(breakdown.toTimerMs.length),
+        '-',
+        '-',
+        ...spread(breakdown.toTimerMs),
+        '-',
+      ],
+      ...breakdown.steps.map((step) => [
+        workload,
+        step.step,
+        String(step.queueMs.length),
+        ...spread(step.queueMs),
+        ...spread(step.runMs),
+        String(step.failures),
+      ]),
+    ]),
+  );
+  const checks = mailroom.mailroom!;
+  console.log(
+    `Mailroom checks: seeded in ${checks.seedSeconds.toFixed(1)} s; waiting_for_hours in the database ${checks.dbWaiting}, ` +
+      `in Temporal's visibility ${checks.visibilityWaiting}; out-of-office notes sent ${checks.outOfOfficeSent}, ` +
+      `captured ${checks.outOfOfficeCaptured}. Terminating took ${mailroom.terminateSeconds.toFixed(1)} s / ` +
+      `${bare.terminateSeconds.toFixed(1)} s; the whole waiting part ${seconds.toFixed(1)} s.`,
+  );
+  const workloadFigures = (prefix: string, figures: WaitingFigures) => ({
+    [`${prefix}StartSeconds`]: round3(figures.startSeconds),
+    [`${prefix}PerSecond`]: round1(figures.n / figures.startSeconds),
+    [`${prefix}RssIdleMiB`]: round1(figures.baseline.rss / 2 ** 20),
+    [`${prefix}RssAllWaitingMiB`]: round1(figures.allWaiting.rss / 2 ** 20),
+    [`${prefix}RssSettledMiB`]: round1(figures.settled.rss / 2 ** 20),
+    [`${prefix}RssPeakMiB`]: round1(figures.settled.maxRss / 2 ** 20),
+    [`${prefix}BytesPerWaiting`]: Math.round(perWorkflow(figures)),
+    [`${prefix}Cached`]: figures.settled.cachedWorkflows,
+    [`${prefix}WorkerCpuMsPerWorkflow`]: round1(cpuPerWorkflow(figures)),
+    [`${prefix}ServerCpuMsPerWorkflow`]: figures.serverCpuSeconds === undefined ? null : round1(serverCpuPerWorkflow(figures)!),
+    [`${prefix}Warnings`]: figures.settled.warnings,
+  });
+  return {
+    waitingN: mailroom.n,
+    waitingConcurrency: WAITING_CONCURRENCY,
+    waitingMaxCachedWorkflows: mailroom.maxCachedWorkflows,
+    ...workloadFigures('waitingMailroom', mailroom),
+    ...workloadFigures('waitingBare', bare),
+    waitingStartRatio: round3(startRatio),
+    waitingRssRatio: round3(rssRatio),
+    waitingMailroomDbWaiting: checks.dbWaiting,
+    waitingMailroomVisibilityWaiting: checks.visibilityWaiting,
+    waitingMailroomOutOfOfficeSent: checks.outOfOfficeSent,
+  };
 }
 
 /** The first textColumns left-aligned, the figures after them right-aligned, columns as wide as their widest cell. */

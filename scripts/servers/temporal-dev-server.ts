@@ -120,7 +120,9 @@ export async function registerMissingSearchAttributes(address: string, namespace
       const { IndexedValueType } = proto.temporal.api.enums.v1; // a CommonJS module: no named exports under Node
       await connection.operatorService.addSearchAttributes({
         namespace,
-        searchAttributes: Object.fromEntries(missing.map((key) => [key.name, IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`]])),
+        searchAttributes: Object.fromEntries(
+          missing.map((key) => [key.name, IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`]]),
+        ),
       });
     }
     return missing.map((key) => key.name);
