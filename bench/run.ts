@@ -6,8 +6,8 @@
 // Then waiting conversations (bench/waiting-conversations.ts): BENCH_WAITING (default 10000) conversations waiting on the
 // business-hours timer on one worker process, next to as many bare workflows that only sleep on a fresh one: time until
 // all wait, the worker's RSS per waiting workflow, and the CPU time of the worker and the Temporal server per workflow.
-// It is the slow part: on 2 shared cores about 5-8 conversations a second, so BENCH_WAITING=1000 takes ~5 min, the
-// default 10000 more like half an hour.
+// It is the slow part: on 2 shared cores about 15 conversations a second, so BENCH_WAITING=1000 takes ~2 min, the
+// default 10000 about a quarter of an hour.
 // BENCH_SKIP leaves sections out, comma-separated: ingest, imap, waiting (e.g. BENCH_SKIP=ingest,imap for the waiting
 // part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line at the end
 // holds the figures of the sections that ran.
