@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { AiProviderError, createAiProvider, type AiAnswer, type AiProviderConfig, type AiTurn } from '../ai/index.js';
 import type { AiProviderKind } from '../db/schema.js';
 import type { ActivityDeps } from './deps.js';
@@ -69,13 +69,17 @@ export function createAiActivities({ db, openAiCompatible }: ActivityDeps) {
 
       const provider = createAiProvider(providerConfig(agent.provider, agent.model, openAiCompatible));
       try {
-        return await provider.answer({
-          channelName: agent.channel_name,
-          agentName: agent.name,
-          subject: agent.subject,
-          conversation: conversation.map(({ role, text }) => ({ role, text })),
-          articles,
-        });
+        return await provider.answer(
+          {
+            channelName: agent.channel_name,
+            agentName: agent.name,
+            subject: agent.subject,
+            conversation: conversation.map(({ role, text }) => ({ role, text })),
+            articles,
+          },
+          // A cancelled activity stops the request instead of waiting for the provider.
+          Context.current().cancellationSignal,
+        );
       } catch (error) {
         // A bad key or an unusable answer will not get better by asking again.
         if (error instanceof AiProviderError && !error.retryable) {
