@@ -246,7 +246,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   async function takeNewMessages(): Promise<CustomerMessageFacts[]> {
     const inboundMessageIds = pendingMessageIds.splice(0);
     if (inboundMessageIds.length === 0) return [];
-    const facts = await read.readCustomerMessages({ conversationId, inboundMessageIds });
+    // A regular activity, not a local one: with local activities, mails read in the workflow task that also
+    // continued as new went missing from the history (seen in tests/integration/long-conversation.test.ts).
+    const facts = await db.readCustomerMessages({ conversationId, inboundMessageIds });
     const fromPerson = facts.filter((mail) => mail.classification === 'ordinary');
     if (fromPerson.length > 0) {
       lastCustomerMail = fromPerson[fromPerson.length - 1]!;

@@ -253,20 +253,12 @@ function messagesSignalled(run: Run): string[] {
   });
 }
 
-/**
- * The inbound message ids the run's readCustomerMessages calls read, in order. It is a local activity:
- * its history entry is a marker holding the activity's type and its result (one fact per message).
- */
+/** The inbound message ids the run's readCustomerMessages activities were asked for, in order. */
 function customerMessagesRead(run: Run): string[] {
   return run.events.flatMap((event) => {
-    const marker = event.markerRecordedEventAttributes;
-    const data = marker?.details?.data?.payloads?.[0];
-    const result = marker?.details?.result?.payloads?.[0];
-    if (!data || !result) return [];
-    const { activity_type: type } = defaultPayloadConverter.fromPayload<{ activity_type?: string }>(data as any);
-    if (type !== 'readCustomerMessages') return [];
-    return defaultPayloadConverter
-      .fromPayload<Array<{ inboundMessageId: string }>>(result as any)
-      .map((fact) => fact.inboundMessageId);
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled?.activityType?.name !== 'readCustomerMessages') return [];
+    return defaultPayloadConverter.fromPayload<{ inboundMessageIds: string[] }>(scheduled.input!.payloads![0]! as any)
+      .inboundMessageIds;
   });
 }
