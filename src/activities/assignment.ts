@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { selectChannelAgents } from '../db/channel-agents.js';
 import type { Database } from '../db/schema.js';
 import { chooseAgent, planAssignments, type AssignmentCandidate, type AssignmentStrategy } from '../domain/assignment.js';
 import type { Actor } from '../workflows/messages.js';
@@ -240,26 +241,7 @@ async function loadCandidates(
   channelId: string,
   teamId: string | null,
 ): Promise<Array<AssignmentCandidate & { name: string }>> {
-  let query = trx
-    .selectFrom('channel_agents as ca')
-    .innerJoin('users as u', 'u.id', 'ca.user_id')
-    .innerJoin('channels as ch', 'ch.id', 'ca.channel_id')
-    .select((eb) => [
-      'u.id',
-      'u.name',
-      'u.available',
-      'ca.last_assigned_at',
-      'ca.created_at',
-      eb.fn.coalesce('ca.capacity', 'ch.default_agent_capacity').as('capacity'),
-      eb
-        .selectFrom('conversations as c')
-        .select((count) => count.fn.countAll<string>().as('n'))
-        .whereRef('c.assignee_id', '=', 'u.id')
-        .whereRef('c.channel_id', '=', 'ca.channel_id')
-        .where('c.status', '=', 'open')
-        .as('open_conversations'),
-    ])
-    .where('ca.channel_id', '=', channelId);
+  let query = selectChannelAgents(trx, channelId);
   if (teamId) {
     query = query.where('u.id', 'in', (eb) => eb.selectFrom('team_members').select('user_id').where('team_id', '=', teamId));
   }
@@ -270,7 +252,7 @@ async function loadCandidates(
     available: row.available,
     lastAssignedAt: row.last_assigned_at,
     joinedAt: row.created_at,
-    capacity: row.capacity,
+    capacity: row.effective_capacity,
     openConversations: Number(row.open_conversations ?? 0),
   }));
 }

@@ -1,4 +1,5 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { selectChannelAgents } from '../../db/channel-agents.js';
 import { requestRebalance } from '../assignment-queue.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
@@ -133,25 +134,7 @@ export function agentRoutes({ db, temporal, taskQueue }: ApiDeps) {
   }
 
   async function agentsOf(channelId: string, userId?: string) {
-    const rows = await db
-      .selectFrom('channel_agents as ca')
-      .innerJoin('users as u', 'u.id', 'ca.user_id')
-      .innerJoin('channels as ch', 'ch.id', 'ca.channel_id')
-      .select((eb) => [
-        'u.id',
-        'u.name',
-        'u.available',
-        'ca.capacity',
-        eb.fn.coalesce('ca.capacity', 'ch.default_agent_capacity').as('effective_capacity'),
-        eb
-          .selectFrom('conversations as c')
-          .select((count) => count.fn.countAll<string>().as('n'))
-          .whereRef('c.assignee_id', '=', 'u.id')
-          .whereRef('c.channel_id', '=', 'ca.channel_id')
-          .where('c.status', '=', 'open')
-          .as('open_conversations'),
-      ])
-      .where('ca.channel_id', '=', channelId)
+    const rows = await selectChannelAgents(db, channelId)
       .$if(userId !== undefined, (q) => q.where('u.id', '=', userId!))
       .orderBy('ca.created_at')
       .execute();
