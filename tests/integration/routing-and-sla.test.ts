@@ -177,7 +177,8 @@ describe('routing rules and the SLA through the whole stack', () => {
 
     const breached = await eventually(async () => {
       const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
-      return body.sla.breachedAt ? body : undefined;
+      // Breach and re-offer are two steps: wait until both show.
+      return body.sla.breachedAt && body.assigneeId !== first.assigneeId ? body : undefined;
     });
     expect(breached.priority).toBe('high');
     expect(breached.assigneeId).not.toBe(first.assigneeId);
