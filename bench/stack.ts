@@ -70,7 +70,12 @@ export async function startBenchStack(): Promise<BenchStack> {
         db,
         temporal,
         ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
-        config: { SECRET_KEY: BENCH_SECRET_KEY, MAX_INBOUND_BYTES: 25 * 1024 * 1024, PUBLIC_URL: 'http://localhost' },
+        config: {
+          SECRET_KEY: BENCH_SECRET_KEY,
+          MAX_INBOUND_BYTES: 25 * 1024 * 1024,
+          PUBLIC_URL: 'http://localhost',
+          INBOUND_DOMAIN: 'inbound.mailroom.test',
+        },
         logger: createLogger('silent'),
       },
       { port: 0, host: '127.0.0.1' },

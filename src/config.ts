@@ -7,6 +7,14 @@ const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   /** Where links in outgoing mail (CSAT survey) point to. */
   PUBLIC_URL: z.url().default('http://localhost:3000'),
+  /** Forwarding addresses of channels are username@subdomain.<INBOUND_DOMAIN>; its MX points at the forwarder. */
+  INBOUND_DOMAIN: z
+    .string()
+    .regex(
+      /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$/i,
+      'INBOUND_DOMAIN must be a domain name such as inbound.example.com',
+    )
+    .default('inbound.mailroom.localhost'),
   /** PostgreSQL connection string; without it the embedded PGlite under DATA_DIR is used. */
   DATABASE_URL: z.string().optional(),
   DATA_DIR: z.string().default('.data'),

@@ -55,7 +55,11 @@ async function loadMailConversation(trx: Transaction<Database>, conversationId: 
     .where('c.id', '=', conversationId)
     .executeTakeFirst();
   if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
-  return row;
+  const { contactEmail } = row;
+  // A3: the API refuses to mail a contact without an address; this is the last line.
+  if (!contactEmail)
+    throw ApplicationFailure.nonRetryable(`the contact of ${conversationId} has no email address yet`, 'NoAddress');
+  return { ...row, contactEmail };
 }
 
 async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promise<string> {

@@ -73,7 +73,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
         const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
         const insideBusinessHours = !hours || isOpenAt(hours, new Date());
         const facts: RoutingFacts = {
-          sender: (firstMail?.from_address ?? conversation.email).toLowerCase(),
+          sender: (firstMail?.from_address ?? conversation.email ?? '').toLowerCase(),
           recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
           subject: firstMail?.subject ?? conversation.subject,
           body: firstMail?.reply_text ?? firstMail?.text_body ?? '',

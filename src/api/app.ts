@@ -1,10 +1,22 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { swaggerUI } from '@hono/swagger-ui';
 import { HTTPException } from 'hono/http-exception';
+import { bodyLimit } from 'hono/body-limit';
+import { every, except } from 'hono/combine';
 import { requireApiKey } from './auth.js';
+import { idempotency } from './idempotency.js';
 import type { ApiDeps, AppEnv } from './env.js';
 import { Problem, problemResponse } from './problem.js';
 import { agentRoutes } from './routes/agents.js';
+import { aiAgentRoutes } from './routes/ai-agents.js';
+import { channelRoutes } from './routes/channels.js';
+import { channelSmtpRoutes } from './routes/channel-smtp.js';
+import { contactRoutes } from './routes/contacts.js';
+import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
+import { replyPreviewRoutes } from './routes/reply-preview.js';
+import { routingRuleRoutes } from './routes/routing-rules.js';
+import { teamRoutes } from './routes/teams.js';
+import { userRoutes } from './routes/users.js';
 import { capturedMailRoutes } from './routes/captured-mail.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { csatRoutes } from './routes/csat.js';
@@ -14,6 +26,8 @@ import { mailboxRoutes } from './routes/mailboxes.js';
 import { reportRoutes } from './routes/reports.js';
 
 export const OPENAPI_PATH = '/openapi.json';
+/** Largest JSON body of any /v1 route but the forwarder's (which takes raw mail up to MAX_INBOUND_BYTES). */
+export const MAX_JSON_BYTES = 1024 * 1024;
 
 /** The HTTP API: forwarders, backend services, customers' survey pages, and its own OpenAPI document. */
 export function createApp(deps: ApiDeps) {
@@ -50,26 +64,30 @@ export function createApp(deps: ApiDeps) {
   app.route('/', inboundRoutes(deps));
   app.route('/', csatRoutes(deps));
   if (deps.capture) app.route('/', capturedMailRoutes(deps.capture));
+  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key;
+  // JSON bodies are small, and creating or sending POSTs honour Idempotency-Key.
   const apiKey = requireApiKey(deps.db);
-  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key.
-  for (const path of [
-    '/v1/conversations',
-    '/v1/conversations/*',
-    '/v1/inbound-messages',
-    '/v1/inbound-messages/*',
-    '/v1/channels/:channelId/imap',
-    '/v1/channels/:channelId/imap/*',
-    '/v1/channels/:channelId/agents',
-    '/v1/channels/:channelId/agents/*',
-    '/v1/users/*',
-    '/v1/reports/*',
-  ]) {
-    app.use(path, apiKey);
-  }
-  app.route('/', conversationRoutes(deps));
+  const jsonLimit = bodyLimit({
+    maxSize: MAX_JSON_BYTES,
+    onError: () => {
+      throw new Problem(413, 'too-large', 'Request body too large', `the limit is ${MAX_JSON_BYTES} bytes`);
+    },
+  });
+  const idempotent = idempotency(deps.db);
+  app.use('/v1/*', except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, idempotent)));
+  app.route('/', channelRoutes(deps));
+  app.route('/', channelSmtpRoutes(deps));
   app.route('/', mailboxRoutes(deps));
-  app.route('/', inboundMessageRoutes(deps));
   app.route('/', agentRoutes(deps));
+  app.route('/', aiAgentRoutes(deps));
+  app.route('/', knowledgeArticleRoutes(deps));
+  app.route('/', routingRuleRoutes(deps));
+  app.route('/', teamRoutes(deps));
+  app.route('/', userRoutes(deps));
+  app.route('/', conversationRoutes(deps));
+  app.route('/', replyPreviewRoutes(deps));
+  app.route('/', contactRoutes(deps));
+  app.route('/', inboundMessageRoutes(deps));
   app.route('/', reportRoutes(deps));
 
   app.doc31(OPENAPI_PATH, {

@@ -6,10 +6,10 @@ import { Problem } from './problem.js';
 
 const API_KEY_PREFIX = 'mr_';
 
-/** A new API key and the hash that is stored; the key itself is shown once. */
-export function generateApiKey(): { key: string; hash: string } {
+/** A new API key and what is stored of it; the key itself is shown once. */
+export function generateApiKey(): { key: string; hash: string; prefix: string } {
   const key = `${API_KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
-  return { key, hash: hashApiKey(key) };
+  return { key, hash: hashApiKey(key), prefix: key.slice(0, API_KEY_PREFIX.length + 6) };
 }
 
 export function hashApiKey(key: string): string {
@@ -21,19 +21,25 @@ function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-/** Every /v1 route but the forwarder's: the caller is a user of one account, by API key. */
+/** Every /v1 route but the forwarder's: the caller is a user of one account, by an API key that is not revoked. */
 export function requireApiKey(db: Db) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = bearerToken(c.req.header('authorization'));
     if (!key)
       throw new Problem(401, 'unauthenticated', 'Authentication required', 'send the API key as "Authorization: Bearer <key>"');
-    const user = await db
-      .selectFrom('users')
-      .select(['id', 'account_id', 'name', 'role'])
-      .where('api_key_hash', '=', hashApiKey(key))
+    const found = await db
+      .selectFrom('api_keys as k')
+      .innerJoin('users as u', 'u.id', 'k.user_id')
+      .select(['k.id as key_id', 'k.last_used_at', 'u.id', 'u.account_id', 'u.name', 'u.role'])
+      .where('k.key_hash', '=', hashApiKey(key))
+      .where('k.revoked_at', 'is', null)
       .executeTakeFirst();
-    if (!user) throw new Problem(401, 'unauthenticated', 'Authentication required', 'the API key is unknown or revoked');
-    c.set('user', { id: user.id, accountId: user.account_id, name: user.name, role: user.role });
+    if (!found) throw new Problem(401, 'unauthenticated', 'Authentication required', 'the API key is unknown or revoked');
+    // "Last used" to the minute: one write per key and minute, not one per request.
+    if (!found.last_used_at || Date.now() - found.last_used_at.getTime() > 60_000) {
+      await db.updateTable('api_keys').set({ last_used_at: new Date() }).where('id', '=', found.key_id).execute();
+    }
+    c.set('user', { id: found.id, accountId: found.account_id, name: found.name, role: found.role });
     await next();
   });
 }

@@ -30,9 +30,32 @@ export interface UsersTable {
   name: string;
   email: string;
   role: UserRole;
-  /** sha256 of the API key; the key itself is shown once and never stored. */
-  api_key_hash: string | null;
   available: Generated<boolean>;
+  created_at: CreatedAt;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  /** sha256 of the key; the key itself is shown once, at creation, and never stored. */
+  key_hash: string;
+  /** The key's first characters, so that a person can tell their keys apart. */
+  key_prefix: string;
+  created_at: CreatedAt;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface IdempotencyKeysTable {
+  user_id: string;
+  key: string;
+  /** Method, path and body of the first request: the same key with another request is refused. */
+  request_hash: string;
+  /** Null while the first request is in flight. */
+  response_status: number | null;
+  response_content_type: string | null;
+  response_body: string | null;
   created_at: CreatedAt;
 }
 
@@ -85,6 +108,22 @@ export interface ChannelsTable {
   sla_first_response_seconds: number | null;
   /** Quiet period after resolution after which the conversation closes. */
   close_after_seconds: Generated<number>;
+  /** The forwarding address username@subdomain.<INBOUND_DOMAIN>: set once, then immutable (A8). */
+  forwarding_username: string | null;
+  forwarding_subdomain: string | null;
+  /** Subject of outgoing mail; may hold {{conversation.started_at}}. Null = "Re: <conversation subject>". */
+  default_subject: string | null;
+  /** From name of outgoing mail; may hold {{agent.name}}. Null = "<agent> (<channel>)", the channel name for automatic mail. */
+  from_name: string | null;
+  /** The channel's own SMTP server; a null host means the deployment's (SMTP_URL). */
+  smtp_host: string | null;
+  smtp_port: number | null;
+  smtp_secure: Generated<boolean>;
+  smtp_username: string | null;
+  /** AES-GCM ciphertext like the IMAP password. */
+  smtp_password_encrypted: string | null;
+  /** Removed: takes no mail, leaves every list; its conversations stay readable. */
+  deleted_at: Timestamp | null;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -153,8 +192,8 @@ export interface RoutingRulesTable {
 export interface ContactsTable {
   id: string;
   account_id: string;
-  /** Lower-cased address; unique per account. */
-  email: string;
+  /** Lower-cased address, unique per account; null until known (a web form without one): no mail goes out before (A3). */
+  email: string | null;
   name: string | null;
   /** Facts about the contact that routing rules may test (plan, country, ...). */
   attributes: Json<Record<string, string | number | boolean | null>>;
@@ -224,7 +263,7 @@ export interface InboundMessagesTable {
   received_via: ColumnType<InboundSource, InboundSource | undefined, InboundSource>;
 }
 
-export type InboundSource = 'forwarder' | 'imap';
+export type InboundSource = 'forwarder' | 'imap' | 'form';
 
 export interface OutboundMessagesTable {
   /** Chosen by the workflow, so a retried send finds the same row. */
@@ -290,6 +329,8 @@ export interface CsatSurveysTable {
 export interface Database {
   accounts: AccountsTable;
   users: UsersTable;
+  api_keys: ApiKeysTable;
+  idempotency_keys: IdempotencyKeysTable;
   channels: ChannelsTable;
   channel_agents: ChannelAgentsTable;
   teams: TeamsTable;

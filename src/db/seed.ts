@@ -16,19 +16,20 @@ export async function createUser(
   input: { accountId: string; name: string; email: string; role: UserRole },
 ): Promise<{ id: string; apiKey: string }> {
   const id = randomUUID();
-  const { key, hash } = generateApiKey();
   await db
     .insertInto('users')
-    .values({
-      id,
-      account_id: input.accountId,
-      name: input.name,
-      email: input.email.toLowerCase(),
-      role: input.role,
-      api_key_hash: hash,
-    })
+    .values({ id, account_id: input.accountId, name: input.name, email: input.email.toLowerCase(), role: input.role })
     .execute();
+  const { key } = await createApiKey(db, id, 'default');
   return { id, apiKey: key };
+}
+
+/** A new API key for a user; the key is returned here and never again. */
+export async function createApiKey(db: Db, userId: string, name: string): Promise<{ id: string; key: string; prefix: string }> {
+  const id = randomUUID();
+  const { key, hash, prefix } = generateApiKey();
+  await db.insertInto('api_keys').values({ id, user_id: userId, name, key_hash: hash, key_prefix: prefix }).execute();
+  return { id, key, prefix };
 }
 
 export interface ChannelSettings {

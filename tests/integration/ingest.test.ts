@@ -37,7 +37,12 @@ describe('forwarded-mail ingest', () => {
         db: database.db,
         temporal,
         ingest: createIngest({ db: database.db, temporal, temporalTimeoutMs: 3_000, taskQueue: 'ingest-test-no-worker' }),
-        config: { SECRET_KEY: TEST_SECRET_KEY, MAX_INBOUND_BYTES, PUBLIC_URL: 'http://unused' },
+        config: {
+          SECRET_KEY: TEST_SECRET_KEY,
+          MAX_INBOUND_BYTES,
+          PUBLIC_URL: 'http://unused',
+          INBOUND_DOMAIN: 'inbound.mailroom.test',
+        },
         logger: createLogger('silent'),
       },
       { port: 0, host: '127.0.0.1' },

@@ -52,7 +52,12 @@ export async function startTestStack(options: Pick<ActivityDeps, 'openAiCompatib
       temporal,
       ingest,
       taskQueue,
-      config: { SECRET_KEY: TEST_SECRET_KEY, MAX_INBOUND_BYTES: 1024 * 1024, PUBLIC_URL: 'http://unused' },
+      config: {
+        SECRET_KEY: TEST_SECRET_KEY,
+        MAX_INBOUND_BYTES: 1024 * 1024,
+        PUBLIC_URL: 'http://unused',
+        INBOUND_DOMAIN: 'inbound.mailroom.test',
+      },
       logger,
     },
     { port: 0, host: '127.0.0.1' },

@@ -14,7 +14,7 @@ const ConversationSchema = z
   .object({
     id: z.uuid(),
     channelId: z.uuid(),
-    contact: z.object({ id: z.uuid(), email: z.string(), name: z.string().nullable() }),
+    contact: z.object({ id: z.uuid(), email: z.string().nullable(), name: z.string().nullable() }),
     subject: z.string(),
     status: StatusSchema,
     stage: StageSchema,

@@ -16,7 +16,7 @@ const InboundMessageSchema = z
     messageId: z.string(),
     status: z.enum(['received', 'threaded', 'rejected']),
     reason: z.string().nullable(),
-    receivedVia: z.enum(['forwarder', 'imap']),
+    receivedVia: z.enum(['forwarder', 'imap', 'form']),
     sizeBytes: z.number().int(),
     conversationId: z.uuid().nullable(),
     receivedAt: z.iso.datetime(),
