@@ -274,6 +274,8 @@ export interface OutboundMessagesTable {
   author_id: string | null;
   /** The AI agent that wrote an AI answer or a handover note. */
   ai_agent_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Null only on mail written before the name was stored with it. */
+  from_name: ColumnType<string | null, string | null | undefined, string | null>;
   from_address: string;
   to_address: string;
   subject: string;

@@ -33,7 +33,7 @@ export function outgoingSubject(input: {
   const typed = input.typed?.trim();
   if (typed) return typed;
   if (!input.defaultSubject?.trim()) return replySubject(input.conversationSubject);
-  const startedAt = DateTime.fromJSDate(input.startedAt, { zone: input.timeZone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
+  const startedAt = DateTime.fromJSDate(input.startedAt, { zone: input.timeZone }).toFormat('yyyy-MM-dd HH:mm ZZ');
   return input.defaultSubject.replaceAll(TOKEN, (match, name: string) =>
     `{{${name}}}` === SUBJECT_TOKENS.startedAt ? startedAt : match,
   );

@@ -1,5 +1,6 @@
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { OutboundKind } from '../db/schema.js';
+import { textToHtml } from './text-html.js';
 
 export interface OutgoingMail {
   kind: OutboundKind;
@@ -25,6 +26,7 @@ export function composeMail(mail: OutgoingMail): Mail.Options {
     to: mail.to,
     subject: mail.subject,
     text: mail.text,
+    html: textToHtml(mail.text),
     replyTo: mail.replyTo ?? undefined,
     inReplyTo: mail.inReplyTo ?? undefined,
     references: mail.references.length > 0 ? [...mail.references] : undefined,

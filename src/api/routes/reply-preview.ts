@@ -1,7 +1,103 @@
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { randomUUID } from 'node:crypto';
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { draftMail, loadOutgoingContext, readAsRecipient, renderMessage, threadOf } from '../../mail/outgoing.js';
+import { requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
+import { Problem, problemResponses } from '../problem.js';
 
-// Placeholder: filled in by the change that builds these routes.
-export function replyPreviewRoutes(_deps: ApiDeps) {
-  return new OpenAPIHono<AppEnv>();
+// A5: the reply as the customer will receive it, built by the same code that writes the outbox row and
+// rendered to MIME by the same composer that hands it to SMTP, then read back as a mail client would.
+
+export const ReplyInputSchema = z
+  .object({
+    text: z.string().trim().min(1, 'the reply text is empty').max(100_000),
+    subject: z
+      .string()
+      .trim()
+      .min(1)
+      .max(998)
+      .optional()
+      .openapi({ description: 'Defaults to the channel\'s default subject, else "Re: <conversation subject>"' }),
+  })
+  .openapi('ReplyInput');
+
+const MailPreviewSchema = z
+  .object({
+    from: z.object({ name: z.string(), address: z.string() }),
+    to: z.string(),
+    replyTo: z.string().nullable(),
+    subject: z.string(),
+    inReplyTo: z.string().nullable(),
+    references: z.array(z.string()),
+    headers: z
+      .array(z.object({ name: z.string(), value: z.string() }))
+      .openapi({ description: 'Every header of the mail but Message-ID and Date (set when it is sent) and the MIME structure' }),
+    text: z.string(),
+    html: z.string(),
+  })
+  .openapi('MailPreview');
+
+const previewRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations/{conversationId}/replies/preview',
+  tags: ['Conversations'],
+  summary: 'Preview a reply exactly as the customer will receive it, without sending it',
+  description:
+    'Headers, text and HTML of the mail that POST /v1/conversations/{conversationId}/replies would send now with the same body, ' +
+    'as the calling agent. Message-ID and Date are assigned when it is sent.',
+  security: [{ apiKey: [] }],
+  request: {
+    params: z.object({ conversationId: z.uuid() }),
+    body: { required: true, content: { 'application/json': { schema: ReplyInputSchema } } },
+  },
+  responses: {
+    200: { description: 'The mail as it would go out', content: { 'application/json': { schema: MailPreviewSchema } } },
+    ...problemResponses(401, 403, 404, 409, 422),
+  },
+});
+
+export function replyPreviewRoutes({ db }: ApiDeps) {
+  const app = new OpenAPIHono<AppEnv>();
+  return app.openapi(previewRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const { text, subject } = c.req.valid('json');
+    const user = c.get('user');
+    const owner = await db
+      .selectFrom('conversations')
+      .select('channel_id')
+      .where('id', '=', conversationId)
+      .where('account_id', '=', user.accountId)
+      .executeTakeFirst();
+    if (!owner) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
+    await requireMembership(db, user, owner.channel_id);
+    const context = (await loadOutgoingContext(db, conversationId))!;
+    const { contactEmail } = context;
+    if (!contactEmail) {
+      throw new Problem(
+        409,
+        'no-address',
+        'The contact has no email address',
+        'set the contact’s email address before mailing them',
+      );
+    }
+    const draft = draftMail({ ...context, contactEmail }, await threadOf(db, conversationId), {
+      kind: 'reply',
+      outboxId: randomUUID(),
+      senderName: user.name,
+      subject,
+      text,
+    });
+    const received = await readAsRecipient(await renderMessage(draft));
+    return c.json(
+      {
+        from: draft.from,
+        to: draft.to,
+        replyTo: draft.replyTo,
+        inReplyTo: draft.inReplyTo,
+        references: [...draft.references],
+        ...received,
+      },
+      200,
+    );
+  });
 }

@@ -47,6 +47,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     where forwarding_username is not null
   `.execute(db);
 
+  // The From name is decided when the mail is written (templates, the sender's name), not when it is sent.
+  await db.schema.alterTable('outbound_messages').addColumn('from_name', 'text').execute();
+
   await sql`alter table contacts alter column email drop not null`.execute(db);
   await sql`alter table inbound_messages drop constraint if exists inbound_messages_received_via_check`.execute(db);
   await sql`
@@ -76,6 +79,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     db,
   );
   await sql`drop index if exists channels_forwarding_address_key`.execute(db);
+  await db.schema.alterTable('outbound_messages').dropColumn('from_name').execute();
   await db.schema
     .alterTable('channels')
     .dropColumn('forwarding_username')
