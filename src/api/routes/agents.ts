@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { selectChannelAgents } from '../../db/channel-agents.js';
 import { requestRebalance } from '../assignment-queue.js';
+import { findChannel } from '../access.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
@@ -35,7 +36,7 @@ const listRoute = createRoute({
       description: 'Agents',
       content: { 'application/json': { schema: z.object({ data: z.array(ChannelAgentSchema) }) } },
     },
-    ...problemResponses(401, 404, 422),
+    ...problemResponses(401, 403, 404, 422),
   },
 });
 
@@ -111,17 +112,6 @@ const availabilityRoute = createRoute({
 });
 
 export function agentRoutes({ db, temporal, taskQueue }: ApiDeps) {
-  async function channelOf(user: AuthenticatedUser, channelId: string) {
-    const channel = await db
-      .selectFrom('channels')
-      .select(['id', 'name'])
-      .where('id', '=', channelId)
-      .where('account_id', '=', user.accountId)
-      .executeTakeFirst();
-    if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
-    return channel;
-  }
-
   async function userOf(user: AuthenticatedUser, userId: string) {
     const found = await db
       .selectFrom('users')
@@ -151,7 +141,7 @@ export function agentRoutes({ db, temporal, taskQueue }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(listRoute, async (c) => {
-    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'work');
     return c.json({ data: await agentsOf(channel.id) }, 200);
   });
 
@@ -159,8 +149,7 @@ export function agentRoutes({ db, temporal, taskQueue }: ApiDeps) {
     const { channelId, userId } = c.req.valid('param');
     const { capacity } = c.req.valid('json');
     const user = c.get('user');
-    const channel = await channelOf(user, channelId);
-    requireAdmin(user, 'manages the agents of a channel');
+    const channel = await findChannel(db, user, channelId, 'configure');
     const agent = await userOf(user, userId);
     await db
       .insertInto('channel_agents')
@@ -179,8 +168,7 @@ export function agentRoutes({ db, temporal, taskQueue }: ApiDeps) {
   app.openapi(deleteRoute, async (c) => {
     const { channelId, userId } = c.req.valid('param');
     const user = c.get('user');
-    const channel = await channelOf(user, channelId);
-    requireAdmin(user, 'manages the agents of a channel');
+    const channel = await findChannel(db, user, channelId, 'configure');
     const agent = await userOf(user, userId);
     await db.deleteFrom('channel_agents').where('channel_id', '=', channel.id).where('user_id', '=', agent.id).execute();
     // Also when the row was gone already: a repeated DELETE after a 503 must still hand their conversations on.

@@ -51,7 +51,13 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
   );
   return app.openapi(route, async (c) => {
     const { channelId } = c.req.valid('param');
-    const channel = await db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
+    // A removed channel answers like a missing one.
+    const channel = await db
+      .selectFrom('channels')
+      .selectAll()
+      .where('id', '=', channelId)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
     if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
     const secret = forwarderSecret(c.req.header('authorization'));
     if (!secret || !secretsEqual(secret, channel.forwarder_secret)) {

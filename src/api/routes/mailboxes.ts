@@ -125,6 +125,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       .selectAll()
       .where('id', '=', channelId)
       .where('account_id', '=', user.accountId)
+      .where('deleted_at', 'is', null)
       .executeTakeFirst();
     if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
     requireAdmin(user, 'configures a channel');

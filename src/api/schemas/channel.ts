@@ -1,0 +1,364 @@
+import { z } from '@hono/zod-openapi';
+import type { Updateable } from 'kysely';
+import type { Channel, ChannelsTable } from '../../db/schema.js';
+import { ASSIGNMENT_STRATEGIES } from '../../domain/assignment.js';
+import { businessHoursSchema, WEEKDAYS, type BusinessHours, type Weekday } from '../../domain/business-hours.js';
+import { FROM_NAME_TOKENS, SUBJECT_TOKENS, templateProblem } from '../../domain/outgoing-templates.js';
+import { Problem } from '../problem.js';
+
+// The channel resource (C1–C8, A6–A8): one JSON shape for every answer, the create and patch bodies
+// built from the same groups, and the mapping to and from the channels row.
+
+type ChannelUpdate = Updateable<ChannelsTable>;
+
+// PostgreSQL integer columns: anything larger would be a database error, not a 422.
+const INT_MAX = 2_147_483_647;
+
+/** Text PostgreSQL can store (no NUL); single-line where it becomes a mail header. */
+function text(max: number, options: { singleLine?: boolean } = {}) {
+  return z
+    .string()
+    .trim()
+    .min(1, 'empty: use null for the default')
+    .max(max)
+    .refine((v) => !v.includes('\0'), 'must not contain NUL characters')
+    .refine((v) => !options.singleLine || !/[\r\n]/.test(v), 'must be a single line');
+}
+
+/** A template that may use only `allowed` tokens; the issue names the field it sits in. */
+function template(max: number, allowed: Record<string, string>) {
+  const tokens = Object.values(allowed);
+  return text(max, { singleLine: true }).superRefine((value, ctx) => {
+    const problem = templateProblem(value, tokens);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+const seconds = (min: 0 | 1) => z.number().int().min(min).max(INT_MAX);
+
+const ChannelName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(200)
+  .refine((v) => !v.includes('\0'), 'must not contain NUL characters');
+const EmailAddress = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .max(254)
+  .pipe(z.email())
+  .openapi({ description: 'Where customers write; stored lower-cased', example: 'support@acme.example' });
+
+const GreetingSchema = z
+  .object({
+    enabled: z.boolean().openapi({ description: 'Send an automatic greeting to a customer who starts a conversation' }),
+    text: text(10_000).nullable().openapi({ description: "The greeting's text; null uses Mailroom's default" }),
+  })
+  .openapi('ChannelGreeting');
+
+const CsatSchema = z
+  .object({
+    enabled: z.boolean().openapi({ description: 'Mail a satisfaction survey after a conversation is resolved' }),
+    delaySeconds: seconds(0).openapi({ description: 'How long after the resolution the survey is sent' }),
+    linkValiditySeconds: seconds(1).openapi({ description: 'How long the survey link can be used' }),
+  })
+  .openapi('ChannelCsat');
+
+const IntervalSchema = z
+  .object({
+    start: z
+      .string()
+      .openapi({ description: "Local wall time 'HH:mm'", example: '09:00', pattern: '^([01]\\d|2[0-3]):[0-5]\\d$' }),
+    end: z.string().openapi({
+      description: "Local wall time 'HH:mm' or '24:00'; an end before the start crosses midnight into the next day",
+      example: '17:00',
+      pattern: '^(([01]\\d|2[0-3]):[0-5]\\d|24:00)$',
+    }),
+  })
+  .openapi('BusinessHoursInterval');
+
+const intervals = z.array(IntervalSchema).max(48);
+const WeeklySchema = z
+  .object(Object.fromEntries(WEEKDAYS.map((day) => [day, intervals])) as Record<Weekday, typeof intervals>)
+  .openapi('BusinessHoursWeekly', { description: 'Opening intervals per weekday; an empty list is a closed day' });
+const WeeklyInput = z
+  .strictObject(
+    Object.fromEntries(WEEKDAYS.map((day) => [day, intervals.optional()])) as Record<Weekday, z.ZodOptional<typeof intervals>>,
+  )
+  .openapi({ description: 'Opening intervals per weekday; replaces the whole week: a weekday left out is closed' });
+
+const BusinessHoursFields = {
+  enabled: z.boolean().openapi({
+    description: 'Outside business hours conversations wait, customers get the out-of-office text and the SLA clock stops',
+  }),
+  timeZone: z.string().max(100).openapi({ description: 'IANA time zone the hours are read in', example: 'Europe/Berlin' }),
+  closedDates: z
+    .array(z.string().max(10).openapi({ example: '2026-12-25' }))
+    .max(1000)
+    .openapi({ description: "Local dates 'YYYY-MM-DD' (holidays) closed all day" }),
+  outOfOfficeText: text(10_000)
+    .nullable()
+    .openapi({ description: "Sent once per conversation outside business hours; null uses Mailroom's default" }),
+};
+
+const BusinessHoursSchema = z.object({ ...BusinessHoursFields, weekly: WeeklySchema }).openapi('ChannelBusinessHours');
+
+const OutgoingSchema = z
+  .object({
+    defaultSubject: template(500, SUBJECT_TOKENS)
+      .nullable()
+      .openapi({
+        description: `Subject of replies the agent gives none; may contain ${SUBJECT_TOKENS.startedAt}. Null: "Re: <conversation subject>"`,
+        example: `Your request of ${SUBJECT_TOKENS.startedAt}`,
+      }),
+    fromName: template(200, FROM_NAME_TOKENS)
+      .nullable()
+      .openapi({
+        description: `From name of outgoing mail; may contain ${FROM_NAME_TOKENS.agentName} (the channel name for automatic mail). Null: "<agent> (<channel>)"`,
+        example: `${FROM_NAME_TOKENS.agentName} at Acme`,
+      }),
+  })
+  .openapi('ChannelOutgoing');
+
+const AssignmentSchema = z
+  .object({
+    strategy: z.enum(ASSIGNMENT_STRATEGIES).openapi({
+      description: 'round_robin: the agent who waited longest; load: the agent with the fewest open conversations',
+    }),
+    defaultAgentCapacity: z.number().int().min(1).max(1000).nullable().openapi({
+      description: 'Open conversations an agent takes at once unless they have their own capacity; null = unlimited',
+    }),
+  })
+  .openapi('ChannelAssignment');
+
+const SlaSchema = z
+  .object({
+    firstResponseSeconds: seconds(1)
+      .nullable()
+      .openapi({ description: 'First human reply due within this much business time; null = no SLA' }),
+  })
+  .openapi('ChannelSla');
+
+const AiSchema = z
+  .object({
+    confidenceThreshold: z
+      .number()
+      .min(0)
+      .max(1)
+      .openapi({ description: 'Below this confidence the AI agent hands the conversation to a person' }),
+    maxTurns: z.number().int().min(1).max(1000).openapi({ description: 'AI answers without a resolution before it hands over' }),
+    answerOutsideBusinessHours: z.boolean().openapi({ description: 'Whether AI agents answer while business hours are closed' }),
+  })
+  .openapi('ChannelAi');
+
+const LanguagesSchema = z
+  .array(z.string().regex(/^[a-z]{2}$/, 'an ISO 639-1 code: two lower-case letters'))
+  .min(1)
+  .max(50)
+  .openapi({
+    description: 'ISO 639-1 codes of the languages customers write in: requests for a person are recognised in these',
+    example: ['en', 'de'],
+  });
+
+const LimitsSchema = z
+  .object({
+    maxInboundBytes: z.number().int().min(1).max(INT_MAX).openapi({
+      description:
+        "Larger mail is refused by the forwarder endpoint (never more than the deployment's limit) and quarantined from IMAP",
+    }),
+    maxAttachmentBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(INT_MAX)
+      .openapi({ description: 'Larger attachments are kept as metadata with a note, without their bytes' }),
+    automaticMailLimitPerHour: z.number().int().min(0).max(10_000).openapi({
+      description: 'Automatic mails (greeting, survey, out of office) one recipient gets per hour at most (mail loops)',
+    }),
+  })
+  .openapi('ChannelLimits');
+
+const CloseAfterSeconds = seconds(0).openapi({ description: 'Quiet time after resolution after which a conversation closes' });
+
+export const ChannelSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    emailAddress: z.string().openapi({ description: 'Where customers write', example: 'support@acme.example' }),
+    enabled: z.boolean().openapi({ description: 'A disabled channel takes no mail (forwarder 409, IMAP stopped)' }),
+    forwardingAddress: z.string().nullable().openapi({
+      description: 'username@subdomain.<inbound domain>, set once with PUT /forwarding-address; null until then',
+      example: 'support@acme.inbound.mailroom.dev',
+    }),
+    createdAt: z.iso.datetime(),
+    greeting: GreetingSchema,
+    csat: CsatSchema,
+    businessHours: BusinessHoursSchema,
+    outgoing: OutgoingSchema,
+    assignment: AssignmentSchema,
+    sla: SlaSchema,
+    ai: AiSchema,
+    languages: LanguagesSchema,
+    closeAfterSeconds: CloseAfterSeconds,
+    limits: LimitsSchema,
+  })
+  .openapi('Channel');
+
+export type ChannelJson = z.infer<typeof ChannelSchema>;
+
+export const ChannelWithSecretSchema = ChannelSchema.extend({
+  forwarderSecret: z.string().openapi({
+    description: 'The secret the mail forwarder authenticates with; shown only here and when rotated',
+  }),
+}).openapi('ChannelWithSecret');
+
+/** The settings groups of a write: each group is optional, and a group given changes only the fields given. */
+const settingsInput = {
+  enabled: z.boolean().optional(),
+  greeting: GreetingSchema.partial().optional(),
+  csat: CsatSchema.partial().optional(),
+  businessHours: z
+    .object({ ...BusinessHoursFields, weekly: WeeklyInput })
+    .partial()
+    .optional(),
+  outgoing: OutgoingSchema.partial().optional(),
+  assignment: AssignmentSchema.partial().optional(),
+  sla: SlaSchema.partial().optional(),
+  ai: AiSchema.partial().optional(),
+  languages: LanguagesSchema.optional(),
+  closeAfterSeconds: CloseAfterSeconds.optional(),
+  limits: LimitsSchema.partial().optional(),
+};
+
+export const ChannelCreateInput = z
+  .object({ name: ChannelName, emailAddress: EmailAddress, ...settingsInput })
+  .openapi('ChannelCreateInput');
+
+export const ChannelPatchInput = z
+  .object({ name: ChannelName.optional(), emailAddress: EmailAddress.optional(), ...settingsInput })
+  .openapi('ChannelPatchInput', {
+    description: 'Only the fields given change; a settings group given replaces only its fields given',
+  });
+
+export type ChannelSettingsInput = z.infer<typeof ChannelPatchInput>;
+
+export function forwardingAddressOf(
+  channel: Pick<Channel, 'forwarding_username' | 'forwarding_subdomain'>,
+  inboundDomain: string,
+) {
+  if (!channel.forwarding_username || !channel.forwarding_subdomain) return null;
+  return `${channel.forwarding_username}@${channel.forwarding_subdomain}.${inboundDomain}`;
+}
+
+export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
+  const hours = row.business_hours;
+  return {
+    id: row.id,
+    name: row.name,
+    emailAddress: row.email_address,
+    enabled: row.enabled,
+    forwardingAddress: forwardingAddressOf(row, inboundDomain),
+    createdAt: row.created_at.toISOString(),
+    greeting: { enabled: row.greeting_enabled, text: row.greeting_text },
+    csat: {
+      enabled: row.csat_enabled,
+      delaySeconds: row.csat_delay_seconds,
+      linkValiditySeconds: row.csat_link_validity_seconds,
+    },
+    businessHours: {
+      enabled: row.business_hours_enabled,
+      timeZone: hours?.timeZone ?? 'UTC',
+      weekly: Object.fromEntries(WEEKDAYS.map((day) => [day, hours?.weekly[day] ?? []])) as Record<
+        Weekday,
+        { start: string; end: string }[]
+      >,
+      closedDates: hours?.closedDates ?? [],
+      outOfOfficeText: row.out_of_office_text,
+    },
+    outgoing: { defaultSubject: row.default_subject, fromName: row.from_name },
+    assignment: { strategy: row.assignment_strategy, defaultAgentCapacity: row.default_agent_capacity },
+    sla: { firstResponseSeconds: row.sla_first_response_seconds },
+    ai: {
+      confidenceThreshold: row.ai_confidence_threshold,
+      maxTurns: row.ai_max_turns,
+      answerOutsideBusinessHours: row.ai_outside_business_hours,
+    },
+    languages: row.languages,
+    closeAfterSeconds: row.close_after_seconds,
+    limits: {
+      maxInboundBytes: row.max_inbound_bytes,
+      maxAttachmentBytes: row.max_attachment_bytes,
+      automaticMailLimitPerHour: row.automatic_mail_limit_per_hour,
+    },
+  };
+}
+
+/**
+ * The column changes of a create or patch body applied to `current`. Business hours are checked as a
+ * whole after merging (the domain's rules: a real time zone, well-formed intervals, at least one when enabled).
+ */
+export function settingsColumns(input: ChannelSettingsInput, current: Channel): ChannelUpdate {
+  const set: ChannelUpdate = {};
+  const assign = <K extends keyof ChannelUpdate>(column: K, value: ChannelUpdate[K] | undefined) => {
+    if (value !== undefined) set[column] = value;
+  };
+  assign('name', input.name);
+  assign('email_address', input.emailAddress);
+  assign('enabled', input.enabled);
+  assign('greeting_enabled', input.greeting?.enabled);
+  assign('greeting_text', input.greeting?.text);
+  assign('csat_enabled', input.csat?.enabled);
+  assign('csat_delay_seconds', input.csat?.delaySeconds);
+  assign('csat_link_validity_seconds', input.csat?.linkValiditySeconds);
+  assign('default_subject', input.outgoing?.defaultSubject);
+  assign('from_name', input.outgoing?.fromName);
+  assign('assignment_strategy', input.assignment?.strategy);
+  assign('default_agent_capacity', input.assignment?.defaultAgentCapacity);
+  assign('sla_first_response_seconds', input.sla?.firstResponseSeconds);
+  assign('ai_confidence_threshold', input.ai?.confidenceThreshold);
+  assign('ai_max_turns', input.ai?.maxTurns);
+  assign('ai_outside_business_hours', input.ai?.answerOutsideBusinessHours);
+  // Repeated codes would only repeat the phrase tables.
+  assign('languages', input.languages && JSON.stringify([...new Set(input.languages)]));
+  assign('close_after_seconds', input.closeAfterSeconds);
+  assign('max_inbound_bytes', input.limits?.maxInboundBytes);
+  assign('max_attachment_bytes', input.limits?.maxAttachmentBytes);
+  assign('automatic_mail_limit_per_hour', input.limits?.automaticMailLimitPerHour);
+
+  const given = input.businessHours;
+  if (given) {
+    assign('out_of_office_text', given.outOfOfficeText);
+    const { timeZone, weekly, closedDates, enabled } = given;
+    if (timeZone !== undefined || weekly !== undefined || closedDates !== undefined || enabled !== undefined) {
+      const hours = mergedBusinessHours(given, current);
+      set.business_hours_enabled = enabled ?? current.business_hours_enabled;
+      set.business_hours = JSON.stringify(hours);
+    }
+  }
+  return set;
+}
+
+function mergedBusinessHours(given: NonNullable<ChannelSettingsInput['businessHours']>, current: Channel): BusinessHours {
+  const stored = current.business_hours;
+  const merged: BusinessHours = {
+    timeZone: given.timeZone ?? stored?.timeZone ?? 'UTC',
+    weekly: given.weekly ?? stored?.weekly ?? {},
+    closedDates: given.closedDates ?? stored?.closedDates ?? [],
+  };
+  const enabled = given.enabled ?? current.business_hours_enabled;
+  const parsed = businessHoursSchema.safeParse(merged);
+  if (parsed.success) return parsed.data;
+  // Disabled hours may be an empty week: the rule "at least one interval" is for hours that are used.
+  const issues = parsed.error.issues.filter(
+    (issue) => enabled || !(issue.code === 'custom' && issue.path.join('.') === 'weekly'),
+  );
+  if (issues.length === 0) return merged;
+  throw new Problem(
+    422,
+    'validation',
+    'Request validation failed',
+    'invalid business hours',
+    issues.map((issue) => ({ field: ['businessHours', ...issue.path].join('.'), message: issue.message })),
+  );
+}
