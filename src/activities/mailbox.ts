@@ -157,7 +157,7 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
       const loadChannel = () => db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
       const disabled: MailboxSyncResult = { state: 'disabled', ingested: 0, idleSupported: false, pollIntervalSeconds: 0 };
       let channel = await loadChannel();
-      if (!channel?.imap_enabled || !channel.enabled) return disabled;
+      if (!channel?.imap_enabled || !channel.enabled || channel.deleted_at) return disabled;
       const settings = settingsOf(channel);
       const client = createImapClient(settings);
       client.on('error', () => undefined); // surfaced by the command that fails
@@ -179,7 +179,7 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
           // Settings are read again at every wake: folders and after-processing apply at once,
           // a new server or password takes a new session.
           const current = await loadChannel();
-          if (!current?.imap_enabled || !current.enabled) return { ...disabled, ingested };
+          if (!current?.imap_enabled || !current.enabled || current.deleted_at) return { ...disabled, ingested };
           if (JSON.stringify(settingsOf(current)) !== JSON.stringify(settings)) break;
           channel = current;
         }
