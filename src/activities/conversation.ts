@@ -212,7 +212,8 @@ export function createConversationActivities({ db }: ActivityDeps) {
       });
     },
 
-    async markReopened({ conversationId }: { conversationId: string }): Promise<void> {
+    /** Open again; `reopenedBy` is the agent who reopened it, absent when the customer wrote. */
+    async markReopened({ conversationId, reopenedBy }: { conversationId: string; reopenedBy?: Actor }): Promise<void> {
       await db.transaction().execute(async (trx) => {
         const { assignee_id } = await trx
           .updateTable('conversations')
@@ -226,7 +227,10 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .where('id', '=', conversationId)
           .returning('assignee_id')
           .executeTakeFirstOrThrow();
-        await recordEvent(trx, conversationId, 'reopened', { assigneeId: assignee_id });
+        await recordEvent(trx, conversationId, 'reopened', {
+          assigneeId: assignee_id,
+          ...(reopenedBy ? { reopenedBy: reopenedBy.id } : {}),
+        });
       });
     },
 

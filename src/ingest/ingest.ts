@@ -42,6 +42,15 @@ export class WorkflowsUnavailableError extends Error {
   override name = 'WorkflowsUnavailableError';
 }
 
+export interface IngestOptions {
+  via?: InboundSource;
+  /**
+   * A web-form submission without an address (A3): its contact, created by the caller with email null.
+   * The mail's From is then a placeholder: it neither finds a contact nor is kept as the sender.
+   */
+  contactId?: string;
+}
+
 export interface IngestDeps {
   db: Db;
   temporal: Client;
@@ -223,7 +232,11 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   }
 
   /** Parses the stored mail and files it into a conversation, in one transaction. */
-  async function thread(channel: Channel, stored: InboundMessage): Promise<{ conversationId: string; mail: ParsedMail }> {
+  async function thread(
+    channel: Channel,
+    stored: InboundMessage,
+    knownContactId: string | undefined,
+  ): Promise<{ conversationId: string; mail: ParsedMail }> {
     let mail: ParsedMail;
     try {
       mail = await parseMail(stored.raw, stored.message_id);
@@ -236,7 +249,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .execute();
       throw new MailRejectedError(stored.id, error.message);
     }
-    const contactId = await findOrCreateContact(channel.account_id, mail.from);
+    const contactId = knownContactId ?? (await findOrCreateContact(channel.account_id, mail.from));
     return db.transaction().execute(async (trx) => {
       // Serialises two deliveries of the same mail arriving at once.
       const current = await trx
@@ -270,7 +283,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
           status: 'threaded',
           conversation_id: conversationId,
           classification: mail.classification,
-          from_address: mail.from.address,
+          from_address: knownContactId ? null : mail.from.address,
           from_name: mail.from.name,
           subject: mail.subject,
           text_body: mail.text,
@@ -295,7 +308,13 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     });
   }
 
-  async function signalConversation(channel: Channel, conversationId: string, inboundMessageId: string, subject: string | null) {
+  async function signalConversation(
+    channel: Channel,
+    conversationId: string,
+    inboundMessageId: string,
+    subject: string | null,
+    via: InboundSource,
+  ) {
     try {
       await temporal.withDeadline(Date.now() + temporalTimeoutMs, () =>
         temporal.workflow.signalWithStart(conversationWorkflow, {
@@ -304,7 +323,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
           args: [{ conversationId }],
           signal: inboundMessageSignal,
           signalArgs: [{ inboundMessageId }],
-          staticSummary: `Email conversation on channel '${channel.name}': ${subject || '(no subject)'}`,
+          staticSummary: `${via === 'form' ? 'Web-form' : 'Email'} conversation on channel '${channel.name}': ${subject || '(no subject)'}`,
           staticDetails: `Conversation ${conversationId}, channel ${channel.id}`,
           typedSearchAttributes: [
             { key: ChannelIdAttribute, value: channel.id },
@@ -322,14 +341,15 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   }
 
   return {
-    async ingestRawMail(channel: Channel, raw: Buffer, options: { via?: InboundSource } = {}): Promise<IngestResult> {
-      const stored = await storeRaw(channel, raw, options.via ?? 'forwarder');
+    async ingestRawMail(channel: Channel, raw: Buffer, options: IngestOptions = {}): Promise<IngestResult> {
+      const via = options.via ?? 'forwarder';
+      const stored = await storeRaw(channel, raw, via);
       if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
       if (stored.signalled_at && stored.conversation_id) {
         return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
       }
-      const { conversationId, mail } = await thread(channel, stored);
-      await signalConversation(channel, conversationId, stored.id, mail.subject);
+      const { conversationId, mail } = await thread(channel, stored, options.contactId);
+      await signalConversation(channel, conversationId, stored.id, mail.subject, via);
       return { inboundMessageId: stored.id, conversationId, duplicate: false };
     },
   };

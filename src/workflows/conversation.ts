@@ -24,10 +24,13 @@ import {
   conversationSnapshotQuery,
   csatRatingSignal,
   inboundMessageSignal,
+  reopenSignal,
+  reopenUpdate,
   resolveUpdate,
   type Actor,
   type AssignInput,
   type CsatRatingInput,
+  type ReopenInput,
   type ResolveInput,
 } from './messages.js';
 import {
@@ -92,6 +95,7 @@ interface CarriedState {
   assignmentChanged?: string;
   humanReplied?: Actor;
   ratings?: CsatRatingInput[];
+  reopenRequest?: ReopenInput;
 }
 
 export interface ConversationOutcome {
@@ -115,8 +119,8 @@ function timeToContinueAsNew(): boolean {
  * One customer conversation, from the first mail to the CSAT rating:
  * triage (routing rules, greeting) → the AI agent, if the rules or the channel say so → waiting for
  * business hours → queued until an agent has capacity → assigned until resolved → CSAT survey after
- * the channel's delay → closed after the quiet period. A customer mail after resolution reopens it to
- * its previous assignee. The first-response SLA runs in business time while people handle it.
+ * the channel's delay → closed after the quiet period. A customer mail after resolution, or an agent,
+ * reopens it to its previous assignee. The first-response SLA runs in business time while people handle it.
  */
 export async function conversationWorkflow(input: ConversationWorkflowInput): Promise<ConversationOutcome> {
   const { conversationId } = input;
@@ -138,6 +142,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   const recentMessageIds = [...(carried?.recentMessageIds ?? [])];
   let resolveRequest: ResolveInput | undefined;
   let assignRequest: AssignInput | undefined;
+  let reopenRequest: ReopenInput | undefined = carried?.reopenRequest;
   let assignRefused: string | undefined; // why the last manual assignment could not be made
   let assignmentChanged: string | undefined = carried?.assignmentChanged;
   let humanReplied: Actor | undefined = carried?.humanReplied;
@@ -202,6 +207,27 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     },
     { validator: (_request: AssignInput) => requireOpen(assignRequest) },
   );
+
+  setHandler(
+    reopenUpdate,
+    async (request) => {
+      reopenRequest = request;
+      await condition(() => reopenRequest === undefined); // the main loop has reopened it
+      return { status: statusOf(stage), assignee };
+    },
+    {
+      validator: (_request: ReopenInput) => {
+        if (isOpen(stage) || reopenRequest) {
+          throw ApplicationFailure.nonRetryable(`the conversation is open already (stage ${stage})`, 'ConversationOpen');
+        }
+      },
+    },
+  );
+
+  setHandler(reopenSignal, (request) => {
+    // A fresh run (triage) reads whether it was closed; an open conversation (a customer mail was faster) stays as it is.
+    if (!isOpen(stage) || stage === 'triage') reopenRequest ??= request;
+  });
 
   setHandler(conversationSnapshotQuery, () => ({
     conversationId,
@@ -309,10 +335,15 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     const mails = await takeNewMessages();
     const fromPerson = mails[0]?.classification === 'ordinary';
     if (context.status !== 'open') {
-      await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote after it was closed' }, [
-        { conversationId },
-      ]);
+      const by = reopenRequest?.by;
+      await db.markReopened.executeWithOptions(
+        {
+          summary: by ? `Reopen: ${by.name} reopened the closed conversation` : 'Reopen: the customer wrote after it was closed',
+        },
+        [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
+      );
     }
+    reopenRequest = undefined; // applied above, or moot: it was open
     if (context.greetingEnabled && !context.greetingSent && fromPerson) {
       if (context.automaticMailBlocked) await suppressAutomaticMail('greeting', context.automaticMailBlocked);
       else {
@@ -552,17 +583,28 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     enterStage('resolved', `Resolved by ${name}`);
   }
 
-  /** Back to whoever resolved it: the previous assignee, or the AI agent if it did. */
+  /**
+   * Back to whoever resolved it: the previous assignee, or the AI agent if it did and the customer wrote
+   * again. An agent's reopen (reopenRequest) goes to people: the previous assignee, else the queue.
+   */
   async function reopen() {
-    await db.markReopened.executeWithOptions({ summary: 'Reopen: the customer wrote again' }, [{ conversationId }]);
-    const byAi = resolvedBy?.kind === 'ai_agent' && handler.kind === 'ai';
+    const by = reopenRequest?.by;
+    await db.markReopened.executeWithOptions(
+      { summary: by ? `Reopen: ${by.name} reopened it` : 'Reopen: the customer wrote again' },
+      [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
+    );
+    const byAi = !by && resolvedBy?.kind === 'ai_agent' && handler.kind === 'ai';
     resolvedBy = null;
     resolvedAt = null;
     const context = await read.loadConversation({ conversationId });
     assignee = context.assignee;
     if (assignee) enterOpenStage();
     else if (byAi) enterStage('ai', `${(handler as { aiAgent: Actor }).aiAgent.name} (AI agent) answers again`);
-    else await handToHumans();
+    // The agent's update is answered "open" before the queue, which may wait for business hours. Only for
+    // them: a customer's reopen issues the commands it always did, so running histories replay unchanged.
+    else if (by) enterOpenStage();
+    reopenRequest = undefined;
+    if (!assignee && !byAi) await handToHumans();
   }
 
   /**
@@ -577,7 +619,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       resolvedAt! + context.csatDelaySeconds * 1000 - Date.now(),
       `Send the CSAT survey in ${delay} unless the customer writes again`,
     );
-    if (outcome === 'customer') return reopen();
+    if (outcome === 'reopen') return reopen();
     if (outcome === 'other') return; // continue-as-new first; the delay is counted from the resolution
     // Read again after the delay: the per-recipient limit counts what was sent meanwhile.
     const { automaticMailBlocked } = await read.loadConversation({ conversationId });
@@ -602,7 +644,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       `Close after the quiet period (${new Date(until).toISOString()}) unless the customer writes again`,
       () => ratings.length > 0,
     );
-    if (outcome === 'customer') return reopen();
+    if (outcome === 'reopen') return reopen();
     await recordRatings();
     if (outcome === 'timeout') {
       await db.markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [{ conversationId }]);
@@ -622,7 +664,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       () => ratings.length > 0,
     );
     await recordRatings();
-    if (outcome === 'customer') await reopen();
+    if (outcome === 'reopen') await reopen();
     return outcome !== 'timeout';
   }
 
@@ -636,22 +678,23 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   }
 
   /**
-   * Waits until the customer (a person) writes, something else wakes it, or the time is up. Mail from
-   * machines is kept by the ingest but wakes nothing here: an out-of-office answer to our survey must
-   * not reopen the conversation and start a mail loop.
+   * Waits until the customer (a person) writes or an agent reopens it ('reopen'), something else wakes it,
+   * or the time is up. Mail from machines is kept by the ingest but wakes nothing here: an out-of-office
+   * answer to our survey must not reopen the conversation and start a mail loop.
    */
   async function customerWritesWithin(
     ms: number,
     summary: string,
     alsoWakeOn = () => false,
-  ): Promise<'customer' | 'other' | 'timeout'> {
+  ): Promise<'reopen' | 'other' | 'timeout'> {
     const deadline = Date.now() + ms;
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return 'timeout';
-      const woke = () => pendingMessageIds.length > 0 || alsoWakeOn() || timeToContinueAsNew();
+      const woke = () => pendingMessageIds.length > 0 || reopenRequest !== undefined || alsoWakeOn() || timeToContinueAsNew();
       if (!(await condition(woke, remaining, { summary }))) return 'timeout';
-      if ((await takeNewMessages()).some((mail) => mail.classification === 'ordinary')) return 'customer';
+      if ((await takeNewMessages()).some((mail) => mail.classification === 'ordinary')) return 'reopen';
+      if (reopenRequest) return 'reopen';
       if (alsoWakeOn() || timeToContinueAsNew()) return 'other';
     }
   }
@@ -664,9 +707,12 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     );
   }
 
-  async function finish(): Promise<ConversationOutcome> {
-    await condition(allHandlersFinished);
-    return { conversationId, stage };
+  /** Whether the run may end: once no update is in flight; an agent's reopen arriving meanwhile continues it instead. */
+  async function finished(): Promise<boolean> {
+    await condition(() => allHandlersFinished() || reopenRequest !== undefined);
+    if (!reopenRequest) return true;
+    await reopen();
+    return false;
   }
 
   for (;;) {
@@ -691,12 +737,14 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
         await waitUntilClosed();
         break;
       case 'closed':
-        if (!(await collectLateRatings())) return finish();
+        if (!(await collectLateRatings()) && (await finished())) return { conversationId, stage };
         break;
     }
     if (timeToContinueAsNew()) {
-      // A resolve or assign update waits for the main loop: serve it first, or both would wait forever.
-      await condition(() => allHandlersFinished() || resolveRequest !== undefined || assignRequest !== undefined);
+      // A resolve, assign or reopen update waits for the main loop: serve it first, or both would wait forever.
+      await condition(
+        () => allHandlersFinished() || resolveRequest !== undefined || assignRequest !== undefined || reopenRequest !== undefined,
+      );
       if (!allHandlersFinished()) continue;
       await continueAsNew<typeof conversationWorkflow>({
         conversationId,
@@ -718,6 +766,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
           assignmentChanged,
           humanReplied,
           ratings,
+          reopenRequest,
         },
       });
     }

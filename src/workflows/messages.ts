@@ -57,6 +57,23 @@ export interface AssignResult {
 /** An agent or admin assigns the conversation by hand (or unassigns it). */
 export const assignUpdate = defineUpdate<AssignResult, [AssignInput]>('assign');
 
+export interface ReopenInput {
+  /** The agent or admin who reopens it. */
+  by: Actor;
+}
+export interface ReopenResult {
+  status: ConversationStatus;
+  /** Who has it again: the previous assignee, or null while it waits in the queue. */
+  assignee: Actor | null;
+}
+/** An agent reopens a resolved or closed conversation whose workflow still runs: back to the previous assignee. */
+export const reopenUpdate = defineUpdate<ReopenResult, [ReopenInput]>('reopen');
+/**
+ * The same for a closed conversation whose workflow has ended: sent with signalWithStart, which starts
+ * it again as a customer mail does. A running workflow that is open already ignores it.
+ */
+export const reopenSignal = defineSignal<[ReopenInput]>('reopenRequested');
+
 export interface AssignmentChangedInput {
   /** Why, for the Temporal UI: "capacity freed on the channel", "Alice became unavailable". */
   reason: string;

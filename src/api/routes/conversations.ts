@@ -1,16 +1,41 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { conversationWorkflowId } from '../../workflows/ids.js';
-import { agentReplyUpdate, assignUpdate, resolveUpdate } from '../../workflows/messages.js';
+import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type { Db } from '../../db/connection.js';
+import type { Channel, Database } from '../../db/schema.js';
+import { outboundMessageId } from '../../domain/threading.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
+import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import { conversationWorkflow } from '../../workflows/conversation.js';
+import { conversationWorkflowId, TASK_QUEUE } from '../../workflows/ids.js';
+import { agentReplyUpdate, assignUpdate, reopenSignal, reopenUpdate, resolveUpdate } from '../../workflows/messages.js';
+import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../../workflows/search-attributes.js';
+import { accessibleChannelIds, findChannel, requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
+import { IDEMPOTENCY_HEADER, IdempotencyHeadersSchema } from '../idempotency.js';
+import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
 import { commandConversation } from '../workflow-commands.js';
+import { ReplyInputSchema } from './reply-preview.js';
+
+// Conversations as backend services and agents' tools see them: lists with filters, the whole record
+// (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
+// label, note) and conversations opened from a web form (A11), which enter through the ingest like mail.
+
+const NUL_MESSAGE = 'must not contain the character U+0000';
+
+/** PostgreSQL text cannot hold U+0000: such input is a 422 here rather than a database error. */
+export function withoutNul<T extends z.ZodType<string>>(schema: T): T {
+  return schema.refine((value) => !value.includes('\u0000'), NUL_MESSAGE);
+}
 
 const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed']);
 const StatusSchema = z.enum(['open', 'resolved', 'closed']);
 
-const ConversationSchema = z
+export const ConversationSchema = z
   .object({
     id: z.uuid(),
     channelId: z.uuid(),
@@ -34,16 +59,35 @@ const ConversationSchema = z
   })
   .openapi('Conversation');
 
+const AttachmentSchema = z
+  .object({
+    id: z.uuid(),
+    filename: z.string(),
+    contentType: z.string(),
+    sizeBytes: z.number().int(),
+    inline: z.boolean().openapi({ description: 'Shown in the HTML body (a `cid:` image) rather than offered as a file' }),
+    contentId: z.string().nullable().openapi({ description: 'Without angle brackets, as `cid:` links in the HTML name it' }),
+    omittedReason: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Why the bytes were not stored (over the channel limit); null when they can be downloaded' }),
+  })
+  .openapi('Attachment');
+
 const MessageSchema = z
   .object({
     id: z.uuid(),
     direction: z.enum(['inbound', 'outbound']),
     kind: z.enum(['customer', 'greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover']),
     messageId: z.string(),
-    from: z.string().nullable(),
+    receivedVia: z.enum(['forwarder', 'imap', 'form']).nullable().openapi({ description: 'How an inbound message came in' }),
+    from: z.string().nullable().openapi({ description: 'Null for a web-form submission without an address' }),
     to: z.string().nullable(),
     subject: z.string().nullable(),
     text: z.string().nullable(),
+    replyText: z.string().nullable().openapi({ description: 'The new part of the text, without the quoted history' }),
+    html: z.string().nullable().openapi({ description: 'Inbound HTML, sanitized when the mail arrived: safe to show' }),
+    attachments: z.array(AttachmentSchema),
     classification: z.enum(['ordinary', 'auto_reply', 'bounce']).nullable(),
     authorId: z.uuid().nullable(),
     aiAgentId: z.uuid().nullable(),
@@ -53,34 +97,74 @@ const MessageSchema = z
   .openapi('Message');
 
 const EventSchema = z
-  .object({ type: z.string(), data: z.record(z.string(), z.unknown()), at: z.iso.datetime() })
+  .object({ id: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()), at: z.iso.datetime() })
   .openapi('TimelineEvent');
+
+const NoteSchema = z
+  .object({
+    id: z.string().openapi({ description: 'The id of its timeline event (note_added)' }),
+    authorId: z.uuid(),
+    authorName: z.string(),
+    text: z.string(),
+    createdAt: z.iso.datetime(),
+  })
+  .openapi('Note');
 
 const ConversationDetailSchema = ConversationSchema.extend({
   messages: z.array(MessageSchema),
   timeline: z.array(EventSchema),
+  notes: z.array(NoteSchema).openapi({ description: 'Internal notes of agents, oldest first; never mailed' }),
 }).openapi('ConversationDetail');
+
+// Lower-cased like the labels routing rules set; no commas, which separate labels in the list filter.
+const LabelSchema = withoutNul(
+  z
+    .string()
+    .trim()
+    .toLowerCase()
+    .min(1, 'a label must not be empty')
+    .max(50, 'a label must be at most 50 characters')
+    .refine((label) => !label.includes(','), 'a label must not contain a comma'),
+);
+const MAX_LABELS = 50;
+const LabelsSchema = z.object({ labels: z.array(z.string()) }).openapi('Labels');
 
 const idParams = z.object({ conversationId: z.uuid() });
 const security = [{ apiKey: [] }];
+const instant = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-11-16T09:00:00Z' });
 
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/conversations',
   tags: ['Conversations'],
   summary: 'List conversations, newest first',
+  description: "Only conversations of channels the caller works: an admin's account, an agent's own channels.",
   security,
   request: {
-    query: z.object({
+    query: PageQuerySchema.extend({
       status: StatusSchema.optional(),
+      stage: StageSchema.optional(),
       channelId: z.uuid().optional(),
-      limit: z.coerce.number().int().min(1).max(100).default(50),
+      assigneeId: z
+        .union([z.uuid(), z.literal('none')], { error: "must be a user id or 'none'" })
+        .optional()
+        .openapi({ description: "A user id, or 'none' for unassigned conversations" }),
+      contactId: z.uuid().optional(),
+      label: z
+        .union([z.string(), z.array(z.string())])
+        .transform((value) => [value].flat().flatMap((part) => part.split(',')))
+        .pipe(z.array(LabelSchema).max(20, 'at most 20 labels'))
+        .optional()
+        .openapi({ description: 'Conversations carrying all these labels: repeat the parameter or separate by commas' }),
+      createdAfter: instant.optional(),
+      createdBefore: instant.optional(),
+      updatedAfter: instant.optional(),
     }),
   },
   responses: {
     200: {
       description: 'Conversations',
-      content: { 'application/json': { schema: z.object({ data: z.array(ConversationSchema) }) } },
+      content: { 'application/json': { schema: pageSchema(ConversationSchema, 'ConversationPage') } },
     },
     ...problemResponses(401, 422),
   },
@@ -90,50 +174,62 @@ const getRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}',
   tags: ['Conversations'],
-  summary: 'One conversation with its messages and timeline',
+  summary: 'One conversation with its messages, attachments, timeline and internal notes',
   security,
   request: { params: idParams },
   responses: {
     200: { description: 'The conversation', content: { 'application/json': { schema: ConversationDetailSchema } } },
-    ...problemResponses(401, 404, 422),
+    ...problemResponses(401, 403, 404, 422),
   },
 });
+
+const attachmentRoute = createRoute({
+  method: 'get',
+  path: '/v1/conversations/{conversationId}/attachments/{attachmentId}',
+  tags: ['Conversations'],
+  summary: 'Download an attachment of a customer mail',
+  description: 'Always as a download (Content-Disposition: attachment). 404 when its bytes were not stored (see omittedReason).',
+  security,
+  request: { params: z.object({ conversationId: z.uuid(), attachmentId: z.uuid() }) },
+  responses: {
+    200: {
+      description: 'The bytes, with the content type the mail gave',
+      content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+    },
+    ...problemResponses(401, 403, 404, 422),
+  },
+});
+
+const SentReplySchema = z.object({ outboundMessageId: z.uuid(), messageId: z.string() }).openapi('SentReply');
 
 const replyRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/replies',
   tags: ['Conversations'],
   summary: 'Reply to the customer as the calling agent',
-  description: 'The reply is mailed threaded into the conversation (In-Reply-To, References) with a stable Message-ID.',
+  description:
+    'The reply is mailed threaded into the conversation (In-Reply-To, References) with a stable Message-ID. ' +
+    "409 no-address while the contact's email address is unknown (a web form without one).",
   security,
   request: {
     params: idParams,
+    headers: IdempotencyHeadersSchema,
     body: {
       required: true,
       content: {
         'application/json': {
-          schema: z.object({
-            text: z.string().trim().min(1, 'the reply text is empty').max(100_000),
-            subject: z
-              .string()
-              .trim()
-              .min(1)
-              .max(998)
-              .optional()
-              .openapi({ description: 'Defaults to "Re: <conversation subject>"' }),
+          schema: ReplyInputSchema.superRefine((reply, ctx) => {
+            for (const field of ['text', 'subject'] as const) {
+              if (reply[field]?.includes('\u0000')) ctx.addIssue({ code: 'custom', path: [field], message: NUL_MESSAGE });
+            }
           }),
         },
       },
     },
   },
   responses: {
-    201: {
-      description: 'Sent',
-      content: {
-        'application/json': { schema: z.object({ outboundMessageId: z.uuid(), messageId: z.string() }).openapi('SentReply') },
-      },
-    },
-    ...problemResponses(401, 404, 409, 422, 503),
+    201: { description: 'Sent', content: { 'application/json': { schema: SentReplySchema } } },
+    ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
 
@@ -145,12 +241,217 @@ const resolveRoute = createRoute({
   security,
   request: { params: idParams },
   responses: {
-    200: { description: 'Resolved', content: { 'application/json': { schema: z.object({ status: StatusSchema }) } } },
-    ...problemResponses(401, 404, 409, 422, 503),
+    200: {
+      description: 'Resolved',
+      content: { 'application/json': { schema: z.object({ status: StatusSchema }).openapi('Resolved') } },
+    },
+    ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
 
-function conversationQuery(db: Db, user: AuthenticatedUser) {
+const reopenRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations/{conversationId}/reopen',
+  tags: ['Conversations'],
+  summary: 'Reopen a resolved or closed conversation, back to its previous assignee',
+  description:
+    'No CSAT survey is sent for the earlier resolution. Without a previous assignee it goes to the queue. ' +
+    '409 already-open when it is open.',
+  security,
+  request: { params: idParams },
+  responses: {
+    200: {
+      description: 'Open again',
+      content: {
+        'application/json': {
+          schema: z
+            .object({
+              status: StatusSchema,
+              assigneeId: z.uuid().nullable().openapi({ description: 'The previous assignee; null while it waits in the queue' }),
+            })
+            .openapi('Reopened'),
+        },
+      },
+    },
+    ...problemResponses(401, 403, 404, 409, 422, 503),
+  },
+});
+
+const assignmentRoute = createRoute({
+  method: 'put',
+  path: '/v1/conversations/{conversationId}/assignment',
+  tags: ['Conversations'],
+  summary: 'Assign the conversation to an agent of its channel, or unassign it (assigneeId null)',
+  description:
+    'Assigning by hand ignores capacity. Unassigning puts the conversation back into the queue, where the ' +
+    "channel's strategy gives it to another agent with free capacity.",
+  security,
+  request: {
+    params: idParams,
+    body: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('AssignmentInput'),
+        },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: 'Who has it now (null: waiting in the queue)',
+      content: { 'application/json': { schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('Assignment') } },
+    },
+    ...problemResponses(401, 403, 404, 409, 422, 503),
+  },
+});
+
+const labelsResponses = {
+  200: { description: 'The labels it carries now', content: { 'application/json': { schema: LabelsSchema } } },
+  ...problemResponses(401, 403, 404, 422),
+};
+
+const putLabelsRoute = createRoute({
+  method: 'put',
+  path: '/v1/conversations/{conversationId}/labels',
+  tags: ['Conversations'],
+  summary: 'Replace the labels of the conversation',
+  description: `Each label is trimmed and lower-cased (1–50 characters, no commas); duplicates collapse; at most ${MAX_LABELS}.`,
+  security,
+  request: {
+    params: idParams,
+    body: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: z
+            .object({ labels: z.array(LabelSchema).max(MAX_LABELS, `at most ${MAX_LABELS} labels`) })
+            .openapi('LabelsInput'),
+        },
+      },
+    },
+  },
+  responses: labelsResponses,
+});
+
+const addLabelRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations/{conversationId}/labels',
+  tags: ['Conversations'],
+  summary: 'Add one label (nothing changes when it is there already)',
+  security,
+  request: {
+    params: idParams,
+    body: {
+      required: true,
+      content: { 'application/json': { schema: z.object({ label: LabelSchema }).openapi('LabelInput') } },
+    },
+  },
+  responses: labelsResponses,
+});
+
+const removeLabelRoute = createRoute({
+  method: 'delete',
+  path: '/v1/conversations/{conversationId}/labels/{label}',
+  tags: ['Conversations'],
+  summary: 'Remove one label (nothing changes when it is not there)',
+  security,
+  request: { params: idParams.extend({ label: LabelSchema }) },
+  responses: labelsResponses,
+});
+
+const noteRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations/{conversationId}/notes',
+  tags: ['Conversations'],
+  summary: 'Add an internal note for the team; it is never mailed',
+  security,
+  request: {
+    params: idParams,
+    headers: IdempotencyHeadersSchema,
+    body: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: z.object({ text: withoutNul(z.string().trim().min(1, 'the note is empty').max(10_000)) }).openapi('NoteInput'),
+        },
+      },
+    },
+  },
+  responses: {
+    201: { description: 'Added', content: { 'application/json': { schema: NoteSchema } } },
+    ...problemResponses(401, 403, 404, 422),
+  },
+});
+
+const FormConversationInputSchema = z
+  .object({
+    channelId: z.uuid(),
+    contact: z.object({
+      email: z
+        .email({ error: 'not an email address' })
+        .max(254)
+        .nullable()
+        .optional()
+        .openapi({ description: 'Unknown (null or absent): the contact is created without one and nobody is mailed (A3)' }),
+      name: withoutNul(z.string().trim().min(1).max(200)).optional(),
+    }),
+    subject: withoutNul(z.string().trim().min(1, 'the subject is empty').max(998)),
+    message: withoutNul(z.string().trim().min(1, 'the message is empty').max(100_000)),
+    firstMessage: z
+      .object({
+        text: withoutNul(z.string().trim().min(1, 'the message text is empty').max(100_000)),
+        subject: withoutNul(z.string().trim().min(1).max(998)).optional(),
+      })
+      .optional()
+      .openapi({ description: 'A first mail to the contact from the calling agent; needs contact.email' }),
+  })
+  .superRefine((input, ctx) => {
+    if (input.firstMessage && !input.contact.email) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['firstMessage'],
+        message: 'needs contact.email: a contact without an address is not mailed',
+      });
+    }
+  })
+  .openapi('FormConversationInput');
+
+const formConversationRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations',
+  tags: ['Conversations'],
+  summary: 'Open a conversation from a web form submission (A11)',
+  description:
+    'The submission becomes an inbound message (received via "form") and takes the path of every customer mail: ' +
+    'contact, conversation, workflow, routing, greeting. Without an email address the contact is created without ' +
+    'one; nothing is mailed to them until PATCH /v1/contacts/{contactId} sets it. 409 when the channel is disabled.',
+  security,
+  request: {
+    headers: IdempotencyHeadersSchema,
+    body: { required: true, content: { 'application/json': { schema: FormConversationInputSchema } } },
+  },
+  responses: {
+    201: {
+      description: 'Opened',
+      content: {
+        'application/json': {
+          schema: z
+            .object({
+              conversationId: z.uuid(),
+              contactId: z.uuid(),
+              inboundMessageId: z.uuid(),
+              firstMessage: SentReplySchema.optional(),
+            })
+            .openapi('FormConversation'),
+        },
+      },
+    },
+    ...problemResponses(401, 403, 404, 409, 413, 422, 503),
+  },
+});
+
+export function conversationQuery(db: Db, user: AuthenticatedUser) {
   return db
     .selectFrom('conversations as c')
     .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
@@ -180,7 +481,7 @@ function conversationQuery(db: Db, user: AuthenticatedUser) {
 
 type ConversationRow = Awaited<ReturnType<ReturnType<typeof conversationQuery>['executeTakeFirstOrThrow']>>;
 
-function toConversation(row: ConversationRow): z.infer<typeof ConversationSchema> {
+export function toConversation(row: ConversationRow): z.infer<typeof ConversationSchema> {
   return {
     id: row.id,
     channelId: row.channel_id,
@@ -204,72 +505,214 @@ function toConversation(row: ConversationRow): z.infer<typeof ConversationSchema
   };
 }
 
-const assignmentRoute = createRoute({
-  method: 'put',
-  path: '/v1/conversations/{conversationId}/assignment',
-  tags: ['Conversations'],
-  summary: 'Assign the conversation to an agent of its channel, or unassign it (assigneeId null)',
-  description:
-    'Assigning by hand ignores capacity. Unassigning puts the conversation back into the queue, where the ' +
-    "channel's strategy gives it to another agent with free capacity.",
-  security,
-  request: {
-    params: idParams,
-    body: {
-      required: true,
-      content: {
-        'application/json': {
-          schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('AssignmentInput'),
-        },
-      },
-    },
-  },
-  responses: {
-    200: {
-      description: 'Who has it now (null: waiting in the queue)',
-      content: { 'application/json': { schema: z.object({ assigneeId: z.uuid().nullable() }).openapi('Assignment') } },
-    },
-    ...problemResponses(401, 404, 409, 422, 503),
-  },
-});
+/** API-made timeline events, with their id (a note's id); recordEvent's TimelineEventType does not list these types. */
+function addEvent(
+  trx: Kysely<Database> | Transaction<Database>,
+  conversationId: string,
+  type: 'note_added' | 'labels_changed',
+  data: Record<string, unknown>,
+) {
+  return trx
+    .insertInto('conversation_events')
+    .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
+    .returning(['id', 'created_at'])
+    .executeTakeFirstOrThrow();
+}
 
-export function conversationRoutes({ db, temporal }: ApiDeps) {
+const noAddress = () =>
+  new Problem(409, 'no-address', 'The contact has no email address', 'set the contact’s email address before mailing them');
+
+const alreadyOpen = (conversationId: string) =>
+  new Problem(409, 'already-open', 'The conversation is open', `conversation ${conversationId} is open already`);
+
+// What an attachment may name as its type when served: a plain type/subtype, else a download of bytes.
+const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
+
+/** RFC 6266: an ASCII fallback name and the exact one in UTF-8. */
+function contentDisposition(filename: string): string {
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  const encoded = encodeURIComponent(filename).replace(/['()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
+// A web form without an address still needs a From to be a mail; the ingest neither keeps nor matches it (A3).
+const NO_ADDRESS_SENDER = 'no-address@form.invalid';
+
+/** A uuid (RFC 9562 version 8) derived from the seed. */
+function uuidFrom(seed: string): string {
+  const hex = createHash('sha256').update(seed).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** The web-form submission as a mail to the channel: what the ingest takes. */
+function formMail(
+  channel: Channel,
+  submissionId: string,
+  input: { from: { name: string; address: string }; subject: string; text: string },
+) {
+  const oneLine = (value: string) => value.replace(/[\r\n]+/g, ' ');
+  return new MailComposer({
+    from: { name: oneLine(input.from.name), address: input.from.address },
+    to: channel.email_address,
+    subject: oneLine(input.subject),
+    text: input.text,
+    messageId: outboundMessageId(`form-${submissionId}`, channel.email_address),
+    headers: { 'X-Mailroom-Source': 'form' },
+  })
+    .compile()
+    .build();
+}
+
+const REOPEN_WAIT_MS = 10_000;
+
+export function conversationRoutes({ db, temporal, ingest, taskQueue = TASK_QUEUE }: ApiDeps) {
+  /** Another account's conversation answers exactly like a missing one; another channel's is 403 for an agent. */
   async function findConversation(user: AuthenticatedUser, conversationId: string): Promise<ConversationRow> {
     const row = await conversationQuery(db, user).where('c.id', '=', conversationId).executeTakeFirst();
-    // Another account's conversation answers exactly like a missing one.
     if (!row) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
+    await requireMembership(db, user, row.channel_id);
     return row;
+  }
+
+  /** A closed conversation's workflow started again: its run reopens it within moments. */
+  async function waitUntilOpen(conversationId: string) {
+    for (const deadline = Date.now() + REOPEN_WAIT_MS; Date.now() < deadline; await sleep(100)) {
+      const row = await db
+        .selectFrom('conversations')
+        .select(['status', 'assignee_id'])
+        .where('id', '=', conversationId)
+        .executeTakeFirstOrThrow();
+      if (row.status === 'open') return row;
+    }
+    throw new Problem(
+      503,
+      'workflows-unavailable',
+      'Workflows are slow to answer',
+      'the reopen is requested and happens once the workflow runs; read the conversation again later',
+    );
+  }
+
+  /** Changes the labels under the row lock; a change is put on the timeline. */
+  async function changeLabels(user: AuthenticatedUser, conversationId: string, change: (current: string[]) => string[]) {
+    await findConversation(user, conversationId);
+    return db.transaction().execute(async (trx) => {
+      const { labels: current } = await trx
+        .selectFrom('conversations')
+        .select('labels')
+        .where('id', '=', conversationId)
+        .forUpdate()
+        .executeTakeFirstOrThrow();
+      const labels = [...new Set(change(current))];
+      if (labels.length > MAX_LABELS) {
+        throw new Problem(422, 'validation', 'Request validation failed', 'too many labels', [
+          { field: 'label', message: `a conversation carries at most ${MAX_LABELS} labels` },
+        ]);
+      }
+      const added = labels.filter((label) => !current.includes(label));
+      const removed = current.filter((label) => !labels.includes(label));
+      if (added.length > 0 || removed.length > 0) {
+        await trx
+          .updateTable('conversations')
+          .set({ labels: JSON.stringify(labels), updated_at: sql<Date>`now()` })
+          .where('id', '=', conversationId)
+          .execute();
+        await addEvent(trx, conversationId, 'labels_changed', { byId: user.id, added, removed, labels });
+      }
+      return { labels };
+    });
   }
 
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(listRoute, async (c) => {
-    const { status, channelId, limit } = c.req.valid('query');
-    let query = conversationQuery(db, c.get('user')).orderBy('c.created_at', 'desc').limit(limit);
-    if (status) query = query.where('c.status', '=', status);
-    if (channelId) query = query.where('c.channel_id', '=', channelId);
-    const rows = await query.execute();
-    return c.json({ data: rows.map(toConversation) }, 200);
+    const user = c.get('user');
+    const query = c.req.valid('query');
+    let rows = conversationQuery(db, user)
+      .where('c.channel_id', 'in', accessibleChannelIds(db, user))
+      .orderBy('c.created_at', 'desc')
+      .orderBy('c.id', 'desc')
+      .limit(query.limit + 1);
+    if (query.cursor) rows = rows.where(afterCursor('conversations', 'c', decodeCursor(query.cursor)));
+    if (query.status) rows = rows.where('c.status', '=', query.status);
+    if (query.stage) rows = rows.where('c.stage', '=', query.stage);
+    if (query.channelId) rows = rows.where('c.channel_id', '=', query.channelId);
+    if (query.assigneeId === 'none') rows = rows.where('c.assignee_id', 'is', null);
+    else if (query.assigneeId) rows = rows.where('c.assignee_id', '=', query.assigneeId);
+    if (query.contactId) rows = rows.where('c.contact_id', '=', query.contactId);
+    if (query.label?.length) rows = rows.where(sql<boolean>`c.labels @> ${JSON.stringify(query.label)}::jsonb`);
+    if (query.createdAfter) rows = rows.where('c.created_at', '>', new Date(query.createdAfter));
+    if (query.createdBefore) rows = rows.where('c.created_at', '<', new Date(query.createdBefore));
+    if (query.updatedAfter) rows = rows.where('c.updated_at', '>', new Date(query.updatedAfter));
+    return c.json(toPage(await rows.execute(), query.limit, toConversation), 200);
   });
 
   app.openapi(getRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const conversation = await findConversation(c.get('user'), conversationId);
-    const [inbound, outbound, events] = await Promise.all([
-      db.selectFrom('inbound_messages').selectAll().where('conversation_id', '=', conversationId).execute(),
+    const [inbound, attachments, outbound, events] = await Promise.all([
+      db
+        .selectFrom('inbound_messages')
+        .select([
+          'id',
+          'message_id',
+          'received_via',
+          'from_address',
+          'subject',
+          'text_body',
+          'reply_text',
+          'html_body',
+          'classification',
+          'received_at',
+          'sent_at',
+        ])
+        .where('conversation_id', '=', conversationId)
+        .execute(),
+      db
+        .selectFrom('attachments as a')
+        .innerJoin('inbound_messages as m', 'm.id', 'a.inbound_message_id')
+        .select([
+          'a.id',
+          'a.inbound_message_id',
+          'a.filename',
+          'a.content_type',
+          'a.size_bytes',
+          'a.inline',
+          'a.content_id',
+          'a.omitted_reason',
+        ])
+        .where('m.conversation_id', '=', conversationId)
+        .orderBy('a.position')
+        .execute(),
       db.selectFrom('outbound_messages').selectAll().where('conversation_id', '=', conversationId).execute(),
       db.selectFrom('conversation_events').selectAll().where('conversation_id', '=', conversationId).orderBy('id').execute(),
     ]);
+    const attachmentsOf = (inboundMessageId: string) =>
+      attachments
+        .filter((a) => a.inbound_message_id === inboundMessageId)
+        .map((a) => ({
+          id: a.id,
+          filename: a.filename,
+          contentType: a.content_type,
+          sizeBytes: a.size_bytes,
+          inline: a.inline,
+          contentId: a.content_id,
+          omittedReason: a.omitted_reason,
+        }));
     const messages: z.infer<typeof MessageSchema>[] = [
       ...inbound.map((m) => ({
         id: m.id,
         direction: 'inbound' as const,
         kind: 'customer' as const,
         messageId: m.message_id,
+        receivedVia: m.received_via,
         from: m.from_address,
         to: null,
         subject: m.subject,
         text: m.text_body,
+        replyText: m.reply_text,
+        html: m.html_body,
+        attachments: attachmentsOf(m.id),
         classification: m.classification,
         authorId: null,
         aiAgentId: null,
@@ -281,10 +724,14 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
         direction: 'outbound' as const,
         kind: m.kind,
         messageId: m.message_id,
+        receivedVia: null,
         from: m.from_address,
         to: m.to_address,
         subject: m.subject,
         text: m.text_body,
+        replyText: m.text_body, // what we send quotes nothing
+        html: null,
+        attachments: [],
         classification: null,
         authorId: m.author_id,
         aiAgentId: m.ai_agent_id,
@@ -292,15 +739,54 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
         sentAt: m.sent_at?.toISOString() ?? null,
       })),
     ].sort((a, b) => a.at.localeCompare(b.at));
-    const timeline = events.map((e) => ({ type: e.type, data: e.data, at: e.created_at.toISOString() }));
-    return c.json({ ...toConversation(conversation), messages, timeline }, 200);
+    const timeline = events.map((e) => ({ id: String(e.id), type: e.type, data: e.data, at: e.created_at.toISOString() }));
+    const notes = events
+      .filter((e) => e.type === 'note_added')
+      .map((e) => ({
+        id: String(e.id),
+        authorId: String(e.data.authorId),
+        authorName: String(e.data.authorName),
+        text: String(e.data.text),
+        createdAt: e.created_at.toISOString(),
+      }));
+    return c.json({ ...toConversation(conversation), messages, timeline, notes }, 200);
+  });
+
+  app.openapi(attachmentRoute, async (c) => {
+    const { conversationId, attachmentId } = c.req.valid('param');
+    await findConversation(c.get('user'), conversationId);
+    const attachment = await db
+      .selectFrom('attachments as a')
+      .innerJoin('inbound_messages as m', 'm.id', 'a.inbound_message_id')
+      .select(['a.filename', 'a.content_type', 'a.content', 'a.omitted_reason'])
+      .where('a.id', '=', attachmentId)
+      .where('m.conversation_id', '=', conversationId)
+      .executeTakeFirst();
+    if (!attachment)
+      throw new Problem(404, 'not-found', 'Attachment not found', `no attachment ${attachmentId} in this conversation`);
+    if (!attachment.content) {
+      throw new Problem(
+        404,
+        'attachment-omitted',
+        'The attachment was not stored',
+        attachment.omitted_reason ?? 'its bytes were not kept',
+      );
+    }
+    return c.body(new Uint8Array(attachment.content), 200, {
+      'content-type': CONTENT_TYPE.test(attachment.content_type) ? attachment.content_type : 'application/octet-stream',
+      'content-disposition': contentDisposition(attachment.filename),
+      // Customer-supplied bytes: never rendered in the API's origin.
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': "default-src 'none'; sandbox",
+    });
   });
 
   app.openapi(replyRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const { text, subject } = c.req.valid('json');
     const user = c.get('user');
-    await findConversation(user, conversationId);
+    const conversation = await findConversation(user, conversationId);
+    if (!conversation.contact_email) throw noAddress();
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const sent = await commandConversation(temporal, () =>
       handle.executeUpdate(agentReplyUpdate, {
@@ -319,6 +805,52 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
       handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: user.id, name: user.name } }] }),
     );
     return c.json(result, 200);
+  });
+
+  app.openapi(reopenRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const user = c.get('user');
+    const conversation = await findConversation(user, conversationId);
+    if (conversation.status === 'open') throw alreadyOpen(conversationId);
+    const by = { id: user.id, name: user.name };
+    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
+    const outcome = await commandConversation(temporal, async () => {
+      try {
+        return await handle.executeUpdate(reopenUpdate, { args: [{ by }] });
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return 'ended' as const;
+        const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+        if (cause instanceof ApplicationFailure && cause.type === 'ConversationOpen') return 'open' as const;
+        throw error;
+      }
+    });
+    if (outcome === 'open') throw alreadyOpen(conversationId);
+    if (outcome !== 'ended') return c.json({ status: outcome.status, assigneeId: outcome.assignee?.id ?? null }, 200);
+
+    // Closed and its run has ended: started again as a customer mail would, with the reopen instead of a mail.
+    const channel = await db
+      .selectFrom('channels')
+      .select('name')
+      .where('id', '=', conversation.channel_id)
+      .executeTakeFirstOrThrow();
+    await commandConversation(temporal, () =>
+      temporal.workflow.signalWithStart(conversationWorkflow, {
+        workflowId: conversationWorkflowId(conversationId),
+        taskQueue,
+        args: [{ conversationId }],
+        signal: reopenSignal,
+        signalArgs: [{ by }],
+        staticSummary: `Conversation on channel '${channel.name}': ${conversation.subject} (reopened by ${user.name})`,
+        staticDetails: `Conversation ${conversationId}, channel ${conversation.channel_id}`,
+        typedSearchAttributes: [
+          { key: ChannelIdAttribute, value: conversation.channel_id },
+          { key: StatusAttribute, value: 'open' },
+          { key: StageAttribute, value: 'triage' },
+        ],
+      }),
+    );
+    const reopened = await waitUntilOpen(conversationId);
+    return c.json({ status: reopened.status, assigneeId: reopened.assignee_id }, 200);
   });
 
   app.openapi(assignmentRoute, async (c) => {
@@ -347,6 +879,125 @@ export function conversationRoutes({ db, temporal }: ApiDeps) {
       handle.executeUpdate(assignUpdate, { args: [{ assignee, by: { id: user.id, name: user.name } }] }),
     );
     return c.json({ assigneeId: result.assignee?.id ?? null }, 200);
+  });
+
+  app.openapi(putLabelsRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const { labels } = c.req.valid('json');
+    return c.json(await changeLabels(c.get('user'), conversationId, () => labels), 200);
+  });
+
+  app.openapi(addLabelRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const { label } = c.req.valid('json');
+    return c.json(await changeLabels(c.get('user'), conversationId, (current) => [...current, label]), 200);
+  });
+
+  app.openapi(removeLabelRoute, async (c) => {
+    const { conversationId, label } = c.req.valid('param');
+    return c.json(await changeLabels(c.get('user'), conversationId, (current) => current.filter((l) => l !== label)), 200);
+  });
+
+  app.openapi(noteRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const { text } = c.req.valid('json');
+    const user = c.get('user');
+    await findConversation(user, conversationId);
+    const event = await db.transaction().execute(async (trx) => {
+      const added = await addEvent(trx, conversationId, 'note_added', { authorId: user.id, authorName: user.name, text });
+      await trx
+        .updateTable('conversations')
+        .set({ updated_at: sql<Date>`now()` })
+        .where('id', '=', conversationId)
+        .execute();
+      return added;
+    });
+    return c.json(
+      { id: String(event.id), authorId: user.id, authorName: user.name, text, createdAt: event.created_at.toISOString() },
+      201,
+    );
+  });
+
+  app.openapi(formConversationRoute, async (c) => {
+    const input = c.req.valid('json');
+    const user = c.get('user');
+    const channel = await findChannel(db, user, input.channelId, 'work');
+    if (!channel.enabled) {
+      throw new Problem(
+        409,
+        'channel-disabled',
+        'Channel disabled',
+        'the channel takes no new conversations while it is disabled',
+      );
+    }
+    // With an Idempotency-Key the ids derive from it: a retry after a 503 resumes the same submission.
+    const key = c.req.header(IDEMPOTENCY_HEADER);
+    const submissionId = key ? uuidFrom(`${user.id}\n${key}\n${JSON.stringify(input)}`) : randomUUID();
+    const email = input.contact.email?.toLowerCase() ?? null;
+    const name = input.contact.name ?? null;
+    let knownContactId: string | undefined;
+    if (!email) {
+      knownContactId = uuidFrom(`${submissionId}\ncontact`);
+      await db
+        .insertInto('contacts')
+        .values({ id: knownContactId, account_id: user.accountId, email: null, name })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .execute();
+    }
+    const raw = await formMail(channel, submissionId, {
+      from: { name: name ?? '', address: email ?? NO_ADDRESS_SENDER },
+      subject: input.subject,
+      text: input.message,
+    });
+    if (raw.length > channel.max_inbound_bytes) {
+      throw new Problem(413, 'too-large', 'Message too large', `the channel accepts up to ${channel.max_inbound_bytes} bytes`);
+    }
+    let result;
+    try {
+      result = await ingest.ingestRawMail(channel, raw, {
+        via: 'form',
+        ...(knownContactId ? { contactId: knownContactId } : {}),
+      });
+    } catch (error) {
+      if (error instanceof MailRejectedError) {
+        throw new Problem(422, 'unprocessable-mail', 'The submission cannot be processed', error.reason);
+      }
+      if (error instanceof WorkflowsUnavailableError) {
+        throw new Problem(
+          503,
+          'workflows-unavailable',
+          'Workflows are unavailable',
+          'the submission is stored; repeat the request with the same Idempotency-Key',
+        );
+      }
+      throw error;
+    }
+    const { contact_id: contactId } = await db
+      .selectFrom('conversations')
+      .select('contact_id')
+      .where('id', '=', result.conversationId)
+      .executeTakeFirstOrThrow();
+    let firstMessage;
+    if (input.firstMessage) {
+      const { text, subject } = input.firstMessage;
+      const handle = temporal.workflow.getHandle(conversationWorkflowId(result.conversationId));
+      firstMessage = await commandConversation(temporal, () =>
+        handle.executeUpdate(agentReplyUpdate, {
+          // A repeated request sends it once.
+          updateId: `first-message-${submissionId}`,
+          args: [{ author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) }],
+        }),
+      );
+    }
+    return c.json(
+      {
+        conversationId: result.conversationId,
+        contactId,
+        inboundMessageId: result.inboundMessageId,
+        ...(firstMessage ? { firstMessage } : {}),
+      },
+      201,
+    );
   });
 
   return app;

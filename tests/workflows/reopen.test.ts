@@ -1,0 +1,126 @@
+import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { conversationWorkflow } from '../../src/workflows/conversation.js';
+import { conversationWorkflowId } from '../../src/workflows/ids.js';
+import { reopenSignal, reopenUpdate, resolveUpdate } from '../../src/workflows/messages.js';
+import { ALICE, BOB, HOUR, useWorkflowHarness } from '../support/workflow-harness.js';
+
+const QUIET_PERIOD_MS = 3 * 24 * HOUR;
+
+describe('conversationWorkflow reopened by an agent (time skipping)', () => {
+  const t = useWorkflowHarness({ beforeAll, afterAll, beforeEach });
+
+  async function startResolvedConversation(taskQueue: string) {
+    const handle = await t.startConversation(taskQueue);
+    await t.waitForStage(handle, 'assigned');
+    await handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: ALICE }] });
+    t.world.context.assignee = ALICE; // the database keeps the assignee through resolution
+    return handle;
+  }
+
+  /** The summaries of the activities the workflow scheduled, as the Temporal UI shows them. */
+  async function activitySummaries(handle: WorkflowHandle): Promise<string[]> {
+    const history = await handle.fetchHistory();
+    return (history.events ?? [])
+      .filter((event) => event.activityTaskScheduledEventAttributes)
+      .map((event) => {
+        const summary = event.userMetadata?.summary;
+        return summary ? String(defaultPayloadConverter.fromPayload(summary as any)) : '';
+      });
+  }
+
+  it('reopens a resolved conversation to the previous assignee, and the survey is not sent', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const handle = await startResolvedConversation(taskQueue);
+      await t.env.sleep(HOUR);
+
+      const result = await handle.executeUpdate(reopenUpdate, { args: [{ by: BOB }] });
+      expect(result).toEqual({ status: 'open', assignee: ALICE });
+      expect((await t.snapshot(handle)).stage).toBe('assigned');
+      expect(t.callsOf('markReopened').map((call) => call.input)).toEqual([
+        { conversationId: expect.any(String), reopenedBy: BOB },
+      ]);
+      expect(await activitySummaries(handle)).toContain('Reopen: Bob Agent reopened it');
+
+      await t.env.sleep(24 * HOUR);
+      expect(t.callsOf('sendCsatSurvey')).toHaveLength(0);
+    });
+  });
+
+  it('reopens after the survey was sent (stage csat)', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const handle = await startResolvedConversation(taskQueue);
+      await t.env.sleep(3 * HOUR);
+      await t.waitForStage(handle, 'csat');
+
+      const result = await handle.executeUpdate(reopenUpdate, { args: [{ by: ALICE }] });
+      expect(result).toEqual({ status: 'open', assignee: ALICE });
+      await t.env.sleep(QUIET_PERIOD_MS);
+      expect(t.callsOf('markClosed')).toHaveLength(0);
+    });
+  });
+
+  it('refuses to reopen an open conversation', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const handle = await t.startConversation(taskQueue);
+      await t.waitForStage(handle, 'assigned');
+      const refused = await handle.executeUpdate(reopenUpdate, { args: [{ by: ALICE }] }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({ type: 'ConversationOpen' });
+      expect(t.callsOf('markReopened')).toHaveLength(0);
+    });
+  });
+
+  it('without a previous assignee, an agent reopen goes to the queue', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const handle = await startResolvedConversation(taskQueue);
+      t.world.context.assignee = null;
+      t.world.nextAgent = BOB;
+      const result = await handle.executeUpdate(reopenUpdate, { args: [{ by: ALICE }] });
+      expect(result.status).toBe('open');
+      await t.waitForStage(handle, 'assigned');
+      expect((await t.snapshot(handle)).assigneeId).toBe(BOB.id);
+    });
+  });
+
+  it('starts a closed conversation whose run has ended again with the reopen signal, back to the previous assignee', async () => {
+    await t.withWorker(async (taskQueue) => {
+      t.world.context.csatEnabled = false;
+      const first = await startResolvedConversation(taskQueue);
+      await t.env.sleep(QUIET_PERIOD_MS);
+      expect(await first.result()).toMatchObject({ stage: 'closed' });
+
+      t.world.context.status = 'closed';
+      const conversationId = `conversation-${taskQueue}`;
+      const again = await t.env.client.workflow.signalWithStart(conversationWorkflow, {
+        workflowId: conversationWorkflowId(conversationId),
+        taskQueue,
+        args: [{ conversationId }],
+        signal: reopenSignal,
+        signalArgs: [{ by: BOB }],
+      });
+      await t.waitForStage(again, 'assigned');
+      expect((await t.snapshot(again)).assigneeId).toBe(ALICE.id);
+      expect(t.callsOf('markReopened').map((call) => call.input)).toEqual([{ conversationId, reopenedBy: BOB }]);
+      // Reopened to the assignee: no routing, and no greeting without a customer mail.
+      expect(t.callsOf('routeConversation')).toHaveLength(1);
+      expect(t.callsOf('sendGreeting')).toHaveLength(0);
+      expect(await activitySummaries(again)).toContain('Reopen: Bob Agent reopened the closed conversation');
+    });
+  });
+
+  it('a closed conversation still collecting late ratings is reopened by the update', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const handle = await startResolvedConversation(taskQueue);
+      await t.env.sleep(3 * HOUR);
+      await t.waitForStage(handle, 'csat');
+      await t.env.sleep(QUIET_PERIOD_MS);
+      await t.waitForStage(handle, 'closed');
+
+      const result = await handle.executeUpdate(reopenUpdate, { args: [{ by: ALICE }] });
+      expect(result).toEqual({ status: 'open', assignee: ALICE });
+      expect((await t.snapshot(handle)).stage).toBe('assigned');
+    });
+  });
+});
