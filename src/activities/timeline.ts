@@ -20,17 +20,21 @@ export type TimelineEventType =
   | 'ai_reply_sent'
   | 'handover_sent'
   | 'sla_started'
-  | 'sla_breached';
+  | 'sla_breached'
+  | 'labels_changed'
+  /** An agent's internal note: on the timeline only, never mailed. */
+  | 'note_added';
 
-/** Appends to a conversation's timeline; call it in the transaction that makes the change. */
+/** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
 export async function recordEvent(
   db: Kysely<Database>,
   conversationId: string,
   type: TimelineEventType,
   data: Record<string, unknown> = {},
-): Promise<void> {
-  await db
+): Promise<{ id: string; created_at: Date }> {
+  return db
     .insertInto('conversation_events')
     .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
-    .execute();
+    .returning(['id', 'created_at'])
+    .executeTakeFirstOrThrow();
 }

@@ -5,6 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
 import { requireApiKey } from './auth.js';
 import { idempotency } from './idempotency.js';
+import { rejectNul } from './storable-text.js';
 import type { ApiDeps, AppEnv } from './env.js';
 import { Problem, problemResponse } from './problem.js';
 import { agentRoutes } from './routes/agents.js';
@@ -74,7 +75,7 @@ export function createApp(deps: ApiDeps) {
     },
   });
   const idempotent = idempotency(deps.db);
-  app.use('/v1/*', except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, idempotent)));
+  app.use('/v1/*', except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, rejectNul, idempotent)));
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
   app.route('/', mailboxRoutes(deps));

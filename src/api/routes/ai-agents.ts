@@ -20,20 +20,12 @@ const ProviderSchema = z.enum(['knowledge_base', 'openai_compatible']).openapi({
   description:
     'knowledge_base answers offline from the channel’s knowledge articles; openai_compatible asks the model at AI_BASE_URL',
 });
-// PostgreSQL text cannot hold NUL: refused here rather than failing in the database.
-const noNul = [(text: string) => !text.includes('\0'), 'must not contain NUL characters'] as const;
-const nameSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(120)
-  .refine(...noNul);
+const nameSchema = z.string().trim().min(1).max(120);
 const modelSchema = z
   .string()
   .trim()
   .min(1)
   .max(200)
-  .refine(...noNul)
   .nullable()
   .openapi({ description: 'Overrides AI_MODEL for an openai_compatible provider; null uses AI_MODEL' });
 

@@ -25,16 +25,8 @@ const host = z
   .openapi({ example: 'smtp.acme.example' });
 const port = z.number().int().min(1).max(65535);
 const secure = z.boolean().openapi({ description: 'Implicit TLS (port 465); false uses STARTTLS when the server offers it' });
-const username = z
-  .string()
-  .min(1)
-  .max(255)
-  .refine((v) => !v.includes('\0'), 'must not contain NUL characters');
-const password = z
-  .string()
-  .min(1)
-  .max(1024)
-  .refine((v) => !v.includes('\0'), 'must not contain NUL characters');
+const username = z.string().min(1).max(255);
+const password = z.string().min(1).max(1024);
 
 const ChannelSmtpSchema = z
   .object({

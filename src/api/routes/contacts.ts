@@ -5,7 +5,7 @@ import { accessibleChannelIds } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
-import { ConversationSchema, conversationQuery, toConversation, withoutNul } from './conversations.js';
+import { ConversationSchema, conversationQuery, toConversation } from './conversations.js';
 
 // The people who write to the account's channels. Contacts are account-wide: every user of the account
 // sees and edits them, but a profile lists only the conversations the caller may read (A2). A contact
@@ -15,7 +15,7 @@ const security = [{ apiKey: [] }];
 const idParams = z.object({ contactId: z.uuid() });
 
 const AttributesSchema = z
-  .record(withoutNul(z.string().min(1).max(100)), z.union([withoutNul(z.string().max(1000)), z.number(), z.boolean(), z.null()]))
+  .record(z.string().min(1).max(100), z.union([z.string().max(1000), z.number(), z.boolean(), z.null()]))
   .refine((attributes) => Object.keys(attributes).length <= 100, 'at most 100 attributes')
   .openapi({ description: 'Facts about the contact that routing rules may test (plan, country, ...)' });
 
@@ -41,10 +41,14 @@ const listRoute = createRoute({
   security,
   request: {
     query: PageQuerySchema.extend({
-      email: withoutNul(z.string().trim().min(1).max(254))
+      email: z
+        .string()
+        .trim()
+        .min(1)
+        .max(254)
         .optional()
         .openapi({ description: 'The contact with exactly this address (case does not matter)' }),
-      q: withoutNul(z.string().trim().min(1).max(200)).optional().openapi({ description: 'Part of the name or the address' }),
+      q: z.string().trim().min(1).max(200).optional().openapi({ description: 'Part of the name or the address' }),
     }),
   },
   responses: {
@@ -84,7 +88,7 @@ const patchRoute = createRoute({
         'application/json': {
           schema: z
             .object({
-              name: withoutNul(z.string().trim().min(1).max(200)).nullable().optional(),
+              name: z.string().trim().min(1).max(200).nullable().optional(),
               email: z.email({ error: 'not an email address' }).max(254).optional(),
               attributes: AttributesSchema.optional(),
             })

@@ -2,12 +2,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type { Db } from '../../db/connection.js';
-import type { Channel, Database } from '../../db/schema.js';
+import type { Channel } from '../../db/schema.js';
 import { outboundMessageId } from '../../domain/threading.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
+import { recordEvent } from '../../activities/timeline.js';
 import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
 import { conversationWorkflow } from '../../workflows/conversation.js';
 import { conversationWorkflowId, TASK_QUEUE } from '../../workflows/ids.js';
@@ -24,13 +25,6 @@ import { ReplyInputSchema } from './reply-preview.js';
 // Conversations as backend services and agents' tools see them: lists with filters, the whole record
 // (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
 // label, note) and conversations opened from a web form (A11), which enter through the ingest like mail.
-
-const NUL_MESSAGE = 'must not contain the character U+0000';
-
-/** PostgreSQL text cannot hold U+0000: such input is a 422 here rather than a database error. */
-export function withoutNul<T extends z.ZodType<string>>(schema: T): T {
-  return schema.refine((value) => !value.includes('\u0000'), NUL_MESSAGE);
-}
 
 const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed']);
 const StatusSchema = z.enum(['open', 'resolved', 'closed']);
@@ -117,15 +111,13 @@ const ConversationDetailSchema = ConversationSchema.extend({
 }).openapi('ConversationDetail');
 
 // Lower-cased like the labels routing rules set; no commas, which separate labels in the list filter.
-const LabelSchema = withoutNul(
-  z
-    .string()
-    .trim()
-    .toLowerCase()
-    .min(1, 'a label must not be empty')
-    .max(50, 'a label must be at most 50 characters')
-    .refine((label) => !label.includes(','), 'a label must not contain a comma'),
-);
+const LabelSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .min(1, 'a label must not be empty')
+  .max(50, 'a label must be at most 50 characters')
+  .refine((label) => !label.includes(','), 'a label must not contain a comma');
 const MAX_LABELS = 50;
 const LabelsSchema = z.object({ labels: z.array(z.string()) }).openapi('Labels');
 
@@ -218,11 +210,7 @@ const replyRoute = createRoute({
       required: true,
       content: {
         'application/json': {
-          schema: ReplyInputSchema.superRefine((reply, ctx) => {
-            for (const field of ['text', 'subject'] as const) {
-              if (reply[field]?.includes('\u0000')) ctx.addIssue({ code: 'custom', path: [field], message: NUL_MESSAGE });
-            }
-          }),
+          schema: ReplyInputSchema,
         },
       },
     },
@@ -373,7 +361,7 @@ const noteRoute = createRoute({
       required: true,
       content: {
         'application/json': {
-          schema: z.object({ text: withoutNul(z.string().trim().min(1, 'the note is empty').max(10_000)) }).openapi('NoteInput'),
+          schema: z.object({ text: z.string().trim().min(1, 'the note is empty').max(10_000) }).openapi('NoteInput'),
         },
       },
     },
@@ -394,14 +382,14 @@ const FormConversationInputSchema = z
         .nullable()
         .optional()
         .openapi({ description: 'Unknown (null or absent): the contact is created without one and nobody is mailed (A3)' }),
-      name: withoutNul(z.string().trim().min(1).max(200)).optional(),
+      name: z.string().trim().min(1).max(200).optional(),
     }),
-    subject: withoutNul(z.string().trim().min(1, 'the subject is empty').max(998)),
-    message: withoutNul(z.string().trim().min(1, 'the message is empty').max(100_000)),
+    subject: z.string().trim().min(1, 'the subject is empty').max(998),
+    message: z.string().trim().min(1, 'the message is empty').max(100_000),
     firstMessage: z
       .object({
-        text: withoutNul(z.string().trim().min(1, 'the message text is empty').max(100_000)),
-        subject: withoutNul(z.string().trim().min(1).max(998)).optional(),
+        text: z.string().trim().min(1, 'the message text is empty').max(100_000),
+        subject: z.string().trim().min(1).max(998).optional(),
       })
       .optional()
       .openapi({ description: 'A first mail to the contact from the calling agent; needs contact.email' }),
@@ -505,20 +493,6 @@ export function toConversation(row: ConversationRow): z.infer<typeof Conversatio
   };
 }
 
-/** API-made timeline events, with their id (a note's id); recordEvent's TimelineEventType does not list these types. */
-function addEvent(
-  trx: Kysely<Database> | Transaction<Database>,
-  conversationId: string,
-  type: 'note_added' | 'labels_changed',
-  data: Record<string, unknown>,
-) {
-  return trx
-    .insertInto('conversation_events')
-    .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
-    .returning(['id', 'created_at'])
-    .executeTakeFirstOrThrow();
-}
-
 const noAddress = () =>
   new Problem(409, 'no-address', 'The contact has no email address', 'set the contact’s email address before mailing them');
 
@@ -617,7 +591,7 @@ export function conversationRoutes({ db, temporal, ingest, taskQueue = TASK_QUEU
           .set({ labels: JSON.stringify(labels), updated_at: sql<Date>`now()` })
           .where('id', '=', conversationId)
           .execute();
-        await addEvent(trx, conversationId, 'labels_changed', { byId: user.id, added, removed, labels });
+        await recordEvent(trx, conversationId, 'labels_changed', { byId: user.id, added, removed, labels });
       }
       return { labels };
     });
@@ -904,7 +878,7 @@ export function conversationRoutes({ db, temporal, ingest, taskQueue = TASK_QUEU
     const user = c.get('user');
     await findConversation(user, conversationId);
     const event = await db.transaction().execute(async (trx) => {
-      const added = await addEvent(trx, conversationId, 'note_added', { authorId: user.id, authorName: user.name, text });
+      const added = await recordEvent(trx, conversationId, 'note_added', { authorId: user.id, authorName: user.name, text });
       await trx
         .updateTable('conversations')
         .set({ updated_at: sql<Date>`now()` })

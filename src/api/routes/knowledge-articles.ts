@@ -25,24 +25,10 @@ const KnowledgeArticleSchema = z
   })
   .openapi('KnowledgeArticle');
 
-// PostgreSQL text cannot hold NUL: refused here rather than failing in the database.
-const noNul = [(text: string) => !text.includes('\0'), 'must not contain NUL characters'] as const;
-
 const KnowledgeArticleInput = z
   .object({
-    title: z
-      .string()
-      .trim()
-      .min(1)
-      .max(300)
-      .refine(...noNul),
-    body: z
-      .string()
-      .trim()
-      .min(1)
-      .max(100_000)
-      .refine(...noNul)
-      .openapi({ description: 'Plain text; the AI agent quotes it to customers' }),
+    title: z.string().trim().min(1).max(300),
+    body: z.string().trim().min(1).max(100_000).openapi({ description: 'Plain text; the AI agent quotes it to customers' }),
   })
   .openapi('KnowledgeArticleInput');
 

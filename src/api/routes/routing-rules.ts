@@ -33,23 +33,10 @@ const positionSchema = z
   .optional()
   .openapi({ description: 'Put the rule at this index (0 = evaluated first); omitted: last on create, unchanged on replace' });
 
-/** Paths of strings holding NUL, which PostgreSQL's jsonb and text refuse. */
-function nulPaths(value: unknown, path: Array<string | number> = []): Array<Array<string | number>> {
-  if (typeof value === 'string') return value.includes('\0') ? [path] : [];
-  if (Array.isArray(value)) return value.flatMap((item, index) => nulPaths(item, [...path, index]));
-  if (value && typeof value === 'object') return Object.entries(value).flatMap(([key, item]) => nulPaths(item, [...path, key]));
-  return [];
-}
-
-const RoutingRuleInput = routingRuleSchema
-  .extend({ position: positionSchema })
-  .superRefine((rule, ctx) => {
-    for (const path of nulPaths(rule)) ctx.addIssue({ code: 'custom', path, message: 'must not contain NUL characters' });
-  })
-  .openapi('RoutingRuleInput', {
-    description:
-      'Conditions all must match. assignTo names an agent of the channel, a team of the account or an AI agent of the channel.',
-  });
+const RoutingRuleInput = routingRuleSchema.extend({ position: positionSchema }).openapi('RoutingRuleInput', {
+  description:
+    'Conditions all must match. assignTo names an agent of the channel, a team of the account or an AI agent of the channel.',
+});
 
 const RoutingRuleSchema = z
   .object({

@@ -14,14 +14,13 @@ type ChannelUpdate = Updateable<ChannelsTable>;
 // PostgreSQL integer columns: anything larger would be a database error, not a 422.
 const INT_MAX = 2_147_483_647;
 
-/** Text PostgreSQL can store (no NUL); single-line where it becomes a mail header. */
+/** Text; single-line where it becomes a mail header. */
 function text(max: number, options: { singleLine?: boolean } = {}) {
   return z
     .string()
     .trim()
     .min(1, 'empty: use null for the default')
     .max(max)
-    .refine((v) => !v.includes('\0'), 'must not contain NUL characters')
     .refine((v) => !options.singleLine || !/[\r\n]/.test(v), 'must be a single line');
 }
 
@@ -36,12 +35,7 @@ function template(max: number, allowed: Record<string, string>) {
 
 const seconds = (min: 0 | 1) => z.number().int().min(min).max(INT_MAX);
 
-const ChannelName = z
-  .string()
-  .trim()
-  .min(1)
-  .max(200)
-  .refine((v) => !v.includes('\0'), 'must not contain NUL characters');
+const ChannelName = z.string().trim().min(1).max(200);
 const EmailAddress = z
   .string()
   .trim()
