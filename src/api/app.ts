@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
 import { requireApiKey } from './auth.js';
+import { enforceContract } from './contract.js';
 import { idempotency } from './idempotency.js';
 import { rejectNul } from './storable-text.js';
 import type { ApiDeps, AppEnv } from './env.js';
@@ -74,8 +75,12 @@ export function createApp(deps: ApiDeps) {
       throw new Problem(413, 'too-large', 'Request body too large', `the limit is ${MAX_JSON_BYTES} bytes`);
     },
   });
-  const idempotent = idempotency(deps.db);
-  app.use('/v1/*', except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, rejectNul, idempotent)));
+  const idempotent = idempotency(deps.db, deps.config.SECRET_KEY);
+  const contract = enforceContract(app);
+  app.use(
+    '/v1/*',
+    except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, contract.requireDeclaredBody, rejectNul, idempotent)),
+  );
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
   app.route('/', mailboxRoutes(deps));
@@ -101,7 +106,14 @@ export function createApp(deps: ApiDeps) {
   });
   app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
 
-  app.notFound((c) => problemResponse(c, new Problem(404, 'not-found', 'Not found', `no route ${c.req.method} ${c.req.path}`)));
+  contract.documentProblems();
+  app.notFound((c) =>
+    problemResponse(
+      c,
+      contract.methodNotAllowed(c.req.method, c.req.path) ??
+        new Problem(404, 'not-found', 'Not found', `no route ${c.req.method} ${c.req.path}`),
+    ),
+  );
   app.onError((error, c) => {
     if (error instanceof Problem) return problemResponse(c, error);
     if (error instanceof HTTPException && error.status < 500) {

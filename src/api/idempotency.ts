@@ -3,12 +3,14 @@ import { z } from '@hono/zod-openapi';
 import { createMiddleware } from 'hono/factory';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
+import { decryptCredential, encryptCredential } from '../security/credentials.js';
 import type { AppEnv } from './env.js';
 import { Problem } from './problem.js';
 
 // Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header) on the POSTs that create or send:
 // a client that retries after a timeout gets the first answer again instead of a second conversation
-// or a second mail. Keys are per user and remembered for 24 hours.
+// or a second mail. Keys are per user and remembered for 24 hours. The stored answer is encrypted: some
+// answers carry a secret shown once (a new API key, a forwarder secret).
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 const REMEMBERED_FOR = '24 hours';
@@ -28,7 +30,7 @@ export const IdempotencyHeadersSchema = z.object({
 });
 
 /** Runs after authentication; a no-op without the header. */
-export function idempotency(db: Db) {
+export function idempotency(db: Db, secretKey: string) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = c.req.header(IDEMPOTENCY_HEADER);
     if (key === undefined || c.req.method !== 'POST') return next();
@@ -80,7 +82,8 @@ export function idempotency(db: Db) {
           'the first request with this Idempotency-Key is still running',
         );
       }
-      return c.body(first.response_body ?? '', first.response_status as 200, {
+      const body = first.response_body === null ? '' : decryptCredential(first.response_body, secretKey);
+      return c.body(body, first.response_status as 200, {
         'content-type': first.response_content_type ?? 'application/json',
         'idempotent-replayed': 'true',
       });
@@ -104,7 +107,7 @@ export function idempotency(db: Db) {
       .set({
         response_status: c.res.status,
         response_content_type: c.res.headers.get('content-type'),
-        response_body: await c.res.clone().text(),
+        response_body: encryptCredential(await c.res.clone().text(), secretKey),
       })
       .where('user_id', '=', user.id)
       .where('key', '=', key)

@@ -24,6 +24,8 @@ export class Problem extends Error {
     readonly title: string,
     readonly detail?: string,
     readonly errors?: ProblemBody['errors'],
+    /** Headers the answer carries besides the problem (Allow on a 405). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail ?? title);
   }
@@ -40,18 +42,23 @@ export class Problem extends Error {
 }
 
 export function problemResponse(c: Context, problem: Problem): Response {
-  return c.body(JSON.stringify(problem.body()), problem.status, { 'content-type': 'application/problem+json' });
+  return c.body(JSON.stringify(problem.body()), problem.status, {
+    ...problem.headers,
+    'content-type': 'application/problem+json',
+  });
 }
 
 /** OpenAPI response entries for the problems a route can answer with. */
 export function problemResponses(...statuses: number[]) {
   const descriptions: Record<number, string> = {
-    400: 'The request body is not what the route accepts',
+    400: 'The body is not well-formed (e.g. malformed JSON)',
     401: 'Missing or wrong credentials',
     403: 'Not allowed for this role',
     404: 'No such resource in this account',
+    405: 'The path does not answer this method; Allow lists those it does',
     409: 'Conflicts with the current state',
     413: 'The body is larger than allowed',
+    415: 'The body must be sent as JSON (Content-Type: application/json)',
     422: 'A field is invalid',
     503: 'A backing service is unavailable; retry later',
   };

@@ -190,6 +190,15 @@ describe('users and API keys', () => {
       expect(again.body.user.id).toBe(first.body.user.id);
       const rows = await stack.db.selectFrom('users').select('id').where('email', '=', 'ida@acme.example').execute();
       expect(rows).toHaveLength(1);
+      // The replay shows the same key; what is kept for it is encrypted, never the key in clear.
+      expect(again.body.apiKey.key).toBe(first.body.apiKey.key);
+      const kept = await stack.db
+        .selectFrom('idempotency_keys')
+        .select('response_body')
+        .where('key', '=', key)
+        .executeTakeFirstOrThrow();
+      expect(kept.response_body).not.toContain(first.body.apiKey.key);
+      expect(kept.response_body).not.toContain('Ida Idempotent');
     });
   });
 
