@@ -101,7 +101,9 @@ export function createApp(deps: ApiDeps) {
     info: {
       title: 'Mailroom API',
       version: '0.1.0',
-      description: 'The email channel of a support inbox: inbound mail, conversations, replies, CSAT.',
+      description:
+        'The email channel of a support inbox: inbound mail, conversations, replies, CSAT. ' +
+        'Errors are application/problem+json. Lists are cursor-paginated. No text may contain U+0000 (422 naming the field).',
     },
   });
   app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
