@@ -176,6 +176,12 @@ describe('channels API', () => {
       expect(problemFields(response.body)).toContain(field);
     });
 
+    it('refuses a create with an unknown field, naming it', async () => {
+      const response = await admin('POST', '/v1/channels', { name: 'X', emailAddress: 'x@acme.example', colour: 'blue' });
+      expect(response).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+      expect(JSON.stringify(response.body.errors)).toContain('colour');
+    });
+
     it('lets only admins create channels', async () => {
       const response = await api(alice.apiKey, 'POST', '/v1/channels', { name: 'Mine', emailAddress: 'mine@acme.example' });
       expect(response.status).toBe(403);
@@ -332,7 +338,28 @@ describe('channels API', () => {
       // A disabled channel takes no mail.
       const refused = await postMail(stack.api.url, channel, mail('While disabled', 'renamed@acme.example'));
       expect(refused.status).toBe(409);
-      expect((await admin('PATCH', `/v1/channels/${channel.id}`, {})).status).toBe(200);
+    });
+
+    it('refuses an empty body and unknown fields, naming them, and changes nothing', async () => {
+      const before = await admin('GET', `/v1/channels/${team.channel.id}`);
+      const empty = await admin('PATCH', `/v1/channels/${team.channel.id}`, {});
+      expect(empty).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+      expect(empty.body.errors).toEqual([{ field: 'json', message: expect.stringMatching(/^send at least one of: name, /) }]);
+      for (const [patch, field, named] of [
+        [{ nmae: 'Typo' }, 'json', 'nmae'],
+        [{ name: 'Renamed', id: randomUUID() }, 'json', 'id'],
+        [{ greeting: { enabeld: true } }, 'greeting', 'enabeld'],
+        [{ businessHours: { timezone: 'Europe/Berlin' } }, 'businessHours', 'timezone'],
+      ] as const) {
+        const response = await admin('PATCH', `/v1/channels/${team.channel.id}`, patch);
+        expect(response.status, JSON.stringify(patch)).toBe(422);
+        expect(response.body.errors).toContainEqual({ field, message: expect.stringContaining(named) });
+      }
+      expect((await admin('GET', `/v1/channels/${team.channel.id}`)).body).toEqual(before.body);
+      // The document says so too.
+      const document = (await (await fetch(`${stack.api.url}/openapi.json`)).json()) as any;
+      expect(document.components.schemas.ChannelPatchInput).toMatchObject({ minProperties: 1, additionalProperties: false });
+      expect(document.components.schemas.ChannelCreateInput).toMatchObject({ additionalProperties: false });
     });
 
     it.each([
@@ -388,6 +415,11 @@ describe('channels API', () => {
 
     it('serves queued conversations at once when the default capacity rises', async () => {
       const channel = await newChannel({ assignment: { defaultAgentCapacity: 1 } });
+      // {} adds the agent with the channel's default capacity; an unknown field is refused.
+      const typo = await admin('PUT', `/v1/channels/${channel.id}/agents/${alice.id}`, { capacty: 3 });
+      expect(typo).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+      expect(JSON.stringify(typo.body.errors)).toContain('capacty');
+      expect((await admin('GET', `/v1/channels/${channel.id}/agents`)).body.data).toEqual([]);
       expect((await admin('PUT', `/v1/channels/${channel.id}/agents/${alice.id}`, {})).status).toBe(200);
       const first = await postMail(stack.api.url, channel, mail('Capacity one', channel.emailAddress));
       const second = await postMail(stack.api.url, channel, mail('Capacity two', channel.emailAddress));

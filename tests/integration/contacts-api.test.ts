@@ -157,7 +157,10 @@ describe('contacts API', () => {
       },
     });
     expect((await api(admin(), 'PATCH', path, { attributes: { plan: 'team' } })).body.attributes).toEqual({ plan: 'team' });
-    expect((await api(admin(), 'PATCH', path, {})).body).toMatchObject({ name: 'Ben Miller', email: 'ben@example.com' });
+    // An empty body changes nothing and says so: 422, not a 200.
+    const empty = await api(admin(), 'PATCH', path, {});
+    expect(empty).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+    expect(empty.body.errors).toEqual([{ field: 'json', message: 'send at least one of: name, email, attributes' }]);
 
     const moved = await api(admin(), 'PATCH', path, { email: 'Ben.Miller@Example.com' });
     expect(moved).toMatchObject({ status: 200, body: { email: 'ben.miller@example.com' } });
@@ -182,6 +185,10 @@ describe('contacts API', () => {
       expect(response.status).toBe(422);
       expect(response.body.errors.map((e: { field: string }) => e.field)).toContain(field);
     }
+    // An unknown field (a typo) is refused, naming it, rather than ignored.
+    const typo = await api(admin(), 'PATCH', path, { name: 'Benjamin', phone: '+49 30 1234' });
+    expect(typo).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+    expect(JSON.stringify(typo.body.errors)).toContain('phone');
 
     expect((await api(other.admin.apiKey, 'PATCH', path, { name: 'Mallory' })).status).toBe(404);
     expect((await api(admin(), 'GET', path)).body.name).toBe('Ben Miller');

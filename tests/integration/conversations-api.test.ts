@@ -172,6 +172,8 @@ describe('conversations API', () => {
       ['cursor=not-ours', 'cursor'],
       ['limit=0', 'limit'],
       [`label=${'x'.repeat(51)}`, 'label.0'],
+      ['label=', 'label.0'],
+      ['label=billing,', 'label.1'],
     ]) {
       const response = await api(admin(), 'GET', `/v1/conversations?${query}`);
       expect(response, query).toMatchObject({ status: 422, contentType: 'application/problem+json' });
@@ -392,6 +394,36 @@ describe('conversations API', () => {
     expect((await api(other.admin.apiKey, 'POST', `${path}/notes`, { text: 'x' })).status).toBe(404);
     const inBilling = await open(billing, { messageId: 'notes-billing@example.com', to: 'billing@acme.example' });
     expect((await api(alice().apiKey, 'POST', `/v1/conversations/${inBilling.id}/notes`, { text: 'x' })).status).toBe(403);
+  });
+
+  it('documents the filters and ids it refuses: a label filter is no empty label, an assignee a uuid', async () => {
+    const document = (await (await fetch(`${stack.api.url}/openapi.json`)).json()) as any;
+    const list = document.paths['/v1/conversations'].get;
+    const label = list.parameters.find((p: { name: string }) => p.name === 'label').schema;
+    const [single, repeated] = label.anyOf;
+    expect(single).toMatchObject({ type: 'string', minLength: 1 });
+    expect(repeated).toMatchObject({ type: 'array', maxItems: 20, items: { type: 'string', minLength: 1, maxLength: 50 } });
+    // What the document allows, the route takes; what it refuses is outside the document.
+    const inList = new RegExp(single.pattern);
+    const oneLabel = new RegExp(repeated.items.pattern);
+    for (const accepted of ['billing', 'billing,VIP', ' a , b ', 'x'.repeat(50)]) {
+      expect(inList.test(accepted), accepted).toBe(true);
+      expect((await api(admin(), 'GET', `/v1/conversations?label=${encodeURIComponent(accepted)}`)).status, accepted).toBe(200);
+    }
+    for (const refused of ['', ' ', ',', 'billing,', 'a,,b', 'x'.repeat(51), 'İ'.repeat(30)]) {
+      expect(inList.test(refused), refused).toBe(false);
+      expect((await api(admin(), 'GET', `/v1/conversations?label=${encodeURIComponent(refused)}`)).status, refused).toBe(422);
+    }
+    expect(oneLabel.test('vip')).toBe(true);
+    expect(oneLabel.test('a,b')).toBe(false);
+
+    const assignment = document.paths['/v1/conversations/{conversationId}/assignment'].put;
+    const input = assignment.requestBody.content['application/json'].schema;
+    const assignee = input.$ref ? document.components.schemas[input.$ref.split('/').pop()].properties.assigneeId : undefined;
+    expect(assignee).toMatchObject({ type: ['string', 'null'], format: 'uuid' });
+    const conversation = await open(team.channel, { messageId: 'assign-empty@example.com' });
+    const empty = await api(admin(), 'PUT', `/v1/conversations/${conversation.id}/assignment`, { assigneeId: '' });
+    expect(empty).toMatchObject({ status: 422, body: { errors: [{ field: 'assigneeId' }] } });
   });
 
   it('unassigns: the queue gives it to the other agent', async () => {

@@ -178,6 +178,17 @@ describe('the routing API: AI agents, knowledge articles, routing rules, teams',
         'enabled',
       );
       expectProblem(await api(admin(), 'PATCH', channelPath(`/ai-agents/${randomUUID()}`), { enabled: true }), 404);
+      // An empty body or an unknown field (a typo) changes nothing and says so, instead of a 200.
+      const empty = await api(admin(), 'PATCH', channelPath(`/ai-agents/${created.body.id}`), {});
+      expectProblem(empty, 422);
+      expect(empty.body.errors).toEqual([{ field: 'json', message: 'send at least one of: name, provider, model, enabled' }]);
+      const typo = await api(admin(), 'PATCH', channelPath(`/ai-agents/${created.body.id}`), { name: 'Mia 3', enabeld: true });
+      expectProblem(typo, 422);
+      expect(JSON.stringify(typo.body.errors)).toContain('enabeld');
+      expect((await api(admin(), 'GET', channelPath(`/ai-agents/${created.body.id}`))).body).toMatchObject({
+        name: 'Mia 2',
+        enabled: false,
+      });
       expect((await api(admin(), 'DELETE', channelPath(`/ai-agents/${created.body.id}`))).status).toBe(204);
       expectProblem(await api(admin(), 'DELETE', channelPath(`/ai-agents/${created.body.id}`)), 404);
     });
@@ -392,6 +403,15 @@ describe('the routing API: AI agents, knowledge articles, routing rules, teams',
       const members = `/v1/teams/${created.body.id}/members`;
       expectProblem(await api(admin(), 'PUT', members, { userIds: [alice().id, randomUUID()] }), 422, 'userIds.1');
       expectProblem(await api(admin(), 'PUT', members, {}), 422, 'userIds');
+      // A rename without a name, or with an unknown field, is refused rather than answered 200 unchanged.
+      const team = `/v1/teams/${created.body.id}`;
+      const empty = await api(admin(), 'PATCH', team, {});
+      expectProblem(empty, 422);
+      expect(empty.body.errors).toEqual([{ field: 'json', message: 'send at least one of: name' }]);
+      const typo = await api(admin(), 'PATCH', team, { name: 'Renamed', colour: 'red' });
+      expectProblem(typo, 422);
+      expect(JSON.stringify(typo.body.errors)).toContain('colour');
+      expect((await api(admin(), 'GET', team)).body.name).toBe('Support');
       expect((await api(admin(), 'GET', `/v1/teams/${created.body.id}`)).body.members).toEqual([]);
       expect((await api(admin(), 'DELETE', `/v1/teams/${created.body.id}`)).status).toBe(204);
     });

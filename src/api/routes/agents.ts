@@ -45,7 +45,9 @@ const putRoute = createRoute({
   path: '/v1/channels/{channelId}/agents/{userId}',
   tags: ['Agents'],
   summary: 'Add a user of the account to the channel as an agent, or change their capacity',
-  description: 'Queued conversations are assigned at once when this frees capacity.',
+  description:
+    'Queued conversations are assigned at once when this frees capacity. The body is required; `{}` (or capacity null) ' +
+    "adds the agent with the channel's default capacity, or puts them back on it.",
   security,
   request: {
     params: memberParams,
@@ -53,8 +55,9 @@ const putRoute = createRoute({
       required: true,
       content: {
         'application/json': {
+          // Strict: an unknown field (a typo) is a 422. `{}` stays meaningful: capacity left out is null.
           schema: z
-            .object({
+            .strictObject({
               capacity: z
                 .number()
                 .int()

@@ -59,14 +59,17 @@ const AiAgentInput = z
   })
   .openapi('AiAgentInput');
 
+// Strict, and at least one field: an unknown field (a typo) or an empty body is a 422, not a 200 that changes nothing.
+const aiAgentUpdateFields = {
+  name: nameSchema.optional(),
+  provider: ProviderSchema.optional(),
+  model: modelSchema.optional(),
+  enabled: z.boolean().optional().openapi({ description: 'A disabled AI agent takes no new conversations' }),
+};
 const AiAgentUpdate = z
-  .object({
-    name: nameSchema.optional(),
-    provider: ProviderSchema.optional(),
-    model: modelSchema.optional(),
-    enabled: z.boolean().optional().openapi({ description: 'A disabled AI agent takes no new conversations' }),
-  })
-  .openapi('AiAgentUpdate');
+  .strictObject(aiAgentUpdateFields)
+  .refine((update) => Object.keys(update).length > 0, `send at least one of: ${Object.keys(aiAgentUpdateFields).join(', ')}`)
+  .openapi('AiAgentUpdate', { minProperties: 1 });
 
 const OrderInput = z
   .object({

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { SmtpCapture } from '../../mail/smtp-capture.js';
 import type { AppEnv } from '../env.js';
+import { problemResponses } from '../problem.js';
 
 const CapturedMailSchema = z
   .object({
@@ -29,6 +30,7 @@ const listRoute = createRoute({
       description: 'Captured mail',
       content: { 'application/json': { schema: z.object({ data: z.array(CapturedMailSchema) }) } },
     },
+    ...problemResponses(422),
   },
 });
 

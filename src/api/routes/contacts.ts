@@ -86,13 +86,15 @@ const patchRoute = createRoute({
       required: true,
       content: {
         'application/json': {
+          // Strict, and at least one field: an unknown field (a typo) or {} is a 422, not a 200 that changes nothing.
           schema: z
-            .object({
+            .strictObject({
               name: z.string().trim().min(1).max(200).nullable().optional(),
               email: z.email({ error: 'not an email address' }).max(254).optional(),
               attributes: AttributesSchema.optional(),
             })
-            .openapi('ContactInput'),
+            .refine((update) => Object.keys(update).length > 0, 'send at least one of: name, email, attributes')
+            .openapi('ContactInput', { minProperties: 1 }),
         },
       },
     },

@@ -119,6 +119,18 @@ const LabelSchema = z
   .max(50, 'a label must be at most 50 characters')
   .refine((label) => !label.includes(','), 'a label must not contain a comma');
 const MAX_LABELS = 50;
+const MAX_LABEL_FILTERS = 20;
+
+// The label filter in the document, within what LabelSchema accepts so that no request the document allows is
+// refused: a label is not blank (JavaScript's trim and \s agree; U+FEFF is listed for other regex dialects), has
+// no comma nor U+0000, and at most 50 characters from its first to its last non-blank one. The inner characters
+// are a range up to U+FFFF: in JavaScript it counts UTF-16 units like the length check, elsewhere it keeps
+// generators to characters that are one unit. Without U+0130, the one character that lower-cases to two.
+const labelPattern = String.raw` *[^\s,\ufeff\u0000\u0130](?:[\u0001-\u002b\u002d-\u012f\u0131-\uffff]{0,48}[^\s,\ufeff\u0000\u0130])? *`;
+const labelFilterDoc = {
+  single: `^${labelPattern}$`,
+  list: `^${labelPattern}(?:,${labelPattern}){0,${MAX_LABEL_FILTERS - 1}}$`,
+};
 const LabelsSchema = z.object({ labels: z.array(z.string()) }).openapi('Labels');
 
 const idParams = z.object({ conversationId: z.uuid() });
@@ -143,11 +155,20 @@ const listRoute = createRoute({
         .openapi({ description: "A user id, or 'none' for unassigned conversations" }),
       contactId: z.uuid().optional(),
       label: z
-        .union([z.string(), z.array(z.string())])
+        .union([
+          z.string().openapi({ minLength: 1, pattern: labelFilterDoc.list }),
+          z
+            .array(z.string().openapi({ minLength: 1, maxLength: 50, pattern: labelFilterDoc.single }))
+            .openapi({ maxItems: MAX_LABEL_FILTERS }),
+        ])
         .transform((value) => [value].flat().flatMap((part) => part.split(',')))
-        .pipe(z.array(LabelSchema).max(20, 'at most 20 labels'))
+        .pipe(z.array(LabelSchema).max(MAX_LABEL_FILTERS, `at most ${MAX_LABEL_FILTERS} labels`))
         .optional()
-        .openapi({ description: 'Conversations carrying all these labels: repeat the parameter or separate by commas' }),
+        .openapi({
+          description:
+            'Conversations carrying all these labels (at most 20): repeat the parameter or separate by commas. ' +
+            'A label is not empty, at most 50 characters, case does not matter.',
+        }),
       createdAfter: instant.optional(),
       createdBefore: instant.optional(),
       updatedAfter: instant.optional(),

@@ -12,6 +12,7 @@ import { commandConversation } from '../workflow-commands.js';
 // The customer's side of the survey: a page that shows the form, and the form's submit.
 // Only the submit records a rating, so mail scanners that follow links cast nothing.
 
+// No token is longer: a longer one (a mangled link) is answered like any unknown one, with the 404 page.
 const tokenParams = z.object({ token: z.string().max(200) });
 const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
 
@@ -110,6 +111,11 @@ function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString
     </html>`;
 }
 
+/** The page for a link that is not (or no longer) a survey's: a wrong, mangled or overlong token. */
+function notFoundPage(c: Context) {
+  return c.html(page('Survey not found', html`<p>This link is not valid.</p>`), 404);
+}
+
 function ratingForm(token: string, current: { rating: number | null; comment: string | null }, error?: string) {
   const stars = [1, 2, 3, 4, 5].map(
     (n) =>
@@ -140,18 +146,23 @@ export function csatRoutes({ db, temporal, config }: ApiDeps) {
     const survey = check.ok
       ? await db.selectFrom('csat_surveys').selectAll().where('id', '=', check.claims.surveyId).executeTakeFirst()
       : undefined;
-    if (!survey) return { page: c.html(page('Survey not found', html`<p>This link is not valid.</p>`), 404) };
+    if (!survey) return { page: notFoundPage(c) };
     return { survey };
   }
 
   const app = new OpenAPIHono<AppEnv>();
 
-  app.openapi(showRoute, async (c) => {
-    const { token } = c.req.valid('param');
-    const found = await surveyFor(c, token);
-    if (!found.survey) return found.page;
-    return c.html(ratingForm(token, found.survey), 200);
-  });
+  app.openapi(
+    showRoute,
+    async (c) => {
+      const { token } = c.req.valid('param');
+      const found = await surveyFor(c, token);
+      if (!found.survey) return found.page;
+      return c.html(ratingForm(token, found.survey), 200);
+    },
+    // The only invalid parameter is an overlong token: a customer sees the page, not problem+json.
+    (result, c) => (result.success ? undefined : notFoundPage(c)),
+  );
 
   app.openapi(
     submitRoute,
@@ -184,6 +195,7 @@ export function csatRoutes({ db, temporal, config }: ApiDeps) {
     },
     (result, c) => {
       if (result.success) return;
+      if (result.target === 'param') return notFoundPage(c);
       const message = result.error.issues[0]?.message ?? 'the form is incomplete';
       return c.html(ratingForm(c.req.param('token') ?? '', { rating: null, comment: null }, message), 422);
     },

@@ -30,7 +30,8 @@ const route = createRoute({
   security: forwarderSecurity,
   request: {
     params: z.object({ channelId: z.uuid() }),
-    body: { required: true, content: { 'message/rfc822': { schema: { type: 'string', format: 'binary' } } } },
+    // Not empty: an empty body is answered 400 "the body is empty".
+    body: { required: true, content: { 'message/rfc822': { schema: { type: 'string', format: 'binary', minLength: 1 } } } },
   },
   responses: {
     202: { description: 'Accepted into a conversation', content: { 'application/json': { schema: IngestedSchema } } },

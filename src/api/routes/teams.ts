@@ -91,7 +91,15 @@ const patchRoute = createRoute({
     params: teamParams,
     body: {
       required: true,
-      content: { 'application/json': { schema: z.object({ name: nameSchema.optional() }).openapi('TeamUpdate') } },
+      content: {
+        'application/json': {
+          // Strict, and not empty: an unknown field or {} is a 422, not a 200 that changes nothing.
+          schema: z
+            .strictObject({ name: nameSchema.optional() })
+            .refine((update) => Object.keys(update).length > 0, 'send at least one of: name')
+            .openapi('TeamUpdate', { minProperties: 1 }),
+        },
+      },
     },
   },
   responses: {

@@ -207,32 +207,40 @@ export const ChannelWithSecretSchema = ChannelSchema.extend({
   }),
 }).openapi('ChannelWithSecret');
 
-/** The settings groups of a write: each group is optional, and a group given changes only the fields given. */
+/**
+ * The settings groups of a write: each group is optional, and a group given changes only the fields given.
+ * Strict objects, like the bodies they sit in: an unknown field (a typo) is a 422 naming it, not silently
+ * ignored, and the document says so (additionalProperties: false).
+ */
 const settingsInput = {
   enabled: z.boolean().optional(),
-  greeting: GreetingSchema.partial().optional(),
-  csat: CsatSchema.partial().optional(),
+  greeting: GreetingSchema.partial().strict().optional(),
+  csat: CsatSchema.partial().strict().optional(),
   businessHours: z
-    .object({ ...BusinessHoursFields, weekly: WeeklyInput })
+    .strictObject({ ...BusinessHoursFields, weekly: WeeklyInput })
     .partial()
     .optional(),
-  outgoing: OutgoingSchema.partial().optional(),
-  assignment: AssignmentSchema.partial().optional(),
-  sla: SlaSchema.partial().optional(),
-  ai: AiSchema.partial().optional(),
+  outgoing: OutgoingSchema.partial().strict().optional(),
+  assignment: AssignmentSchema.partial().strict().optional(),
+  sla: SlaSchema.partial().strict().optional(),
+  ai: AiSchema.partial().strict().optional(),
   languages: LanguagesSchema.optional(),
   closeAfterSeconds: CloseAfterSeconds.optional(),
-  limits: LimitsSchema.partial().optional(),
+  limits: LimitsSchema.partial().strict().optional(),
 };
 
 export const ChannelCreateInput = z
-  .object({ name: ChannelName, emailAddress: EmailAddress, ...settingsInput })
+  .strictObject({ name: ChannelName, emailAddress: EmailAddress, ...settingsInput })
   .openapi('ChannelCreateInput');
 
+const patchFields = { name: ChannelName.optional(), emailAddress: EmailAddress.optional(), ...settingsInput };
+
 export const ChannelPatchInput = z
-  .object({ name: ChannelName.optional(), emailAddress: EmailAddress.optional(), ...settingsInput })
+  .strictObject(patchFields)
+  .refine((patch) => Object.keys(patch).length > 0, `send at least one of: ${Object.keys(patchFields).join(', ')}`)
   .openapi('ChannelPatchInput', {
     description: 'Only the fields given change; a settings group given replaces only its fields given',
+    minProperties: 1,
   });
 
 export type ChannelSettingsInput = z.infer<typeof ChannelPatchInput>;
