@@ -144,26 +144,39 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
       return deliver(outboxId);
     },
 
-    async sendAgentReply(input: {
+    /**
+     * An agent's reply into the outbox (and the first response the SLA measures): quick, so the agent's
+     * request is answered at once; deliverOutbox sends it, however long the mail server takes.
+     */
+    async writeAgentReply(input: {
       conversationId: string;
       outboxId: string;
       authorId: string;
       text: string;
       subject?: string;
     }): Promise<SentMail> {
-      await db.transaction().execute(async (trx) => {
+      return db.transaction().execute(async (trx) => {
         const author = await trx.selectFrom('users').select('name').where('id', '=', input.authorId).executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, { ...input, kind: 'reply', senderName: author.name });
-        // What the first-response SLA measures.
         await trx
           .updateTable('conversations')
           .set({ first_response_at: sql<Date>`coalesce(first_response_at, now())` })
           .where('id', '=', input.conversationId)
           .execute();
+        const row = await trx
+          .selectFrom('outbound_messages')
+          .select(['id', 'message_id'])
+          .where('id', '=', input.outboxId)
+          .executeTakeFirstOrThrow();
+        return { outboundMessageId: row.id, messageId: row.message_id };
       });
-      return (await deliver(input.outboxId))!;
+    },
+
+    /** Sends an outbox row written before (an agent's reply); a retry after it went out sends nothing. */
+    async deliverOutbox({ outboxId }: { outboxId: string }): Promise<SentMail | null> {
+      return deliver(outboxId);
     },
 
     /** The AI agent's answer, threaded like any reply, from the AI agent's name. */

@@ -66,7 +66,8 @@ export function createApp(deps: ApiDeps) {
   app.route('/', inboundRoutes(deps));
   app.route('/', csatRoutes(deps));
   if (deps.capture) app.route('/', capturedMailRoutes(deps.capture));
-  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key;
+  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) and the development mail
+  // capture needs a user's API key;
   // JSON bodies are small, and creating or sending POSTs honour Idempotency-Key.
   const apiKey = requireApiKey(deps.db);
   const jsonLimit = bodyLimit({
@@ -79,7 +80,10 @@ export function createApp(deps: ApiDeps) {
   const contract = enforceContract(app);
   app.use(
     '/v1/*',
-    except('/v1/channels/:channelId/inbound', every(jsonLimit, apiKey, contract.requireDeclaredBody, rejectNul, idempotent)),
+    except(
+      ['/v1/channels/:channelId/inbound', '/v1/captured-mail'],
+      every(jsonLimit, apiKey, contract.checkMethodAndBody, rejectNul, idempotent),
+    ),
   );
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));

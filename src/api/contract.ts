@@ -36,20 +36,27 @@ function routesOf(app: OpenAPIHono<AppEnv>): RouteShape[] {
 }
 
 /**
- * The middleware that refuses a missing JSON body, and the 405 check. Both read the routes when the first
- * request comes, so the middleware can be mounted before the routes it guards.
+ * The middleware that answers 405 and 415 before routing, and the 405 check for the not-found handler.
+ * They read the routes when the first request comes, so the middleware can be mounted before the routes.
  */
 export function enforceContract(app: OpenAPIHono<AppEnv>) {
-  let known: { routes: RouteShape[]; served: Array<{ method: string; pattern: RegExp }> } | undefined;
+  let known: { routes: RouteShape[]; served: Array<{ method: string; pattern: RegExp; literals: number }> } | undefined;
   const shapes = () =>
     (known ??= {
       routes: routesOf(app),
       served: app.routes
         .filter((route) => route.method !== 'ALL')
-        .map((route) => ({ method: route.method, pattern: patternOf(route.path) })),
+        .map((route) => ({
+          method: route.method,
+          pattern: patternOf(route.path),
+          literals: route.path.split('/').filter((segment) => segment && !segment.startsWith(':')).length,
+        })),
     });
 
-  const requireDeclaredBody = createMiddleware<AppEnv>(async (c, next) => {
+  /** Before routing: another method on a known path (405), a declared JSON body missing (415). */
+  const checkMethodAndBody = createMiddleware<AppEnv>(async (c, next) => {
+    const notAllowed = methodNotAllowed(c.req.method, c.req.path);
+    if (notAllowed) throw notAllowed;
     const route = shapes().routes.find((candidate) => candidate.method === c.req.method && candidate.pattern.test(c.req.path));
     const type = c.req.header('content-type') ?? '';
     if (route?.requiresJson && !/^application\/([\w.+-]+\+)?json\b/i.test(type)) {
@@ -63,20 +70,20 @@ export function enforceContract(app: OpenAPIHono<AppEnv>) {
     await next();
   });
 
-  /** For the not-found handler: a known path with a method it does not serve. */
+  /**
+   * A known path asked with a method it does not serve. The most literal paths decide: /rules/order is
+   * not /rules/{ruleId}, so GET /rules/order is a 405, not a 422 for "order" being no id.
+   */
   function methodNotAllowed(method: string, path: string): Problem | undefined {
-    const allowed = [
-      ...new Set(
-        shapes()
-          .served.filter((route) => route.pattern.test(path))
-          .map((route) => route.method),
-      ),
-    ];
+    const matches = shapes().served.filter((route) => route.pattern.test(path));
+    const literals = Math.max(...matches.map((route) => route.literals));
+    const allowed = [...new Set(matches.filter((route) => route.literals === literals).map((route) => route.method))];
+    if (method === 'HEAD' && allowed.includes('GET')) return undefined;
     if (allowed.length === 0 || allowed.includes(method)) return undefined;
     return new Problem(405, 'method-not-allowed', 'Method not allowed', `${path} answers ${allowed.join(', ')}`, undefined, {
       allow: allowed.join(', '),
     });
   }
 
-  return { requireDeclaredBody, methodNotAllowed, documentProblems: () => void shapes() };
+  return { checkMethodAndBody, methodNotAllowed, documentProblems: () => void shapes() };
 }

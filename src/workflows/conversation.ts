@@ -5,6 +5,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  log,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -135,6 +136,8 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   let sla = carried?.sla ?? null;
   let slaBreached = carried?.slaBreached ?? false;
   let firstResponded = carried?.firstResponded ?? false;
+  // Agents' replies written to the outbox and still being sent: the run neither ends nor continues as new before they went out.
+  let deliveriesInFlight = 0;
   let resolvedBy = carried?.resolvedBy ?? null;
   let resolvedAt = carried?.resolvedAt ?? null;
   let survey = carried?.survey ?? null;
@@ -168,12 +171,19 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   setHandler(
     agentReplyUpdate,
     async ({ author, text, subject }) => {
-      const sent = await smtp.sendAgentReply.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [
-        { conversationId, outboxId: uuid4(), authorId: author.id, text, ...(subject ? { subject } : {}) },
+      const outboxId = uuid4();
+      const written = await db.writeAgentReply.executeWithOptions({ summary: `Write the reply of ${author.name}` }, [
+        { conversationId, outboxId, authorId: author.id, text, ...(subject ? { subject } : {}) },
       ]);
       firstResponded = true;
       if (stage === 'ai') humanReplied = author; // a person took over from the AI agent
-      return sent;
+      // The agent is answered once the reply is in the outbox; sending waits out a mail server outage.
+      deliveriesInFlight += 1;
+      void smtp.deliverOutbox
+        .executeWithOptions({ summary: `Send the reply of ${author.name}` }, [{ outboxId }])
+        .catch((error: unknown) => log.error('the reply could not be sent', { outboxId, error: String(error) }))
+        .finally(() => (deliveriesInFlight -= 1));
+      return written;
     },
     {
       validator: (reply) => {
@@ -709,7 +719,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
 
   /** Whether the run may end: once no update is in flight; an agent's reopen arriving meanwhile continues it instead. */
   async function finished(): Promise<boolean> {
-    await condition(() => allHandlersFinished() || reopenRequest !== undefined);
+    await condition(() => (allHandlersFinished() && deliveriesInFlight === 0) || reopenRequest !== undefined);
     if (!reopenRequest) return true;
     await reopen();
     return false;
@@ -743,9 +753,13 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     if (timeToContinueAsNew()) {
       // A resolve, assign or reopen update waits for the main loop: serve it first, or both would wait forever.
       await condition(
-        () => allHandlersFinished() || resolveRequest !== undefined || assignRequest !== undefined || reopenRequest !== undefined,
+        () =>
+          (allHandlersFinished() && deliveriesInFlight === 0) ||
+          resolveRequest !== undefined ||
+          assignRequest !== undefined ||
+          reopenRequest !== undefined,
       );
-      if (!allHandlersFinished()) continue;
+      if (!allHandlersFinished() || deliveriesInFlight > 0) continue;
       await continueAsNew<typeof conversationWorkflow>({
         conversationId,
         carried: {

@@ -48,6 +48,10 @@ describe('the API contract every route shares', () => {
     expect(trace.headers.get('allow')).toBe('GET, POST');
     expect(trace.headers.get('content-type')).toBe('application/problem+json');
     expect((await send('GET', '/v1/nothing-here')).status).toBe(404);
+    // The literal path decides, not the {ruleId} path beside it: GET …/order is a 405, not "order is no id".
+    const order = await send('GET', `/v1/channels/${team.channel.id}/routing-rules/order`);
+    expect(order.status).toBe(405);
+    expect(order.headers.get('allow')).toBe('PUT');
   });
 
   it('answers 422 naming where a U+0000 is, in the body or the query, instead of a database error', async () => {

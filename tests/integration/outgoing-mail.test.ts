@@ -175,10 +175,12 @@ describe('reply preview', () => {
 describe("a channel's own SMTP server", () => {
   let stack: TestStack;
   let ownServer: SmtpCapture;
+  let port: number;
 
   beforeAll(async () => {
     stack = await startTestStack();
     ownServer = new SmtpCapture();
+    ({ port } = await ownServer.listen());
   });
 
   afterAll(async () => {
@@ -187,7 +189,6 @@ describe("a channel's own SMTP server", () => {
   });
 
   it('carries the mail of that channel; other channels keep the deployment’s server', async () => {
-    const { port } = await ownServer.listen();
     const team = await seedSupportTeam(stack.db, {
       name: 'Acme Support',
       emailAddress: 'support@acme.example',
@@ -214,5 +215,41 @@ describe("a channel's own SMTP server", () => {
     expect(other.text).toContain('Sales will call you.');
     expect(stack.capture.mails.some((mail) => mail.inReplyTo === '<own-smtp-1@example.com>')).toBe(false);
     expect(ownServer.mails.some((mail) => mail.inReplyTo === '<own-smtp-2@example.com>')).toBe(false);
+  });
+
+  it('answers an agent’s reply at once while the mail server refuses it, and sends it once the server takes it', async () => {
+    const team = await seedSupportTeam(stack.db, { name: 'Outage Support', emailAddress: 'outage@acme.example' });
+    const posted = await postMail(stack.api.url, team.channel, customerMail('outage-1@example.com', 'During the outage'));
+    const { conversationId } = posted.body;
+    await eventually(async () => {
+      const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      return body.stage === 'assigned' ? body : undefined;
+    });
+    // Port 1 on loopback: nothing listens, every attempt is refused.
+    await stack.db
+      .updateTable('channels')
+      .set({ smtp_host: '127.0.0.1', smtp_port: 1 })
+      .where('id', '=', team.channel.id)
+      .execute();
+    const reply = await callApi(stack.api.url, team.agents[0]!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, {
+      text: 'We are on it.',
+    });
+    expect(reply.status).toBe(201);
+    const outbox = await stack.db
+      .selectFrom('outbound_messages')
+      .select(['sent_at'])
+      .where('id', '=', reply.body.outboundMessageId)
+      .executeTakeFirstOrThrow();
+    expect(outbox.sent_at).toBeNull();
+
+    // The server comes back (here: the channel points at one that listens); the retry delivers it, once.
+    await stack.db.updateTable('channels').set({ smtp_port: port }).where('id', '=', team.channel.id).execute();
+    const delivered = await ownServer.waitFor((mail) => mail.messageId === reply.body.messageId, 60_000);
+    expect(delivered.text).toContain('We are on it.');
+    await eventually(async () => {
+      const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      return body.timeline.some((event: { type: string }) => event.type === 'agent_reply_sent') ? body : undefined;
+    }, 60_000);
+    expect(ownServer.mails.filter((mail) => mail.messageId === reply.body.messageId)).toHaveLength(1);
   });
 });

@@ -262,7 +262,8 @@ export function useWorkflowHarness(hooks: {
         return next;
       },
       sendGreeting: async (input) => (await record('sendGreeting', input), sent(input)),
-      sendAgentReply: async (input) => (await record('sendAgentReply', input), sent(input)),
+      writeAgentReply: async (input) => (await record('writeAgentReply', input), sent(input)),
+      deliverOutbox: async (input) => (await record('deliverOutbox', input), null),
       sendAiReply: async (input) => (await record('sendAiReply', input), sent(input)),
       sendHandoverNote: async (input) => (await record('sendHandoverNote', input), sent(input)),
       sendOutOfOffice: async (input) => {

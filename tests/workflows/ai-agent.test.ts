@@ -204,7 +204,7 @@ describe('conversationWorkflow with an AI agent (time skipping)', () => {
       await t.waitForCalls('sendAiReply');
       await handle.executeUpdate(agentReplyUpdate, { args: [{ author: BOB, text: 'Let me take this one.' }] });
       await t.waitForStage(handle, 'assigned');
-      expect(t.callsOf('sendAgentReply')[0]!.input).toMatchObject({ authorId: BOB.id });
+      expect(t.callsOf('writeAgentReply')[0]!.input).toMatchObject({ authorId: BOB.id });
       expect(t.callsOf('assignManually')[0]!.input).toMatchObject({ assigneeId: BOB.id, byId: BOB.id });
       expect(await t.snapshot(handle)).toMatchObject({ stage: 'assigned', assigneeId: BOB.id, aiAgentId: null });
       expect(t.callsOf('recordEscalation')).toHaveLength(0);

@@ -222,6 +222,8 @@ const replyRoute = createRoute({
   summary: 'Reply to the customer as the calling agent',
   description:
     'The reply is mailed threaded into the conversation (In-Reply-To, References) with a stable Message-ID. ' +
+    'It is answered once the reply is in the outbox; the mail goes out as soon as the mail server takes it ' +
+    '(the timeline records agent_reply_sent then). ' +
     "409 no-address while the contact's email address is unknown (a web form without one).",
   security,
   request: {
@@ -237,7 +239,7 @@ const replyRoute = createRoute({
     },
   },
   responses: {
-    201: { description: 'Sent', content: { 'application/json': { schema: SentReplySchema } } },
+    201: { description: 'In the outbox, being sent', content: { 'application/json': { schema: SentReplySchema } } },
     ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
