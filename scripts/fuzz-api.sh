@@ -271,10 +271,18 @@ output = open(f"{report_dir}/schemathesis.txt", encoding="utf-8", errors="replac
 dropped = re.search(r"Filtered: (\d+)", output)
 if dropped:
     print(f"rejections of rules no schema states (cursor, report period, time zone, reused Idempotency-Key, U+0000), not failures: {dropped.group(1)}")
-for (code, title), operations in sorted(failures.items()):
-    print(f"\n{code} {title}: {len(operations)} route(s)")
-    for operation, example in sorted(operations.items()):
-        print(f"  - {operation}\n      {example}")
+# The issue's bar: no server error and no response outside the documented schemas (status, media type,
+# body, headers, methods). A schema-valid request refused by a rule no schema states (an empty business-hours
+# interval, a team member of another account, an order list that misses an item) is shown, not failed.
+ADVISORY = {"ST202"}
+required = {kind: ops for kind, ops in failures.items() if kind[0] not in ADVISORY}
+advisory = {kind: ops for kind, ops in failures.items() if kind[0] in ADVISORY}
+print(f"failing the run (server errors, responses outside the document): {sum(len(ops) for ops in required.values())}")
+for heading, group in (("failures", required), ("refused by rules no schema states (shown, not failed)", advisory)):
+    for (code, title), operations in sorted(group.items()):
+        print(f"\n[{heading}] {code} {title}: {len(operations)} route(s)")
+        for operation, example in sorted(operations.items()):
+            print(f"  - {operation}\n      {example}")
 if server_errors:
     counted = collections.Counter(server_errors)
     print(f"\nserver errors logged by the API: {len(server_errors)}")
@@ -283,5 +291,6 @@ if server_errors:
 print(f"\nreports: {report_dir} (schemathesis.txt has Schemathesis' own output, with curl commands to reproduce)")
 if st_status != 0 and not failures:
     print(f"\nSchemathesis exited with {st_status} without recorded failures; the end of its output:\n{output[-3000:]}")
-sys.exit(1 if failures or server_errors or st_status != 0 else 0)
+# Schemathesis exits non-zero for any failure, advisory ones included: the recorded failures decide.
+sys.exit(1 if required or server_errors or (st_status != 0 and not failures) else 0)
 EOF
