@@ -19,6 +19,7 @@ import { replyPreviewRoutes } from './routes/reply-preview.js';
 import { routingRuleRoutes } from './routes/routing-rules.js';
 import { teamRoutes } from './routes/teams.js';
 import { userRoutes } from './routes/users.js';
+import { formConversationRoutes } from './routes/web-form.js';
 import { capturedMailRoutes } from './routes/captured-mail.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { csatRoutes } from './routes/csat.js';
@@ -95,6 +96,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', teamRoutes(deps));
   app.route('/', userRoutes(deps));
   app.route('/', conversationRoutes(deps));
+  app.route('/', formConversationRoutes(deps));
   app.route('/', replyPreviewRoutes(deps));
   app.route('/', contactRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
