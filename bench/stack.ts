@@ -1,13 +1,12 @@
 // What the benchmark runs against: real Temporal and PostgreSQL servers, a fresh database with one channel, and the HTTP API.
 // The IMAP part (bench/imap-stack.ts) adds its Dovecot and worker to this stack, so one stop() ends everything.
-import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import pg from 'pg';
 import { startPostgres } from '../scripts/servers/postgres.js';
+import { createScratchDatabase } from '../scripts/servers/scratch-database.js';
 import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.js';
 import { ensureTools } from '../scripts/servers/tools.js';
 import { startApiServer } from '../src/api/server.js';
-import { connectPostgres, type Db } from '../src/db/connection.js';
+import type { Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
@@ -52,7 +51,8 @@ export async function startBenchStack(): Promise<BenchStack> {
       stops.push(postgres.stop);
       serverUrl = postgres.url;
     }
-    const database = await createBenchDatabase(serverUrl);
+    // The pool size `npm run api` uses, so the figure is that of the deployed API.
+    const database = await createScratchDatabase(serverUrl, { prefix: 'mailroom_bench' });
     stops.push(database.drop);
     const { db } = database;
     await migrateToLatest(db);
@@ -95,32 +95,5 @@ export async function startBenchStack(): Promise<BenchStack> {
   } catch (error) {
     await stop();
     throw error;
-  }
-}
-
-/** A fresh, empty database of its own on the server; drop() closes the pool and removes it. */
-async function createBenchDatabase(serverUrl: string): Promise<{ db: Db; drop(): Promise<void> }> {
-  const name = `mailroom_bench_${randomBytes(6).toString('hex')}`;
-  await runAdminStatement(serverUrl, `create database ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  // The pool size `npm run api` uses, so the figure is that of the deployed API.
-  const db = connectPostgres(url.toString());
-  return {
-    db,
-    async drop() {
-      await db.destroy();
-      await runAdminStatement(serverUrl, `drop database if exists ${name} with (force)`);
-    },
-  };
-}
-
-async function runAdminStatement(serverUrl: string, statement: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  try {
-    await admin.query(statement);
-  } finally {
-    await admin.end();
   }
 }

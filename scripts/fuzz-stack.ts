@@ -6,10 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import pg from 'pg';
 import { pino } from 'pino';
 import { startApiServer } from '../src/api/server.js';
-import { connectPostgres } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
@@ -17,6 +15,7 @@ import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { startPostgres } from './servers/postgres.js';
+import { createScratchDatabase } from './servers/scratch-database.js';
 import { startTemporalDevServer } from './servers/temporal-dev-server.js';
 
 const readyFile = process.argv[2];
@@ -40,23 +39,10 @@ async function stopAll() {
 }
 
 async function createDatabase(serverUrl: string) {
-  const name = `mailroom_fuzz_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const db = connectPostgres(url.toString(), { maxConnections: 20 });
-  stops.push(async () => {
-    await db.destroy();
-    const client = new pg.Client({ connectionString: serverUrl });
-    await client.connect();
-    await client.query(`drop database if exists ${name} with (force)`);
-    await client.end();
-  });
-  await migrateToLatest(db);
-  return db;
+  const database = await createScratchDatabase(serverUrl, { prefix: 'mailroom_fuzz', maxConnections: 20 });
+  stops.push(() => database.drop());
+  await migrateToLatest(database.db);
+  return database.db;
 }
 
 async function main() {

@@ -9,25 +9,11 @@ import { WEEKDAYS, type BusinessHours } from '../../src/domain/business-hours.js
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail } from '../support/mail.js';
 
 // The whole orchestration on the real parts: a mail outside business hours → the AI agent answers
 // from the knowledge base → the customer asks for a person → handover note and out-of-office note →
 // assignment when business hours open → the agent's reply → resolve → survey → rating.
-
-function customerMail(input: { messageId: string; subject: string; text: string; inReplyTo?: string }) {
-  return [
-    'From: "Ann Example" <ann@example.com>',
-    'To: support@acme.example',
-    `Subject: ${input.subject}`,
-    `Message-ID: <${input.messageId}>`,
-    ...(input.inReplyTo ? [`In-Reply-To: ${input.inReplyTo}`, `References: ${input.inReplyTo}`] : []),
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    input.text,
-    '',
-  ].join('\r\n');
-}
 
 /** Business hours (UTC) that open at `opensAt` (a whole minute) for three hours, and are closed before. */
 function hoursOpeningAt(opensAt: number): BusinessHours {

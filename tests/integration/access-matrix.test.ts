@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAgentToChannel, createApiKey, createChannel, createUser } from '../../src/db/seed.js';
 import { eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail } from '../support/mail.js';
 
 // The access rule of the whole API (A2), operation by operation, on the real stack: every /v1 route but the
 // forwarder's needs a user's API key (401 otherwise); an object of another account answers 404 and is never
@@ -300,20 +301,6 @@ async function must(apiKey: string, method: string, path: string, body?: unknown
   const answer = await api(apiKey, method, path, body);
   if (answer.status >= 300) throw new Error(`fixture ${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`);
   return answer.body;
-}
-
-function customerMail(options: { messageId: string; to: string; subject?: string }) {
-  return [
-    'From: "Ann Example" <ann@example.com>',
-    `To: ${options.to}`,
-    `Subject: ${options.subject ?? 'A question'}`,
-    `Message-ID: <${options.messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    'Hello, I have a question.',
-    '',
-  ].join('\r\n');
 }
 
 async function waitForStage(apiKey: string, conversationId: string, stage: string) {

@@ -3,23 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAgentToChannel, createChannel } from '../../src/db/seed.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail } from '../support/mail.js';
 
 // Contacts are account-wide: every user of the account finds and edits them, but a profile lists only
 // the conversations the caller may read. Another account's contact is 404 and never listed.
-
-function customerMail(messageId: string, from: string, to = 'support@acme.example') {
-  return [
-    `From: ${from}`,
-    `To: ${to}`,
-    'Subject: A question',
-    `Message-ID: <${messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    'Hello, I have a question.',
-    '',
-  ].join('\r\n');
-}
 
 describe('contacts API', () => {
   let stack: TestStack;
@@ -34,7 +21,11 @@ describe('contacts API', () => {
   const alice = () => team.agents[0]!;
 
   async function mail(channel: { id: string; forwarderSecret: string }, from: string, to?: string) {
-    const posted = await postMail(stack.api.url, channel, customerMail(`${randomUUID()}@example.com`, from, to));
+    const posted = await postMail(
+      stack.api.url,
+      channel,
+      customerMail({ messageId: `${randomUUID()}@example.com`, from, ...(to ? { to } : {}) }),
+    );
     expect(posted.status).toBe(202);
     return posted.body.conversationId as string;
   }

@@ -5,24 +5,11 @@ import { addAgentToChannel, createChannel } from '../../src/db/seed.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail } from '../support/mail.js';
 
 // The conversations API on the whole stack: lists and their filters, the full record with attachments,
 // what agents do (reopen, labels, notes, replies) and web-form conversations (A3, A11), with the
 // access rule: another account's conversation is 404 and never listed, another channel's is 403.
-
-function customerMail(options: { messageId: string; from?: string; to?: string; subject?: string; text?: string }) {
-  return [
-    `From: ${options.from ?? '"Ann Example" <ann@example.com>'}`,
-    `To: ${options.to ?? 'support@acme.example'}`,
-    `Subject: ${options.subject ?? 'A question'}`,
-    `Message-ID: <${options.messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    options.text ?? 'Hello, I have a question.',
-    '',
-  ].join('\r\n');
-}
 
 describe('conversations API', () => {
   let stack: TestStack;

@@ -6,22 +6,13 @@ import { readAsRecipient } from '../../src/mail/outgoing.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail } from '../support/mail.js';
 
 // A5: the preview of a reply equals, header for header, the mail the SMTP server then receives; the
 // channel's subject and From-name templates (A6, A7) show in both.
 
-function customerMail(messageId: string, subject: string) {
-  return [
-    'From: "Zoë Example" <zoe@example.com>',
-    'To: support@acme.example',
-    `Subject: ${subject}`,
-    `Message-ID: <${messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    'My parcel never arrived.',
-    '',
-  ].join('\r\n');
+function parcelMail(messageId: string, subject: string) {
+  return customerMail({ messageId, subject, from: '"Zoë Example" <zoe@example.com>', text: 'My parcel never arrived.' });
 }
 
 describe('reply preview', () => {
@@ -38,7 +29,7 @@ describe('reply preview', () => {
   });
 
   async function openConversation(subject: string): Promise<string> {
-    const posted = await postMail(stack.api.url, team.channel, customerMail(`${randomUUID()}@example.com`, subject));
+    const posted = await postMail(stack.api.url, team.channel, parcelMail(`${randomUUID()}@example.com`, subject));
     expect(posted.status).toBe(202);
     const conversationId: string = posted.body.conversationId;
     await eventually(async () => {
@@ -206,8 +197,8 @@ describe("a channel's own SMTP server", () => {
       .where('id', '=', team.channel.id)
       .execute();
 
-    await postMail(stack.api.url, team.channel, customerMail('own-smtp-1@example.com', 'Via our server'));
-    await postMail(stack.api.url, plain, customerMail('own-smtp-2@example.com', 'Via the default'));
+    await postMail(stack.api.url, team.channel, parcelMail('own-smtp-1@example.com', 'Via our server'));
+    await postMail(stack.api.url, plain, parcelMail('own-smtp-2@example.com', 'Via the default'));
 
     const greeting = await ownServer.waitFor((mail) => mail.inReplyTo === '<own-smtp-1@example.com>');
     expect(greeting.text).toContain('Thanks for writing.');
@@ -219,7 +210,7 @@ describe("a channel's own SMTP server", () => {
 
   it('answers an agent’s reply at once while the mail server refuses it, and sends it once the server takes it', async () => {
     const team = await seedSupportTeam(stack.db, { name: 'Outage Support', emailAddress: 'outage@acme.example' });
-    const posted = await postMail(stack.api.url, team.channel, customerMail('outage-1@example.com', 'During the outage'));
+    const posted = await postMail(stack.api.url, team.channel, parcelMail('outage-1@example.com', 'During the outage'));
     const { conversationId } = posted.body;
     await eventually(async () => {
       const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);

@@ -5,22 +5,9 @@ import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { conversationSnapshotQuery } from '../../src/workflows/messages.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail as mail } from '../support/mail.js';
 
 // Routing rules and the first-response SLA on the real parts: the API, the worker, PostgreSQL, Temporal.
-
-function mail(input: { messageId: string; from: string; subject: string; text: string }) {
-  return [
-    `From: ${input.from}`,
-    'To: support@acme.example',
-    `Subject: ${input.subject}`,
-    `Message-ID: <${input.messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    input.text,
-    '',
-  ].join('\r\n');
-}
 
 describe('routing rules and the SLA through the whole stack', () => {
   let stack: TestStack;

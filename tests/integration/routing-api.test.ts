@@ -3,23 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccount, createChannel, createUser } from '../../src/db/seed.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { customerMail as mail } from '../support/mail.js';
 
 // The API for AI agents, knowledge articles, routing rules and teams on the real parts (PostgreSQL,
 // Temporal, SMTP capture): access rules, validation, ordering, and their effect on real mail.
-
-function mail(input: { messageId: string; from: string; subject: string; text: string }) {
-  return [
-    `From: ${input.from}`,
-    'To: support@acme.example',
-    `Subject: ${input.subject}`,
-    `Message-ID: <${input.messageId}>`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    input.text,
-    '',
-  ].join('\r\n');
-}
 
 type Response = Awaited<ReturnType<typeof callApi>>;
 

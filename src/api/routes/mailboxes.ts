@@ -3,8 +3,8 @@ import type { Channel } from '../../db/schema.js';
 import { applyMailboxSettings } from '../../ingest/mailboxes.js';
 import { checkImapConnection, type ImapSettings } from '../../mail/imap-connection.js';
 import { decryptCredential, encryptCredential } from '../../security/credentials.js';
-import { requireAdmin } from '../auth.js';
-import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
+import { findChannel } from '../access.js';
+import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // A channel's IMAP mailbox: settings (password write-only, encrypted at rest), a connection test, the sync position.
@@ -119,19 +119,6 @@ const testRoute = createRoute({
 });
 
 export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
-  async function channelOf(user: AuthenticatedUser, channelId: string): Promise<Channel> {
-    const channel = await db
-      .selectFrom('channels')
-      .selectAll()
-      .where('id', '=', channelId)
-      .where('account_id', '=', user.accountId)
-      .where('deleted_at', 'is', null)
-      .executeTakeFirst();
-    if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
-    requireAdmin(user, 'configures a channel');
-    return channel;
-  }
-
   async function describe(channel: Channel): Promise<z.infer<typeof ImapSettingsSchema>> {
     const cursors = await db
       .selectFrom('imap_cursors')
@@ -162,12 +149,12 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(getRoute, async (c) => {
-    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     return c.json(await describe(channel), 200);
   });
 
   app.openapi(putRoute, async (c) => {
-    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const input = c.req.valid('json');
     if (!input.password && !channel.imap_password_encrypted) {
       throw new Problem(422, 'validation', 'Request validation failed', 'a password is needed', [
@@ -205,7 +192,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
   });
 
   app.openapi(testRoute, async (c) => {
-    const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
+    const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const given = c.req.valid('json') ?? {};
     const stored = channel.imap_password_encrypted;
     const settings = {

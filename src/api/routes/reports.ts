@@ -152,6 +152,14 @@ function invalidQuery(field: string, message: string): Problem {
   return new Problem(422, 'validation', 'Request validation failed', 'invalid query', [{ field, message }]);
 }
 
+/** The period asked for: up to `to` (default now), from `from` (default 30 days before); an empty one is a 422. */
+function reportPeriod(query: { from?: string | undefined; to?: string | undefined }): { from: Date; to: Date } {
+  const to = query.to ? new Date(query.to) : new Date();
+  const from = query.from ? new Date(query.from) : new Date(to.getTime() - 30 * DAY_MS);
+  if (from >= to) throw invalidQuery('from', 'must be before "to"');
+  return { from, to };
+}
+
 /** Seconds to the millisecond; null stays null. */
 function seconds(value: string | number | null): number | null {
   return value === null ? null : Math.round(Number(value) * 1000) / 1000;
@@ -162,13 +170,7 @@ export function reportRoutes({ db }: ApiDeps) {
 
   app.openapi(csatRoute, async (c) => {
     const query = c.req.valid('query');
-    const to = query.to ? new Date(query.to) : new Date();
-    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 30 * 86_400_000);
-    if (from >= to) {
-      throw new Problem(422, 'validation', 'Request validation failed', 'the period is empty', [
-        { field: 'from', message: 'must be before "to"' },
-      ]);
-    }
+    const { from, to } = reportPeriod(query);
     const byChannel = query.groupBy === 'channel';
     const byAgent = query.groupBy === 'agent';
     const user = c.get('user');
@@ -215,9 +217,7 @@ export function reportRoutes({ db }: ApiDeps) {
   app.openapi(conversationsRoute, async (c) => {
     const query = c.req.valid('query');
     const user = c.get('user');
-    const to = query.to ? new Date(query.to) : new Date();
-    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 30 * DAY_MS);
-    if (from >= to) throw invalidQuery('from', 'must be before "to"');
+    const { from, to } = reportPeriod(query);
     if (to.getTime() - from.getTime() > MAX_REPORT_DAYS * DAY_MS)
       throw invalidQuery('to', `at most ${MAX_REPORT_DAYS} days after "from"`);
     if (!IANAZone.isValidZone(query.timeZone)) {
