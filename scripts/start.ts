@@ -2,12 +2,13 @@
 // with its Web UI, embedded PostgreSQL (PGlite), an SMTP capture for outgoing mail, the worker and
 // the API — then prints where everything is. Point DATABASE_URL, SMTP_URL or TEMPORAL_ADDRESS at
 // servers of your own to use those instead.
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
-import { loadConfig, openAiCompatibleSettings } from '../src/config.js';
+import { loadConfig, LOOPBACK_NETWORKS, openAiCompatibleSettings } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
@@ -70,12 +71,29 @@ async function demoCredentials(db: Db, dataDir: string): Promise<DemoCredentials
   return credentials;
 }
 
+/**
+ * The embedded stack's own SECRET_KEY: random on first start and kept under DATA_DIR, so that no
+ * published development key ever signs survey links or encrypts passwords.
+ */
+function developmentSecretKey(dataDir: string): string {
+  const file = join(dataDir, 'secret-key');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const key = randomBytes(32).toString('base64url');
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
 async function main() {
-  const config = loadConfig();
+  const dataDir = resolve(process.env.DATA_DIR || '.data');
+  mkdirSync(dataDir, { recursive: true });
+  // Everything runs on this machine: the embedded stack may reach loopback servers (the SMTP capture, a local IMAP).
+  const config = loadConfig({
+    ...process.env,
+    SECRET_KEY: process.env.SECRET_KEY || developmentSecretKey(dataDir),
+    ALLOWED_PRIVATE_NETWORKS: process.env.ALLOWED_PRIVATE_NETWORKS ?? LOOPBACK_NETWORKS.join(','),
+  });
   const logger = createLogger(config.LOG_LEVEL);
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  const dataDir = resolve(config.DATA_DIR);
-  mkdirSync(dataDir, { recursive: true });
   const stops: Array<() => Promise<unknown> | unknown> = [];
 
   let temporalUiUrl: string | undefined;

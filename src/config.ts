@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { TASK_QUEUE } from './workflows/ids.js';
 
@@ -25,8 +26,28 @@ const envSchema = z.object({
   /** Outbound SMTP, e.g. smtp://user:pass@host:587; without it mail goes to the built-in capture. */
   SMTP_URL: z.string().optional(),
   SMTP_CAPTURE_PORT: z.coerce.number().int().min(0).max(65535).default(2525),
-  /** Signs CSAT links. Required outside development. */
-  SECRET_KEY: z.string().min(32, 'SECRET_KEY must be at least 32 characters').optional(),
+  /** Signs CSAT links and encrypts mailbox passwords. Always required: `npm start` and the tests inject their own. */
+  SECRET_KEY: z
+    .string({ error: 'SECRET_KEY is required: 32 or more random characters' })
+    .min(32, 'SECRET_KEY must be at least 32 characters'),
+  /**
+   * Hosts that admins configure (IMAP, SMTP) may not resolve to loopback, private, link-local or
+   * unique-local addresses, except into these CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`.
+   */
+  ALLOWED_PRIVATE_NETWORKS: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const ranges = value
+        .split(',')
+        .map((range) => range.trim())
+        .filter(Boolean);
+      for (const range of ranges) {
+        if (!ipaddr.isValidCIDR(range))
+          ctx.addIssue({ code: 'custom', message: `"${range}" is not a CIDR range such as 10.0.0.0/8` });
+      }
+      return ranges;
+    }),
   /** Largest raw message the inbound endpoint accepts. */
   MAX_INBOUND_BYTES: z.coerce
     .number()
@@ -40,7 +61,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-export type Config = Omit<z.infer<typeof envSchema>, 'SECRET_KEY'> & { SECRET_KEY: string };
+export type Config = z.infer<typeof envSchema>;
 
 /** The AI agents' OpenAI-compatible endpoint, when one is configured. */
 export function openAiCompatibleSettings(config: Config) {
@@ -52,8 +73,8 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-// Only for `npm start` and tests; production sets SECRET_KEY.
-const DEVELOPMENT_SECRET = 'mailroom-development-secret-do-not-use-in-production';
+/** Loopback only: what `npm start` and the tests allow, where every server runs on this machine. */
+export const LOOPBACK_NETWORKS = ['127.0.0.0/8', '::1/128'];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -61,7 +82,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   }
-  const secret = parsed.data.SECRET_KEY ?? (env.NODE_ENV === 'production' ? undefined : DEVELOPMENT_SECRET);
-  if (!secret) throw new ConfigError('Invalid configuration:\n  SECRET_KEY: required when NODE_ENV=production');
-  return { ...parsed.data, SECRET_KEY: secret };
+  return parsed.data;
 }
