@@ -17,7 +17,9 @@ const QUOTE_LENGTH = 200;
 
 /** Any server that speaks OpenAI's chat-completions protocol and supports JSON mode. */
 export function createOpenAiCompatibleProvider(options: OpenAiCompatibleOptions): AiProvider {
-  const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
+  let base = options.baseUrl;
+  while (base.endsWith('/')) base = base.slice(0, -1);
+  const url = `${base}/chat/completions`;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const name = `openai_compatible (${options.model})`;
@@ -142,8 +144,10 @@ function parseJson(text: string | undefined): unknown {
 
 /** The JSON inside a ```json … ``` fence, or the text itself. */
 function unfence(content: string): string {
-  const fenced = /^\s*```[a-z]*\s*\n?([\s\S]*?)\n?\s*```\s*$/i.exec(content);
-  return fenced ? fenced[1]! : content.trim();
+  const trimmed = content.trim();
+  if (trimmed.length < 6 || !trimmed.startsWith('```') || !trimmed.endsWith('```')) return trimmed;
+  const inner = trimmed.slice(3, -3);
+  return inner.slice(/^[a-z]*/i.exec(inner)![0].length).trim(); // without the language tag
 }
 
 /** Models that talk around their JSON despite JSON mode: from the first `{` to the last `}`. */

@@ -250,13 +250,17 @@ export function confirmsResolution(text: string, languages: readonly string[]): 
   return tables.some((table) => table.resolved.some((pattern) => pattern.test(normalised)));
 }
 
+const WORD_CHARACTER = /^[\p{L}\p{N}]$/u;
+
 /** Lower case, NFKC, umlauts as ae/oe/ue and ß as ss, no accents, words separated by single spaces. */
 export function normaliseIntentText(text: string): string {
   return (
     foldLetters(text)
       .replace(/[^\p{L}\p{N}']+/gu, ' ')
-      // Quotation marks, not apostrophes.
-      .replace(/(?<![\p{L}\p{N}])'+|'+(?![\p{L}\p{N}])/gu, ' ')
+      // Quotation marks, not apostrophes: only a single ' between two letters or digits stays.
+      .replace(/'+/g, (run: string, at: number, text: string) =>
+        run.length === 1 && WORD_CHARACTER.test(text[at - 1] ?? '') && WORD_CHARACTER.test(text[at + 1] ?? '') ? run : ' ',
+      )
       .replace(/\s+/g, ' ')
       .trim()
   );

@@ -8,12 +8,13 @@ import { replySubject } from './threading.js';
 export const SUBJECT_TOKENS = { startedAt: '{{conversation.started_at}}' } as const;
 export const FROM_NAME_TOKENS = { agentName: '{{agent.name}}' } as const;
 
-const TOKEN = /\{\{\s*([^{}]*?)\s*\}\}/g;
+// The name is trimmed in code: `\s*` around a lazy `[^{}]*?` would backtrack quadratically on long blank runs.
+const TOKEN = /\{\{([^{}]*)\}\}/g;
 
 /** Null when `template` uses only `allowed` tokens; otherwise what is wrong, for a 422. */
 export function templateProblem(template: string, allowed: readonly string[]): string | null {
   for (const match of template.matchAll(TOKEN)) {
-    const token = `{{${match[1]}}}`;
+    const token = `{{${match[1]!.trim()}}}`;
     if (!allowed.includes(token)) return `unknown token ${match[0]}; allowed: ${allowed.join(', ')}`;
   }
   return null;
@@ -35,7 +36,7 @@ export function outgoingSubject(input: {
   if (!input.defaultSubject?.trim()) return replySubject(input.conversationSubject);
   const startedAt = DateTime.fromJSDate(input.startedAt, { zone: input.timeZone }).toFormat('yyyy-MM-dd HH:mm ZZ');
   return input.defaultSubject.replaceAll(TOKEN, (match, name: string) =>
-    `{{${name}}}` === SUBJECT_TOKENS.startedAt ? startedAt : match,
+    `{{${name.trim()}}}` === SUBJECT_TOKENS.startedAt ? startedAt : match,
   );
 }
 
@@ -47,7 +48,7 @@ export function outgoingFromName(input: { template: string | null; channelName: 
   const sender = input.senderName ?? input.channelName;
   if (input.template?.trim()) {
     return input.template.replaceAll(TOKEN, (match, name: string) =>
-      `{{${name}}}` === FROM_NAME_TOKENS.agentName ? sender : match,
+      `{{${name.trim()}}}` === FROM_NAME_TOKENS.agentName ? sender : match,
     );
   }
   return input.senderName ? `${input.senderName} (${input.channelName})` : input.channelName;

@@ -5,7 +5,9 @@ import type { MailHeaders } from '../domain/classification.js';
 const HEADER_FIELD = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+:/;
 // At least one of these must be present for bytes to count as a mail.
 const MAIL_HEADERS = ['from', 'sender', 'to', 'subject', 'date', 'message-id', 'received', 'mime-version', 'return-path'];
-const MESSAGE_ID = /<?([^<>\s]+@[^<>\s]+?)>?(?:\s|$)/;
+// A msg-id (RFC 5322 §3.6.4) is "<" id-left "@" id-right ">". No character class overlaps the next
+// token, so every attempt stops at the next delimiter: linear in the header's length, whatever it holds.
+const BRACKETED_MESSAGE_ID = /<([^<>\s@]+@[^<>\s]+)>/g;
 
 /**
  * Reads the header section without a full parse, so the raw mail can be stored
@@ -42,10 +44,30 @@ export function readHeaderSection(raw: Uint8Array): MailHeaders | null {
   return MAIL_HEADERS.some((name) => name in headers) ? headers : null;
 }
 
-/** `<id@host>` from a Message-ID header value, or undefined when it holds none. */
+/** `<id@host>` from a Message-ID or In-Reply-To header value, or undefined when it holds none. */
 export function messageIdIn(value: string | undefined): string | undefined {
-  const match = value?.match(MESSAGE_ID);
-  return match ? `<${match[1]}>` : undefined;
+  return messageIdsIn(value, 1)[0];
+}
+
+/**
+ * Every `<id@host>` in a header value, in order (References): the bracketed ones, else bare
+ * `id@host` words, which some mail systems write.
+ */
+export function messageIdsIn(value: string | undefined, limit = Number.POSITIVE_INFINITY): string[] {
+  if (!value) return [];
+  const ids: string[] = [];
+  for (const match of value.matchAll(BRACKETED_MESSAGE_ID)) {
+    ids.push(`<${match[1]}>`);
+    if (ids.length >= limit) return ids;
+  }
+  if (ids.length > 0) return ids;
+  for (const word of value.split(/[\s,]+/)) {
+    const bare = word.startsWith('<') ? word.slice(1) : word;
+    const id = bare.endsWith('>') ? bare.slice(0, -1) : bare;
+    if (id.includes('@') && !id.startsWith('@') && !id.endsWith('@') && !/[<>]/.test(id)) ids.push(`<${id}>`);
+    if (ids.length >= limit) break;
+  }
+  return ids;
 }
 
 /**

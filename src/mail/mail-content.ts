@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { AddressObject, EmailAddress, HeaderValue } from 'mailparser';
 import { classifyMail, type MailHeaders } from '../domain/classification.js';
-import { messageIdIn, readHeaderSection } from './header-section.js';
+import { messageIdIn, messageIdsIn, readHeaderSection } from './header-section.js';
 import { htmlToPlainText } from './html-text.js';
 import { parseMime, type MimeAttachment, type MimeContent } from './mime-parser.js';
 import { NOT_MIME, UnparseableMailError, type MailAddress, type ParsedAttachment, type ParsedMail } from './parsed-mail.js';
@@ -38,7 +38,7 @@ export async function extractMailContent(raw: Buffer, messageId: string): Promis
   const derived = ownText ?? (html ? htmlToPlainText(html) : undefined);
   const text = derived?.trim() ? capText(derived) : null;
   const classification = classifyMail(headers, from.address);
-  const references = [mime.headers.get('references') ?? []].flat().filter((id): id is string => typeof id === 'string');
+  const references = headers.references?.flatMap((value) => messageIdsIn(value)) ?? [];
 
   return {
     messageId,
@@ -77,7 +77,8 @@ function senderOf(parsed: MimeContent['headers'], raw: MailHeaders): MailAddress
   }
   const daemon = raw.from?.[0]?.match(/\b(mailer-daemon|postmaster)\b/i);
   if (!daemon) return undefined;
-  const domain = messageIdIn(raw['message-id']?.[0])?.match(/@([^>]+)>$/)?.[1] ?? 'unknown.invalid';
+  const messageId = messageIdIn(raw['message-id']?.[0]);
+  const domain = messageId ? messageId.slice(messageId.lastIndexOf('@') + 1, -1) : 'unknown.invalid';
   return { address: `${daemon[1]!.toLowerCase()}@${domain.toLowerCase()}`, name: null };
 }
 

@@ -7,7 +7,8 @@ import { messageIdIn, readHeaderSection } from './header-section.js';
 // RFC 6533 has the internationalized forms.
 const RETURNED_PARTS = new Set(['message/rfc822', 'message/global', 'text/rfc822-headers', 'message/global-headers']);
 // Reports without a structured part (qmail, some Exchange versions) quote the headers in the text.
-const MESSAGE_ID_LINE = /^\s*Message-ID:\s*(<[^<>\s]+@[^<>\s]+>)/gim;
+// Horizontal space only: `\s*` after `^` would rescan every following blank line, for each line.
+const MESSAGE_ID_LINE = /^[ \t]*Message-ID:[ \t]*(<[^<>\s@]+@[^<>\s]+>)/gim;
 
 /** Message-IDs of the returned mail, from the report's parts first, then from its text. */
 export function returnedMessageIds(

@@ -24,9 +24,9 @@ const nameSchema = z
   .min(1)
   .max(200)
   .regex(
-    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
-    /^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$/,
-    'must not be blank nor hold control characters',
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses (blank is refused by min(1) after trim)
+    /^[^\u0000-\u001f\u007f-\u009f]*$/,
+    'must not hold control characters',
   );
 
 const UserSchema = z
