@@ -2,7 +2,15 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { addBusinessTime, describeInstant, isOpenAt, nextOpening, type BusinessHours } from '../domain/business-hours.js';
-import { describeRule, firstMatchingRule, raisePriority, type Priority, type RoutingFacts } from '../domain/routing-rules.js';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import {
+  describeRule,
+  raisePriority,
+  ruleMatches,
+  type Priority,
+  type RoutingFacts,
+  type RoutingRuleDefinition,
+} from '../domain/routing-rules.js';
 import type { Actor } from '../workflows/messages.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
@@ -38,6 +46,21 @@ async function channelHours(db: Kysely<Database>, conversationId: string): Promi
   return row.business_hours_enabled ? row.business_hours : null;
 }
 
+/**
+ * firstMatchingRule, one rule per turn of the event loop: a channel's rules (admins' patterns on
+ * senders' text) never hold the worker's thread for longer than one rule takes. Outside any transaction.
+ */
+async function firstMatchingRuleInTurns<R extends RoutingRuleDefinition>(
+  rules: readonly R[],
+  facts: RoutingFacts,
+): Promise<R | null> {
+  for (const rule of rules) {
+    if (ruleMatches(rule, facts)) return rule;
+    await nextTurn();
+  }
+  return null;
+}
+
 export function createRoutingActivities({ db }: ActivityDeps) {
   return {
     /**
@@ -45,50 +68,50 @@ export function createRoutingActivities({ db }: ActivityDeps) {
      * agent, else its human agents. Applies the rule's priority, labels and team on the way.
      */
     async routeConversation({ conversationId }: { conversationId: string }): Promise<RoutingDecision> {
+      const conversation = await db
+        .selectFrom('conversations as c')
+        .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+        .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
+        .select([
+          'c.channel_id',
+          'c.subject',
+          'c.priority',
+          'c.labels',
+          'ct.email',
+          'ct.attributes',
+          'ch.business_hours_enabled',
+          'ch.business_hours',
+          'ch.ai_outside_business_hours',
+        ])
+        .where('c.id', '=', conversationId)
+        .executeTakeFirstOrThrow();
+      const firstMail = await db
+        .selectFrom('inbound_messages')
+        .select(['from_address', 'to_addresses', 'cc_addresses', 'subject', 'reply_text', 'text_body', 'classification'])
+        .where('conversation_id', '=', conversationId)
+        .orderBy('received_at')
+        .limit(1)
+        .executeTakeFirst();
+      const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
+      const insideBusinessHours = !hours || isOpenAt(hours, new Date());
+      const facts: RoutingFacts = {
+        sender: (firstMail?.from_address ?? conversation.email ?? '').toLowerCase(),
+        recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
+        subject: firstMail?.subject ?? conversation.subject,
+        body: firstMail?.reply_text ?? firstMail?.text_body ?? '',
+        contactAttributes: conversation.attributes,
+        insideBusinessHours,
+        classification: firstMail?.classification ?? 'ordinary',
+      };
+      const rules = await db
+        .selectFrom('routing_rules')
+        .select(['id', 'name', 'conditions', 'actions'])
+        .where('channel_id', '=', conversation.channel_id)
+        .orderBy('position')
+        .orderBy('created_at')
+        .execute();
+      const rule = await firstMatchingRuleInTurns(rules, facts);
       return db.transaction().execute(async (trx) => {
-        const conversation = await trx
-          .selectFrom('conversations as c')
-          .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
-          .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
-          .select([
-            'c.channel_id',
-            'c.subject',
-            'c.priority',
-            'c.labels',
-            'ct.email',
-            'ct.attributes',
-            'ch.business_hours_enabled',
-            'ch.business_hours',
-            'ch.ai_outside_business_hours',
-          ])
-          .where('c.id', '=', conversationId)
-          .executeTakeFirstOrThrow();
-        const firstMail = await trx
-          .selectFrom('inbound_messages')
-          .select(['from_address', 'to_addresses', 'cc_addresses', 'subject', 'reply_text', 'text_body', 'classification'])
-          .where('conversation_id', '=', conversationId)
-          .orderBy('received_at')
-          .limit(1)
-          .executeTakeFirst();
-        const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
-        const insideBusinessHours = !hours || isOpenAt(hours, new Date());
-        const facts: RoutingFacts = {
-          sender: (firstMail?.from_address ?? conversation.email ?? '').toLowerCase(),
-          recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
-          subject: firstMail?.subject ?? conversation.subject,
-          body: firstMail?.reply_text ?? firstMail?.text_body ?? '',
-          contactAttributes: conversation.attributes,
-          insideBusinessHours,
-          classification: firstMail?.classification ?? 'ordinary',
-        };
-        const rules = await trx
-          .selectFrom('routing_rules')
-          .select(['id', 'name', 'conditions', 'actions'])
-          .where('channel_id', '=', conversation.channel_id)
-          .orderBy('position')
-          .orderBy('created_at')
-          .execute();
-        const rule = firstMatchingRule(rules, facts);
         const priority = rule?.actions.priority ?? conversation.priority;
         const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
         const target = rule?.actions.assignTo;

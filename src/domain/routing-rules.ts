@@ -1,3 +1,4 @@
+import { RE2JS } from 're2js';
 import { z } from 'zod';
 import type { MailClassification } from '../db/schema.js';
 
@@ -20,8 +21,13 @@ const _allClassifications: Record<MailClassification, true> = { ordinary: true, 
 /** Text (subject, body, addresses, attribute values) is cut to this many characters before matching. */
 export const MAX_MATCHED_TEXT = 20_000;
 export const MAX_REGEX_LENGTH = 200;
+/**
+ * Patterns are admins' input matched against senders' input, so they run on RE2 (linear in the text).
+ * Its cost per character grows with the compiled program's size: capped per rule, one rule matches
+ * 20,000 characters in well under 100 ms even when pattern and text are made to be slow.
+ */
+export const MAX_RULE_REGEX_PROGRAM = 1_000;
 const MAX_VALUE_LENGTH = 1_000;
-const REGEX_FLAGS = 'iu';
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
@@ -43,15 +49,17 @@ function checkValue(operator: string, v: string | undefined, ctx: z.core.$Refine
       return;
     }
     try {
-      new RegExp(v, REGEX_FLAGS);
+      const size = compileRulePattern(v).programSize();
+      if (size > MAX_RULE_REGEX_PROGRAM) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['value'],
+          message: `regular expression is too complex: it compiles to ${size} instructions, at most ${MAX_RULE_REGEX_PROGRAM}`,
+        });
+      }
     } catch (error) {
-      // The engine's message already reads "Invalid regular expression: /(/iu: Unterminated group".
-      const message = (error as Error).message;
-      ctx.addIssue({
-        code: 'custom',
-        path: ['value'],
-        message: /regular expression/i.test(message) ? message : `Invalid regular expression: ${message}`,
-      });
+      // RE2 syntax (no look-around, no back-references): its message reads "error parsing regexp: missing closing ): `(`".
+      ctx.addIssue({ code: 'custom', path: ['value'], message: `Invalid regular expression: ${(error as Error).message}` });
     }
   } else if ((operator === 'contains' || operator === 'not_contains') && v === '') {
     ctx.addIssue({ code: 'custom', path: ['value'], message: `value must not be empty for operator "${operator}"` });
@@ -161,7 +169,19 @@ export const routingRuleSchema = z.object({
   conditions: z
     .array(routingConditionSchema, { error: 'conditions must be a list' })
     .min(1, 'a rule needs at least one condition')
-    .max(20, 'a rule has at most 20 conditions'),
+    .max(20, 'a rule has at most 20 conditions')
+    .superRefine((conditions, ctx) => {
+      const size = conditions.reduce(
+        (sum, c) => sum + ('operator' in c && c.operator === 'matches' ? programSizeOf(c.value) : 0),
+        0,
+      );
+      if (size > MAX_RULE_REGEX_PROGRAM) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `the rule's regular expressions are too complex together: ${size} instructions, at most ${MAX_RULE_REGEX_PROGRAM}`,
+        });
+      }
+    }),
   actions: routingActionsSchema,
 });
 export type RoutingRuleDefinition = z.infer<typeof routingRuleSchema>;
@@ -201,10 +221,33 @@ function textMatches(operator: TextOperator, text: string, expected: string): bo
       return !textMatches('contains', bounded, expected);
     case 'matches':
       try {
-        return new RegExp(expected, REGEX_FLAGS).test(bounded);
+        return compileRulePattern(expected).test(bounded);
       } catch {
         return false;
       }
+  }
+}
+
+// Compiled patterns by source: a worker routes many conversations with the same few rules.
+const compiledPatterns = new Map<string, RE2JS>();
+const COMPILED_PATTERNS_KEPT = 1_000;
+
+/** A rule's pattern on RE2, case-insensitive; throws RE2's syntax error for one that does not compile. */
+export function compileRulePattern(pattern: string): RE2JS {
+  let compiled = compiledPatterns.get(pattern);
+  if (!compiled) {
+    compiled = RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE);
+    if (compiledPatterns.size >= COMPILED_PATTERNS_KEPT) compiledPatterns.delete(compiledPatterns.keys().next().value!);
+    compiledPatterns.set(pattern, compiled);
+  }
+  return compiled;
+}
+
+function programSizeOf(pattern: string | undefined): number {
+  try {
+    return pattern === undefined ? 0 : compileRulePattern(pattern).programSize();
+  } catch {
+    return 0; // reported on the condition itself
   }
 }
 
@@ -259,9 +302,13 @@ export function conditionMatches(condition: RoutingCondition, facts: RoutingFact
   }
 }
 
+export function ruleMatches(rule: RoutingRuleDefinition, facts: RoutingFacts): boolean {
+  return rule.conditions.every((c) => conditionMatches(c, facts));
+}
+
 /** The first rule (in the given order) whose conditions all match, or null. */
 export function firstMatchingRule<R extends RoutingRuleDefinition>(rules: readonly R[], facts: RoutingFacts): R | null {
-  return rules.find((rule) => rule.conditions.every((c) => conditionMatches(c, facts))) ?? null;
+  return rules.find((rule) => ruleMatches(rule, facts)) ?? null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -495,6 +495,35 @@ describe('the routing API: AI agents, knowledge articles, routing rules, teams',
       expect((await api(admin(), 'DELETE', `/v1/teams/${teamId}`)).status).toBe(204);
     });
 
+    it('keeps a channel to 200 rules: every new conversation is matched against all of them', async () => {
+      const other = await createChannel(stack.db, {
+        accountId: team.account.id,
+        name: 'Busy',
+        emailAddress: 'busy@acme.example',
+      });
+      await stack.db
+        .insertInto('routing_rules')
+        .values(
+          Array.from({ length: 200 }, (_, position) => ({
+            id: randomUUID(),
+            channel_id: other.id,
+            position,
+            name: `Rule ${position}`,
+            conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: `x${position}` }]),
+            actions: JSON.stringify({ priority: 'high' }),
+          })),
+        )
+        .execute();
+      const refused = await api(
+        admin(),
+        'POST',
+        `/v1/channels/${other.id}/routing-rules`,
+        subjectRule('One more', 'y', { priority: 'low' }),
+      );
+      expectProblem(refused, 409);
+      expect(refused.body.detail).toMatch(/at most 200 routing rules/);
+    });
+
     it('answers 422 naming the field for what evaluation would not understand and for unknown references', async () => {
       const post = (body: unknown) => api(admin(), 'POST', channelPath('/routing-rules'), body);
       const regex = await post({
@@ -504,6 +533,20 @@ describe('the routing API: AI agents, knowledge articles, routing rules, teams',
       });
       expectProblem(regex, 422, 'conditions.0.value');
       expect(regex.body.errors[0].message).toMatch(/regular expression/i);
+      // RE2 syntax: what needs a backtracking engine is refused, as is a pattern too large to match quickly.
+      const lookBehind = await post({
+        name: 'Look-behind',
+        conditions: [{ field: 'body', operator: 'matches', value: '(?<=re)fund' }],
+        actions: { priority: 'high' },
+      });
+      expectProblem(lookBehind, 422, 'conditions.0.value');
+      const huge = await post({
+        name: 'Huge',
+        conditions: [{ field: 'body', operator: 'matches', value: '(a|aa){1000}' }],
+        actions: { priority: 'high' },
+      });
+      expectProblem(huge, 422, 'conditions.0.value');
+      expect(huge.body.errors[0].message).toMatch(/too complex/);
       expectProblem(await post(subjectRule('Nothing', 'x', {})), 422, 'actions');
       expectProblem(await post(subjectRule('Nul', 'a\u0000b', { priority: 'low' })), 422, 'conditions.0.value');
       expectProblem(await post({ name: 'X', conditions: [], actions: { priority: 'high' } }), 422, 'conditions');
@@ -658,6 +701,30 @@ describe('the routing API: AI agents, knowledge articles, routing rules, teams',
       expect(routed.data.rule).toBe(urgent.description);
 
       for (const id of [billing.id, urgent.id]) await api(admin(), 'DELETE', channelPath(`/routing-rules/${id}`));
+    });
+
+    it('matches an admin’s catastrophic pattern against a hostile body in linear time, and the next mail is routed too', async () => {
+      const rule = await api(admin(), 'POST', channelPath('/routing-rules'), {
+        name: 'Nested quantifiers',
+        conditions: [{ field: 'body', operator: 'matches', value: '^(a+)+$' }],
+        actions: { priority: 'urgent', labels: ['all-a'] },
+      });
+      expect(rule.status).toBe(201);
+      // With a backtracking engine this body takes longer than the universe has: 2^19,990 paths.
+      const hostile = await postMail(
+        stack.api.url,
+        team.channel,
+        mail({ messageId: 'redos-1@example.com', from: 'eve@example.com', subject: 'aaa', text: `${'a'.repeat(19_990)}!` }),
+      );
+      const plain = await postMail(
+        stack.api.url,
+        team.channel,
+        mail({ messageId: 'redos-2@example.com', from: 'fay@example.com', subject: 'Question', text: 'aaaa' }),
+      );
+      expect([hostile.status, plain.status]).toEqual([202, 202]);
+      expect(await conversation(hostile.body.conversationId, 'assigned')).toMatchObject({ priority: 'normal', labels: [] });
+      expect(await conversation(plain.body.conversationId, 'assigned')).toMatchObject({ priority: 'urgent', labels: ['all-a'] });
+      await api(admin(), 'DELETE', channelPath(`/routing-rules/${rule.body.id}`));
     });
 
     it("offers a team's queued conversations to the members a PUT adds", async () => {

@@ -272,11 +272,42 @@ describe('routingConditionSchema', () => {
 
   it('rejects a regex that does not compile, with the engine’s error', () => {
     const message = messages({ field: 'subject', operator: 'matches', value: '(unclosed' });
-    expect(message).toMatch(/^value: Invalid regular expression: .*Unterminated group/);
+    expect(message).toMatch(/^value: Invalid regular expression: .*missing closing \)/);
+    expect(messages({ field: 'body', operator: 'matches', value: '\\p{NoSuchProperty}' })).toMatch(/invalid character class/);
   });
 
-  it('compiles with the unicode flag, so invalid unicode escapes are rejected', () => {
-    expect(messages({ field: 'body', operator: 'matches', value: '\\p{NoSuchProperty}' })).toMatch(/Invalid property name/);
+  it('takes RE2 syntax: look-around and back-references, which need backtracking, are refused', () => {
+    expect(messages({ field: 'body', operator: 'matches', value: '(?<=a)b' })).toMatch(/^value: Invalid regular expression/);
+    expect(messages({ field: 'body', operator: 'matches', value: '(a)\\1' })).toMatch(/^value: Invalid regular expression/);
+  });
+
+  it('refuses a pattern that compiles to a program too large to match quickly', () => {
+    expect(messages({ field: 'body', operator: 'matches', value: '(a|aa){1000}' })).toMatch(
+      /^value: regular expression is too complex: it compiles to \d+ instructions, at most 1000/,
+    );
+    expect(routingConditionSchema.safeParse({ field: 'body', operator: 'matches', value: '(refund|chargeback)s?' }).success).toBe(
+      true,
+    );
+  });
+
+  it('refuses a rule whose patterns are too complex together', () => {
+    const pattern = { field: 'body', operator: 'matches', value: '.{400}' } as const;
+    const rule = { name: 'r', conditions: [pattern, pattern, pattern], actions: { priority: 'high' } };
+    const result = routingRuleSchema.safeParse(rule);
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`)).toEqual([
+      expect.stringMatching(
+        /^conditions: the rule's regular expressions are too complex together: \d+ instructions, at most 1000$/,
+      ),
+    ]);
+    expect(routingRuleSchema.safeParse({ ...rule, conditions: [pattern, pattern] }).success).toBe(true);
+  });
+
+  it('matches catastrophic-backtracking patterns in linear time (RE2)', () => {
+    const condition = { field: 'body', operator: 'matches', value: '^(a+)+$' } as const;
+    expect(routingConditionSchema.safeParse(condition).success).toBe(true);
+    expect(conditionMatches(condition, facts({ body: `${'a'.repeat(19_990)}!` }))).toBe(false);
+    expect(conditionMatches(condition, facts({ body: 'a'.repeat(20_000) }))).toBe(true);
   });
 
   it('rejects a regex longer than 200 characters', () => {

@@ -35,7 +35,9 @@ const positionSchema = z
 
 const RoutingRuleInput = routingRuleSchema.extend({ position: positionSchema }).openapi('RoutingRuleInput', {
   description:
-    'Conditions all must match. assignTo names an agent of the channel, a team of the account or an AI agent of the channel.',
+    'Conditions all must match. assignTo names an agent of the channel, a team of the account or an AI agent of the channel. ' +
+    'The matches operator takes RE2 syntax (https://github.com/google/re2/wiki/Syntax), case-insensitive, matched in linear time; ' +
+    'a rule’s patterns compile to at most 1,000 instructions together. A channel has at most 200 rules.',
 });
 
 const RoutingRuleSchema = z
@@ -94,7 +96,7 @@ const createRuleRoute = createRoute({
   },
   responses: {
     201: { description: 'Created', content: { 'application/json': { schema: RoutingRuleSchema } } },
-    ...problemResponses(400, 401, 403, 404, 413, 422),
+    ...problemResponses(400, 401, 403, 404, 409, 413, 422),
   },
 });
 
@@ -231,6 +233,8 @@ async function checkAssignee(trx: Transaction<Database>, channel: Channel, actio
   }
 }
 
+const MAX_RULES_PER_CHANNEL = 200;
+
 export function routingRuleRoutes({ db }: ApiDeps) {
   async function list(trx: Db, channelId: string) {
     const rows = await trx
@@ -268,6 +272,20 @@ export function routingRuleRoutes({ db }: ApiDeps) {
       const channel = await findChannel(trx, c.get('user'), c.req.valid('param').channelId, 'configure');
       await lockChannel(trx, channel.id);
       await checkAssignee(trx, channel, input.actions);
+      const { count } = await trx
+        .selectFrom('routing_rules')
+        .select((eb) => eb.fn.countAll<string>().as('count'))
+        .where('channel_id', '=', channel.id)
+        .executeTakeFirstOrThrow();
+      // Every new conversation is matched against all of them: the list is bounded like every other.
+      if (Number(count) >= MAX_RULES_PER_CHANNEL) {
+        throw new Problem(
+          409,
+          'too-many-rules',
+          'Too many routing rules',
+          `a channel has at most ${MAX_RULES_PER_CHANNEL} routing rules; delete one first`,
+        );
+      }
       const id = randomUUID();
       await trx
         .insertInto('routing_rules')
