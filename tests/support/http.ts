@@ -38,3 +38,22 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * POSTs an endless body (chunked, no Content-Length) until the server answers; returns the answer and
+ * how many bytes the server made us produce. A server without a body limit would read it to the end.
+ */
+export async function postEndlessBody(url: string, headers: Record<string, string>, maxBytes = 4 * 1024 ** 3) {
+  const chunk = new Uint8Array(64 * 1024).fill(0x61); // "aaaa…"
+  let produced = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (produced >= maxBytes) return controller.close();
+      produced += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+  const response = await fetch(url, { method: 'POST', headers, body, duplex: 'half' } as RequestInit);
+  await response.arrayBuffer();
+  return { status: response.status, contentType: response.headers.get('content-type'), produced };
+}

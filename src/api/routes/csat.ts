@@ -1,5 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { verifyCsatToken } from '../../domain/csat-token.js';
@@ -15,6 +16,9 @@ import { commandConversation } from '../workflow-commands.js';
 // No token is longer: a longer one (a mangled link) is answered like any unknown one, with the 404 page.
 const tokenParams = z.object({ token: z.string().max(200) });
 const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
+
+// A rating and a 2,000-character comment, url-encoded (up to 9 bytes a character), with room to spare.
+const MAX_FORM_BYTES = 32 * 1024;
 
 const RatingFormSchema = z.object({
   rating: z.coerce.number().int().min(1, 'choose a rating from 1 to 5').max(5, 'choose a rating from 1 to 5'),
@@ -43,6 +47,7 @@ const submitRoute = createRoute({
     200: htmlPage('Thank-you page'),
     404: htmlPage('Unknown link'),
     410: htmlPage('The link has expired'),
+    413: htmlPage('The form is larger than any rating needs'),
     422: htmlPage('The form again, with what to correct'),
     503: htmlPage('Try again later'),
   },
@@ -151,6 +156,14 @@ export function csatRoutes({ db, temporal, config }: ApiDeps) {
   }
 
   const app = new OpenAPIHono<AppEnv>();
+  // The survey is public: a body is read only up to the size a rating can have, whatever Content-Length claims.
+  app.use(
+    submitRoute.getRoutingPath(),
+    bodyLimit({
+      maxSize: MAX_FORM_BYTES,
+      onError: (c) => c.html(page('Too large', html`<p>The form is larger than a rating can be.</p>`), 413),
+    }),
+  );
 
   app.openapi(
     showRoute,
