@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { ImapFlow } from 'imapflow';
 import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
+import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { applyMailboxSettings } from '../src/ingest/mailboxes.js';
@@ -46,7 +47,7 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
   const connection = await NativeConnection.connect({ address: stack.temporalAddress });
   stack.addStop(() => connection.close());
-  const mail = createMailTransport(smtp.url);
+  const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });
   // The ingest starts conversation workflows on the forwarder's unpolled queue and the worker polls only the mailbox
   // queue: the drain then does the same ingest work per mail as the forwarder figure, only the way in differs.
   const worker = await createMailroomWorker({
@@ -58,6 +59,8 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
       mail,
       publicUrl: 'http://localhost',
       secretKey: BENCH_SECRET_KEY,
+      // Its Dovecot runs on loopback.
+      allowedPrivateNetworks: LOOPBACK_NETWORKS,
     },
   });
   const running = worker.run();

@@ -6,6 +6,7 @@ import { createScratchDatabase } from '../scripts/servers/scratch-database.js';
 import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.js';
 import { ensureTools } from '../scripts/servers/tools.js';
 import { startApiServer } from '../src/api/server.js';
+import { LOOPBACK_NETWORKS } from '../src/config.js';
 import type { Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
@@ -75,6 +76,8 @@ export async function startBenchStack(): Promise<BenchStack> {
           MAX_INBOUND_BYTES: 25 * 1024 * 1024,
           PUBLIC_URL: 'http://localhost',
           INBOUND_DOMAIN: 'inbound.mailroom.test',
+          // The benchmark's Dovecot and SMTP capture run on loopback.
+          ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
         },
         logger: createLogger('silent'),
       },

@@ -8,6 +8,7 @@
 import v8 from 'node:v8';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry } from '@temporalio/worker';
+import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createMailTransport } from '../src/mail/transport.js';
@@ -104,6 +105,7 @@ async function main() {
         mail,
         publicUrl: 'http://localhost',
         secretKey: BENCH_SECRET_KEY,
+        allowedPrivateNetworks: LOOPBACK_NETWORKS,
       },
     });
   } else if (kind === 'bare') {

@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { pino } from 'pino';
 import { startApiServer } from '../src/api/server.js';
+import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
@@ -83,6 +84,8 @@ async function main() {
         MAX_INBOUND_BYTES: 1024 * 1024,
         PUBLIC_URL: 'http://127.0.0.1',
         INBOUND_DOMAIN: 'inbound.mailroom.test',
+        // Like `npm start`: every server of this stack runs on loopback.
+        ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
       },
       logger,
     },
@@ -95,7 +98,14 @@ async function main() {
   const worker = await createMailroomWorker({
     connection: workerConnection,
     taskQueue,
-    deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: SECRET_KEY },
+    deps: {
+      db,
+      ingest,
+      mail: createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS }),
+      publicUrl: api.url,
+      secretKey: SECRET_KEY,
+      allowedPrivateNetworks: LOOPBACK_NETWORKS,
+    },
   });
   const running = worker.run();
   stops.push(async () => {

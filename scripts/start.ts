@@ -143,9 +143,10 @@ async function main() {
     deps: {
       db,
       ingest,
-      mail: createMailTransport(smtpUrl),
+      mail: createMailTransport(smtpUrl, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS }),
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
+      allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
     },
   });

@@ -58,9 +58,10 @@ async function main() {
     deps: {
       db,
       ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
-      mail: createMailTransport(config.SMTP_URL),
+      mail: createMailTransport(config.SMTP_URL, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS }),
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
+      allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
     },
   });

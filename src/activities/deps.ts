@@ -11,6 +11,11 @@ export interface ActivityDeps {
   publicUrl: string;
   /** Signs CSAT links; derives the key that encrypts mailbox passwords. */
   secretKey: string;
+  /**
+   * CIDR ranges of non-public addresses that channels' IMAP servers may still resolve to
+   * (Config.ALLOWED_PRIVATE_NETWORKS); empty in production unless the operator says otherwise.
+   */
+  allowedPrivateNetworks: readonly string[];
   /** The inbound path that IMAP mailboxes feed, the same one the forwarder endpoint uses. */
   ingest: Ingest;
   /** The OpenAI-compatible endpoint AI agents may use; without it only the offline knowledge-base provider works. */

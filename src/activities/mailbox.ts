@@ -5,6 +5,7 @@ import type { Channel } from '../db/schema.js';
 import { MailRejectedError } from '../ingest/ingest.js';
 import { createImapClient, describeImapFailure, type ImapSettings } from '../mail/imap-connection.js';
 import { decryptCredential } from '../security/credentials.js';
+import { DestinationRefusedError, DestinationUnresolvedError, resolveDestination } from '../security/destinations.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface MailboxSyncResult {
@@ -21,7 +22,7 @@ const SESSION_MS = 10 * 60_000;
 const FETCH_BATCH = 25;
 const HEARTBEAT_EVERY_MS = 5_000;
 
-export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps) {
+export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateNetworks }: ActivityDeps) {
   function settingsOf(channel: Channel): ImapSettings {
     if (!channel.imap_host || !channel.imap_port || !channel.imap_username || !channel.imap_password_encrypted) {
       throw ApplicationFailure.nonRetryable(
@@ -36,6 +37,21 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
       username: channel.imap_username,
       password: decryptCredential(channel.imap_password_encrypted, secretKey),
     };
+  }
+
+  /** The IMAP host's address as the destination policy allows it; refused or unresolved, the session fails and is retried. */
+  async function destinationOf(settings: ImapSettings) {
+    try {
+      return await resolveDestination(settings.host, allowedPrivateNetworks);
+    } catch (error) {
+      if (error instanceof DestinationRefusedError) {
+        throw ApplicationFailure.retryable(`IMAP refused: ${error.message} (${error.address})`, 'ImapDestinationRefused');
+      }
+      if (error instanceof DestinationUnresolvedError) {
+        throw ApplicationFailure.retryable(`IMAP dns: ${error.message}`, 'Imap_dns');
+      }
+      throw error;
+    }
   }
 
   /** The folder's position; a new UIDVALIDITY means its UIDs were renumbered, so it is read again from the start. */
@@ -159,14 +175,19 @@ export function createMailboxActivities({ db, ingest, secretKey }: ActivityDeps)
       let channel = await loadChannel();
       if (!channel?.imap_enabled || !channel.enabled || channel.deleted_at) return disabled;
       const settings = settingsOf(channel);
-      const client = createImapClient(settings);
+      const client = createImapClient(settings, await destinationOf(settings));
       client.on('error', () => undefined); // surfaced by the command that fails
       const context = Context.current();
       try {
         await client.connect();
       } catch (error) {
-        const failure = describeImapFailure(error, settings.host);
-        throw ApplicationFailure.retryable(`IMAP ${failure.reason}: ${failure.message}`, `Imap_${failure.reason}`);
+        const failure = describeImapFailure(error);
+        // The server's own words stay with the operator (Temporal UI), as the cause; API answers never carry them.
+        throw ApplicationFailure.create({
+          message: `IMAP ${failure.reason} (${settings.host}): ${failure.message}`,
+          type: `Imap_${failure.reason}`,
+          cause: error instanceof Error ? error : undefined,
+        });
       }
       try {
         const idleSupported = client.capabilities.has('IDLE');

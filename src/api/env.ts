@@ -10,7 +10,9 @@ export interface ApiDeps {
   db: Db;
   temporal: Client;
   ingest: Ingest;
-  config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'>;
+  /** Without ALLOWED_PRIVATE_NETWORKS no non-public mail server address is allowed, as in production by default. */
+  config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
+    Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS'>>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;

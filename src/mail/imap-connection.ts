@@ -1,4 +1,5 @@
 import { ImapFlow } from 'imapflow';
+import type { Destination } from '../security/destinations.js';
 
 export interface ImapSettings {
   host: string;
@@ -8,10 +9,14 @@ export interface ImapSettings {
   password: string;
 }
 
-/** A client for one session; not connected yet. IDLE is driven by the caller, not started on its own. */
-export function createImapClient(settings: ImapSettings): ImapFlow {
+/**
+ * A client for one session, dialling the destination's checked address (see src/security/destinations.ts)
+ * and verifying TLS against the configured host name; not connected yet. IDLE is driven by the caller.
+ */
+export function createImapClient(settings: ImapSettings, destination: Destination): ImapFlow {
   return new ImapFlow({
-    host: settings.host,
+    host: destination.address,
+    ...(destination.servername ? { servername: destination.servername } : {}),
     port: settings.port,
     secure: settings.tls,
     auth: { user: settings.username, pass: settings.password },
@@ -26,47 +31,67 @@ export function createImapClient(settings: ImapSettings): ImapFlow {
 
 export type ImapFailureReason = 'dns' | 'refused' | 'timeout' | 'tls' | 'auth' | 'folder_missing' | 'protocol';
 
+// Fixed texts: what the server said (banner, error text) is never passed on, so a test cannot be used to read other services.
+export const IMAP_FAILURE_MESSAGES: Record<ImapFailureReason, string> = {
+  dns: 'the host name does not resolve',
+  refused: 'the connection was refused or closed: check host and port',
+  timeout: 'the server did not answer in time: check host, port and firewall',
+  tls: 'TLS failed: check the TLS setting, the port and the server certificate',
+  auth: 'the server refused the user name or password',
+  folder_missing: 'a folder does not exist on the server',
+  protocol: 'the server did not answer as an IMAP server does',
+};
+
 export interface ImapFailure {
   reason: ImapFailureReason;
   message: string;
 }
 
 /** Turns whatever connecting, logging in or opening a folder threw into a reason an operator can act on. */
-export function describeImapFailure(error: unknown, host: string): ImapFailure {
+export function describeImapFailure(error: unknown): ImapFailure {
+  const reason = imapFailureReason(error);
+  return { reason, message: IMAP_FAILURE_MESSAGES[reason] };
+}
+
+function imapFailureReason(error: unknown): ImapFailureReason {
   const err = error as { code?: string; serverResponseCode?: string; authenticationFailed?: boolean; message?: string };
   const code = err.code ?? '';
   const detail = err.message ?? String(error);
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { reason: 'dns', message: `the host name ${host} cannot be resolved` };
-  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ECONNRESET') {
-    return { reason: 'refused', message: `${host} refused the connection (${code}): check host and port` };
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns';
+  // ClosedAfterConnectText/TLS: the server hung up before greeting.
+  if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'].includes(code) || code.startsWith('ClosedAfterConnect')) {
+    return 'refused';
   }
   if (
     code === 'ETIMEDOUT' ||
     code === 'ETIMEOUT' ||
     code === 'GreetingTimeout' ||
+    code === 'GREETING_TIMEOUT' ||
     code === 'ConnectionTimeout' ||
+    code === 'CONNECT_TIMEOUT' ||
     /timed? ?out/i.test(detail)
   ) {
-    return { reason: 'timeout', message: `${host} did not answer in time: check host, port and firewall` };
+    return 'timeout';
   }
-  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /certificate|ssl|tls/i.test(`${code} ${detail}`)) {
-    return { reason: 'tls', message: `TLS with ${host} failed: ${detail}` };
-  }
-  if (err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED' || /auth/i.test(code)) {
-    return { reason: 'auth', message: 'the server refused the user name or password' };
-  }
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /certificate|ssl|tls/i.test(`${code} ${detail}`)) return 'tls';
+  if (err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED' || /auth/i.test(code)) return 'auth';
   if (err.serverResponseCode === 'NONEXISTENT' || /doesn.t exist|not exist|unknown mailbox|no such mailbox/i.test(detail)) {
-    return { reason: 'folder_missing', message: detail };
+    return 'folder_missing';
   }
-  return { reason: 'protocol', message: detail };
+  return 'protocol';
 }
 
 export type ImapConnectionCheck =
-  { ok: true; idle: boolean; folders: Array<{ folder: string; messages: number }> } | ({ ok: false } & ImapFailure);
+  | { ok: true; idle: boolean; folders: Array<{ folder: string; messages: number }> }
+  | ({ ok: false; folder?: string } & ImapFailure);
 
 /** Connects, logs in and opens every folder once, as the mailbox sync would, and says what failed. */
-export async function checkImapConnection(settings: ImapSettings, folders: readonly string[]): Promise<ImapConnectionCheck> {
-  const client = createImapClient(settings);
+export async function checkImapConnection(
+  settings: ImapSettings,
+  destination: Destination,
+  folders: readonly string[],
+): Promise<ImapConnectionCheck> {
+  const client = createImapClient(settings, destination);
   client.on('error', () => undefined); // reported through the failing call below
   let folder: string | undefined;
   try {
@@ -78,9 +103,9 @@ export async function checkImapConnection(settings: ImapSettings, folders: reado
     }
     return { ok: true, idle: client.capabilities.has('IDLE'), folders: opened };
   } catch (error) {
-    const failure = describeImapFailure(error, settings.host);
-    if (failure.reason === 'folder_missing' || (folder && failure.reason === 'protocol')) {
-      return { ok: false, reason: 'folder_missing', message: `the folder "${folder}" does not exist on the server` };
+    const failure = describeImapFailure(error);
+    if (folder && (failure.reason === 'folder_missing' || failure.reason === 'protocol')) {
+      return { ok: false, reason: 'folder_missing', message: IMAP_FAILURE_MESSAGES.folder_missing, folder };
     }
     return { ok: false, ...failure };
   } finally {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { decryptCredential } from '../security/credentials.js';
+import { resolveDestination, type Destination } from '../security/destinations.js';
 
 /** A channel's own SMTP server (channels.smtp_*); without one, mail goes through the deployment's. */
 export interface SmtpServer {
@@ -39,11 +40,19 @@ export function channelSmtpServer(
   };
 }
 
-/** A pooled nodemailer transport for a channel's server. */
-export function smtpServerTransport(server: SmtpServer, options: { pool?: boolean; timeoutMs?: number } = {}) {
+/**
+ * A pooled nodemailer transport for a channel's server, dialling the destination's checked address
+ * (see src/security/destinations.ts); TLS, implicit or STARTTLS, is verified against the host name.
+ */
+export function smtpServerTransport(
+  server: SmtpServer,
+  destination: Destination,
+  options: { pool?: boolean; timeoutMs?: number } = {},
+) {
   const timeout = options.timeoutMs ?? 30_000;
   return nodemailer.createTransport({
-    host: server.host,
+    host: destination.address,
+    ...(destination.servername ? { tls: { servername: destination.servername } } : {}),
     port: server.port,
     secure: server.secure,
     ...(server.username ? { auth: { user: server.username, pass: server.password ?? '' } } : {}),
@@ -58,29 +67,82 @@ export function smtpServerTransport(server: SmtpServer, options: { pool?: boolea
  * Outbound SMTP from a URL such as smtp://user:pass@host:587 (smtps:// for implicit TLS), and each
  * channel's own server when it has one. Connections are pooled (a burst of out-of-office notes would
  * otherwise open one SMTP session each); `?pool=false` turns it off for the URL's server.
+ * A channel's server is an admin's choice, so it is dialled only where the destination policy allows
+ * (`allowedPrivateNetworks`: Config.ALLOWED_PRIVATE_NETWORKS, none when left out); the deployment's is the operator's.
  */
-export function createMailTransport(smtpUrl: string): MailTransport {
+export function createMailTransport(
+  smtpUrl: string,
+  { allowedPrivateNetworks = [] }: { allowedPrivateNetworks?: readonly string[] } = {},
+): MailTransport {
   const url = new URL(smtpUrl);
   if (!url.searchParams.has('pool')) url.searchParams.set('pool', 'true');
   const deployment = nodemailer.createTransport(url.toString());
-  // One pool per distinct channel server; a changed password is a new key, the old pool idles out.
+  // One pool per distinct channel server and address; a changed password is a new key, the old pool idles out.
   const channelPools = new Map<string, ReturnType<typeof smtpServerTransport>>();
-  const poolFor = (server: SmtpServer) => {
-    const key = createHash('sha256').update(JSON.stringify(server)).digest('hex');
+  // Resolved at every send: a refused or unresolvable host fails the send (the activity retries it) before any connection.
+  const poolFor = async (server: SmtpServer) => {
+    const destination = await resolveDestination(server.host, allowedPrivateNetworks);
+    const key = createHash('sha256')
+      .update(JSON.stringify({ server, address: destination.address }))
+      .digest('hex');
     let pool = channelPools.get(key);
     if (!pool) {
-      pool = smtpServerTransport(server);
+      pool = smtpServerTransport(server, destination);
       channelPools.set(key, pool);
     }
     return pool;
   };
   return {
     async send(message, server) {
-      await (server ? poolFor(server) : deployment).sendMail(message);
+      await (server ? await poolFor(server) : deployment).sendMail(message);
     },
     close: () => {
       deployment.close();
       for (const pool of channelPools.values()) pool.close();
     },
   };
+}
+
+export type SmtpFailureReason = 'dns' | 'refused' | 'timeout' | 'tls' | 'auth' | 'protocol';
+
+// Fixed texts: the server's banner and error text are never passed on, so a test cannot be used to read other services.
+export const SMTP_FAILURE_MESSAGES: Record<SmtpFailureReason, string> = {
+  dns: 'the host name does not resolve',
+  refused: 'the connection was refused or closed: check host and port',
+  timeout: 'the server did not answer in time: check host, port and firewall',
+  tls: 'TLS failed: check the secure setting, the port and the server certificate',
+  auth: 'the server refused the user name or password',
+  protocol: 'the server did not answer as an SMTP server does',
+};
+
+/** Turns what nodemailer threw while connecting, securing or logging in into a reason an operator can act on. */
+function smtpFailureReason(error: unknown): SmtpFailureReason {
+  const err = error as { code?: string; originalCode?: string };
+  // nodemailer's own code says which step failed; the system code it replaced says how.
+  const code = err.code ?? '';
+  const system = err.originalCode ?? '';
+  if (code === 'EDNS' || system === 'ENOTFOUND' || system === 'EAI_AGAIN') return 'dns';
+  if (code === 'ETIMEDOUT' || system === 'ETIMEDOUT') return 'timeout';
+  if (code === 'ETLS' || system.startsWith('ERR_SSL') || system.startsWith('ERR_TLS') || /CERT|SIGNATURE/.test(system)) {
+    return 'tls';
+  }
+  if (code === 'EAUTH' || code === 'ENOAUTH') return 'auth';
+  if (code === 'ECONNECTION' || code === 'ESOCKET') return 'refused';
+  return 'protocol';
+}
+
+export type SmtpServerCheck = { ok: true } | { ok: false; reason: SmtpFailureReason; message: string };
+
+/** Connects, secures and logs in as a send would, without sending, and says what failed. */
+export async function checkSmtpServer(server: SmtpServer, destination: Destination, timeoutMs: number): Promise<SmtpServerCheck> {
+  const transporter = smtpServerTransport(server, destination, { pool: false, timeoutMs });
+  try {
+    await transporter.verify();
+    return { ok: true };
+  } catch (error) {
+    const reason = smtpFailureReason(error);
+    return { ok: false, reason, message: SMTP_FAILURE_MESSAGES[reason] };
+  } finally {
+    transporter.close();
+  }
 }

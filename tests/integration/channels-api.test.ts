@@ -622,9 +622,10 @@ describe('channels API', () => {
       expect(await admin('POST', `${path}/test`, {})).toMatchObject({ status: 200, body: { ok: true } });
 
       const failing = await admin('POST', `${path}/test`, { port: await closedPort() });
-      expect(failing.status).toBe(200);
-      expect(failing.body.ok).toBe(false);
-      expect(failing.body.error).toMatch(/ECONNREFUSED|connect/i);
+      expect(failing).toMatchObject({
+        status: 200,
+        body: { ok: false, reason: 'refused', message: 'the connection was refused or closed: check host and port' },
+      });
 
       // With a login: the password is never answered, stored encrypted.
       const withLogin = await admin('PUT', path, {
@@ -649,15 +650,32 @@ describe('channels API', () => {
       expect(row.smtp_password_encrypted).not.toContain('pa55-w0rd');
       expect(decryptCredential(row.smtp_password_encrypted!, TEST_SECRET_KEY)).toBe('pa55-w0rd');
 
-      // Left out, the password is kept; implicit TLS defaults to port 465.
-      const kept = await admin('PUT', path, { host: 'smtp.acme.example', secure: true, username: 'mailer' });
-      expect(kept.body).toMatchObject({ port: 465, secure: true, passwordSet: true });
+      // Left out, the password is kept while the server and user stay the same; another server needs it again.
+      const kept = await admin('PUT', path, { host: 'smtp.acme.example', port: 587, username: 'mailer' });
+      expect(kept.body).toMatchObject({ port: 587, secure: false, passwordSet: true });
+      // Implicit TLS defaults to port 465.
+      const secured = await admin('PUT', path, { host: 'smtp.acme.example', secure: true, username: 'mailer' });
+      expect(problemFields(secured.body)).toEqual(['password']);
+      const resent = await admin('PUT', path, {
+        host: 'smtp.acme.example',
+        secure: true,
+        username: 'mailer',
+        password: 'pa55-w0rd',
+      });
+      expect(resent.body).toMatchObject({ port: 465, secure: true, passwordSet: true });
+      const elsewhere = await admin('POST', `${path}/test`, { host: '127.0.0.1', port: capturePort(), secure: false });
+      expect(elsewhere.status).toBe(422);
+      expect(problemFields(elsewhere.body)).toEqual(['password']);
 
       // The capture has no AUTH over plain connections: a login fails as a result, not an error.
-      const loginFails = await admin('POST', `${path}/test`, { host: '127.0.0.1', port: capturePort(), secure: false });
-      expect(loginFails.status).toBe(200);
-      expect(loginFails.body.ok).toBe(false);
-      expect(typeof loginFails.body.error).toBe('string');
+      const loginFails = await admin('POST', `${path}/test`, {
+        host: '127.0.0.1',
+        port: capturePort(),
+        secure: false,
+        password: 'pa55-w0rd',
+      });
+      expect(loginFails).toMatchObject({ status: 200, body: { ok: false, reason: 'auth' } });
+      expect(Object.keys(loginFails.body).sort()).toEqual(['message', 'ok', 'reason']);
 
       expect(await admin('DELETE', path)).toMatchObject({ status: 204 });
       expect((await admin('GET', path)).body).toEqual({

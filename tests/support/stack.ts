@@ -4,6 +4,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Work
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
+import { LOOPBACK_NETWORKS } from '../../src/config.js';
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
 import { createIngest } from '../../src/ingest/ingest.js';
@@ -35,7 +36,13 @@ export interface TestStack {
  * The whole of Mailroom on real servers: its own database and task queue on the shared test
  * PostgreSQL and Temporal dev server, an SMTP capture on loopback, the worker and the HTTP API.
  */
-export async function startTestStack(options: Pick<ActivityDeps, 'openAiCompatible'> = {}): Promise<TestStack> {
+export async function startTestStack(
+  options: Pick<ActivityDeps, 'openAiCompatible'> & {
+    /** Non-public ranges mail servers may resolve to; loopback by default, where the tests' Dovecot and SMTP servers run. */
+    allowedPrivateNetworks?: string[];
+  } = {},
+): Promise<TestStack> {
+  const { allowedPrivateNetworks = LOOPBACK_NETWORKS, ...activityOptions } = options;
   quietTemporalRuntime();
   const address = inject('temporalAddress');
   const taskQueue = `mailroom-test-${randomUUID()}`;
@@ -57,6 +64,7 @@ export async function startTestStack(options: Pick<ActivityDeps, 'openAiCompatib
         MAX_INBOUND_BYTES: 1024 * 1024,
         PUBLIC_URL: 'http://unused',
         INBOUND_DOMAIN: 'inbound.mailroom.test',
+        ALLOWED_PRIVATE_NETWORKS: allowedPrivateNetworks,
       },
       logger,
     },
@@ -69,7 +77,15 @@ export async function startTestStack(options: Pick<ActivityDeps, 'openAiCompatib
       connection: workerConnection,
       taskQueue,
       workflowBundle,
-      deps: { db, ingest, mail: createMailTransport(smtp.url), publicUrl: api.url, secretKey: TEST_SECRET_KEY, ...options },
+      deps: {
+        db,
+        ingest,
+        mail: createMailTransport(smtp.url, { allowedPrivateNetworks }),
+        publicUrl: api.url,
+        secretKey: TEST_SECRET_KEY,
+        allowedPrivateNetworks,
+        ...activityOptions,
+      },
     });
     return { worker, running: worker.run() };
   };

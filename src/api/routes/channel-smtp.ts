@@ -1,7 +1,14 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Channel } from '../../db/schema.js';
-import { smtpServerTransport, type SmtpServer } from '../../mail/transport.js';
-import { decryptCredential, encryptCredential } from '../../security/credentials.js';
+import { checkSmtpServer, SMTP_FAILURE_MESSAGES, type SmtpServer } from '../../mail/transport.js';
+import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
+import {
+  DestinationRefusedError,
+  DestinationUnresolvedError,
+  isSameMailServerLogin,
+  resolveDestination,
+  type Destination,
+} from '../../security/destinations.js';
 import { findChannel } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
@@ -9,6 +16,7 @@ import { Problem, problemResponses } from '../problem.js';
 // A channel's own SMTP server for outgoing mail (password write-only, encrypted at rest), and a
 // connection test. Without one the channel sends through the deployment's server (SMTP_URL).
 // Admins only, reads too, like the IMAP settings: they name a mail server login.
+// The stored password only ever goes to the server and user it was saved with; hosts pass the destination policy.
 
 const security = [{ apiKey: [] }];
 const tags = ['Channels'];
@@ -47,7 +55,10 @@ const ChannelSmtpInput = z
     port: port.optional().openapi({ description: 'Defaults to 465 with secure, 587 without' }),
     secure: secure.default(false),
     username: username.nullable().default(null).openapi({ description: 'Null or left out: no authentication' }),
-    password: password.optional().openapi({ description: 'Write-only; left out keeps the stored one' }),
+    password: password.optional().openapi({
+      description:
+        'Write-only; left out keeps the stored one, which is possible only while host, port, secure and username stay as stored',
+    }),
   })
   .openapi('ChannelSmtpInput');
 
@@ -57,10 +68,14 @@ const SmtpTestInput = z
   .openapi('ChannelSmtpTestInput');
 
 const SmtpTestResult = z
-  .object({
-    ok: z.boolean(),
-    error: z.string().optional().openapi({ description: 'What failed: connection, TLS or login; only when ok is false' }),
-  })
+  .discriminatedUnion('ok', [
+    z.object({ ok: z.literal(true) }),
+    z.object({
+      ok: z.literal(false),
+      reason: z.enum(['dns', 'refused', 'timeout', 'tls', 'auth', 'protocol']),
+      message: z.string().openapi({ description: "A fixed text per reason; the server's own words are never passed on" }),
+    }),
+  ])
   .openapi('ChannelSmtpTestResult');
 
 const getRoute = createRoute({
@@ -81,7 +96,11 @@ const putRoute = createRoute({
   path: '/v1/channels/{channelId}/smtp',
   tags,
   summary: 'Send the channel’s mail through its own SMTP server (admins)',
-  description: 'Mail written from now on goes through this server. Test it first with POST /smtp/test.',
+  description:
+    'Mail written from now on goes through this server. Test it first with POST /smtp/test. A changed host, port, ' +
+    'secure or username needs the password again. A host that resolves only to private, loopback or other ' +
+    'non-public addresses is refused (422 naming host) unless the operator allows them (ALLOWED_PRIVATE_NETWORKS); ' +
+    'a host that does not resolve yet is saved.',
   security,
   request: { params: channelParams, body: { required: true, content: json(ChannelSmtpInput) } },
   responses: {
@@ -109,8 +128,9 @@ const testRoute = createRoute({
   tags,
   summary: 'Try SMTP settings: connect, TLS and log in, without sending (admins)',
   description:
-    'Fields left out are taken from the stored settings, so the saved server is tested with an empty body. ' +
-    'A failure is an answer with ok false, not an error.',
+    'Fields left out are taken from the stored settings, so the saved server is tested with an empty body; the ' +
+    'stored password is used only with the stored host, port, secure and username. A failure is an answer with ' +
+    'ok false and a reason, not an error; a host the destination policy refuses answers 422 naming host.',
   security,
   request: { params: channelParams, body: { required: false, content: json(SmtpTestInput) } },
   responses: {
@@ -135,8 +155,34 @@ function missingField(field: string, message: string): never {
   throw new Problem(422, 'validation', 'Request validation failed', `${field} needed`, [{ field, message }]);
 }
 
+const PASSWORD_FOR_CHANGED_SERVER =
+  'required again: host, port, secure or username differ from the stored settings, and the stored password only goes to the server and user it was saved for';
+
+const storedLogin = (channel: Channel) => ({
+  host: channel.smtp_host,
+  port: channel.smtp_port,
+  tls: channel.smtp_secure,
+  username: channel.smtp_username,
+});
+
 export function channelSmtpRoutes({ db, config }: ApiDeps) {
   const channelOf = (user: AuthenticatedUser, channelId: string) => findChannel(db, user, channelId, 'configure');
+  const allowedPrivateNetworks = config.ALLOWED_PRIVATE_NETWORKS ?? [];
+
+  /** The host's checked address; undefined when it does not resolve. A host the policy refuses is the request's fault. */
+  async function destinationOf(host: string): Promise<Destination | undefined> {
+    try {
+      return await resolveDestination(host, allowedPrivateNetworks);
+    } catch (error) {
+      if (error instanceof DestinationRefusedError) {
+        throw new Problem(422, 'validation', 'Request validation failed', error.message, [
+          { field: 'host', message: error.message },
+        ]);
+      }
+      if (error instanceof DestinationUnresolvedError) return undefined;
+      throw error;
+    }
+  }
 
   const app = new OpenAPIHono<AppEnv>();
 
@@ -148,15 +194,20 @@ export function channelSmtpRoutes({ db, config }: ApiDeps) {
   app.openapi(putRoute, async (c) => {
     const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
     const input = c.req.valid('json');
-    if (input.username && !input.password && !channel.smtp_password_encrypted) {
-      missingField('password', 'required with a username: no password is stored yet');
+    const port = input.port ?? (input.secure ? 465 : 587);
+    if (input.username && !input.password) {
+      if (!channel.smtp_password_encrypted) missingField('password', 'required with a username: no password is stored yet');
+      const requested = { host: input.host, port, tls: input.secure, username: input.username };
+      if (!isSameMailServerLogin(storedLogin(channel), requested)) missingField('password', PASSWORD_FOR_CHANGED_SERVER);
     }
+    // Refused only for what it resolves to now; a name that does not resolve yet (or DNS being down) is saved.
+    await destinationOf(input.host);
     const updated = await db.transaction().execute((trx) =>
       trx
         .updateTable('channels')
         .set({
           smtp_host: input.host,
-          smtp_port: input.port ?? (input.secure ? 465 : 587),
+          smtp_port: port,
           smtp_secure: input.secure,
           smtp_username: input.username,
           // Without a login no password is kept; a new one replaces the stored one.
@@ -196,31 +247,29 @@ export function channelSmtpRoutes({ db, config }: ApiDeps) {
     if (!serverHost) missingField('host', "required: the channel has no SMTP server of its own (it uses the deployment's)");
     const serverSecure = given.secure ?? channel.smtp_secure;
     const login = given.username !== undefined ? given.username : channel.smtp_username;
+    const serverPort = given.port ?? channel.smtp_port ?? (serverSecure ? 465 : 587);
     let secret: string | null = given.password ?? null;
-    if (login && !secret && channel.smtp_password_encrypted) {
+    if (login && !secret) {
+      if (!channel.smtp_password_encrypted) missingField('password', 'required with a username: none is stored');
+      const requested = { host: serverHost, port: serverPort, tls: serverSecure, username: login };
+      if (!isSameMailServerLogin(storedLogin(channel), requested)) missingField('password', PASSWORD_FOR_CHANGED_SERVER);
       try {
         secret = decryptCredential(channel.smtp_password_encrypted, config.SECRET_KEY);
       } catch (error) {
-        return c.json({ ok: false, error: (error as Error).message }, 200);
+        if (!(error instanceof CredentialDecryptionError)) throw error;
+        missingField('password', 'required again: the stored password can no longer be read (was SECRET_KEY changed?)');
       }
     }
-    if (login && !secret) missingField('password', 'required with a username: none is stored');
     const server: SmtpServer = {
       host: serverHost,
-      port: given.port ?? channel.smtp_port ?? (serverSecure ? 465 : 587),
+      port: serverPort,
       secure: serverSecure,
       username: login ?? null,
       password: secret,
     };
-    const transporter = smtpServerTransport(server, { pool: false, timeoutMs: TEST_TIMEOUT_MS });
-    try {
-      await transporter.verify();
-      return c.json({ ok: true }, 200);
-    } catch (error) {
-      return c.json({ ok: false, error: (error as Error).message || String(error) }, 200);
-    } finally {
-      transporter.close();
-    }
+    const destination = await destinationOf(server.host);
+    if (!destination) return c.json({ ok: false as const, reason: 'dns' as const, message: SMTP_FAILURE_MESSAGES.dns }, 200);
+    return c.json(await checkSmtpServer(server, destination, TEST_TIMEOUT_MS), 200);
   });
 
   return app;

@@ -1,13 +1,21 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Channel } from '../../db/schema.js';
 import { applyMailboxSettings } from '../../ingest/mailboxes.js';
-import { checkImapConnection, type ImapSettings } from '../../mail/imap-connection.js';
-import { decryptCredential, encryptCredential } from '../../security/credentials.js';
+import { checkImapConnection, IMAP_FAILURE_MESSAGES, type ImapSettings } from '../../mail/imap-connection.js';
+import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
+import {
+  DestinationRefusedError,
+  DestinationUnresolvedError,
+  isSameMailServerLogin,
+  resolveDestination,
+  type Destination,
+} from '../../security/destinations.js';
 import { findChannel } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // A channel's IMAP mailbox: settings (password write-only, encrypted at rest), a connection test, the sync position.
+// The stored password only ever goes to the server and user it was saved with; hosts pass the destination policy.
 
 const security = [{ apiKey: [] }];
 const channelParams = z.object({ channelId: z.uuid() });
@@ -36,7 +44,10 @@ const ImapSettingsInput = z
     port: z.number().int().min(1).max(65535).default(993),
     tls: z.boolean().default(true),
     username: z.string().min(1).max(255),
-    password: z.string().min(1).max(1024).optional().openapi({ description: 'Write-only; omit to keep the stored one' }),
+    password: z.string().min(1).max(1024).optional().openapi({
+      description:
+        'Write-only; omit to keep the stored one, which is possible only while host, port, tls and username stay as stored',
+    }),
     folders: z.array(folderName).min(1).max(20).default(['INBOX']),
     afterProcessing: z.enum(['none', 'mark_seen', 'move']).default('none'),
     moveToFolder: folderName.optional(),
@@ -70,7 +81,8 @@ const ConnectionTestResult = z
     z.object({
       ok: z.literal(false),
       reason: z.enum(['dns', 'refused', 'timeout', 'tls', 'auth', 'folder_missing', 'protocol']),
-      message: z.string(),
+      message: z.string().openapi({ description: "A fixed text per reason; the server's own words are never passed on" }),
+      folder: z.string().optional().openapi({ description: 'With folder_missing: the folder that could not be opened' }),
     }),
   ])
   .openapi('ImapConnectionTestResult');
@@ -93,6 +105,10 @@ const putRoute = createRoute({
   path: '/v1/channels/{channelId}/imap',
   tags: ['IMAP mailboxes'],
   summary: 'Set the IMAP settings; enabling starts the mailbox sync, disabling stops it',
+  description:
+    'A changed host, port, tls or username needs the password again. A host that resolves only to private, ' +
+    'loopback or other non-public addresses is refused (422 naming host) unless the operator allows them ' +
+    '(ALLOWED_PRIVATE_NETWORKS); a host that does not resolve yet is saved.',
   security,
   request: { params: channelParams, body: { required: true, content: { 'application/json': { schema: ImapSettingsInput } } } },
   responses: {
@@ -106,7 +122,10 @@ const testRoute = createRoute({
   path: '/v1/channels/{channelId}/imap/test',
   tags: ['IMAP mailboxes'],
   summary: 'Try the IMAP settings: connect, log in and open each folder; says what failed',
-  description: 'Fields left out are taken from the stored settings, so the saved mailbox can be tested with an empty body.',
+  description:
+    'Fields left out are taken from the stored settings, so the saved mailbox can be tested with an empty body; ' +
+    'the stored password is used only with the stored host, port, tls and username. A host the destination policy ' +
+    'refuses answers 422 naming host.',
   security,
   request: { params: channelParams, body: { required: false, content: { 'application/json': { schema: ConnectionTestInput } } } },
   responses: {
@@ -118,7 +137,40 @@ const testRoute = createRoute({
   },
 });
 
+const PASSWORD_FOR_CHANGED_SERVER =
+  'required again: host, port, tls or username differ from the stored settings, and the stored password only goes to the server and user it was saved for';
+
+function passwordProblem(message: string): Problem {
+  return new Problem(422, 'validation', 'Request validation failed', 'the password must be sent with these settings', [
+    { field: 'password', message },
+  ]);
+}
+
 export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
+  const allowedPrivateNetworks = config.ALLOWED_PRIVATE_NETWORKS ?? [];
+
+  /** The host's checked address; undefined when it does not resolve. A host the policy refuses is the request's fault. */
+  async function destinationOf(host: string): Promise<Destination | undefined> {
+    try {
+      return await resolveDestination(host, allowedPrivateNetworks);
+    } catch (error) {
+      if (error instanceof DestinationRefusedError) {
+        throw new Problem(422, 'validation', 'Request validation failed', error.message, [
+          { field: 'host', message: error.message },
+        ]);
+      }
+      if (error instanceof DestinationUnresolvedError) return undefined;
+      throw error;
+    }
+  }
+
+  const storedLogin = (channel: Channel) => ({
+    host: channel.imap_host,
+    port: channel.imap_port,
+    tls: channel.imap_tls,
+    username: channel.imap_username,
+  });
+
   async function describe(channel: Channel): Promise<z.infer<typeof ImapSettingsSchema>> {
     const cursors = await db
       .selectFrom('imap_cursors')
@@ -146,6 +198,17 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
     };
   }
 
+  function storedPassword(encrypted: string): string {
+    try {
+      return decryptCredential(encrypted, config.SECRET_KEY);
+    } catch (error) {
+      if (error instanceof CredentialDecryptionError) {
+        throw passwordProblem('required again: the stored password can no longer be read (was SECRET_KEY changed?)');
+      }
+      throw error;
+    }
+  }
+
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(getRoute, async (c) => {
@@ -156,11 +219,12 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
   app.openapi(putRoute, async (c) => {
     const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const input = c.req.valid('json');
-    if (!input.password && !channel.imap_password_encrypted) {
-      throw new Problem(422, 'validation', 'Request validation failed', 'a password is needed', [
-        { field: 'password', message: 'required: no password is stored yet' },
-      ]);
+    if (!input.password && !channel.imap_password_encrypted) throw passwordProblem('required: no password is stored yet');
+    if (!input.password && !isSameMailServerLogin(storedLogin(channel), input)) {
+      throw passwordProblem(PASSWORD_FOR_CHANGED_SERVER);
     }
+    // Refused only for what it resolves to now; a name that does not resolve yet (or DNS being down) is saved.
+    await destinationOf(input.host);
     const updated = await db
       .updateTable('channels')
       .set({
@@ -195,14 +259,15 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
     const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const given = c.req.valid('json') ?? {};
     const stored = channel.imap_password_encrypted;
-    const settings = {
+    const server = {
       host: given.host ?? channel.imap_host,
       port: given.port ?? channel.imap_port ?? 993,
       tls: given.tls ?? channel.imap_tls,
       username: given.username ?? channel.imap_username,
-      password: given.password ?? (stored ? decryptCredential(stored, config.SECRET_KEY) : null),
     };
-    const missing = (['host', 'username', 'password'] as const).filter((field) => !settings[field]);
+    const missing = (['host', 'username', 'password'] as const).filter((field) =>
+      field === 'password' ? !given.password && !stored : !server[field],
+    );
     if (missing.length > 0) {
       throw new Problem(
         422,
@@ -212,8 +277,14 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
         missing.map((field) => ({ field, message: 'required: none is stored' })),
       );
     }
+    if (!given.password && !isSameMailServerLogin(storedLogin(channel), server)) {
+      throw passwordProblem(PASSWORD_FOR_CHANGED_SERVER);
+    }
+    const settings = { ...server, password: given.password ?? storedPassword(stored!) } as ImapSettings;
+    const destination = await destinationOf(settings.host);
+    if (!destination) return c.json({ ok: false as const, reason: 'dns' as const, message: IMAP_FAILURE_MESSAGES.dns }, 200);
     const folders = given.folders ?? channel.imap_folders;
-    return c.json(await checkImapConnection(settings as ImapSettings, folders), 200);
+    return c.json(await checkImapConnection(settings, destination, folders), 200);
   });
 
   return app;
