@@ -1,9 +1,10 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
 import type { Database, OutboundKind } from '../db/schema.js';
+import { isSingleMailbox } from '../domain/addresses.js';
 import { signCsatToken } from '../domain/csat-token.js';
 import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
-import { composeMail } from '../mail/compose.js';
+import { composeMail, InvalidRecipientError, type OutgoingMail } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
 import { channelSmtpServer } from '../mail/transport.js';
 import type { ResolvedBy } from './conversation.js';
@@ -35,6 +36,12 @@ async function loadMailConversation(trx: Transaction<Database>, conversationId: 
   // A3: the API refuses to mail a contact without an address; this is the last line.
   if (!contactEmail)
     throw ApplicationFailure.nonRetryable(`the contact of ${conversationId} has no email address yet`, 'NoAddress');
+  if (!isSingleMailbox(contactEmail)) {
+    throw ApplicationFailure.nonRetryable(
+      `the contact's address of ${conversationId} is not a single mailbox`,
+      'InvalidRecipient',
+    );
+  }
   return { ...context, contactEmail };
 }
 
@@ -44,6 +51,16 @@ async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promi
   const row = await trx.selectFrom('ai_agents').select('name').where('id', '=', aiAgentId).executeTakeFirst();
   if (!row) throw ApplicationFailure.nonRetryable(`AI agent ${aiAgentId} does not exist`, 'AiAgentNotFound');
   return row.name;
+}
+
+/** A row that names anything but one mailbox is never sent, and retrying cannot change that. */
+function composeOrRefuse(outgoing: OutgoingMail) {
+  try {
+    return composeMail(outgoing);
+  } catch (error) {
+    if (error instanceof InvalidRecipientError) throw ApplicationFailure.nonRetryable(error.message, 'InvalidRecipient');
+    throw error;
+  }
 }
 
 export function createMailActivities({ db, mail, publicUrl, secretKey }: ActivityDeps) {
@@ -96,7 +113,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
     if (!row) return null;
     if (!row.sent_at) {
       await mail.send(
-        composeMail({
+        composeOrRefuse({
           kind: row.kind,
           messageId: row.message_id,
           from: { name: row.from_name ?? row.channel_name, address: row.from_address },

@@ -3,6 +3,7 @@ import { swaggerUI } from '@hono/swagger-ui';
 import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
+import { InvalidRecipientError } from '../mail/compose.js';
 import { requireApiKey } from './auth.js';
 import { enforceContract } from './contract.js';
 import { idempotency } from './idempotency.js';
@@ -124,6 +125,9 @@ export function createApp(deps: ApiDeps) {
   );
   app.onError((error, c) => {
     if (error instanceof Problem) return problemResponse(c, error);
+    if (error instanceof InvalidRecipientError) {
+      return problemResponse(c, new Problem(409, 'invalid-recipient', 'The contact’s address cannot be mailed', error.message));
+    }
     if (error instanceof HTTPException && error.status < 500) {
       return problemResponse(c, new Problem(error.status, 'bad-request', error.message || 'Bad request'));
     }

@@ -1,6 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createMiddleware } from 'hono/factory';
 import type { Db } from '../db/connection.js';
+import { hashSecret } from '../security/secret-hash.js';
 import type { AppEnv, AuthenticatedUser } from './env.js';
 import { Problem } from './problem.js';
 
@@ -9,11 +10,7 @@ const API_KEY_PREFIX = 'mr_';
 /** A new API key and what is stored of it; the key itself is shown once. */
 export function generateApiKey(): { key: string; hash: string; prefix: string } {
   const key = `${API_KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
-  return { key, hash: hashApiKey(key), prefix: key.slice(0, API_KEY_PREFIX.length + 6) };
-}
-
-export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return { key, hash: hashSecret(key), prefix: key.slice(0, API_KEY_PREFIX.length + 6) };
 }
 
 function bearerToken(header: string | undefined): string | undefined {
@@ -31,7 +28,7 @@ export function requireApiKey(db: Db) {
       .selectFrom('api_keys as k')
       .innerJoin('users as u', 'u.id', 'k.user_id')
       .select(['k.id as key_id', 'k.last_used_at', 'u.id', 'u.account_id', 'u.name', 'u.role'])
-      .where('k.key_hash', '=', hashApiKey(key))
+      .where('k.key_hash', '=', hashSecret(key))
       .where('k.revoked_at', 'is', null)
       .executeTakeFirst();
     if (!found) throw new Problem(401, 'unauthenticated', 'Authentication required', 'the API key is unknown or revoked');
@@ -55,12 +52,6 @@ export function forwarderSecret(header: string | undefined): string | undefined 
   if (!basic) return undefined;
   const decoded = Buffer.from(basic, 'base64').toString('utf8');
   return decoded.slice(decoded.indexOf(':') + 1);
-}
-
-export function secretsEqual(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 /** Configuration is the admin's (A2); agents read and answer conversations. Within the account: 403. */

@@ -5,6 +5,7 @@ import * as messageContent from './migrations/0003_message_content.js';
 import * as loopSafetyAndReplyTo from './migrations/0004_loop_safety_and_reply_to.js';
 import * as orchestration from './migrations/0005_orchestration.js';
 import * as api from './migrations/0006_api.js';
+import * as hostileInput from './migrations/0007_hostile_input.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0004_loop_safety_and_reply_to': loopSafetyAndReplyTo,
   '0005_orchestration': orchestration,
   '0006_api': api,
+  '0007_hostile_input': hostileInput,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -64,8 +64,8 @@ export interface ChannelsTable {
   account_id: string;
   name: string;
   email_address: string;
-  /** Shared with the mail forwarder that POSTs inbound mail. */
-  forwarder_secret: string;
+  /** SHA-256 of the secret the mail forwarder that POSTs inbound mail sends; the secret is shown once. */
+  forwarder_secret_hash: string;
   enabled: Generated<boolean>;
   greeting_enabled: Generated<boolean>;
   greeting_text: string | null;

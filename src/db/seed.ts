@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { generateApiKey } from '../api/auth.js';
+import { hashSecret } from '../security/secret-hash.js';
 import type { Db } from './connection.js';
 import type { UserRole } from './schema.js';
 
@@ -50,7 +51,7 @@ export async function createChannel(db: Db, settings: ChannelSettings): Promise<
       account_id: settings.accountId,
       name: settings.name,
       email_address: settings.emailAddress.toLowerCase(),
-      forwarder_secret: forwarderSecret,
+      forwarder_secret_hash: hashSecret(forwarderSecret),
       greeting_enabled: Boolean(settings.greeting),
       greeting_text: settings.greeting?.text ?? null,
       csat_enabled: Boolean(settings.csat),

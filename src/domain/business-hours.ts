@@ -49,6 +49,11 @@ const SEARCH_HORIZON_DAYS = 732;
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
 const SEARCH_HORIZON_MS = SEARCH_HORIZON_DAYS * DAY_MS;
+/**
+ * The most business time addBusinessTime adds (SLA targets): it walks the opening stretches one by
+ * one, and with 48 one-minute intervals a day 30 days of business time are ~43,000 stretches (~0.1 s).
+ */
+export const MAX_BUSINESS_TIME_MS = 30 * DAY_MS;
 
 const TIME = /^([01]\d|2[0-3]):([0-5]\d)$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -360,7 +365,9 @@ export function nextClosing(hours: BusinessHours, at: Date): Date | null {
  */
 export function addBusinessTime(hours: BusinessHours, from: Date, ms: number): Date | null {
   const start = instant(from, 'from');
-  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`business time to add must be a finite number of ms >= 0, got ${ms}`);
+  if (!Number.isFinite(ms) || ms < 0 || ms > MAX_BUSINESS_TIME_MS) {
+    throw new RangeError(`business time to add must be between 0 and ${MAX_BUSINESS_TIME_MS} ms, got ${ms}`);
+  }
   if (ms === 0) return new Date(start);
   const c = compile(hours);
   let remaining = ms;

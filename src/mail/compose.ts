@@ -1,5 +1,6 @@
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { OutboundKind } from '../db/schema.js';
+import { isSingleMailbox } from '../domain/addresses.js';
 import { textToHtml } from './text-html.js';
 
 export interface OutgoingMail {
@@ -18,9 +19,18 @@ export interface OutgoingMail {
 // auto-responders stay silent.
 const AUTOMATIC_KINDS: ReadonlySet<OutboundKind> = new Set(['greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover']);
 
+/** Outgoing mail goes to exactly one mailbox: never a list, whatever a header or a contact row holds. */
+export class InvalidRecipientError extends Error {
+  override name = 'InvalidRecipientError';
+}
+
 /** The exact message handed to SMTP: the preview and the send use this one function. */
 export function composeMail(mail: OutgoingMail): Mail.Options {
+  if (!isSingleMailbox(mail.to))
+    throw new InvalidRecipientError(`not a single mailbox: ${JSON.stringify(mail.to.slice(0, 300))}`);
   return {
+    // Set explicitly, so SMTP's RCPT TO is this one address and nothing nodemailer might read out of the headers.
+    envelope: { from: mail.from.address, to: [mail.to] },
     messageId: mail.messageId,
     from: { name: mail.from.name, address: mail.from.address },
     to: mail.to,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AddressObject, EmailAddress, HeaderValue } from 'mailparser';
+import { isSingleMailbox } from '../domain/addresses.js';
 import { classifyMail, type MailHeaders } from '../domain/classification.js';
 import { messageIdIn, messageIdsIn, readHeaderSection } from './header-section.js';
 import { htmlToPlainText } from './html-text.js';
@@ -31,7 +32,7 @@ export async function extractMailContent(raw: Buffer, messageId: string): Promis
     throw new UnparseableMailError(`the MIME structure cannot be read: ${(error as Error).message}`);
   }
   const from = senderOf(mime.headers, headers);
-  if (!from) throw new UnparseableMailError('the message has no From address');
+  if (!from) throw new UnparseableMailError('the message has no From address that is a single mailbox (local@domain)');
 
   const html = mime.html ? sanitizeMailHtml(capText(mime.html)) : null;
   const ownText = mime.text?.trim() ? mime.text : undefined;
@@ -78,17 +79,24 @@ function senderOf(parsed: MimeContent['headers'], raw: MailHeaders): MailAddress
   const daemon = raw.from?.[0]?.match(/\b(mailer-daemon|postmaster)\b/i);
   if (!daemon) return undefined;
   const messageId = messageIdIn(raw['message-id']?.[0]);
-  const domain = messageId ? messageId.slice(messageId.lastIndexOf('@') + 1, -1) : 'unknown.invalid';
-  return { address: `${daemon[1]!.toLowerCase()}@${domain.toLowerCase()}`, name: null };
+  const domain = messageId ? messageId.slice(messageId.lastIndexOf('@') + 1, -1).toLowerCase() : '';
+  const address = `${daemon[1]!.toLowerCase()}@${domain}`;
+  return { address: isSingleMailbox(address) ? address : `${daemon[1]!.toLowerCase()}@unknown.invalid`, name: null };
 }
 
 function addressesIn(value: HeaderValue | undefined): MailAddress[] {
   const groups = [value ?? []].flat() as AddressObject[];
   const flatten = (entries: EmailAddress[]): EmailAddress[] => entries.flatMap((entry) => [entry, ...flatten(entry.group ?? [])]);
-  return groups
-    .flatMap((group) => flatten(group.value ?? []))
-    .filter((entry) => entry.address?.includes('@'))
-    .map((entry) => ({ address: withoutNul(entry.address!).toLowerCase(), name: withoutNul(entry.name ?? '').trim() || null }));
+  return (
+    groups
+      .flatMap((group) => flatten(group.value ?? []))
+      .map((entry) => ({
+        address: withoutNul(entry.address ?? '').toLowerCase(),
+        name: withoutNul(entry.name ?? '').trim() || null,
+      }))
+      // `X <a@one.example,b@two.example>` is one "address" to the parser: only single mailboxes count.
+      .filter((entry) => isSingleMailbox(entry.address))
+  );
 }
 
 function toAttachment(part: MimeAttachment, index: number, html: string | null): ParsedAttachment {

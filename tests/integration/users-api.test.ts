@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '../../src/api/auth.js';
+import { hashSecret } from '../../src/security/secret-hash.js';
 import { createUser } from '../../src/db/seed.js';
 import { callApi, eventually } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
@@ -146,7 +146,7 @@ describe('users and API keys', () => {
         expect(JSON.stringify(keys.body)).not.toContain(apiKey.key);
       }
       const stored = await stack.db.selectFrom('api_keys').selectAll().where('id', '=', apiKey.id).executeTakeFirstOrThrow();
-      expect(stored.key_hash).toBe(hashApiKey(apiKey.key));
+      expect(stored.key_hash).toBe(hashSecret(apiKey.key));
       expect(JSON.stringify(stored)).not.toContain(apiKey.key);
     });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   addBusinessTime,
+  MAX_BUSINESS_TIME_MS,
   businessHoursSchema,
   businessTimeBetween,
   describeInstant,
@@ -244,6 +245,9 @@ describe('addBusinessTime and businessTimeBetween', () => {
     expect(addBusinessTime(berlinOffice, from, 0)).toEqual(from);
     expect(() => addBusinessTime(berlinOffice, from, -1)).toThrow(RangeError);
     expect(() => addBusinessTime(berlinOffice, from, Number.NaN)).toThrow(RangeError);
+    // Bounded: an SLA of years with one-minute intervals took seconds of one thread.
+    expect(() => addBusinessTime(berlinOffice, from, MAX_BUSINESS_TIME_MS + 1)).toThrow(RangeError);
+    expect(addBusinessTime(berlinOffice, from, MAX_BUSINESS_TIME_MS)).toBeInstanceOf(Date);
   });
 
   it('counts two weeks of a weekday office as 80 hours, and nothing for an empty or reversed range', () => {

@@ -37,7 +37,7 @@ describe('the parser pool', () => {
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(UnparseableMailError);
-    expect((error as Error).message).toBe('the message has no From address');
+    expect((error as Error).message).toBe('the message has no From address that is a single mailbox (local@domain)');
   });
 
   it('keeps the event loop turning while a heavy mail is parsed', async () => {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Channel } from '../../db/schema.js';
+import { hashSecret } from '../../security/secret-hash.js';
 import { applyMailboxSettings } from '../../ingest/mailboxes.js';
 import { accessibleChannelIds, findChannel } from '../access.js';
 import { requestRebalance } from '../assignment-queue.js';
@@ -220,7 +221,7 @@ export function channelRoutes({ db, temporal, config, logger, taskQueue }: ApiDe
           account_id: user.accountId,
           name: input.name,
           email_address: input.emailAddress,
-          forwarder_secret: forwarderSecret,
+          forwarder_secret_hash: hashSecret(forwarderSecret),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -320,17 +321,15 @@ export function channelRoutes({ db, temporal, config, logger, taskQueue }: ApiDe
     const { channelId } = c.req.valid('param');
     await findChannel(db, c.get('user'), channelId, 'configure');
     const forwarderSecret = newSecret();
-    const updated = await db
-      .transaction()
-      .execute((trx) =>
-        trx
-          .updateTable('channels')
-          .set({ forwarder_secret: forwarderSecret })
-          .where('id', '=', channelId)
-          .where('deleted_at', 'is', null)
-          .returning('id')
-          .executeTakeFirst(),
-      );
+    const updated = await db.transaction().execute((trx) =>
+      trx
+        .updateTable('channels')
+        .set({ forwarder_secret_hash: hashSecret(forwarderSecret) })
+        .where('id', '=', channelId)
+        .where('deleted_at', 'is', null)
+        .returning('id')
+        .executeTakeFirst(),
+    );
     if (!updated) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
     return c.json({ forwarderSecret }, 200);
   });

@@ -4,6 +4,7 @@ import type { ContactsTable } from '../../db/schema.js';
 import { accessibleChannelIds } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
+import { MailboxAddress } from '../schemas/address.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ConversationSchema, conversationQuery, toConversation } from './conversations.js';
 
@@ -90,7 +91,7 @@ const patchRoute = createRoute({
           schema: z
             .strictObject({
               name: z.string().trim().min(1).max(200).nullable().optional(),
-              email: z.email({ error: 'not an email address' }).max(254).optional(),
+              email: MailboxAddress.optional(),
               attributes: AttributesSchema.optional(),
             })
             .refine((update) => Object.keys(update).length > 0, 'send at least one of: name, email, attributes')

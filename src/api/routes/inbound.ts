@@ -1,7 +1,8 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
-import { forwarderSecret, secretsEqual } from '../auth.js';
+import { secretMatchesHash } from '../../security/secret-hash.js';
+import { forwarderSecret } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -61,7 +62,7 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
       .executeTakeFirst();
     if (!channel) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
     const secret = forwarderSecret(c.req.header('authorization'));
-    if (!secret || !secretsEqual(secret, channel.forwarder_secret)) {
+    if (!secret || !secretMatchesHash(secret, channel.forwarder_secret_hash)) {
       throw new Problem(
         401,
         'unauthenticated',

@@ -9,6 +9,7 @@ import { agentReplyUpdate } from '../../workflows/messages.js';
 import { findChannel } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { IDEMPOTENCY_HEADER, IdempotencyHeadersSchema } from '../idempotency.js';
+import { MailboxAddress } from '../schemas/address.js';
 import { Problem, problemResponses } from '../problem.js';
 import { commandConversation } from '../workflow-commands.js';
 import { SentReplySchema } from './conversations.js';
@@ -23,10 +24,7 @@ const FormConversationInputSchema = z
   .object({
     channelId: z.uuid(),
     contact: z.object({
-      email: z
-        .email({ error: 'not an email address' })
-        .max(254)
-        .nullable()
+      email: MailboxAddress.nullable()
         .optional()
         .openapi({ description: 'Unknown (null or absent): the contact is created without one and nobody is mailed (A3)' }),
       name: z.string().trim().min(1).max(200).optional(),

@@ -2,7 +2,13 @@ import { z } from '@hono/zod-openapi';
 import type { Updateable } from 'kysely';
 import type { Channel, ChannelsTable } from '../../db/schema.js';
 import { ASSIGNMENT_STRATEGIES } from '../../domain/assignment.js';
-import { businessHoursSchema, WEEKDAYS, type BusinessHours, type Weekday } from '../../domain/business-hours.js';
+import {
+  businessHoursSchema,
+  MAX_BUSINESS_TIME_MS,
+  WEEKDAYS,
+  type BusinessHours,
+  type Weekday,
+} from '../../domain/business-hours.js';
 import { FROM_NAME_TOKENS, SUBJECT_TOKENS, templateProblem } from '../../domain/outgoing-templates.js';
 import { Problem } from '../problem.js';
 
@@ -128,9 +134,13 @@ const AssignmentSchema = z
 
 const SlaSchema = z
   .object({
-    firstResponseSeconds: seconds(1)
+    firstResponseSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_BUSINESS_TIME_MS / 1000)
       .nullable()
-      .openapi({ description: 'First human reply due within this much business time; null = no SLA' }),
+      .openapi({ description: 'First human reply due within this much business time (at most 30 days); null = no SLA' }),
   })
   .openapi('ChannelSla');
 
