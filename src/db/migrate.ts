@@ -6,6 +6,7 @@ import * as loopSafetyAndReplyTo from './migrations/0004_loop_safety_and_reply_t
 import * as orchestration from './migrations/0005_orchestration.js';
 import * as api from './migrations/0006_api.js';
 import * as hostileInput from './migrations/0007_hostile_input.js';
+import * as sendersAndMailboxLimits from './migrations/0008_senders_and_mailbox_limits.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const migrations: Record<string, Migration> = {
   '0005_orchestration': orchestration,
   '0006_api': api,
   '0007_hostile_input': hostileInput,
+  '0008_senders_and_mailbox_limits': sendersAndMailboxLimits,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -11,8 +11,11 @@ type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type Json<T> = ColumnType<T, string | undefined, string>;
 
 export type UserRole = 'admin' | 'agent';
-export type ConversationStatus = 'open' | 'resolved' | 'closed';
-export type ConversationStage = 'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed';
+export type ConversationStatus = 'open' | 'resolved' | 'closed' | 'spam';
+export type ConversationStage =
+  'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed' | 'spam';
+/** What the receiving server said about the sender (src/domain/sender-verdict.ts). */
+export type SenderVerdictKind = 'ordinary' | 'unverified' | 'spam';
 export type InboundStatus = 'received' | 'threaded' | 'rejected';
 export type MailClassification = 'ordinary' | 'auto_reply' | 'bounce';
 export type OutboundKind = 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover';
@@ -124,6 +127,17 @@ export interface ChannelsTable {
   smtp_password_encrypted: string | null;
   /** Removed: takes no mail, leaves every list; its conversations stay readable. */
   deleted_at: Timestamp | null;
+  /** Authentication-Results of these authserv-ids are believed; `*.example.net` matches its subdomains. */
+  trusted_authserv_ids: Json<string[]>;
+  /** Microsoft 365 writes Authentication-Results without an authserv-id: believe the topmost one. */
+  trust_unnamed_authentication_results: Generated<boolean>;
+  /** X-Spam-Flag, X-Spam-Status, rspamd's and Microsoft's verdicts: a yes counts as spam. */
+  trust_spam_headers: Generated<boolean>;
+  /** Loop and flood safety: automatic mails per hour to one recipient domain, and from the channel in all. */
+  automatic_mail_limit_per_domain_per_hour: Generated<number>;
+  automatic_mail_limit_per_channel_per_hour: Generated<number>;
+  /** Days of existing mail the first sync of a folder imports; 0 starts at the folder's end. */
+  imap_import_days: Generated<number>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -134,6 +148,8 @@ export interface ImapCursorsTable {
   /** bigint columns come back as strings from pg. */
   uid_validity: ColumnType<string, string | number | bigint, string | number | bigint>;
   last_uid: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
+  /** When the folder was first synced: its mail from before then is imported history (no automatic mail). */
+  imported_before: Timestamp | null;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
@@ -234,8 +250,11 @@ export interface InboundMessagesTable {
   channel_id: string;
   /** The Message-ID header, or a content hash when the header is missing: the dedupe key. */
   message_id: string;
-  /** The mail exactly as received; pg reads it back as a Buffer, PGlite as a Uint8Array. */
-  raw: ColumnType<Uint8Array, Uint8Array, never>;
+  /**
+   * The mail exactly as received; pg reads it back as a Buffer, PGlite as a Uint8Array. Null only for
+   * IMAP mail quarantined by its size before the download (source_* say where to fetch it).
+   */
+  raw: ColumnType<Uint8Array | null, Uint8Array | null, Uint8Array>;
   size_bytes: number;
   status: InboundStatus;
   rejection_reason: string | null;
@@ -261,6 +280,14 @@ export interface InboundMessagesTable {
   /** Set once the conversation workflow has been signalled: the message is then acknowledged. */
   signalled_at: Timestamp | null;
   received_via: ColumnType<InboundSource, InboundSource | undefined, InboundSource>;
+  sender_verdict: SenderVerdictKind | null;
+  /** Why the verdict is not ordinary, one line each, as agents read them. */
+  sender_verdict_reasons: Json<string[]>;
+  /** Existing mail a mailbox import brought in: stored and threaded, never answered automatically. */
+  imported: Generated<boolean>;
+  source_folder: string | null;
+  source_uid_validity: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
+  source_uid: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
 }
 
 export type InboundSource = 'forwarder' | 'imap' | 'form';

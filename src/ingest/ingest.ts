@@ -238,6 +238,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     knownContactId: string | undefined,
   ): Promise<{ conversationId: string; mail: ParsedMail }> {
     let mail: ParsedMail;
+    // Only IMAP mail quarantined by its size lacks its bytes; the mailbox fetches them when it is reprocessed.
+    if (!stored.raw) throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'the mail was not downloaded');
     try {
       mail = await parseMail(stored.raw, stored.message_id);
     } catch (error) {

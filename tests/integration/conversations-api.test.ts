@@ -464,7 +464,7 @@ describe('conversations API', () => {
         .select('raw')
         .where('id', '=', inboundMessageId)
         .executeTakeFirstOrThrow();
-      expect(Buffer.from(raw).toString()).toMatch(/^X-Mailroom-Source: form$/im);
+      expect(Buffer.from(raw!).toString()).toMatch(/^X-Mailroom-Source: form$/im);
     });
 
     it('opens one without an address, mails nobody, refuses replies until the contact has an address', async () => {

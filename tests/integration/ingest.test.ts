@@ -76,7 +76,7 @@ describe('forwarded-mail ingest', () => {
       .selectAll()
       .where('id', '=', posted.body.inboundMessageId)
       .executeTakeFirstOrThrow();
-    expect(Buffer.from(stored.raw).toString()).toBe(withMessageId('first@example.com'));
+    expect(Buffer.from(stored.raw!).toString()).toBe(withMessageId('first@example.com'));
     expect(stored).toMatchObject({
       status: 'threaded',
       conversation_id: posted.body.conversationId,
@@ -149,7 +149,7 @@ describe('forwarded-mail ingest', () => {
     expect(response.status).toBe(400);
     expect(response.body.detail).toContain('not an RFC 822 message');
     const kept = await database.db.selectFrom('inbound_messages').selectAll().where('status', '=', 'rejected').execute();
-    expect(kept.map((row) => Buffer.from(row.raw).toString())).toContain(junk);
+    expect(kept.map((row) => Buffer.from(row.raw!).toString())).toContain(junk);
   });
 
   it('answers 503 while Temporal is down with the mail kept, and completes on the retry without duplicates', async () => {

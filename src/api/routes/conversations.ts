@@ -21,8 +21,8 @@ import { ReplyInputSchema } from './reply-preview.js';
 // (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
 // label, note). Conversations opened from a web form (A11) are in web-form.ts.
 
-const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed']);
-const StatusSchema = z.enum(['open', 'resolved', 'closed']);
+const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed', 'spam']);
+const StatusSchema = z.enum(['open', 'resolved', 'closed', 'spam']);
 
 export const ConversationSchema = z
   .object({

@@ -120,6 +120,9 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
     if (!found) throw new Problem(404, 'not-found', 'Inbound message not found', `no inbound message ${inboundMessageId}`);
     if (found.status !== 'rejected')
       throw new Problem(409, 'not-quarantined', 'Not in quarantine', `its status is ${found.status}`);
+    if (!found.raw) {
+      throw new Problem(409, 'not-downloaded', 'Not downloaded', 'the mail was quarantined by its size before it was downloaded');
+    }
     await db
       .updateTable('inbound_messages')
       .set({ status: 'received', rejection_reason: null })
