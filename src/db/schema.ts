@@ -2,6 +2,7 @@ import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type { AssignmentStrategy } from '../domain/assignment.js';
 import type { BusinessHours } from '../domain/business-hours.js';
 import type { Priority, RoutingActions, RoutingCondition } from '../domain/routing-rules.js';
+import type { SenderVerdictKind } from '../domain/sender-verdict.js';
 
 // Typed view of the tables created by src/db/migrations. Keep both in step.
 
@@ -14,8 +15,7 @@ export type UserRole = 'admin' | 'agent';
 export type ConversationStatus = 'open' | 'resolved' | 'closed' | 'spam';
 export type ConversationStage =
   'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed' | 'spam';
-/** What the receiving server said about the sender (src/domain/sender-verdict.ts). */
-export type SenderVerdictKind = 'ordinary' | 'unverified' | 'spam';
+export type { SenderVerdictKind } from '../domain/sender-verdict.js';
 export type InboundStatus = 'received' | 'threaded' | 'rejected';
 export type MailClassification = 'ordinary' | 'auto_reply' | 'bounce';
 export type OutboundKind = 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover';

@@ -26,6 +26,9 @@ export interface SenderTrust {
   trustSpamHeaders?: boolean;
 }
 
+/** Without a channel's settings: no Authentication-Results is believed, spam flags are. */
+export const NO_SENDER_TRUST: SenderTrust = { trustedAuthservIds: [] };
+
 /**
  * - `spam`: spam, or a sender the receiving server found forged: stored, kept out of the queue, never answered automatically.
  * - `unverified`: the sender may be forged, but nobody enforced it (DMARC policy none, an override by the receiving server):

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { Channel, InboundMessage, InboundSource } from '../db/schema.js';
+import type { SenderTrust } from '../domain/sender-verdict.js';
 import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, type ThreadCandidate } from '../domain/threading.js';
 import {
   dedupeKey,
@@ -49,6 +50,16 @@ export interface IngestOptions {
    * The mail's From is then a placeholder: it neither finds a contact nor is kept as the sender.
    */
   contactId?: string;
+  /** Existing mail a mailbox import brings in: stored and threaded, never answered automatically. */
+  imported?: boolean;
+  /** Where an IMAP mail sits on the server. */
+  source?: MailSource;
+}
+
+export interface MailSource {
+  folder: string;
+  uidValidity: bigint;
+  uid: number;
 }
 
 export interface IngestDeps {
@@ -65,8 +76,17 @@ export interface IngestDeps {
  * store raw → parse → contact and thread → signal the conversation workflow. Each step can be
  * repeated: a second delivery of the same mail resumes where the first stopped and creates nothing twice.
  */
+/** Whose Authentication-Results and spam flags the channel believes (its receiving servers'). */
+function senderTrustOf(channel: Channel): SenderTrust {
+  return {
+    trustedAuthservIds: channel.trusted_authserv_ids,
+    trustUnnamedAuthenticationResults: channel.trust_unnamed_authentication_results,
+    trustSpamHeaders: channel.trust_spam_headers,
+  };
+}
+
 export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQueue = TASK_QUEUE }: IngestDeps) {
-  async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource): Promise<InboundMessage> {
+  async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource, options: IngestOptions): Promise<InboundMessage> {
     const headers = readHeaderSection(raw);
     // Bytes that are no mail at all are still kept for an operator, keyed by their hash.
     const messageId = headers ? dedupeKey(headers, raw) : `<${createHash('sha256').update(raw).digest('hex')}@not-mime.invalid>`;
@@ -87,6 +107,10 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         status: rejection ? 'rejected' : 'received',
         rejection_reason: rejection,
         received_via: via,
+        imported: options.imported ?? false,
+        source_folder: options.source?.folder ?? null,
+        source_uid_validity: options.source?.uidValidity ?? null,
+        source_uid: options.source?.uid ?? null,
       })
       .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
       .execute();
@@ -241,7 +265,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     // Only IMAP mail quarantined by its size lacks its bytes; the mailbox fetches them when it is reprocessed.
     if (!stored.raw) throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'the mail was not downloaded');
     try {
-      mail = await parseMail(stored.raw, stored.message_id);
+      mail = await parseMail(stored.raw, stored.message_id, senderTrustOf(channel));
     } catch (error) {
       if (!(error instanceof UnparseableMailError)) throw error;
       await db
@@ -293,6 +317,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
           html_body: mail.html,
           to_addresses: JSON.stringify(mail.to.map((recipient) => recipient.address)),
           cc_addresses: JSON.stringify(mail.cc.map((recipient) => recipient.address)),
+          sender_verdict: mail.senderVerdict.kind,
+          sender_verdict_reasons: JSON.stringify(mail.senderVerdict.reasons),
           returned_message_id: mail.returnedMessageIds[0] ?? null,
           in_reply_to: mail.inReplyTo ?? null,
           reference_ids: JSON.stringify(mail.references),
@@ -345,7 +371,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
   return {
     async ingestRawMail(channel: Channel, raw: Buffer, options: IngestOptions = {}): Promise<IngestResult> {
       const via = options.via ?? 'forwarder';
-      const stored = await storeRaw(channel, raw, via);
+      const stored = await storeRaw(channel, raw, via, options);
       if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
       if (stored.signalled_at && stored.conversation_id) {
         return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AddressObject, EmailAddress, HeaderValue } from 'mailparser';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { classifyMail, type MailHeaders } from '../domain/classification.js';
+import { NO_SENDER_TRUST, senderVerdict, type SenderTrust } from '../domain/sender-verdict.js';
 import { messageIdIn, messageIdsIn, readHeaderSection } from './header-section.js';
 import { htmlToPlainText } from './html-text.js';
 import { parseMime, type MimeAttachment, type MimeContent } from './mime-parser.js';
@@ -19,7 +20,11 @@ const MAX_REFERENCES = 100;
 const MAX_FILENAME_CHARS = 255;
 
 /** Everything Mailroom keeps of a raw mail; CPU-bound, so it runs on a parser thread (parser-pool.ts). */
-export async function extractMailContent(raw: Buffer, messageId: string): Promise<ParsedMail> {
+export async function extractMailContent(
+  raw: Buffer,
+  messageId: string,
+  senderTrust: SenderTrust = NO_SENDER_TRUST,
+): Promise<ParsedMail> {
   const headers = readHeaderSection(raw);
   if (!headers) throw new UnparseableMailError(NOT_MIME);
   if (raw.length > MAX_PARSE_BYTES) {
@@ -54,6 +59,7 @@ export async function extractMailContent(raw: Buffer, messageId: string): Promis
     references: references.slice(-MAX_REFERENCES),
     date: parseDateHeader(headers.date?.[0]),
     classification,
+    senderVerdict: senderVerdict(headers, senderTrust),
     returnedMessageIds: classification === 'bounce' ? returnedMessageIds(mime.attachments, text) : [],
     attachments: mime.attachments.map((part, index) => toAttachment(part, index, html)),
   };

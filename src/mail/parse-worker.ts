@@ -3,10 +3,10 @@ import { extractMailContent } from './mail-content.js';
 import type { ParseRequest, ParseResponse } from './parser-pool.js';
 
 // A parser thread: parses one mail at a time for the pool and hands the result back.
-parentPort!.on('message', async ({ id, raw, messageId }: ParseRequest) => {
+parentPort!.on('message', async ({ id, raw, messageId, senderTrust }: ParseRequest) => {
   let response: ParseResponse;
   try {
-    const mail = await extractMailContent(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), messageId);
+    const mail = await extractMailContent(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), messageId, senderTrust);
     response = { id, mail };
     parentPort!.postMessage(
       response,

@@ -1,3 +1,4 @@
+import { NO_SENDER_TRUST, type SenderTrust } from '../domain/sender-verdict.js';
 import { parseOnPool } from './parser-pool.js';
 import type { ParsedMail } from './parsed-mail.js';
 
@@ -10,6 +11,6 @@ export type { MailAddress, ParsedAttachment, ParsedMail } from './parsed-mail.js
 export { closeParserPool } from './parser-pool.js';
 
 /** Parses a stored raw mail into what Mailroom keeps of it. Throws UnparseableMailError with a reason. */
-export function parseMail(raw: Uint8Array, messageId: string): Promise<ParsedMail> {
-  return parseOnPool(raw, messageId);
+export function parseMail(raw: Uint8Array, messageId: string, senderTrust: SenderTrust = NO_SENDER_TRUST): Promise<ParsedMail> {
+  return parseOnPool(raw, messageId, senderTrust);
 }

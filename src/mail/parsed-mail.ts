@@ -1,4 +1,5 @@
 import type { MailClassification } from '../db/schema.js';
+import type { SenderVerdict } from '../domain/sender-verdict.js';
 
 // What Mailroom keeps of a parsed mail. Crosses the worker-thread boundary, so plain data only.
 
@@ -37,6 +38,8 @@ export interface ParsedMail {
   references: string[];
   date: Date | null;
   classification: MailClassification;
+  /** Forged or spam, as the receiving server the channel trusts said (never answered automatically). */
+  senderVerdict: SenderVerdict;
   /** For a bounce: the Message-IDs of the mail that could not be delivered. */
   returnedMessageIds: string[];
   attachments: ParsedAttachment[];

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { SenderTrust } from '../domain/sender-verdict.js';
 import { UnparseableMailError, type ParsedMail } from './parsed-mail.js';
 
 // Parsing a mail is CPU work (MIME, charsets, HTML sanitizing) that must not stall the event loop
@@ -17,6 +18,7 @@ export interface ParseRequest {
   id: number;
   raw: Uint8Array;
   messageId: string;
+  senderTrust: SenderTrust;
 }
 
 export type ParseResponse =
@@ -26,6 +28,7 @@ interface Job {
   id: number;
   raw: Uint8Array;
   messageId: string;
+  senderTrust: SenderTrust;
   resolve(mail: ParsedMail): void;
   reject(error: Error): void;
 }
@@ -45,10 +48,10 @@ class ParserPool {
   private readonly queue: Job[] = [];
   private nextId = 0;
 
-  parse(raw: Uint8Array, messageId: string): Promise<ParsedMail> {
+  parse(raw: Uint8Array, messageId: string, senderTrust: SenderTrust): Promise<ParsedMail> {
     return new Promise((resolve, reject) => {
       // Our own copy, so that transferring it detaches nothing the caller still holds.
-      this.queue.push({ id: this.nextId++, raw: new Uint8Array(raw), messageId, resolve, reject });
+      this.queue.push({ id: this.nextId++, raw: new Uint8Array(raw), messageId, senderTrust, resolve, reject });
       this.dispatch();
     });
   }
@@ -71,9 +74,10 @@ class ParserPool {
         this.replace(slot);
       }, PARSE_TIMEOUT_MS);
       worker.ref(); // a mail being parsed keeps the process alive; an idle pool does not
-      worker.postMessage({ id: job.id, raw: job.raw, messageId: job.messageId } satisfies ParseRequest, [
-        job.raw.buffer as ArrayBuffer,
-      ]);
+      worker.postMessage(
+        { id: job.id, raw: job.raw, messageId: job.messageId, senderTrust: job.senderTrust } satisfies ParseRequest,
+        [job.raw.buffer as ArrayBuffer],
+      );
     }
   }
 
@@ -133,9 +137,9 @@ function rebuildError({ name, message }: { name: string; message: string }): Err
 let pool: ParserPool | undefined;
 
 /** Parses a raw mail on the parser pool, started on first use. */
-export function parseOnPool(raw: Uint8Array, messageId: string): Promise<ParsedMail> {
+export function parseOnPool(raw: Uint8Array, messageId: string, senderTrust: SenderTrust): Promise<ParsedMail> {
   pool ??= new ParserPool();
-  return pool.parse(raw, messageId);
+  return pool.parse(raw, messageId, senderTrust);
 }
 
 /** Stops the parser threads; the next parse starts them again. */
