@@ -38,6 +38,9 @@ export class MailRejectedError extends Error {
   }
 }
 
+/** The mail is stored, but every parser thread is busy; delivering it again in a moment completes it. */
+export { ParserBusyError } from '../mail/parse.js';
+
 /** The mail is stored, but its conversation workflow could not be reached; posting again completes it. */
 export class WorkflowsUnavailableError extends Error {
   override name = 'WorkflowsUnavailableError';

@@ -8,7 +8,7 @@ import type { ParsedMail } from './parsed-mail.js';
 export { dedupeKey, readHeaderSection } from './header-section.js';
 export { NOT_MIME, UnparseableMailError } from './parsed-mail.js';
 export type { MailAddress, ParsedAttachment, ParsedMail } from './parsed-mail.js';
-export { closeParserPool } from './parser-pool.js';
+export { closeParserPool, ParserBusyError } from './parser-pool.js';
 
 /** Parses a stored raw mail into what Mailroom keeps of it. Throws UnparseableMailError with a reason. */
 export function parseMail(raw: Uint8Array, messageId: string, senderTrust: SenderTrust = NO_SENDER_TRUST): Promise<ParsedMail> {

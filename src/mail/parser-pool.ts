@@ -10,6 +10,17 @@ const POOL_SIZE = 2;
 /** A mail that takes longer is taken as one we cannot parse: its thread is replaced. */
 const PARSE_TIMEOUT_MS = 60_000;
 const THREAD_HEAP_MB = 512;
+/**
+ * Mails waiting for a thread, by count and by bytes: a burst beyond this is refused (the forwarder is
+ * answered 503 and posts again, IMAP waits) instead of piling copies of raw mail up in memory.
+ */
+const MAX_QUEUED_MAILS = 64;
+const MAX_QUEUED_BYTES = 256 * 1024 * 1024;
+
+/** Every parser thread is busy and the queue is full; the mail is stored, parse it again in a moment. */
+export class ParserBusyError extends Error {
+  override name = 'ParserBusyError';
+}
 
 const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './parse-worker.ts' : './parse-worker.js', import.meta.url).href;
 const LOADER = new URL('./parse-worker-loader.mjs', import.meta.url);
@@ -46,12 +57,21 @@ class ParserPool {
     timer: undefined,
   }));
   private readonly queue: Job[] = [];
+  private queuedBytes = 0;
   private nextId = 0;
 
   parse(raw: Uint8Array, messageId: string, senderTrust: SenderTrust): Promise<ParsedMail> {
+    const idle = this.slots.some((slot) => !slot.job);
+    const full = this.queue.length >= MAX_QUEUED_MAILS || this.queuedBytes + raw.byteLength > MAX_QUEUED_BYTES;
+    if (!idle && full) {
+      return Promise.reject(
+        new ParserBusyError(`${this.queue.length} mails (${this.queuedBytes} bytes) wait for a parser thread`),
+      );
+    }
     return new Promise((resolve, reject) => {
       // Our own copy, so that transferring it detaches nothing the caller still holds.
       this.queue.push({ id: this.nextId++, raw: new Uint8Array(raw), messageId, senderTrust, resolve, reject });
+      this.queuedBytes += raw.byteLength;
       this.dispatch();
     });
   }
@@ -65,6 +85,7 @@ class ParserPool {
       if (slot.job) continue;
       const job = this.queue.shift();
       if (!job) return;
+      this.queuedBytes -= job.raw.byteLength;
       const worker = (slot.worker ??= this.spawn(slot));
       slot.job = job;
       slot.timer = setTimeout(() => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { closeParserPool, parseMail, UnparseableMailError } from '../../src/mail/parse.js';
+import { closeParserPool, parseMail, ParserBusyError, UnparseableMailError } from '../../src/mail/parse.js';
 
 const mail = (id: number, body = `Mail number ${id}`) =>
   Buffer.from(`From: sender${id}@example.com\r\nSubject: Mail ${id}\r\nMessage-ID: <${id}@example.com>\r\n\r\n${body}\r\n`);
@@ -14,6 +14,20 @@ describe('the parser pool', () => {
     expect(results.map((result) => [result.from.address, result.subject, result.messageId])).toEqual(
       Array.from({ length: 40 }, (_, id) => [`sender${id}@example.com`, `Mail ${id}`, `<${id}@example.com>`]),
     );
+  });
+
+  it('refuses a mail while both threads are busy and 64 mails wait (the caller delivers it again), and parses the rest', async () => {
+    const submitted = Array.from({ length: 2 + 64 + 1 }, (_, id) =>
+      parseMail(mail(id), `<${id}@example.com>`).then(
+        () => 'parsed',
+        (error: unknown) => (error instanceof ParserBusyError ? 'busy' : String(error)),
+      ),
+    );
+    const outcomes = await Promise.all(submitted);
+    expect(outcomes.slice(0, 66)).toEqual(Array.from({ length: 66 }, () => 'parsed'));
+    expect(outcomes[66]).toBe('busy');
+    // Taken again once the queue has room.
+    expect((await parseMail(mail(99), '<99@example.com>')).subject).toBe('Mail 99');
   });
 
   it('hands attachments back intact, and leaves the caller its bytes', async () => {

@@ -1,10 +1,12 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import { MailRejectedError, ParserBusyError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
 import { secretMatchesHash } from '../../security/secret-hash.js';
 import { forwarderSecret } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+
+const PARSER_BUSY_RETRY_AFTER_SECONDS = 5;
 
 const IngestedSchema = z
   .object({
@@ -88,6 +90,19 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
           'unprocessable-mail',
           'The mail cannot be processed',
           `${error.reason}; the bytes are kept as inbound message ${error.inboundMessageId}`,
+        );
+      }
+      if (error instanceof ParserBusyError) {
+        // Kept: the forwarder (an MTA, a provider) posts it again after the pause, and the store dedupes.
+        throw new Problem(
+          503,
+          'busy',
+          'Too many mails at once',
+          'the mail is stored; post it again after Retry-After seconds',
+          undefined,
+          {
+            'Retry-After': String(PARSER_BUSY_RETRY_AFTER_SECONDS),
+          },
         );
       }
       if (error instanceof WorkflowsUnavailableError) {
