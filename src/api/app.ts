@@ -4,7 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
 import { InvalidRecipientError } from '../mail/compose.js';
-import { requireApiKey } from './auth.js';
+import { loopbackOrApiKey, requireApiKey } from './auth.js';
 import { enforceContract } from './contract.js';
 import { idempotency } from './idempotency.js';
 import { rejectNul } from './storable-text.js';
@@ -67,11 +67,11 @@ export function createApp(deps: ApiDeps) {
 
   app.route('/', inboundRoutes(deps));
   app.route('/', csatRoutes(deps));
-  if (deps.capture) app.route('/', capturedMailRoutes(deps.capture));
-  // Everything under /v1 but the forwarder's inbound endpoint (channel secret) and the development mail
-  // capture needs a user's API key;
-  // JSON bodies are small, and creating or sending POSTs honour Idempotency-Key.
   const apiKey = requireApiKey(deps.db);
+  // The development capture holds every mail sent: for a browser on this machine, or with an API key.
+  if (deps.capture) app.route('/', capturedMailRoutes(deps.capture, loopbackOrApiKey(apiKey)));
+  // Everything else under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key;
+  // JSON bodies are small, and creating or sending POSTs honour Idempotency-Key.
   const jsonLimit = bodyLimit({
     maxSize: MAX_JSON_BYTES,
     onError: () => {

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { MiddlewareHandler } from 'hono';
 import { createMiddleware } from 'hono/factory';
+import ipaddr from 'ipaddr.js';
 import type { Db } from '../db/connection.js';
 import { hashSecret } from '../security/secret-hash.js';
 import type { AppEnv, AuthenticatedUser } from './env.js';
@@ -38,6 +41,15 @@ export function requireApiKey(db: Db) {
     }
     c.set('user', { id: found.id, accountId: found.account_id, name: found.name, role: found.role });
     await next();
+  });
+}
+
+/** Requests from this machine pass; any other caller needs what `requireKey` checks. */
+export function loopbackOrApiKey(requireKey: MiddlewareHandler<AppEnv>) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const remote = getConnInfo(c).remote.address ?? '';
+    const loopback = ipaddr.isValid(remote) && ipaddr.process(remote).range() === 'loopback';
+    return loopback ? next() : requireKey(c, next);
   });
 }
 

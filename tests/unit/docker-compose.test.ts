@@ -21,6 +21,12 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('keeps the Temporal UI, which shows customer mail, on this machine and read-only', () => {
+    const ui = compose.services['temporal-ui'];
+    expect(ui.ports).toEqual(['127.0.0.1:8080:8080']);
+    expect(ui.environment.TEMPORAL_DISABLE_WRITE_ACTIONS).toBe('true');
+  });
+
   it('runs the API and the worker from the project sources', () => {
     expect(compose.services.api.command).toEqual(['npx', 'tsx', 'src/api/server.ts']);
     expect(compose.services.worker.command).toEqual(['npx', 'tsx', 'src/worker.ts']);
