@@ -99,7 +99,8 @@ export interface ThreadCandidate {
  *
  * Candidates come most specific first: the reply token, a bounce's returned message, then
  * In-Reply-To and References newest to oldest. A bounce joins the first candidate: it is about our
- * own mail, and it always comes from a mail system. Any other mail joins the first candidate whose
+ * own mail, and it always comes from a mail system (the caller offers a bounce only the reply token
+ * and Message-IDs of mail we sent, which no forger knows). Any other mail joins the first candidate whose
  * participants include its sender (the contact, or any From, To or Cc address of a mail already on
  * it); so replies from different people to one mail of ours (a campaign, a customer mail forwarded to
  * colleagues) each start their own conversation instead of merging into someone else's.

@@ -176,18 +176,20 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .executeTakeFirst();
       if (byToken) candidates.push({ conversationId: byToken.id, via: 'reply_token' });
     }
-    for (const conversationId of await conversationsOfMessages(trx, channel.id, mail.returnedMessageIds)) {
+    // Anyone can write a bounce naming a customer's Message-ID; only we know the ids of the mail we sent.
+    const isBounce = mail.classification === 'bounce';
+    for (const conversationId of await conversationsOfMessages(trx, channel.id, mail.returnedMessageIds, isBounce)) {
       candidates.push({ conversationId, via: 'returned_message' });
     }
     for (const conversationId of await conversationsOfMessages(
       trx,
       channel.id,
       referencedMessageIds(mail.inReplyTo, mail.references),
+      isBounce,
     )) {
       candidates.push({ conversationId, via: 'reference' });
     }
     if (candidates.length === 0) return undefined;
-    const isBounce = mail.classification === 'bounce';
     const senderParticipatesIn =
       isBounce || isChannelAddress(mail.from.address, channel.email_address)
         ? new Set<string>()
@@ -199,13 +201,20 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     return chooseThread(candidates, { isBounce, senderParticipatesIn });
   }
 
-  /** The conversations of these Message-IDs among this channel's mails, in the order of the ids. */
-  async function conversationsOfMessages(trx: Db, channelId: string, messageIds: readonly string[]): Promise<string[]> {
+  /** The conversations of these Message-IDs among this channel's mails (or only those it sent), in the order of the ids. */
+  async function conversationsOfMessages(
+    trx: Db,
+    channelId: string,
+    messageIds: readonly string[],
+    sentByUsOnly: boolean,
+  ): Promise<string[]> {
     if (messageIds.length === 0) return [];
-    const { rows } = await sql<{ conversation_id: string; message_id: string }>`
+    const received = sql<{ conversation_id: string; message_id: string }>`
       select conversation_id, message_id from inbound_messages
         where channel_id = ${channelId} and conversation_id is not null and message_id in (${sql.join(messageIds)})
-      union all
+      union all`;
+    const { rows } = await sql<{ conversation_id: string; message_id: string }>`
+      ${sentByUsOnly ? sql`` : received}
       select o.conversation_id, o.message_id from outbound_messages o
         join conversations c on c.id = o.conversation_id
         where c.channel_id = ${channelId} and o.message_id in (${sql.join(messageIds)})`.execute(trx);
