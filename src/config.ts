@@ -2,6 +2,44 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { TASK_QUEUE } from './workflows/ids.js';
 
+/** A comma-separated list of CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`; empty by default. */
+function cidrRanges() {
+  return z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const ranges = value
+        .split(',')
+        .map((range) => range.trim())
+        .filter(Boolean);
+      for (const range of ranges) {
+        if (!ipaddr.isValidCIDR(range))
+          ctx.addIssue({ code: 'custom', message: `"${range}" is not a CIDR range such as 10.0.0.0/8` });
+      }
+      return ranges;
+    });
+}
+
+/**
+ * Per API process (N processes allow N times as much). A forwarder delivering its backlog after an outage
+ * gets 600 mails at once and then 10 a second, a 429 with Retry-After beyond (MTAs retry, the store dedupes).
+ */
+export const RATE_LIMIT_DEFAULTS = {
+  RATE_LIMIT_INBOUND_PER_MINUTE: 600,
+  RATE_LIMIT_SURVEY_PER_MINUTE: 60,
+  RATE_LIMIT_API_KEY_PER_MINUTE: 1200,
+} as const;
+
+export type RateLimitSettings = { -readonly [Name in keyof typeof RATE_LIMIT_DEFAULTS]: number };
+
+function rateLimit(perMinute: number) {
+  // Empty (docker-compose passes `${NAME:-}`) is unset, the default: never 0, which would mean unlimited.
+  return z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.coerce.number().int().min(0).max(1_000_000).default(perMinute),
+  );
+}
+
 // Environment → typed config, validated once at start-up so a bad setting fails loudly and by name.
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -34,26 +72,24 @@ const envSchema = z.object({
    * Hosts that admins configure (IMAP, SMTP) may not resolve to loopback, private, link-local or
    * unique-local addresses, except into these CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`.
    */
-  ALLOWED_PRIVATE_NETWORKS: z
-    .string()
-    .default('')
-    .transform((value, ctx) => {
-      const ranges = value
-        .split(',')
-        .map((range) => range.trim())
-        .filter(Boolean);
-      for (const range of ranges) {
-        if (!ipaddr.isValidCIDR(range))
-          ctx.addIssue({ code: 'custom', message: `"${range}" is not a CIDR range such as 10.0.0.0/8` });
-      }
-      return ranges;
-    }),
+  ALLOWED_PRIVATE_NETWORKS: cidrRanges(),
+  /**
+   * Proxies in front of the API, e.g. `10.0.0.0/8`: from a connection of theirs the survey pages' rate limit
+   * takes the client address from X-Forwarded-For. Never read otherwise (any client can write that header).
+   */
+  TRUSTED_PROXIES: cidrRanges(),
   /** Largest raw message the inbound endpoint accepts. */
   MAX_INBOUND_BYTES: z.coerce
     .number()
     .int()
     .positive()
     .default(25 * 1024 * 1024),
+  /** Mails a minute one channel's forwarder may post (and at once, after a pause); 0 = unlimited. */
+  RATE_LIMIT_INBOUND_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_INBOUND_PER_MINUTE),
+  /** Survey page views and submits a minute from one client address (IPv6: one /64); 0 = unlimited. */
+  RATE_LIMIT_SURVEY_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_SURVEY_PER_MINUTE),
+  /** /v1 requests a minute with one API key; 0 = unlimited. */
+  RATE_LIMIT_API_KEY_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_API_KEY_PER_MINUTE),
   /** An OpenAI-compatible chat-completions endpoint for AI agents, e.g. https://api.openai.com/v1; optional. */
   AI_BASE_URL: z.url().optional(),
   AI_API_KEY: z.string().optional(),

@@ -10,6 +10,7 @@ import { idempotency } from './idempotency.js';
 import { rejectNul } from './storable-text.js';
 import type { ApiDeps, AppEnv } from './env.js';
 import { Problem, problemResponse } from './problem.js';
+import { createRateLimits, documentApiKeyRateLimit } from './rate-limit.js';
 import { agentRoutes } from './routes/agents.js';
 import { aiAgentRoutes } from './routes/ai-agents.js';
 import { channelRoutes } from './routes/channels.js';
@@ -65,9 +66,11 @@ export function createApp(deps: ApiDeps) {
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
 
-  app.route('/', inboundRoutes(deps));
-  app.route('/', csatRoutes(deps));
-  const apiKey = requireApiKey(deps.db);
+  // Per API process, in memory: N processes allow N times each rate.
+  const rateLimits = createRateLimits(deps.config, deps.clock);
+  app.route('/', inboundRoutes(deps, rateLimits.inboundPerChannel));
+  app.route('/', csatRoutes(deps, rateLimits.surveyPerClientAddress));
+  const apiKey = requireApiKey(deps.db, rateLimits.perApiKey);
   // The development capture holds every mail sent: for a browser on this machine, or with an API key.
   if (deps.capture) app.route('/', capturedMailRoutes(deps.capture, loopbackOrApiKey(apiKey)));
   // Everything else under /v1 but the forwarder's inbound endpoint (channel secret) needs a user's API key;
@@ -116,6 +119,7 @@ export function createApp(deps: ApiDeps) {
   app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
 
   contract.documentProblems();
+  documentApiKeyRateLimit(app);
   app.notFound((c) =>
     problemResponse(
       c,

@@ -7,6 +7,7 @@ import type { Db } from '../db/connection.js';
 import { hashSecret } from '../security/secret-hash.js';
 import type { AppEnv, AuthenticatedUser } from './env.js';
 import { Problem } from './problem.js';
+import { rateLimited, type RateLimiter } from './rate-limit.js';
 
 const API_KEY_PREFIX = 'mr_';
 
@@ -21,17 +22,28 @@ function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-/** Every /v1 route but the forwarder's: the caller is a user of one account, by an API key that is not revoked. */
-export function requireApiKey(db: Db) {
+/**
+ * Every /v1 route but the forwarder's: the caller is a user of one account, by an API key that is not revoked.
+ * Each key has its own rate limit, checked before anything else (the database included).
+ */
+export function requireApiKey(db: Db, perApiKey: RateLimiter) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const key = bearerToken(c.req.header('authorization'));
     if (!key)
       throw new Problem(401, 'unauthenticated', 'Authentication required', 'send the API key as "Authorization: Bearer <key>"');
+    const keyHash = hashSecret(key);
+    const verdict = perApiKey.take(keyHash);
+    if (!verdict.allowed) {
+      throw rateLimited(
+        `at most ${perApiKey.perMinute} requests a minute with this API key; retry after ${verdict.retryAfterSeconds} s`,
+        verdict.retryAfterSeconds,
+      );
+    }
     const found = await db
       .selectFrom('api_keys as k')
       .innerJoin('users as u', 'u.id', 'k.user_id')
       .select(['k.id as key_id', 'k.last_used_at', 'u.id', 'u.account_id', 'u.name', 'u.role'])
-      .where('k.key_hash', '=', hashSecret(key))
+      .where('k.key_hash', '=', keyHash)
       .where('k.revoked_at', 'is', null)
       .executeTakeFirst();
     if (!found) throw new Problem(401, 'unauthenticated', 'Authentication required', 'the API key is unknown or revoked');

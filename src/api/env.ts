@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import type { Config, RateLimitSettings } from '../config.js';
 import type { Db } from '../db/connection.js';
 import type { UserRole } from '../db/schema.js';
 import type { Ingest } from '../ingest/ingest.js';
@@ -10,14 +10,19 @@ export interface ApiDeps {
   db: Db;
   temporal: Client;
   ingest: Ingest;
-  /** Without ALLOWED_PRIVATE_NETWORKS no non-public mail server address is allowed, as in production by default. */
+  /**
+   * Without ALLOWED_PRIVATE_NETWORKS no non-public mail server address is allowed, as in production by default;
+   * without TRUSTED_PROXIES X-Forwarded-For is never read; a rate limit left out has its default.
+   */
   config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
-    Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS'>>;
+    Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;
   /** Where workflows the API starts are run; tests give each stack its own. */
   taskQueue?: string;
+  /** Milliseconds since the epoch as the rate limits see them; tests move it instead of waiting. */
+  clock?: () => number;
 }
 
 export interface AuthenticatedUser {

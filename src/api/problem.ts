@@ -48,6 +48,15 @@ export function problemResponse(c: Context, problem: Problem): Response {
   });
 }
 
+/** What every 429 carries, for the OpenAPI document. */
+export const retryAfterHeader = {
+  'Retry-After': {
+    description: 'Seconds until the rate limit allows another request',
+    required: true,
+    schema: { type: 'integer' as const, minimum: 1 },
+  },
+};
+
 /** OpenAPI response entries for the problems a route can answer with. */
 export function problemResponses(...statuses: number[]) {
   const descriptions: Record<number, string> = {
@@ -60,12 +69,17 @@ export function problemResponses(...statuses: number[]) {
     413: 'The body is larger than allowed',
     415: 'The body must be sent as JSON (Content-Type: application/json)',
     422: 'A field is invalid',
+    429: 'Too many requests: over the rate limit the detail names; retry after Retry-After seconds',
     503: 'A backing service is unavailable; retry later',
   };
   return Object.fromEntries(
     statuses.map((status) => [
       status,
-      { description: descriptions[status] ?? 'Problem', content: { 'application/problem+json': { schema: ProblemSchema } } },
+      {
+        description: descriptions[status] ?? 'Problem',
+        ...(status === 429 ? { headers: retryAfterHeader } : {}),
+        content: { 'application/problem+json': { schema: ProblemSchema } },
+      },
     ]),
   );
 }

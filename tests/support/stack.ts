@@ -4,7 +4,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Work
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
-import { LOOPBACK_NETWORKS } from '../../src/config.js';
+import { LOOPBACK_NETWORKS, type Config, type RateLimitSettings } from '../../src/config.js';
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
 import { createIngest } from '../../src/ingest/ingest.js';
@@ -40,9 +40,11 @@ export async function startTestStack(
   options: Pick<ActivityDeps, 'openAiCompatible'> & {
     /** Non-public ranges mail servers may resolve to; loopback by default, where the tests' Dovecot and SMTP servers run. */
     allowedPrivateNetworks?: string[];
+    /** The API's rate limits (and their clock); unlimited unless given, so suites may call as fast as they like. */
+    rateLimits?: Partial<RateLimitSettings> & Partial<Pick<Config, 'TRUSTED_PROXIES'>> & { clock?: () => number };
   } = {},
 ): Promise<TestStack> {
-  const { allowedPrivateNetworks = LOOPBACK_NETWORKS, ...activityOptions } = options;
+  const { allowedPrivateNetworks = LOOPBACK_NETWORKS, rateLimits: { clock, ...rateLimits } = {}, ...activityOptions } = options;
   quietTemporalRuntime();
   const address = inject('temporalAddress');
   const taskQueue = `mailroom-test-${randomUUID()}`;
@@ -65,8 +67,13 @@ export async function startTestStack(
         PUBLIC_URL: 'http://unused',
         INBOUND_DOMAIN: 'inbound.mailroom.test',
         ALLOWED_PRIVATE_NETWORKS: allowedPrivateNetworks,
+        RATE_LIMIT_INBOUND_PER_MINUTE: 0,
+        RATE_LIMIT_SURVEY_PER_MINUTE: 0,
+        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+        ...rateLimits,
       },
       logger,
+      ...(clock ? { clock } : {}),
     },
     { port: 0, host: '127.0.0.1' },
   );

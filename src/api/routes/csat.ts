@@ -7,7 +7,8 @@ import { verifyCsatToken } from '../../domain/csat-token.js';
 import { conversationWorkflowId } from '../../workflows/ids.js';
 import { csatRatingSignal } from '../../workflows/messages.js';
 import type { ApiDeps, AppEnv } from '../env.js';
-import { Problem } from '../problem.js';
+import { Problem, retryAfterHeader } from '../problem.js';
+import { clientAddressBehind, type RateLimiter } from '../rate-limit.js';
 import { commandConversation } from '../workflow-commands.js';
 
 // The customer's side of the survey: a page that shows the form, and the form's submit.
@@ -16,6 +17,10 @@ import { commandConversation } from '../workflow-commands.js';
 // No token is longer: a longer one (a mangled link) is answered like any unknown one, with the 404 page.
 const tokenParams = z.object({ token: z.string().max(200) });
 const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
+const tooManyRequestsPage = {
+  ...htmlPage('Too many requests from this address; try again after Retry-After seconds'),
+  headers: retryAfterHeader,
+};
 
 // A rating and a 2,000-character comment, url-encoded (up to 9 bytes a character), with room to spare.
 const MAX_FORM_BYTES = 32 * 1024;
@@ -31,7 +36,12 @@ const showRoute = createRoute({
   tags: ['CSAT survey (customers)'],
   summary: 'The survey page behind the link in the survey mail',
   request: { params: tokenParams },
-  responses: { 200: htmlPage('The rating form'), 404: htmlPage('Unknown link'), 410: htmlPage('The link has expired') },
+  responses: {
+    200: htmlPage('The rating form'),
+    404: htmlPage('Unknown link'),
+    410: htmlPage('The link has expired'),
+    429: tooManyRequestsPage,
+  },
 });
 
 const submitRoute = createRoute({
@@ -49,6 +59,7 @@ const submitRoute = createRoute({
     410: htmlPage('The link has expired'),
     413: htmlPage('The form is larger than any rating needs'),
     422: htmlPage('The form again, with what to correct'),
+    429: tooManyRequestsPage,
     503: htmlPage('Try again later'),
   },
 });
@@ -141,7 +152,7 @@ function ratingForm(token: string, current: { rating: number | null; comment: st
   );
 }
 
-export function csatRoutes({ db, temporal, config }: ApiDeps) {
+export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: RateLimiter) {
   /** The survey behind a token, or the page that explains why there is none. */
   async function surveyFor(c: Context, token: string) {
     const check = verifyCsatToken(token, config.SECRET_KEY);
@@ -156,7 +167,19 @@ export function csatRoutes({ db, temporal, config }: ApiDeps) {
   }
 
   const app = new OpenAPIHono<AppEnv>();
-  // The survey is public: a body is read only up to the size a rating can have, whatever Content-Length claims.
+  // The survey is public: each client address gets so many page views and submits a minute, counted first.
+  const clientAddress = clientAddressBehind(config.TRUSTED_PROXIES ?? []);
+  app.use(showRoute.getRoutingPath(), async (c, next) => {
+    const verdict = perClientAddress.take(clientAddress(c));
+    if (verdict.allowed) return next();
+    const seconds = verdict.retryAfterSeconds;
+    return c.html(
+      page('Please wait a moment', html`<p>Too many requests from your address. Please try again in ${seconds} seconds.</p>`),
+      429,
+      { 'Retry-After': String(seconds) },
+    );
+  });
+  // A body is read only up to the size a rating can have, whatever Content-Length claims.
   app.use(
     submitRoute.getRoutingPath(),
     bodyLimit({

@@ -5,6 +5,7 @@ import { secretMatchesHash } from '../../security/secret-hash.js';
 import { forwarderSecret } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { rateLimited, type RateLimiter } from '../rate-limit.js';
 
 const PARSER_BUSY_RETRY_AFTER_SECONDS = 5;
 
@@ -29,7 +30,9 @@ const route = createRoute({
   description:
     'The body is the message exactly as received (RFC 822 / MIME). Authenticate with the channel secret as a bearer token or as the ' +
     'HTTP Basic password. The mail is stored before anything else; 202 is answered once its conversation workflow has it. ' +
-    'Posting the same Message-ID again answers the same and creates nothing. On 503 the mail is kept: post it again.',
+    'Posting the same Message-ID again answers the same and creates nothing. On 503 the mail is kept: post it again. ' +
+    'Each channel takes a configured number of mails a minute, as many at once after a pause; beyond it the answer is ' +
+    '429 with Retry-After: nothing was stored, post the mail again after that many seconds.',
   security: forwarderSecurity,
   request: {
     params: z.object({ channelId: z.uuid() }),
@@ -38,11 +41,11 @@ const route = createRoute({
   },
   responses: {
     202: { description: 'Accepted into a conversation', content: { 'application/json': { schema: IngestedSchema } } },
-    ...problemResponses(400, 401, 404, 409, 413, 422, 503),
+    ...problemResponses(400, 401, 404, 409, 413, 422, 429, 503),
   },
 });
 
-export function inboundRoutes({ db, ingest, config }: ApiDeps) {
+export function inboundRoutes({ db, ingest, config }: ApiDeps, perChannel: RateLimiter) {
   const app = new OpenAPIHono<AppEnv>();
   app.use(
     route.getRoutingPath(),
@@ -70,6 +73,14 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps) {
         'unauthenticated',
         'Wrong channel secret',
         'send the channel secret as a bearer token or HTTP Basic password',
+      );
+    }
+    // Counted only once the secret is right: nobody else can use up a channel's limit.
+    const verdict = perChannel.take(channel.id);
+    if (!verdict.allowed) {
+      throw rateLimited(
+        `at most ${perChannel.perMinute} mails a minute to this channel; retry after ${verdict.retryAfterSeconds} s (this mail was not stored)`,
+        verdict.retryAfterSeconds,
       );
     }
     if (!channel.enabled)
