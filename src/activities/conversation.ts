@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
-import type { ConversationStatus, MailClassification } from '../db/schema.js';
+import type { ConversationStatus, MailClassification, OutboundKind, SenderVerdictKind } from '../db/schema.js';
 import { asksForPerson, confirmsResolution } from '../domain/customer-intent.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
 import type { Actor } from '../workflows/messages.js';
@@ -16,10 +16,12 @@ export interface CustomerMessageFacts {
   asksForPerson: boolean;
   /** The customer says the answer solved their problem. */
   confirmsResolution: boolean;
+  /** What the receiving server said about the sender; spam never counts as the customer writing. */
+  senderVerdict?: SenderVerdictKind;
 }
 
 /** Mail Mailroom sends on its own, which loop safety may hold back. */
-export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey';
+export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey' | 'handover';
 
 /** Who resolved a conversation: an agent (user) or an AI agent. */
 export interface ResolvedBy {
@@ -39,12 +41,23 @@ export interface ConversationContext {
   csatDelaySeconds: number;
   /** Whether any mail on the conversation came from a person (not an auto-reply or bounce). */
   heardFromPerson: boolean;
-  /** Why no automatic mail may go to the contact now (loop safety), or null. */
+  /** Why no automatic mail may go to the contact now (loop safety, floods, unverified senders), or null. */
   automaticMailBlocked: string | null;
+  /** Why the conversation is spam (the first mail's verdict), while it is; null otherwise. */
+  spamReason?: string | null;
   aiConfidenceThreshold: number;
   aiMaxTurns: number;
   /** Quiet period after resolution before the conversation closes. */
   closeAfterSeconds: number;
+}
+
+// Mail Mailroom sends on its own: what the flood limits per domain and per channel count.
+const AUTOMATIC_KINDS: OutboundKind[] = ['greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'];
+
+interface LatestCustomerMail {
+  verdict: SenderVerdictKind | null;
+  reasons: string[] | null;
+  imported: boolean;
 }
 
 export function createConversationActivities({ db }: ActivityDeps) {
@@ -60,6 +73,50 @@ export function createConversationActivities({ db }: ActivityDeps) {
           'ct.email as contact_email',
           'ch.email_address as channel_address',
           'ch.automatic_mail_limit_per_hour',
+          'ch.automatic_mail_limit_per_domain_per_hour',
+          'ch.automatic_mail_limit_per_channel_per_hour',
+          (eb) =>
+            eb
+              .selectFrom('outbound_messages as o')
+              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
+              .select((count) => count.fn.countAll<string>().as('n'))
+              .whereRef('oc.channel_id', '=', 'c.channel_id')
+              .where('o.kind', 'in', AUTOMATIC_KINDS)
+              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
+              .as('automatic_sent_by_channel_last_hour'),
+          (eb) =>
+            eb
+              .selectFrom('outbound_messages as o')
+              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
+              .select((count) => count.fn.countAll<string>().as('n'))
+              .whereRef('oc.channel_id', '=', 'c.channel_id')
+              .where('o.kind', 'in', AUTOMATIC_KINDS)
+              .where(sql<boolean>`split_part(o.to_address, '@', 2) = split_part(ct.email, '@', 2)`)
+              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
+              .as('automatic_sent_to_domain_last_hour'),
+          // The customer's latest mail (from a person): whether its sender is verified, whether an import brought it.
+          (eb) =>
+            eb
+              .selectFrom('inbound_messages as m')
+              .select(
+                sql<string>`json_build_object('verdict', m.sender_verdict, 'reasons', m.sender_verdict_reasons, 'imported', m.imported)`.as(
+                  'latest',
+                ),
+              )
+              .whereRef('m.conversation_id', '=', 'c.id')
+              .where('m.classification', '=', 'ordinary')
+              .orderBy('m.received_at', 'desc')
+              .limit(1)
+              .as('latest_customer_mail'),
+          (eb) =>
+            eb
+              .exists(
+                eb
+                  .selectFrom('conversation_events as e')
+                  .whereRef('e.conversation_id', '=', 'c.id')
+                  .where('e.type', '=', 'released_from_spam'),
+              )
+              .as('released_from_spam'),
           (eb) =>
             eb
               .selectFrom('outbound_messages as o')
@@ -112,6 +169,12 @@ export function createConversationActivities({ db }: ActivityDeps) {
         .where('c.id', '=', conversationId)
         .executeTakeFirst();
       if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
+      const latest = row.latest_customer_mail as unknown as LatestCustomerMail | null;
+      const latestMail = latest && {
+        senderVerdict: latest.verdict,
+        senderReasons: latest.reasons ?? [],
+        imported: latest.imported,
+      };
       return {
         conversationId: row.id,
         channelId: row.channel_id,
@@ -128,7 +191,14 @@ export function createConversationActivities({ db }: ActivityDeps) {
           channelAddress: row.channel_address,
           sentLastHour: Number(row.automatic_sent_last_hour ?? 0),
           limitPerHour: row.automatic_mail_limit_per_hour,
+          sentToDomainLastHour: Number(row.automatic_sent_to_domain_last_hour ?? 0),
+          limitPerDomainPerHour: row.automatic_mail_limit_per_domain_per_hour,
+          sentByChannelLastHour: Number(row.automatic_sent_by_channel_last_hour ?? 0),
+          limitPerChannelPerHour: row.automatic_mail_limit_per_channel_per_hour,
+          latestMail,
+          releasedFromSpam: Boolean(row.released_from_spam),
         }),
+        spamReason: row.status === 'spam' ? (latestMail?.senderReasons[0] ?? 'the receiving server flagged it') : null,
         aiConfidenceThreshold: row.ai_confidence_threshold,
         aiMaxTurns: row.ai_max_turns,
         closeAfterSeconds: row.close_after_seconds,
@@ -161,7 +231,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       const languages = channel?.languages ?? [];
       const rows = await db
         .selectFrom('inbound_messages')
-        .select(['id', 'classification', 'reply_text', 'text_body'])
+        .select(['id', 'classification', 'reply_text', 'text_body', 'sender_verdict'])
         .where('id', 'in', input.inboundMessageIds)
         .execute();
       const byId = new Map(rows.map((row) => [row.id, row]));
@@ -169,10 +239,12 @@ export function createConversationActivities({ db }: ActivityDeps) {
         const row = byId.get(id);
         const classification = row?.classification ?? 'ordinary';
         const text = row?.reply_text ?? row?.text_body ?? '';
-        const fromPerson = classification === 'ordinary';
+        const senderVerdict = row?.sender_verdict ?? 'ordinary';
+        const fromPerson = classification === 'ordinary' && senderVerdict !== 'spam';
         return {
           inboundMessageId: id,
           classification,
+          senderVerdict,
           asksForPerson: fromPerson && asksForPerson(text, languages),
           confirmsResolution: fromPerson && confirmsResolution(text, languages),
         };

@@ -87,7 +87,16 @@ export function createRoutingActivities({ db }: ActivityDeps) {
         .executeTakeFirstOrThrow();
       const firstMail = await db
         .selectFrom('inbound_messages')
-        .select(['from_address', 'to_addresses', 'cc_addresses', 'subject', 'reply_text', 'text_body', 'classification'])
+        .select([
+          'from_address',
+          'to_addresses',
+          'cc_addresses',
+          'subject',
+          'reply_text',
+          'text_body',
+          'classification',
+          'sender_verdict',
+        ])
         .where('conversation_id', '=', conversationId)
         .orderBy('received_at')
         .limit(1)
@@ -111,6 +120,16 @@ export function createRoutingActivities({ db }: ActivityDeps) {
         .orderBy('created_at')
         .execute();
       const rule = await firstMatchingRuleInTurns(rules, facts);
+      // An AI answer to a forged sender would reach whoever was impersonated: people handle it, unless an agent vouched for it.
+      const verdict = firstMail?.sender_verdict ?? 'ordinary';
+      const aiWithheld =
+        verdict !== 'ordinary' &&
+        !(await db
+          .selectFrom('conversation_events')
+          .select('id')
+          .where('conversation_id', '=', conversationId)
+          .where('type', '=', 'released_from_spam')
+          .executeTakeFirst());
       return db.transaction().execute(async (trx) => {
         const priority = rule?.actions.priority ?? conversation.priority;
         const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
@@ -145,7 +164,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
               .execute();
             await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
           }
-        } else if (target?.kind !== 'team' && target?.kind !== 'humans') {
+        } else if (target?.kind !== 'team' && target?.kind !== 'humans' && !aiWithheld) {
           // A rule's AI agent if it is still enabled, otherwise the channel's first enabled one.
           const enabledAiAgents = trx
             .selectFrom('ai_agents')
@@ -174,6 +193,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
           handler: handler.kind,
           priority,
           labels,
+          ...(aiWithheld ? { aiWithheld: `the sender could not be verified (${verdict}): people handle it` } : {}),
         });
         return { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
       });

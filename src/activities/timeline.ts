@@ -23,7 +23,11 @@ export type TimelineEventType =
   | 'sla_breached'
   | 'labels_changed'
   /** An agent's internal note: on the timeline only, never mailed. */
-  | 'note_added';
+  | 'note_added'
+  /** Its first mail was spam (a forged sender, a spam verdict): kept out of the queue. */
+  | 'marked_spam'
+  /** An agent said it is not spam: it is routed like any conversation. */
+  | 'released_from_spam';
 
 /** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
 export async function recordEvent(

@@ -65,6 +65,16 @@ export interface MailSource {
   uid: number;
 }
 
+/** An IMAP mail known only by what the server says about it before the download. */
+export interface UndownloadedMail {
+  /** The envelope's Message-ID, or a stable key from folder, UIDVALIDITY and UID when it has none. */
+  messageId: string;
+  /** RFC822.SIZE. */
+  sizeBytes: number;
+  source: MailSource;
+  imported?: boolean;
+}
+
 export interface IngestDeps {
   db: Db;
   temporal: Client;
@@ -272,7 +282,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     channel: Channel,
     stored: InboundMessage,
     knownContactId: string | undefined,
-  ): Promise<{ conversationId: string; mail: ParsedMail }> {
+  ): Promise<{ conversationId: string; mail: ParsedMail; spam: boolean }> {
     let mail: ParsedMail;
     // Only IMAP mail quarantined by its size lacks its bytes; the mailbox fetches them when it is reprocessed.
     if (!stored.raw) throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'the mail was not downloaded');
@@ -296,10 +306,14 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .where('id', '=', stored.id)
         .forUpdate()
         .executeTakeFirstOrThrow();
-      if (current.status === 'threaded' && current.conversation_id) return { conversationId: current.conversation_id, mail };
+      if (current.status === 'threaded' && current.conversation_id) {
+        return { conversationId: current.conversation_id, mail, spam: false };
+      }
 
       const existing = await findThread(trx, channel, mail);
       const conversationId = existing?.conversationId ?? randomUUID();
+      // A conversation a spam mail starts is kept out of the queue until an agent releases it.
+      const spam = !existing && mail.senderVerdict.kind === 'spam';
       if (!existing) {
         await trx
           .insertInto('conversations')
@@ -309,8 +323,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
             channel_id: channel.id,
             contact_id: contactId,
             subject: mail.subject || '(no subject)',
-            status: 'open',
-            stage: 'triage',
+            status: spam ? 'spam' : 'open',
+            stage: spam ? 'spam' : 'triage',
             updated_at: new Date(),
           })
           .execute();
@@ -343,8 +357,10 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         inboundMessageId: stored.id,
         classification: mail.classification,
         threadedBy: existing?.via ?? 'new_conversation',
+        ...(mail.senderVerdict.kind === 'ordinary' ? {} : { senderVerdict: mail.senderVerdict }),
       });
-      return { conversationId, mail };
+      if (spam) await recordEvent(trx, conversationId, 'marked_spam', { reasons: mail.senderVerdict.reasons });
+      return { conversationId, mail, spam };
     });
   }
 
@@ -354,6 +370,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     inboundMessageId: string,
     subject: string | null,
     via: InboundSource,
+    spam: boolean,
   ) {
     try {
       await temporal.withDeadline(Date.now() + temporalTimeoutMs, () =>
@@ -367,8 +384,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
           staticDetails: `Conversation ${conversationId}, channel ${channel.id}`,
           typedSearchAttributes: [
             { key: ChannelIdAttribute, value: channel.id },
-            { key: StatusAttribute, value: 'open' },
-            { key: StageAttribute, value: 'triage' },
+            { key: StatusAttribute, value: spam ? 'spam' : 'open' },
+            { key: StageAttribute, value: spam ? 'spam' : 'triage' },
           ],
         }),
       );
@@ -388,9 +405,40 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       if (stored.signalled_at && stored.conversation_id) {
         return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
       }
-      const { conversationId, mail } = await thread(channel, stored, options.contactId);
-      await signalConversation(channel, conversationId, stored.id, mail.subject, via);
+      const { conversationId, mail, spam } = await thread(channel, stored, options.contactId);
+      await signalConversation(channel, conversationId, stored.id, mail.subject, via, spam);
       return { inboundMessageId: stored.id, conversationId, duplicate: false };
+    },
+
+    /**
+     * Quarantines an IMAP mail by the size its server gives (RFC822.SIZE), without its bytes: kept with where it
+     * sits, so that reprocessing fetches it by UID. A second call for the same mail changes nothing.
+     */
+    async quarantineUndownloaded(channel: Channel, mail: UndownloadedMail): Promise<InboundMessage> {
+      await db
+        .insertInto('inbound_messages')
+        .values({
+          id: randomUUID(),
+          channel_id: channel.id,
+          message_id: mail.messageId,
+          raw: null,
+          size_bytes: mail.sizeBytes,
+          status: 'rejected',
+          rejection_reason: `too large: ${mail.sizeBytes} bytes, the channel accepts ${channel.max_inbound_bytes}; not downloaded`,
+          received_via: 'imap',
+          imported: mail.imported ?? false,
+          source_folder: mail.source.folder,
+          source_uid_validity: mail.source.uidValidity,
+          source_uid: mail.source.uid,
+        })
+        .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
+        .execute();
+      return db
+        .selectFrom('inbound_messages')
+        .selectAll()
+        .where('channel_id', '=', channel.id)
+        .where('message_id', '=', mail.messageId)
+        .executeTakeFirstOrThrow();
     },
   };
 }

@@ -6,6 +6,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -25,6 +26,7 @@ import {
   conversationSnapshotQuery,
   csatRatingSignal,
   inboundMessageSignal,
+  notSpamSignal,
   reopenSignal,
   reopenUpdate,
   resolveUpdate,
@@ -97,12 +99,16 @@ interface CarriedState {
   humanReplied?: Actor;
   ratings?: CsatRatingInput[];
   reopenRequest?: ReopenInput;
+  spamRelease?: Actor;
 }
 
 export interface ConversationOutcome {
   conversationId: string;
   stage: ConversationStage;
 }
+
+// Patch: AI answers and handover notes are checked against the automatic-mail limits like a greeting.
+const AUTOMATIC_MAIL_CHECKED_FOR_AI = 'automatic-mail-checked-for-ai';
 
 // Ids of recently signalled messages, kept to drop a signal the ingest repeats after a retry.
 const RECENT_MESSAGES_KEPT = 200;
@@ -150,6 +156,8 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   let assignmentChanged: string | undefined = carried?.assignmentChanged;
   let humanReplied: Actor | undefined = carried?.humanReplied;
   const ratings: CsatRatingInput[] = [...(carried?.ratings ?? [])];
+  // The agent who released it from spam, until triage has routed it.
+  let spamRelease: Actor | undefined = carried?.spamRelease;
 
   // Handlers first, before any await, so that no signal or update is missed. They only record
   // what arrived; the main loop acts on it.
@@ -166,6 +174,10 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
 
   setHandler(assignmentChangedSignal, ({ reason }) => {
     assignmentChanged = reason;
+  });
+
+  setHandler(notSpamSignal, ({ by }) => {
+    spamRelease = by;
   });
 
   setHandler(
@@ -285,7 +297,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     // A regular activity, not a local one: with local activities, mails read in the workflow task that also
     // continued as new went missing from the history (seen in tests/integration/long-conversation.test.ts).
     const facts = await db.readCustomerMessages({ conversationId, inboundMessageIds });
-    const fromPerson = facts.filter((mail) => mail.classification === 'ordinary');
+    const fromPerson = facts.filter(isFromPerson);
     if (fromPerson.length > 0) {
       lastCustomerMail = fromPerson[fromPerson.length - 1]!;
       customerWaiting = true;
@@ -343,7 +355,13 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       { conversationId },
     ]);
     const mails = await takeNewMessages();
-    const fromPerson = mails[0]?.classification === 'ordinary';
+    if (context.status === 'spam') {
+      enterStage('spam', `Spam, kept out of the queue: ${context.spamReason ?? 'flagged'}. An agent can release it (not spam)`);
+      return;
+    }
+    // Released from spam: the mail that started it was taken in an earlier run.
+    const fromPerson = mails[0] ? isFromPerson(mails[0]) : spamRelease !== undefined && context.heardFromPerson;
+    spamRelease = undefined;
     if (context.status !== 'open') {
       const by = reopenRequest?.by;
       await db.markReopened.executeWithOptions(
@@ -414,6 +432,14 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       if (aiTurns >= settings.aiMaxTurns) {
         return escalate(aiAgent, `no resolution after ${aiTurns} AI answers (the channel allows ${settings.aiMaxTurns})`);
       }
+      // An AI answer is automatic mail: the flood limits and sender checks hold it back like a greeting.
+      if (patched(AUTOMATIC_MAIL_CHECKED_FOR_AI)) {
+        const { automaticMailBlocked } = await read.loadConversation.executeWithOptions(
+          { summary: 'May an automatic answer go out? (loop and flood limits)' },
+          [{ conversationId }],
+        );
+        if (automaticMailBlocked) return escalate(aiAgent, `no automatic answer may go out: ${automaticMailBlocked}`);
+      }
       let answer;
       try {
         answer = await ai.answerWithAi.executeWithOptions({ summary: `${aiAgent.name} drafts an answer` }, [
@@ -468,9 +494,16 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     await db.recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
       { conversationId, aiAgentId: aiAgent.id, reason },
     ]);
-    await smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
-      { conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id },
-    ]);
+    const blocked = patched(AUTOMATIC_MAIL_CHECKED_FOR_AI)
+      ? (await read.loadConversation.executeWithOptions({ summary: 'May the handover note go out?' }, [{ conversationId }]))
+          .automaticMailBlocked
+      : null;
+    if (blocked) await suppressAutomaticMail('handover', blocked);
+    else {
+      await smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
+        { conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id },
+      ]);
+    }
     handler = { kind: 'humans' };
     await handToHumans();
   }
@@ -703,7 +736,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       if (remaining <= 0) return 'timeout';
       const woke = () => pendingMessageIds.length > 0 || reopenRequest !== undefined || alsoWakeOn() || timeToContinueAsNew();
       if (!(await condition(woke, remaining, { summary }))) return 'timeout';
-      if ((await takeNewMessages()).some((mail) => mail.classification === 'ordinary')) return 'reopen';
+      if ((await takeNewMessages()).some(isFromPerson)) return 'reopen';
       if (reopenRequest) return 'reopen';
       if (alsoWakeOn() || timeToContinueAsNew()) return 'other';
     }
@@ -715,6 +748,17 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       { summary: `Do not send the ${kind.replaceAll('_', ' ')}: ${reason}` },
       [{ conversationId, kind, reason }],
     );
+  }
+
+  /**
+   * Spam waits for nobody: the run ends, and the release (or another mail) starts it again. False when
+   * an agent released it meanwhile: it goes through triage like a new conversation.
+   */
+  async function keptAsSpam(): Promise<boolean> {
+    await condition(() => spamRelease !== undefined || (allHandlersFinished() && deliveriesInFlight === 0));
+    if (!spamRelease) return true;
+    enterStage('triage', `Released from spam by ${spamRelease.name}: routed like a new conversation`);
+    return false;
   }
 
   /** Whether the run may end: once no update is in flight; an agent's reopen arriving meanwhile continues it instead. */
@@ -749,6 +793,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       case 'closed':
         if (!(await collectLateRatings()) && (await finished())) return { conversationId, stage };
         break;
+      case 'spam':
+        if (await keptAsSpam()) return { conversationId, stage };
+        break;
     }
     if (timeToContinueAsNew()) {
       // A resolve, assign or reopen update waits for the main loop: serve it first, or both would wait forever.
@@ -781,6 +828,7 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
           humanReplied,
           ratings,
           reopenRequest,
+          spamRelease,
         },
       });
     }
@@ -793,7 +841,13 @@ function isOpen(stage: ConversationStage): boolean {
 
 function statusOf(stage: ConversationStage): ConversationStatus {
   if (isOpen(stage)) return 'open';
+  if (stage === 'spam') return 'spam';
   return stage === 'closed' ? 'closed' : 'resolved';
+}
+
+/** A person wrote it: not an auto-reply or a bounce, and not spam (which never reopens or wakes anything). */
+function isFromPerson(mail: CustomerMessageFacts): boolean {
+  return mail.classification === 'ordinary' && mail.senderVerdict !== 'spam';
 }
 
 function describeSeconds(seconds: number): string {

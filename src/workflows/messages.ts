@@ -74,6 +74,16 @@ export const reopenUpdate = defineUpdate<ReopenResult, [ReopenInput]>('reopen');
  */
 export const reopenSignal = defineSignal<[ReopenInput]>('reopenRequested');
 
+export interface NotSpamInput {
+  /** The agent who released it from spam. */
+  by: Actor;
+}
+/**
+ * An agent says a conversation kept as spam is not: sent with signalWithStart after the database says
+ * so (its run ends while it is spam), and it is routed like any new conversation.
+ */
+export const notSpamSignal = defineSignal<[NotSpamInput]>('notSpam');
+
 export interface AssignmentChangedInput {
   /** Why, for the Temporal UI: "capacity freed on the channel", "Alice became unavailable". */
   reason: string;
@@ -101,3 +111,9 @@ export const rebalanceSignal = defineSignal<[RebalanceInput]>('rebalance');
 
 /** The channel's IMAP settings changed or IMAP was switched off: end the current session and re-read them. */
 export const mailboxSettingsChangedSignal = defineSignal('mailboxSettingsChanged');
+
+/**
+ * An admin reprocesses mail that was quarantined by its size before the download: the current session ends,
+ * and the next one downloads the requested mail by its UID.
+ */
+export const quarantinedMailRequestedSignal = defineSignal('quarantinedMailRequested');

@@ -205,6 +205,8 @@ const ROUTES: RouteCase[] = [
     access: 'work',
     params: async (_caller, allowed): Promise<Params> => (allowed ? { conversationId: await resolvedConversation() } : {}),
   },
+  // Not in spam: an allowed caller is answered 409 not-spam, which still proves access.
+  { op: 'POST /v1/conversations/{conversationId}/not-spam', access: 'work', alsoAllowed: [409] },
   { op: 'PUT /v1/conversations/{conversationId}/assignment', access: 'work', body: () => ({ assigneeId: fx.member.id }) },
   { op: 'PUT /v1/conversations/{conversationId}/labels', access: 'work', body: () => ({ labels: ['matrix'] }) },
   { op: 'POST /v1/conversations/{conversationId}/labels', access: 'work', body: () => ({ label: 'matrix' }) },

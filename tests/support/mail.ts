@@ -7,8 +7,11 @@ export function customerMail(input: {
   text?: string;
   /** Also set as References: the reply to one message. */
   inReplyTo?: string;
+  /** Header lines on top, as a receiving server adds them (Authentication-Results, X-Spam-Flag). */
+  headers?: string[];
 }): string {
   return [
+    ...(input.headers ?? []),
     `From: ${input.from ?? '"Ann Example" <ann@example.com>'}`,
     `To: ${input.to ?? 'support@acme.example'}`,
     `Subject: ${input.subject ?? 'A question'}`,

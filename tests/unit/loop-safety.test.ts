@@ -39,3 +39,37 @@ describe('automaticMailBlock', () => {
     expect(check('ann@example.com', 3)).toMatch(/3 automatic mails in the last hour \(limit 3\)/);
   });
 });
+
+describe('automaticMailBlock: floods and unverified senders', () => {
+  const base = { recipient: 'ann@example.com', channelAddress: 'support@acme.example', sentLastHour: 0, limitPerHour: 5 };
+
+  it('stops at the per-domain and the per-channel limit within an hour', () => {
+    expect(automaticMailBlock({ ...base, sentToDomainLastHour: 49, limitPerDomainPerHour: 50 })).toBeNull();
+    expect(automaticMailBlock({ ...base, sentToDomainLastHour: 50, limitPerDomainPerHour: 50 })).toBe(
+      'example.com had 50 automatic mails from this channel in the last hour (limit 50)',
+    );
+    expect(automaticMailBlock({ ...base, sentByChannelLastHour: 500, limitPerChannelPerHour: 500 })).toBe(
+      'the channel sent 500 automatic mails in the last hour (limit 500)',
+    );
+  });
+
+  it('never answers a spammer or a sender the receiving server could not verify, unless an agent released it', () => {
+    const spam = {
+      senderVerdict: 'spam' as const,
+      senderReasons: ['DMARC fail for bank.example (header.from)'],
+      imported: false,
+    };
+    expect(automaticMailBlock({ ...base, latestMail: spam })).toBe('the mail is spam: DMARC fail for bank.example (header.from)');
+    expect(automaticMailBlock({ ...base, latestMail: { ...spam, senderVerdict: 'unverified' } })).toBe(
+      'the sender could not be verified: DMARC fail for bank.example (header.from)',
+    );
+    expect(automaticMailBlock({ ...base, latestMail: spam, releasedFromSpam: true })).toBeNull();
+    expect(automaticMailBlock({ ...base, latestMail: { ...spam, senderVerdict: 'ordinary' } })).toBeNull();
+  });
+
+  it('sends nothing automatic about mail an import brought in', () => {
+    expect(automaticMailBlock({ ...base, latestMail: { senderVerdict: 'ordinary', senderReasons: [], imported: true } })).toBe(
+      'the mail was imported from the mailbox’s history',
+    );
+  });
+});

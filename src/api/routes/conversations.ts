@@ -1,13 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
 import { recordEvent } from '../../activities/timeline.js';
 import { conversationWorkflow } from '../../workflows/conversation.js';
 import { conversationWorkflowId, TASK_QUEUE } from '../../workflows/ids.js';
-import { agentReplyUpdate, assignUpdate, reopenSignal, reopenUpdate, resolveUpdate } from '../../workflows/messages.js';
+import {
+  agentReplyUpdate,
+  assignUpdate,
+  notSpamSignal,
+  reopenSignal,
+  reopenUpdate,
+  resolveUpdate,
+  type Actor,
+} from '../../workflows/messages.js';
 import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../../workflows/search-attributes.js';
 import { accessibleChannelIds, requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
@@ -78,6 +87,18 @@ const MessageSchema = z
     html: z.string().nullable().openapi({ description: 'Inbound HTML, sanitized when the mail arrived: safe to show' }),
     attachments: z.array(AttachmentSchema),
     classification: z.enum(['ordinary', 'auto_reply', 'bounce']).nullable(),
+    sender: z
+      .object({
+        verdict: z.enum(['ordinary', 'unverified', 'spam']).openapi({
+          description:
+            'What the receiving server the channel trusts said: spam (a forged sender or a spam verdict), unverified (DMARC failed but was not enforced), ordinary',
+        }),
+        reasons: z.array(z.string()).openapi({
+          description: 'One line per finding, e.g. "DMARC fail for bank.example (header.from) according to mx.google.com"',
+        }),
+      })
+      .nullable()
+      .openapi({ description: 'Inbound messages only; spam and unverified senders are never answered automatically' }),
     authorId: z.uuid().nullable(),
     aiAgentId: z.uuid().nullable(),
     at: z.iso.datetime(),
@@ -283,6 +304,28 @@ const reopenRoute = createRoute({
   },
 });
 
+const notSpamRoute = createRoute({
+  method: 'post',
+  path: '/v1/conversations/{conversationId}/not-spam',
+  tags: ['Conversations'],
+  summary: 'Release a conversation kept as spam: it is routed like a new one (greeting, rules, AI agent, queue)',
+  description:
+    'A conversation whose first mail failed DMARC at a receiving server the channel trusts, or carried a spam verdict, ' +
+    'is kept out of the queue (status spam) and never answered automatically. Releasing it vouches for the sender. ' +
+    '409 not-spam when it is not in spam.',
+  security,
+  request: { params: idParams },
+  responses: {
+    200: {
+      description: 'Released; it is routed within moments',
+      content: {
+        'application/json': { schema: z.object({ status: StatusSchema, stage: StageSchema }).openapi('ReleasedFromSpam') },
+      },
+    },
+    ...problemResponses(401, 403, 404, 409, 422, 503),
+  },
+});
+
 const assignmentRoute = createRoute({
   method: 'put',
   path: '/v1/conversations/{conversationId}/assignment',
@@ -447,6 +490,13 @@ export function toConversation(row: ConversationRow): z.infer<typeof Conversatio
 const noAddress = () =>
   new Problem(409, 'no-address', 'The contact has no email address', 'set the contact’s email address before mailing them');
 
+/** Spam is kept out of everything until an agent releases it. */
+function requireNotSpam(conversation: { status: string }) {
+  if (conversation.status === 'spam') {
+    throw new Problem(409, 'spam', 'The conversation is in spam', 'release it first with POST /v1/conversations/{id}/not-spam');
+  }
+}
+
 const alreadyOpen = (conversationId: string) =>
   new Problem(409, 'already-open', 'The conversation is open', `conversation ${conversationId} is open already`);
 
@@ -469,6 +519,34 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     if (!row) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
     await requireMembership(db, user, row.channel_id);
     return row;
+  }
+
+  /**
+   * Starts the conversation's workflow again (its run ended: closed, or kept as spam) with a signal
+   * saying why; the signal goes to the run if one is still there.
+   */
+  async function startAgain(conversation: ConversationRow, why: string, signal: SignalDefinition<[{ by: Actor }]>, by: Actor) {
+    const channel = await db
+      .selectFrom('channels')
+      .select('name')
+      .where('id', '=', conversation.channel_id)
+      .executeTakeFirstOrThrow();
+    await commandConversation(temporal, () =>
+      temporal.workflow.signalWithStart(conversationWorkflow, {
+        workflowId: conversationWorkflowId(conversation.id),
+        taskQueue,
+        args: [{ conversationId: conversation.id }],
+        signal,
+        signalArgs: [{ by }],
+        staticSummary: `Conversation on channel '${channel.name}': ${conversation.subject} (${why})`,
+        staticDetails: `Conversation ${conversation.id}, channel ${conversation.channel_id}`,
+        typedSearchAttributes: [
+          { key: ChannelIdAttribute, value: conversation.channel_id },
+          { key: StatusAttribute, value: 'open' },
+          { key: StageAttribute, value: 'triage' },
+        ],
+      }),
+    );
   }
 
   /** A closed conversation's workflow started again: its run reopens it within moments. */
@@ -559,6 +637,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
           'reply_text',
           'html_body',
           'classification',
+          'sender_verdict',
+          'sender_verdict_reasons',
           'received_at',
           'sent_at',
         ])
@@ -610,6 +690,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         html: m.html_body,
         attachments: attachmentsOf(m.id),
         classification: m.classification,
+        sender: m.sender_verdict ? { verdict: m.sender_verdict, reasons: m.sender_verdict_reasons } : null,
         authorId: null,
         aiAgentId: null,
         at: m.received_at.toISOString(),
@@ -629,6 +710,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         html: null,
         attachments: [],
         classification: null,
+        sender: null,
         authorId: m.author_id,
         aiAgentId: m.ai_agent_id,
         at: m.created_at.toISOString(),
@@ -682,6 +764,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const { text, subject } = c.req.valid('json');
     const user = c.get('user');
     const conversation = await findConversation(user, conversationId);
+    requireNotSpam(conversation);
     if (!conversation.contact_email) throw noAddress();
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const sent = await commandConversation(temporal, () =>
@@ -695,7 +778,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
   app.openapi(resolveRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
-    await findConversation(user, conversationId);
+    requireNotSpam(await findConversation(user, conversationId));
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const result = await commandConversation(temporal, () =>
       handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: user.id, name: user.name } }] }),
@@ -707,6 +790,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
     const conversation = await findConversation(user, conversationId);
+    requireNotSpam(conversation);
     if (conversation.status === 'open') throw alreadyOpen(conversationId);
     const by = { id: user.id, name: user.name };
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
@@ -724,29 +808,43 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     if (outcome !== 'ended') return c.json({ status: outcome.status, assigneeId: outcome.assignee?.id ?? null }, 200);
 
     // Closed and its run has ended: started again as a customer mail would, with the reopen instead of a mail.
-    const channel = await db
-      .selectFrom('channels')
-      .select('name')
-      .where('id', '=', conversation.channel_id)
-      .executeTakeFirstOrThrow();
-    await commandConversation(temporal, () =>
-      temporal.workflow.signalWithStart(conversationWorkflow, {
-        workflowId: conversationWorkflowId(conversationId),
-        taskQueue,
-        args: [{ conversationId }],
-        signal: reopenSignal,
-        signalArgs: [{ by }],
-        staticSummary: `Conversation on channel '${channel.name}': ${conversation.subject} (reopened by ${user.name})`,
-        staticDetails: `Conversation ${conversationId}, channel ${conversation.channel_id}`,
-        typedSearchAttributes: [
-          { key: ChannelIdAttribute, value: conversation.channel_id },
-          { key: StatusAttribute, value: 'open' },
-          { key: StageAttribute, value: 'triage' },
-        ],
-      }),
-    );
+    await startAgain(conversation, `reopened by ${user.name}`, reopenSignal, by);
     const reopened = await waitUntilOpen(conversationId);
     return c.json({ status: reopened.status, assigneeId: reopened.assignee_id }, 200);
+  });
+
+  app.openapi(notSpamRoute, async (c) => {
+    const { conversationId } = c.req.valid('param');
+    const user = c.get('user');
+    const conversation = await findConversation(user, conversationId);
+    const released = await db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('conversations')
+        .set({ status: 'open', stage: 'triage', updated_at: sql<Date>`now()` })
+        .where('id', '=', conversationId)
+        .where('status', '=', 'spam')
+        .returning('id')
+        .executeTakeFirst();
+      if (row) await recordEvent(trx, conversationId, 'released_from_spam', { by: user.id, byName: user.name });
+      return Boolean(row);
+    });
+    // Released before, but its workflow was not reached (a 503): asking again starts the routing.
+    const releasedBefore =
+      !released &&
+      conversation.status === 'open' &&
+      conversation.stage === 'triage' &&
+      (await db
+        .selectFrom('conversation_events')
+        .select('id')
+        .where('conversation_id', '=', conversationId)
+        .where('type', '=', 'released_from_spam')
+        .executeTakeFirst()) !== undefined;
+    if (!released && !releasedBefore) {
+      throw new Problem(409, 'not-spam', 'The conversation is not in spam', `its status is ${conversation.status}`);
+    }
+    // Its run ended while it was spam: started again, it routes the conversation as triage does a new one.
+    await startAgain(conversation, `released from spam by ${user.name}`, notSpamSignal, { id: user.id, name: user.name });
+    return c.json({ status: 'open' as const, stage: 'triage' as const }, 200);
   });
 
   app.openapi(assignmentRoute, async (c) => {
@@ -754,6 +852,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const { assigneeId } = c.req.valid('json');
     const user = c.get('user');
     const conversation = await findConversation(user, conversationId);
+    requireNotSpam(conversation);
     let assignee = null;
     if (assigneeId) {
       const agent = await db

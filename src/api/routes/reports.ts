@@ -260,6 +260,7 @@ export function reportRoutes({ db }: ApiDeps) {
                ${bucketOf('c.created_at')} as created_bucket, ${bucketOf('c.resolved_at')} as resolved_bucket
         from conversations c, params
         where c.account_id = ${user.accountId} and c.channel_id = any(${channelIds}::uuid[]) and c.created_at < params.t
+          and c.status <> 'spam' -- kept out of the queue, and out of the workload it measures
       ),
       created as (
         select grp, created_bucket as bucket, count(*) as created, count(first_response_at) as responded,

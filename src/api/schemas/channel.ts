@@ -178,10 +178,46 @@ const LimitsSchema = z
       .max(INT_MAX)
       .openapi({ description: 'Larger attachments are kept as metadata with a note, without their bytes' }),
     automaticMailLimitPerHour: z.number().int().min(0).max(10_000).openapi({
-      description: 'Automatic mails (greeting, survey, out of office) one recipient gets per hour at most (mail loops)',
+      description:
+        'Automatic mails (greeting, survey, out of office, AI answer, handover note) one recipient gets per hour at most (mail loops)',
+    }),
+    automaticMailLimitPerDomainPerHour: z.number().int().min(0).max(100_000).openapi({
+      description: 'Automatic mails all recipients at one domain get per hour at most (a flood of forged senders)',
+    }),
+    automaticMailLimitPerChannelPerHour: z.number().int().min(0).max(1_000_000).openapi({
+      description:
+        'Automatic mails the channel sends per hour at most, to anyone; past a limit the suppression is on the timeline',
     }),
   })
   .openapi('ChannelLimits');
+
+// A host name, or `*.` and a host name for any host below it.
+const AUTHSERV_ID = /^(?:\*\.)?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+const SendersSchema = z
+  .object({
+    trustedAuthservIds: z
+      .array(z.string().trim().toLowerCase().max(253).regex(AUTHSERV_ID, 'a host name such as mx.google.com, or *.example.net'))
+      .max(20)
+      .openapi({
+        description:
+          'The authserv-ids of the servers that receive this channel’s mail (Authentication-Results: mx.google.com; …). ' +
+          'Only their verdicts count: a mail failing DMARC by them is spam. Anyone can write the header into a mail.',
+        example: ['mx.google.com'],
+      }),
+    trustUnnamedAuthenticationResults: z.boolean().openapi({
+      description:
+        'Microsoft 365 writes Authentication-Results without an authserv-id: believe the topmost one (mailboxes in Microsoft 365)',
+    }),
+    trustSpamHeaders: z.boolean().openapi({
+      description: 'A spam verdict of the receiving server (X-Spam-Flag, X-Spam-Status, rspamd, Microsoft SCL) makes a mail spam',
+    }),
+  })
+  .openapi('ChannelSenders', {
+    description:
+      'Mail from a spoofed sender or with a spam verdict is stored and shown with the reason, never answered automatically, ' +
+      'and kept out of the queue until an agent releases it (POST /v1/conversations/{id}/not-spam).',
+  });
 
 const CloseAfterSeconds = seconds(0).openapi({ description: 'Quiet time after resolution after which a conversation closes' });
 
@@ -206,6 +242,7 @@ export const ChannelSchema = z
     languages: LanguagesSchema,
     closeAfterSeconds: CloseAfterSeconds,
     limits: LimitsSchema,
+    senders: SendersSchema,
   })
   .openapi('Channel');
 
@@ -237,6 +274,7 @@ const settingsInput = {
   languages: LanguagesSchema.optional(),
   closeAfterSeconds: CloseAfterSeconds.optional(),
   limits: LimitsSchema.partial().strict().optional(),
+  senders: SendersSchema.partial().strict().optional(),
 };
 
 export const ChannelCreateInput = z
@@ -302,6 +340,13 @@ export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
       maxInboundBytes: row.max_inbound_bytes,
       maxAttachmentBytes: row.max_attachment_bytes,
       automaticMailLimitPerHour: row.automatic_mail_limit_per_hour,
+      automaticMailLimitPerDomainPerHour: row.automatic_mail_limit_per_domain_per_hour,
+      automaticMailLimitPerChannelPerHour: row.automatic_mail_limit_per_channel_per_hour,
+    },
+    senders: {
+      trustedAuthservIds: row.trusted_authserv_ids,
+      trustUnnamedAuthenticationResults: row.trust_unnamed_authentication_results,
+      trustSpamHeaders: row.trust_spam_headers,
     },
   };
 }
@@ -337,6 +382,14 @@ export function settingsColumns(input: ChannelSettingsInput, current: Channel): 
   assign('max_inbound_bytes', input.limits?.maxInboundBytes);
   assign('max_attachment_bytes', input.limits?.maxAttachmentBytes);
   assign('automatic_mail_limit_per_hour', input.limits?.automaticMailLimitPerHour);
+  assign('automatic_mail_limit_per_domain_per_hour', input.limits?.automaticMailLimitPerDomainPerHour);
+  assign('automatic_mail_limit_per_channel_per_hour', input.limits?.automaticMailLimitPerChannelPerHour);
+  assign(
+    'trusted_authserv_ids',
+    input.senders?.trustedAuthservIds && JSON.stringify([...new Set(input.senders.trustedAuthservIds)]),
+  );
+  assign('trust_unnamed_authentication_results', input.senders?.trustUnnamedAuthenticationResults);
+  assign('trust_spam_headers', input.senders?.trustSpamHeaders);
 
   const given = input.businessHours;
   if (given) {
