@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
-import type { ConversationStatus, MailClassification, OutboundKind, SenderVerdictKind } from '../db/schema.js';
+import type { Db } from '../db/connection.js';
+import type { ConversationStatus, MailClassification, SenderVerdictKind } from '../db/schema.js';
 import { asksForPerson, confirmsResolution } from '../domain/customer-intent.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
 import type { Actor } from '../workflows/messages.js';
@@ -51,8 +52,26 @@ export interface ConversationContext {
   closeAfterSeconds: number;
 }
 
-// Mail Mailroom sends on its own: what the flood limits per domain and per channel count.
-const AUTOMATIC_KINDS: OutboundKind[] = ['greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'];
+/**
+ * Automatic mail the channel sent within the last hour: to this recipient (greeting, survey and
+ * out-of-office, the loop limit), to the recipient's domain and to anyone (every kind, the flood limits).
+ */
+async function automaticMailSentLastHour(db: Db, channelId: string, recipient: string | null) {
+  const { rows } = await sql<{ to_recipient: string; to_domain: string; by_channel: string }>`
+    select count(*) filter (where o.to_address = ${recipient} and o.kind in ('greeting', 'csat_survey', 'out_of_office')) as to_recipient,
+           count(*) filter (where split_part(o.to_address, '@', 2) = split_part(${recipient}::text, '@', 2)) as to_domain,
+           count(*) as by_channel
+      from outbound_messages o join conversations c on c.id = o.conversation_id
+      where c.channel_id = ${channelId}
+        and o.kind in ('greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover')
+        and o.created_at > now() - interval '1 hour'`.execute(db);
+  const counts = rows[0];
+  return {
+    toRecipient: Number(counts?.to_recipient ?? 0),
+    toDomain: Number(counts?.to_domain ?? 0),
+    byChannel: Number(counts?.by_channel ?? 0),
+  };
+}
 
 interface LatestCustomerMail {
   verdict: SenderVerdictKind | null;
@@ -75,25 +94,6 @@ export function createConversationActivities({ db }: ActivityDeps) {
           'ch.automatic_mail_limit_per_hour',
           'ch.automatic_mail_limit_per_domain_per_hour',
           'ch.automatic_mail_limit_per_channel_per_hour',
-          (eb) =>
-            eb
-              .selectFrom('outbound_messages as o')
-              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
-              .select((count) => count.fn.countAll<string>().as('n'))
-              .whereRef('oc.channel_id', '=', 'c.channel_id')
-              .where('o.kind', 'in', AUTOMATIC_KINDS)
-              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
-              .as('automatic_sent_by_channel_last_hour'),
-          (eb) =>
-            eb
-              .selectFrom('outbound_messages as o')
-              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
-              .select((count) => count.fn.countAll<string>().as('n'))
-              .whereRef('oc.channel_id', '=', 'c.channel_id')
-              .where('o.kind', 'in', AUTOMATIC_KINDS)
-              .where(sql<boolean>`split_part(o.to_address, '@', 2) = split_part(ct.email, '@', 2)`)
-              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
-              .as('automatic_sent_to_domain_last_hour'),
           // The customer's latest mail (from a person): whether its sender is verified, whether an import brought it.
           (eb) =>
             eb
@@ -117,16 +117,6 @@ export function createConversationActivities({ db }: ActivityDeps) {
                   .where('e.type', '=', 'released_from_spam'),
               )
               .as('released_from_spam'),
-          (eb) =>
-            eb
-              .selectFrom('outbound_messages as o')
-              .innerJoin('conversations as oc', 'oc.id', 'o.conversation_id')
-              .select((count) => count.fn.countAll<string>().as('n'))
-              .whereRef('oc.channel_id', '=', 'c.channel_id')
-              .whereRef('o.to_address', '=', 'ct.email')
-              .where('o.kind', 'in', ['greeting', 'csat_survey', 'out_of_office'])
-              .where('o.created_at', '>', sql<Date>`now() - interval '1 hour'`)
-              .as('automatic_sent_last_hour'),
           (eb) =>
             eb
               .exists(
@@ -169,6 +159,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
         .where('c.id', '=', conversationId)
         .executeTakeFirst();
       if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
+      const sent = await automaticMailSentLastHour(db, row.channel_id, row.contact_email);
       const latest = row.latest_customer_mail as unknown as LatestCustomerMail | null;
       const latestMail = latest && {
         senderVerdict: latest.verdict,
@@ -189,11 +180,11 @@ export function createConversationActivities({ db }: ActivityDeps) {
         automaticMailBlocked: automaticMailBlock({
           recipient: row.contact_email,
           channelAddress: row.channel_address,
-          sentLastHour: Number(row.automatic_sent_last_hour ?? 0),
+          sentLastHour: sent.toRecipient,
           limitPerHour: row.automatic_mail_limit_per_hour,
-          sentToDomainLastHour: Number(row.automatic_sent_to_domain_last_hour ?? 0),
+          sentToDomainLastHour: sent.toDomain,
           limitPerDomainPerHour: row.automatic_mail_limit_per_domain_per_hour,
-          sentByChannelLastHour: Number(row.automatic_sent_by_channel_last_hour ?? 0),
+          sentByChannelLastHour: sent.byChannel,
           limitPerChannelPerHour: row.automatic_mail_limit_per_channel_per_hour,
           latestMail,
           releasedFromSpam: Boolean(row.released_from_spam),
