@@ -42,6 +42,17 @@ const route = createRoute({
   responses: {
     202: { description: 'Accepted into a conversation', content: { 'application/json': { schema: IngestedSchema } } },
     ...problemResponses(400, 401, 404, 409, 413, 422, 429, 503),
+    503: {
+      ...problemResponses(503)[503]!,
+      description: 'Temporal is away, or every parser thread is busy (then with Retry-After): the mail is stored, post it again',
+      headers: {
+        'Retry-After': {
+          description: 'Seconds after which to post again, when the parser threads are busy',
+          required: false,
+          schema: { type: 'integer' as const, minimum: 1 },
+        },
+      },
+    },
   },
 });
 
