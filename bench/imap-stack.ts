@@ -1,7 +1,7 @@
 // The IMAP side of the benchmark: a private Dovecot, a Mailroom worker that syncs mailboxes, and channels with a mailbox
 // each. Everything it starts is added to the bench stack's stop().
 import { randomUUID } from 'node:crypto';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { ImapFlow } from 'imapflow';
 import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
@@ -11,11 +11,11 @@ import { applyMailboxSettings } from '../src/ingest/mailboxes.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { encryptCredential } from '../src/security/credentials.js';
-import { createMailroomWorker } from '../src/worker.js';
+import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
 import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
 import { fixtureMail } from './throughput.js';
 
-/** The only queue the IMAP worker polls: mailbox workflows and their syncMailbox activity. */
+/** The IMAP worker's main queue: mailbox workflows; their syncMailbox sessions run on mailboxTaskQueue(MAILBOX_TASK_QUEUE). */
 export const MAILBOX_TASK_QUEUE = 'bench-mailbox';
 
 export interface BenchMailbox {
@@ -44,7 +44,7 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   stack.addStop(() => capture.close());
 
   // Must come before the first NativeConnection. No shutdown signals: bench/run.ts's SIGINT handler stops the worker.
-  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  Runtime.install({ logger: new MailroomRuntimeLogger('WARN'), shutdownSignals: [] });
   const connection = await NativeConnection.connect({ address: stack.temporalAddress });
   stack.addStop(() => connection.close());
   const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });
@@ -96,6 +96,8 @@ async function createMailbox(
       imap_username: account.user,
       imap_password_encrypted: encryptCredential(account.password, BENCH_SECRET_KEY),
       imap_folders: JSON.stringify(['INBOX']),
+      // The backlog is appended before IMAP is enabled: the first sync imports it (a new mailbox otherwise starts at its end).
+      imap_import_days: 1,
     })
     .where('id', '=', channel.id)
     .execute();

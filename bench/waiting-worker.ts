@@ -1,7 +1,8 @@
 // The worker process of bench/waiting-conversations.ts: one Temporal worker in a process of its own, so that its RSS
 // is the worker's alone. Started by the benchmark with IPC; not meant to be run by hand.
 //   BENCH_WORKER_KIND=mailroom: createMailroomWorker with every activity, as src/worker.ts's main() builds it
-//     (DATABASE_URL, SMTP_URL; a PostgreSQL pool of the default size, an SMTP transport, a client for the ingest).
+//     (DATABASE_URL, SMTP_URL; a PostgreSQL pool of the default size, an SMTP transport, a client for the ingest),
+//     its mailbox worker polling the (idle) mailbox queue next to TEMPORAL_TASK_QUEUE, as in production.
 //   BENCH_WORKER_KIND=bare: a worker with no activities.
 // Both poll TEMPORAL_TASK_QUEUE on TEMPORAL_ADDRESS with the prebuilt bundle at BENCH_WORKFLOW_BUNDLE and the SDK's
 // default worker options. The bundle carries bench/workflows/timer-probe.ts; this process counts its log lines.
@@ -59,6 +60,7 @@ function log(entry: LogEntry) {
   }
   if (entry.level !== 'WARN' && entry.level !== 'ERROR') return;
   if (entry.message.startsWith('No activities registered')) return; // the bare worker, as meant
+  if (entry.message.startsWith('No workflows registered')) return; // Mailroom's mailbox worker (activities only), as meant
   warnings++;
   const cause = entry.meta?.error instanceof Error ? `: ${entry.meta.error.message}` : '';
   if (firstWarnings.length < 5) firstWarnings.push(`${entry.level} ${entry.message}${cause}`);
@@ -85,7 +87,10 @@ async function main() {
   const connection = await NativeConnection.connect({ address });
   const closers: Array<() => Promise<void> | void> = [() => connection.close()];
 
+  // The main worker, whose cache and slots the benchmark reports, and how to run and stop all of this process's workers.
   let worker: Worker;
+  let run: () => Promise<void>;
+  let shutdown: () => void;
   if (kind === 'mailroom') {
     const db = connectPostgres(required('DATABASE_URL'));
     const temporal = new Client({ connection: await Connection.connect({ address }) });
@@ -95,7 +100,7 @@ async function main() {
       () => temporal.connection.close(),
       () => mail.close(),
     );
-    worker = await createMailroomWorker({
+    const mailroom = await createMailroomWorker({
       connection,
       taskQueue,
       workflowBundle,
@@ -108,15 +113,21 @@ async function main() {
         allowedPrivateNetworks: LOOPBACK_NETWORKS,
       },
     });
+    worker = mailroom.main;
+    run = () => mailroom.run();
+    shutdown = () => mailroom.shutdown();
   } else if (kind === 'bare') {
-    worker = await Worker.create({ connection, taskQueue, workflowBundle });
+    const bare = await Worker.create({ connection, taskQueue, workflowBundle });
+    worker = bare;
+    run = () => bare.run();
+    shutdown = () => {
+      if (bare.getState() === 'RUNNING') bare.shutdown();
+    };
   } else {
     throw new Error(`BENCH_WORKER_KIND must be mailroom or bare, not '${kind}'`);
   }
 
-  const stop = () => {
-    if (worker.getState() === 'RUNNING') worker.shutdown();
-  };
+  const stop = () => shutdown();
   process.on('message', (request: WorkerRequest) => {
     if (request.type === 'stop') return stop();
     if (request.gc) global.gc?.();
@@ -138,7 +149,7 @@ async function main() {
   });
   process.on('disconnect', stop); // the benchmark is gone
 
-  const running = worker.run();
+  const running = run();
   send({
     type: 'ready',
     maxCachedWorkflows: worker.options.maxCachedWorkflows,

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { pino } from 'pino';
 import { startApiServer } from '../src/api/server.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
@@ -14,7 +14,7 @@ import { addAgentToChannel, createAccount, createChannel, createUser } from '../
 import { createIngest } from '../src/ingest/ingest.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
-import { createMailroomWorker } from '../src/worker.js';
+import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
 import { startPostgres } from './servers/postgres.js';
 import { createScratchDatabase } from './servers/scratch-database.js';
 import { startTemporalDevServer } from './servers/temporal-dev-server.js';
@@ -47,7 +47,7 @@ async function createDatabase(serverUrl: string) {
 }
 
 async function main() {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
   // Server errors are what the fuzz run looks for: log them, with their stacks, to stderr.
   const logger = pino({ level: 'warn', base: { service: 'mailroom' } }, pino.destination(2));
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
 import { loadConfig, LOOPBACK_NETWORKS, openAiCompatibleSettings } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
@@ -16,7 +16,7 @@ import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
-import { createMailroomWorker } from '../src/worker.js';
+import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
 import { isTemporalReachable, registerMissingSearchAttributes, startTemporalDevServer } from './servers/temporal-dev-server.js';
 import { ensureTools } from './servers/tools.js';
 
@@ -93,7 +93,7 @@ async function main() {
     ALLOWED_PRIVATE_NETWORKS: process.env.ALLOWED_PRIVATE_NETWORKS ?? LOOPBACK_NETWORKS.join(','),
   });
   const logger = createLogger(config.LOG_LEVEL);
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
   const stops: Array<() => Promise<unknown> | unknown> = [];
 
   let temporalUiUrl: string | undefined;

@@ -1,42 +1,117 @@
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Worker,
+  type LogLevel,
+  type LogMetadata,
+  type State,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
+import type { MailboxSyncResult } from './activities/mailbox.js';
 import { loadConfig, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
 import { createLogger } from './logger.js';
 import { createMailTransport } from './mail/transport.js';
-import { TASK_QUEUE } from './workflows/ids.js';
+import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
 
 export interface MailroomWorkerOptions {
   connection: NativeConnection;
   namespace?: string;
-  /** Tests give each worker its own queue; everything else uses the default. */
+  /** Tests give each worker its own queue; everything else uses the default. The mailbox queue is derived from it. */
   taskQueue?: string;
   deps: ActivityDeps;
   /** A prebuilt bundle (tests build one per file); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
 
-/** The Temporal worker: every Mailroom workflow and activity on the one task queue. */
-export function createMailroomWorker({
+/**
+ * The SDK's logger (Runtime.install), less its warning that the mailbox worker polls no workflows: that worker
+ * runs activities only, as meant, and the warning would read like a fault at every start.
+ */
+export class MailroomRuntimeLogger extends DefaultLogger {
+  override log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    if (message.startsWith('No workflows registered') && String(meta?.taskQueue).endsWith(mailboxTaskQueue(''))) return;
+    super.log(level, message, meta);
+  }
+}
+
+// A mailbox session is mostly an idle IMAP connection: hundreds fit in one process.
+const MAILBOX_SESSION_SLOTS = 500;
+
+/** The two Temporal workers of one Mailroom process, run and stopped together. */
+export interface MailroomWorker {
+  /** Every workflow, and every activity but the mailbox sessions, on the main task queue. */
+  readonly main: Worker;
+  /** The IMAP mailbox sessions (syncMailbox) on the mailbox queue, with slots of their own. */
+  readonly mailbox: Worker;
+  /** Runs both until shutdown; when one fails, the other is shut down too and the failure is thrown. */
+  run(): Promise<void>;
+  shutdown(): void;
+  /** The main worker's state. */
+  getState(): State;
+}
+
+/**
+ * A session that a mailbox workflow started before the mailbox queue scheduled on the main queue, and that is
+ * retried there after the deploy: it ends at once, and the workflow schedules its next session on the mailbox queue.
+ */
+async function handOverMailboxSession(): Promise<MailboxSyncResult> {
+  return { state: 'synced', ingested: 0, idleSupported: true, pollIntervalSeconds: 0 };
+}
+
+/**
+ * The Temporal workers: every Mailroom workflow and activity on the main task queue, except the IMAP
+ * mailbox sessions, which poll a queue of their own so that 100+ idle sessions never starve conversations.
+ */
+export async function createMailroomWorker({
   connection,
-  namespace,
-  taskQueue,
+  namespace = 'default',
+  taskQueue = TASK_QUEUE,
   deps,
   workflowBundle,
-}: MailroomWorkerOptions): Promise<Worker> {
-  return Worker.create({
+}: MailroomWorkerOptions): Promise<MailroomWorker> {
+  const { syncMailbox, ...activities } = createActivities(deps);
+  const main = await Worker.create({
     connection,
-    namespace: namespace ?? 'default',
-    taskQueue: taskQueue ?? TASK_QUEUE,
+    namespace,
+    taskQueue,
     ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities(deps),
+    activities: { ...activities, syncMailbox: handOverMailboxSession },
   });
+  const mailbox = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: mailboxTaskQueue(taskQueue),
+    activities: { syncMailbox },
+    maxConcurrentActivityTaskExecutions: MAILBOX_SESSION_SLOTS,
+  });
+  const workers = [main, mailbox];
+  const shutdown = () => {
+    for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+  };
+  return {
+    main,
+    mailbox,
+    async run() {
+      const runs = workers.map((worker) => worker.run());
+      try {
+        await Promise.all(runs);
+      } catch (error) {
+        shutdown();
+        await Promise.allSettled(runs);
+        throw error;
+      }
+    },
+    shutdown,
+    getState: () => main.getState(),
+  };
 }
 
 async function main() {
@@ -65,7 +140,14 @@ async function main() {
       openAiCompatible: openAiCompatibleSettings(config),
     },
   });
-  logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
+  logger.info(
+    {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      mailboxTaskQueue: mailboxTaskQueue(config.TEMPORAL_TASK_QUEUE),
+      temporal: config.TEMPORAL_ADDRESS,
+    },
+    'worker started',
+  );
   await worker.run();
   await db.destroy();
   await temporal.connection.close();

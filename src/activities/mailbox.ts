@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { ImapFlow, MailboxObject } from 'imapflow';
+import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
-import type { Channel } from '../db/schema.js';
-import { MailRejectedError } from '../ingest/ingest.js';
+import type { Channel, ImapCursorsTable } from '../db/schema.js';
+import { MailRejectedError, type IngestOptions, type MailSource } from '../ingest/ingest.js';
+import { messageIdIn } from '../mail/header-section.js';
 import { createImapClient, describeImapFailure, type ImapSettings } from '../mail/imap-connection.js';
+import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail/parse.js';
 import { decryptCredential } from '../security/credentials.js';
 import { DestinationRefusedError, DestinationUnresolvedError, resolveDestination } from '../security/destinations.js';
 import type { ActivityDeps } from './deps.js';
@@ -19,10 +22,58 @@ export interface MailboxSyncResult {
 
 // One activity run is one IMAP session: drain, then IDLE until new mail, drain again, ... for this long.
 const SESSION_MS = 10 * 60_000;
+// Sizes and envelopes of this many mails per FETCH: a few hundred bytes each.
 const FETCH_BATCH = 25;
+// Bodies are fetched a few at a time up to this many bytes, so a run of large mails is never held at once.
+const DOWNLOAD_BATCH_BYTES = 8 * 1024 * 1024;
 const HEARTBEAT_EVERY_MS = 5_000;
+// The parser pool's queue is full: the same mail is handed over again after this pause.
+const PARSER_BUSY_PAUSE_MS = 500;
+const DAY_MS = 24 * 60 * 60_000;
+
+// history_last_uid (migration 0009) is not in src/db/schema.ts yet; this adds it to the table's type here.
+type ImapCursorsWithHistory = {
+  imap_cursors: ImapCursorsTable & {
+    /** The folder's last UID when first synced or renumbered: mail up to it is history, mail above it is new. */
+    history_last_uid: ImapCursorsTable['last_uid'] | null;
+  };
+};
+
+/** How far a folder is read, and which part of it is the history that was there before the first sync. */
+interface FolderCursor {
+  lastUid: number;
+  /** Mail up to this UID was in the folder when it was first synced (or renumbered); null: none of it is history. */
+  historyLastUid: number | null;
+  /** When the folder was first synced: history that arrived before then is imported, within the channel's import days. */
+  importedBefore: Date | null;
+}
+
+/** What the server says about a mail before its download. */
+interface MailHead {
+  uid: number;
+  size: number;
+  internalDate: Date | undefined;
+  /** The envelope's Message-ID, as the ingest would key it (`<id@host>`). */
+  messageId: string | undefined;
+}
+
+type MailPlan = { head: MailHead; imported: boolean } & (
+  { action: 'skip'; why: 'older than the import days' | 'stored already' } | { action: 'quarantine' } | { action: 'download' }
+);
+
+/** A mail marked for download by a reprocess request (status received, no bytes yet). */
+interface RequestedMail {
+  id: string;
+  message_id: string;
+  imported: boolean;
+  source_folder: string | null;
+  source_uid_validity: string | null;
+  source_uid: string | null;
+}
 
 export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateNetworks }: ActivityDeps) {
+  const cursors = () => db.withTables<ImapCursorsWithHistory>();
+
   function settingsOf(channel: Channel): ImapSettings {
     if (!channel.imap_host || !channel.imap_port || !channel.imap_username || !channel.imap_password_encrypted) {
       throw ApplicationFailure.nonRetryable(
@@ -54,25 +105,66 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
     }
   }
 
-  /** The folder's position; a new UIDVALIDITY means its UIDs were renumbered, so it is read again from the start. */
-  async function cursorOf(channelId: string, folder: string, uidValidity: bigint): Promise<number> {
-    const cursor = await db
+  /**
+   * The folder's position. A folder seen for the first time starts at its end, or at the first mail of the
+   * channel's import days; a new UIDVALIDITY means its UIDs were renumbered, so it is read again from the start.
+   */
+  async function cursorOf(client: ImapFlow, channel: Channel, folder: string, mailbox: MailboxObject): Promise<FolderCursor> {
+    const stored = await cursors()
       .selectFrom('imap_cursors')
-      .select(['uid_validity', 'last_uid'])
-      .where('channel_id', '=', channelId)
+      .select(['uid_validity', 'last_uid', 'history_last_uid', 'imported_before'])
+      .where('channel_id', '=', channel.id)
       .where('folder', '=', folder)
       .executeTakeFirst();
-    if (cursor && BigInt(cursor.uid_validity) === uidValidity) return Number(cursor.last_uid);
-    await db
+    if (stored && BigInt(stored.uid_validity) === mailbox.uidValidity) {
+      return {
+        lastUid: Number(stored.last_uid),
+        historyLastUid: stored.history_last_uid === null ? null : Number(stored.history_last_uid),
+        importedBefore: stored.imported_before,
+      };
+    }
+    const lastExisting = await lastUidIn(client, mailbox);
+    let cursor: FolderCursor;
+    if (!stored) {
+      const importedBefore = new Date();
+      const firstImported =
+        channel.imap_import_days > 0 && lastExisting > 0
+          ? await firstUidSince(client, importStart(channel, importedBefore), lastExisting)
+          : undefined;
+      cursor = { lastUid: firstImported ? firstImported - 1 : lastExisting, historyLastUid: lastExisting, importedBefore };
+    } else {
+      // Folders first read before import days existed were read from UID 1: everything in them counts as new, as then.
+      const importedBefore = stored.imported_before;
+      cursor = { lastUid: 0, historyLastUid: importedBefore ? lastExisting : null, importedBefore };
+    }
+    const values = {
+      uid_validity: mailbox.uidValidity.toString(),
+      last_uid: cursor.lastUid,
+      history_last_uid: cursor.historyLastUid,
+      imported_before: cursor.importedBefore,
+    };
+    await cursors()
       .insertInto('imap_cursors')
-      .values({ channel_id: channelId, folder, uid_validity: uidValidity.toString(), last_uid: 0 })
-      .onConflict((oc) =>
-        oc
-          .columns(['channel_id', 'folder'])
-          .doUpdateSet({ uid_validity: uidValidity.toString(), last_uid: 0, updated_at: sql`now()` }),
-      )
+      .values({ channel_id: channel.id, folder, ...values })
+      .onConflict((oc) => oc.columns(['channel_id', 'folder']).doUpdateSet({ ...values, updated_at: sql`now()` }))
       .execute();
-    return 0;
+    return cursor;
+  }
+
+  /** The UID of the folder's newest mail now (uidNext is only as fresh as the last SELECT). */
+  async function lastUidIn(client: ImapFlow, mailbox: MailboxObject): Promise<number> {
+    const newest = mailbox.exists > 0 ? await client.fetchOne('*', { uid: true }) : undefined;
+    return newest ? newest.uid : Number(mailbox.uidNext) - 1;
+  }
+
+  /** The lowest UID up to `lastUid` that arrived since `start` (SEARCH SINCE is by day: one day earlier, then by the minute). */
+  async function firstUidSince(client: ImapFlow, start: Date, lastUid: number): Promise<number | undefined> {
+    const found = await client.search({ since: new Date(start.getTime() - DAY_MS), uid: `1:${lastUid}` }, { uid: true });
+    return found && found.length > 0 ? Math.min(...found) : undefined;
+  }
+
+  function importStart(channel: Channel, importedBefore: Date): Date {
+    return new Date(importedBefore.getTime() - channel.imap_import_days * DAY_MS);
   }
 
   async function advanceCursor(channelId: string, folder: string, uidValidity: bigint, uid: number) {
@@ -86,16 +178,125 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       .execute();
   }
 
-  /** Hands one mail to the ingest; a mail that cannot be parsed is kept there with its reason, and the next one follows. */
-  async function ingestOne(channel: Channel, raw: Buffer): Promise<void> {
-    try {
-      await ingest.ingestRawMail(channel, raw, { via: 'imap' });
-    } catch (error) {
-      if (!(error instanceof MailRejectedError)) throw error; // Temporal or the database is away: retry this mail
+  /** UID, RFC822.SIZE, INTERNALDATE and the envelope's Message-ID of these mails, in UID order; no body. */
+  async function fetchHeads(client: ImapFlow, uids: number[]): Promise<MailHead[]> {
+    const heads: MailHead[] = [];
+    for await (const message of client.fetch(
+      uids.join(','),
+      { uid: true, size: true, internalDate: true, envelope: true },
+      { uid: true },
+    )) {
+      heads.push(headOf(message));
+    }
+    return heads.sort((a, b) => a.uid - b.uid);
+  }
+
+  function headOf(message: FetchMessageObject): MailHead {
+    return {
+      uid: message.uid,
+      size: message.size ?? 0,
+      internalDate: message.internalDate ? new Date(message.internalDate) : undefined,
+      messageId: messageIdIn(message.envelope?.messageId),
+    };
+  }
+
+  /** The key a mail without a Message-ID is quarantined under before its download: stable for its place on the server. */
+  function placeKey(source: MailSource): string {
+    const folder = createHash('sha256').update(source.folder).digest('hex').slice(0, 16);
+    return `<imap-${source.uidValidity}-${source.uid}-${folder}@undownloaded.mailroom.invalid>`;
+  }
+
+  /** Of these Message-IDs, those whose mail is stored and its conversation signalled: nothing is left to do for them. */
+  async function signalledAmong(channelId: string, messageIds: string[]): Promise<Set<string>> {
+    if (messageIds.length === 0) return new Set();
+    const rows = await db
+      .selectFrom('inbound_messages')
+      .select('message_id')
+      .where('channel_id', '=', channelId)
+      .where('message_id', 'in', messageIds)
+      .where('signalled_at', 'is not', null)
+      .execute();
+    return new Set(rows.map((row) => row.message_id));
+  }
+
+  /**
+   * What to do with each mail, decided before any body is fetched: history older than the import days is left
+   * alone, a mail over the channel's limit is quarantined as it is, a mail stored already is not fetched again.
+   */
+  async function planMail(channel: Channel, cursor: FolderCursor, heads: MailHead[]): Promise<MailPlan[]> {
+    const stored = await signalledAmong(
+      channel.id,
+      heads.flatMap((head) => head.messageId ?? []),
+    );
+    const { historyLastUid, importedBefore } = cursor;
+    return heads.map((head): MailPlan => {
+      let imported = false;
+      // History that arrived before the first sync; a renumbered folder's mail from after it is read as new mail.
+      const arrivedBefore = (moment: Date) => !head.internalDate || head.internalDate < moment;
+      if (historyLastUid !== null && importedBefore && head.uid <= historyLastUid && arrivedBefore(importedBefore)) {
+        if (arrivedBefore(importStart(channel, importedBefore))) {
+          return { head, imported, action: 'skip', why: 'older than the import days' };
+        }
+        imported = true;
+      }
+      if (head.size > channel.max_inbound_bytes) return { head, imported, action: 'quarantine' };
+      if (head.messageId && stored.has(head.messageId)) return { head, imported, action: 'skip', why: 'stored already' };
+      return { head, imported, action: 'download' };
+    });
+  }
+
+  /** The bodies of the mails to download from `from` on, as many as fit in one FETCH of DOWNLOAD_BATCH_BYTES. */
+  async function downloadFrom(client: ImapFlow, plans: MailPlan[], from: number): Promise<Map<number, Buffer>> {
+    const uids: number[] = [];
+    let bytes = 0;
+    for (const plan of plans.slice(from)) {
+      if (plan.action !== 'download') continue;
+      if (uids.length > 0 && bytes + plan.head.size > DOWNLOAD_BATCH_BYTES) break;
+      uids.push(plan.head.uid);
+      bytes += plan.head.size;
+    }
+    const bodies = new Map<number, Buffer>();
+    for await (const message of client.fetch(uids.join(','), { uid: true, source: true }, { uid: true })) {
+      if (message.source) bodies.set(message.uid, message.source);
+    }
+    return bodies;
+  }
+
+  /**
+   * Hands one downloaded mail to the ingest. A mail that cannot be parsed is kept there with its reason, and the
+   * next one follows; a quarantine row of this mail without its bytes gets them; a busy parser pool is waited for.
+   */
+  async function ingestDownloaded(channel: Channel, raw: Buffer, options: IngestOptions): Promise<void> {
+    const context = Context.current();
+    for (;;) {
+      try {
+        await ingest.ingestRawMail(channel, raw, options);
+        return;
+      } catch (error) {
+        if (error instanceof ParserBusyError) {
+          await context.sleep(PARSER_BUSY_PAUSE_MS); // the same mail again: the cursor stays before it
+          continue;
+        }
+        if (!(error instanceof MailRejectedError)) throw error; // Temporal or the database is away: retry this mail
+        if (!(await fillUndownloaded(channel, error.inboundMessageId, raw))) return;
+      }
     }
   }
 
+  /** Gives a mail quarantined without its bytes the bytes it now has, ready for the ingest; false when there was no such row. */
+  async function fillUndownloaded(channel: Channel, inboundMessageId: string, raw: Buffer): Promise<boolean> {
+    if (raw.length > channel.max_inbound_bytes) return false;
+    const filled = await db
+      .updateTable('inbound_messages')
+      .set({ raw, size_bytes: raw.length, status: 'received', rejection_reason: null })
+      .where('id', '=', inboundMessageId)
+      .where('raw', 'is', null)
+      .executeTakeFirst();
+    return filled.numUpdatedRows > 0n;
+  }
+
   async function afterProcessing(client: ImapFlow, channel: Channel, uids: number[]) {
+    if (uids.length === 0) return;
     if (channel.imap_after_processing === 'mark_seen') await client.messageFlagsAdd(uids.join(','), ['\\Seen'], { uid: true });
     if (channel.imap_after_processing === 'move' && channel.imap_move_to_folder) {
       await client.messageMove(uids.join(','), channel.imap_move_to_folder, { uid: true });
@@ -103,38 +304,189 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
   }
 
   /**
-   * Every mail above the folder's cursor, in UID order. The cursor advances after each mail is
-   * committed by the ingest, so a crash at any point re-reads at most the mail in hand.
+   * Every mail above the folder's cursor, in UID order, until the session's deadline. The cursor advances after
+   * each mail is committed by the ingest (or quarantined, or left alone), so a crash re-reads at most the mail in hand.
+   * Quarantined and skipped mail stays where it is, untouched, so that it can still be fetched by its UID.
    */
-  async function drainFolder(client: ImapFlow, channel: Channel, folder: string): Promise<number> {
+  async function drainFolder(
+    client: ImapFlow,
+    channel: Channel,
+    folder: string,
+    deadline: number,
+    report: (doing: string) => void,
+  ): Promise<number> {
+    const context = Context.current();
     const lock = await client.getMailboxLock(folder);
     try {
       const mailbox = client.mailbox as MailboxObject;
-      const lastUid = await cursorOf(channel.id, folder, mailbox.uidValidity);
+      const cursor = await cursorOf(client, channel, folder, mailbox);
       // Not uidNext: an EXISTS seen during IDLE updates the message count, but uidNext only on the next SELECT.
       if (mailbox.exists === 0) return 0;
       // "n:*" always matches the newest message, even when its UID is below n.
-      const found = (await client.search({ uid: `${lastUid + 1}:*` }, { uid: true })) || [];
-      const uids = found.filter((uid) => uid > lastUid).sort((a, b) => a - b);
-      for (let start = 0; start < uids.length; start += FETCH_BATCH) {
-        const batch = uids.slice(start, start + FETCH_BATCH);
-        const messages: Array<{ uid: number; source: Buffer }> = [];
-        for await (const message of client.fetch(batch.join(','), { uid: true, source: true }, { uid: true })) {
-          if (message.source) messages.push({ uid: message.uid, source: message.source });
+      const found = (await client.search({ uid: `${cursor.lastUid + 1}:*` }, { uid: true })) || [];
+      const uids = found.filter((uid) => uid > cursor.lastUid).sort((a, b) => a - b);
+      let ingested = 0;
+      for (let start = 0; start < uids.length && Date.now() < deadline; start += FETCH_BATCH) {
+        const plans = await planMail(channel, cursor, await fetchHeads(client, uids.slice(start, start + FETCH_BATCH)));
+        const processed: number[] = [];
+        let bodies = new Map<number, Buffer>();
+        for (const [index, plan] of plans.entries()) {
+          // Stop between mails when cancelled (settings changed, worker shutting down) or out of time: the cursor marks the spot.
+          context.cancellationSignal.throwIfAborted();
+          if (Date.now() >= deadline) break;
+          const { head, imported } = plan;
+          const source = { folder, uidValidity: mailbox.uidValidity, uid: head.uid };
+          if (plan.action === 'quarantine') {
+            report(`${folder}: quarantining UID ${head.uid} (${head.size} bytes) without downloading it`);
+            await ingest.quarantineUndownloaded(channel, {
+              messageId: head.messageId ?? placeKey(source),
+              sizeBytes: head.size,
+              source,
+              imported,
+            });
+          } else if (plan.action === 'download') {
+            if (!bodies.has(head.uid)) bodies = await downloadFrom(client, plans, index);
+            const raw = bodies.get(head.uid);
+            bodies.delete(head.uid);
+            // Gone between the two FETCHes (another client deleted it): nothing to ingest.
+            if (raw) {
+              report(`${folder}: ingesting UID ${head.uid} (${raw.length} bytes)${imported ? ', imported' : ''}`);
+              await ingestDownloaded(channel, raw, { via: 'imap', imported, source });
+              ingested++;
+              processed.push(head.uid);
+            }
+          } else if (plan.why === 'stored already') {
+            processed.push(head.uid);
+          }
+          await advanceCursor(channel.id, folder, mailbox.uidValidity, head.uid);
         }
-        for (const message of messages.sort((a, b) => a.uid - b.uid)) {
-          // Stop between mails when cancelled (settings changed, worker shutting down): the cursor marks the spot.
-          Context.current().cancellationSignal.throwIfAborted();
-          await ingestOne(channel, message.source);
-          await advanceCursor(channel.id, folder, mailbox.uidValidity, message.uid);
-          Context.current().heartbeat({ folder, uid: message.uid });
-        }
-        await afterProcessing(client, channel, batch);
+        await afterProcessing(client, channel, processed);
       }
-      return uids.length;
+      return ingested;
     } finally {
       lock.release();
     }
+  }
+
+  /** Mail that an admin asked to reprocess after it was quarantined without its bytes, folder by folder. */
+  async function downloadRequestedMail(client: ImapFlow, channel: Channel, report: (doing: string) => void): Promise<number> {
+    const requested = await db
+      .selectFrom('inbound_messages')
+      .select(['id', 'message_id', 'imported', 'source_folder', 'source_uid_validity', 'source_uid'])
+      .where('channel_id', '=', channel.id)
+      .where('status', '=', 'received')
+      .where('raw', 'is', null)
+      .where('source_uid', 'is not', null)
+      .orderBy('received_at')
+      .execute();
+    const byFolder = new Map<string, RequestedMail[]>();
+    for (const mail of requested) {
+      const folder = mail.source_folder ?? '';
+      byFolder.set(folder, [...(byFolder.get(folder) ?? []), mail]);
+    }
+    let ingested = 0;
+    for (const [folder, mails] of byFolder) {
+      let lock;
+      try {
+        lock = await client.getMailboxLock(folder);
+      } catch (error) {
+        if (!client.usable) throw error;
+        for (const mail of mails)
+          await returnToQuarantine(mail.id, `not downloaded: the folder ${folder} can no longer be opened`);
+        continue;
+      }
+      try {
+        const downloaded: number[] = [];
+        for (const mail of mails) {
+          Context.current().cancellationSignal.throwIfAborted();
+          report(`${folder}: downloading UID ${mail.source_uid}, requested by a reprocess`);
+          if (await downloadRequested(client, channel, folder, mail)) {
+            downloaded.push(Number(mail.source_uid));
+            ingested++;
+          }
+        }
+        await afterProcessing(client, channel, downloaded);
+      } finally {
+        lock.release();
+      }
+    }
+    return ingested;
+  }
+
+  /** Fetches one requested mail by its UID and ingests it, or returns it to the quarantine saying why not; true when ingested. */
+  async function downloadRequested(client: ImapFlow, channel: Channel, folder: string, mail: RequestedMail): Promise<boolean> {
+    const mailbox = client.mailbox as MailboxObject;
+    const uid = Number(mail.source_uid);
+    if (BigInt(mail.source_uid_validity ?? -1) !== mailbox.uidValidity) {
+      await returnToQuarantine(
+        mail.id,
+        `not downloaded: the folder ${folder} was renumbered since (UIDVALIDITY ${mail.source_uid_validity}, now ${mailbox.uidValidity}), so UID ${uid} no longer names this mail`,
+      );
+      return false;
+    }
+    const head = await client.fetchOne(String(uid), { uid: true, size: true }, { uid: true });
+    if (!head) {
+      await returnToQuarantine(mail.id, `not downloaded: UID ${uid} is no longer in ${folder} (deleted or moved)`);
+      return false;
+    }
+    const size = head.size ?? 0;
+    if (size > channel.max_inbound_bytes) {
+      await returnToQuarantine(
+        mail.id,
+        `too large: ${size} bytes, the channel accepts ${channel.max_inbound_bytes}; not downloaded`,
+      );
+      return false;
+    }
+    const raw = ((await client.fetchOne(String(uid), { uid: true, source: true }, { uid: true })) || undefined)?.source;
+    if (!raw) {
+      await returnToQuarantine(mail.id, `not downloaded: UID ${uid} is no longer in ${folder} (deleted or moved)`);
+      return false;
+    }
+    const headers = readHeaderSection(raw);
+    if (!headers) {
+      // Kept with its bytes now, as the ingest keeps every mail that is no MIME.
+      await db
+        .updateTable('inbound_messages')
+        .set({ raw, size_bytes: raw.length, status: 'rejected', rejection_reason: NOT_MIME })
+        .where('id', '=', mail.id)
+        .execute();
+      return false;
+    }
+    // Quarantined under its place on the server (no Message-ID in the envelope): from now on under the ingest's key.
+    const key = dedupeKey(headers, raw);
+    const keptAsThisRow = key === mail.message_id || (await rekeyQuarantined(channel.id, mail.id, key));
+    if (keptAsThisRow) await fillUndownloaded(channel, mail.id, raw);
+    await ingestDownloaded(channel, raw, {
+      via: 'imap',
+      imported: mail.imported,
+      source: { folder, uidValidity: mailbox.uidValidity, uid },
+    });
+    return true;
+  }
+
+  /** Moves a quarantined row to the key its mail is stored under; false (and the row gone) when that key holds the mail already. */
+  async function rekeyQuarantined(channelId: string, inboundMessageId: string, key: string): Promise<boolean> {
+    const holder = await db
+      .selectFrom('inbound_messages')
+      .select('id')
+      .where('channel_id', '=', channelId)
+      .where('message_id', '=', key)
+      .executeTakeFirst();
+    if (holder) {
+      await db.deleteFrom('inbound_messages').where('id', '=', inboundMessageId).execute();
+      return false;
+    }
+    await db.updateTable('inbound_messages').set({ message_id: key }).where('id', '=', inboundMessageId).execute();
+    return true;
+  }
+
+  async function returnToQuarantine(inboundMessageId: string, reason: string) {
+    await db
+      .updateTable('inbound_messages')
+      .set({ status: 'rejected', rejection_reason: reason })
+      .where('id', '=', inboundMessageId)
+      .where('raw', 'is', null)
+      .execute();
   }
 
   /** IDLE on the folder until the server announces new mail, the connection drops, or the time is up. */
@@ -144,7 +496,6 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
     let wake!: () => void;
     const woken = new Promise<void>((resolve) => (wake = resolve));
     const timer = setTimeout(wake, maxMs);
-    const heartbeat = setInterval(() => context.heartbeat({ idle: folder }), HEARTBEAT_EVERY_MS);
     client.on('exists', wake);
     client.on('close', wake);
     context.cancellationSignal.addEventListener('abort', wake);
@@ -155,7 +506,6 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       await idling;
     } finally {
       clearTimeout(timer);
-      clearInterval(heartbeat);
       client.off('exists', wake);
       client.off('close', wake);
       context.cancellationSignal.removeEventListener('abort', wake);
@@ -166,8 +516,8 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
 
   return {
     /**
-     * One IMAP session for a channel's mailbox: drains every folder above its UID cursor, then
-     * (where the server has IDLE) waits for new mail and drains again, until the session time is up.
+     * One IMAP session for a channel's mailbox: downloads mail an admin asked for, drains every folder above its
+     * UID cursor, then (where the server has IDLE) waits for new mail and drains again, until the session time is up.
      */
     async syncMailbox({ channelId }: { channelId: string }): Promise<MailboxSyncResult> {
       const loadChannel = () => db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirst();
@@ -175,38 +525,53 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       let channel = await loadChannel();
       if (!channel?.imap_enabled || !channel.enabled || channel.deleted_at) return disabled;
       const settings = settingsOf(channel);
-      const client = createImapClient(settings, await destinationOf(settings));
-      client.on('error', () => undefined); // surfaced by the command that fails
       const context = Context.current();
+      // One clock for the whole session, drain and IDLE alike: a slow mail or a long drain never lets the heartbeat lapse.
+      let doing = `connecting to ${settings.host}`;
+      const report = (now: string) => (doing = now);
+      context.heartbeat(doing);
+      const heartbeat = setInterval(() => context.heartbeat(doing), HEARTBEAT_EVERY_MS);
       try {
-        await client.connect();
-      } catch (error) {
-        const failure = describeImapFailure(error);
-        // The server's own words stay with the operator (Temporal UI), as the cause; API answers never carry them.
-        throw ApplicationFailure.create({
-          message: `IMAP ${failure.reason} (${settings.host}): ${failure.message}`,
-          type: `Imap_${failure.reason}`,
-          cause: error instanceof Error ? error : undefined,
-        });
-      }
-      try {
-        const idleSupported = client.capabilities.has('IDLE');
-        const deadline = Date.now() + SESSION_MS;
-        let ingested = 0;
-        for (;;) {
-          for (const folder of channel.imap_folders) ingested += await drainFolder(client, channel, folder);
-          if (!idleSupported || Date.now() >= deadline || context.cancellationSignal.aborted) break;
-          await waitForNewMail(client, channel.imap_folders[0] ?? 'INBOX', deadline - Date.now());
-          // Settings are read again at every wake: folders and after-processing apply at once,
-          // a new server or password takes a new session.
-          const current = await loadChannel();
-          if (!current?.imap_enabled || !current.enabled || current.deleted_at) return { ...disabled, ingested };
-          if (JSON.stringify(settingsOf(current)) !== JSON.stringify(settings)) break;
-          channel = current;
+        const client = createImapClient(settings, await destinationOf(settings));
+        client.on('error', () => undefined); // surfaced by the command that fails
+        try {
+          await client.connect();
+        } catch (error) {
+          const failure = describeImapFailure(error);
+          // The server's own words stay with the operator (Temporal UI), as the cause; API answers never carry them.
+          throw ApplicationFailure.create({
+            message: `IMAP ${failure.reason} (${settings.host}): ${failure.message}`,
+            type: `Imap_${failure.reason}`,
+            cause: error instanceof Error ? error : undefined,
+          });
         }
-        return { state: 'synced', ingested, idleSupported, pollIntervalSeconds: channel.imap_poll_interval_seconds };
+        try {
+          const idleSupported = client.capabilities.has('IDLE');
+          const deadline = Date.now() + SESSION_MS;
+          let ingested = 0;
+          for (;;) {
+            ingested += await downloadRequestedMail(client, channel, report);
+            for (const folder of channel.imap_folders) {
+              report(`${folder}: reading new mail`);
+              ingested += await drainFolder(client, channel, folder, deadline, report);
+            }
+            if (!idleSupported || Date.now() >= deadline || context.cancellationSignal.aborted) break;
+            const idleFolder = channel.imap_folders[0] ?? 'INBOX';
+            report(`${idleFolder}: waiting for new mail (IDLE)`);
+            await waitForNewMail(client, idleFolder, deadline - Date.now());
+            // Settings are read again at every wake: folders and after-processing apply at once,
+            // a new server or password takes a new session.
+            const current = await loadChannel();
+            if (!current?.imap_enabled || !current.enabled || current.deleted_at) return { ...disabled, ingested };
+            if (JSON.stringify(settingsOf(current)) !== JSON.stringify(settings)) break;
+            channel = current;
+          }
+          return { state: 'synced', ingested, idleSupported, pollIntervalSeconds: channel.imap_poll_interval_seconds };
+        } finally {
+          await client.logout().catch(() => client.close());
+        }
       } finally {
-        await client.logout().catch(() => client.close());
+        clearInterval(heartbeat);
       }
     },
   };

@@ -1,7 +1,28 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { mailboxWorkflow } from '../workflows/mailbox.js';
 import { mailboxWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
-import { mailboxSettingsChangedSignal } from '../workflows/messages.js';
+import { mailboxSettingsChangedSignal, quarantinedMailRequestedSignal } from '../workflows/messages.js';
+
+type MailboxSignal = typeof mailboxSettingsChangedSignal | typeof quarantinedMailRequestedSignal;
+
+/** Signals a channel's mailbox workflow, starting it if it is not running (it reads its settings and ends if IMAP is off). */
+async function signalMailbox(
+  temporal: Client,
+  channel: { id: string; name: string },
+  signal: MailboxSignal,
+  taskQueue: string,
+): Promise<void> {
+  await temporal.workflow.signalWithStart(mailboxWorkflow, {
+    workflowId: mailboxWorkflowId(channel.id),
+    taskQueue,
+    args: [{ channelId: channel.id }],
+    signal,
+    signalArgs: [],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    staticSummary: `IMAP mailbox of channel '${channel.name}'`,
+    staticDetails: `Channel ${channel.id}`,
+  });
+}
 
 /**
  * Tells a channel's mailbox workflow that its IMAP settings changed, starting it if it is not running.
@@ -12,14 +33,17 @@ export async function applyMailboxSettings(
   channel: { id: string; name: string },
   taskQueue: string = TASK_QUEUE,
 ): Promise<void> {
-  await temporal.workflow.signalWithStart(mailboxWorkflow, {
-    workflowId: mailboxWorkflowId(channel.id),
-    taskQueue,
-    args: [{ channelId: channel.id }],
-    signal: mailboxSettingsChangedSignal,
-    signalArgs: [],
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    staticSummary: `IMAP mailbox of channel '${channel.name}'`,
-    staticDetails: `Channel ${channel.id}`,
-  });
+  await signalMailbox(temporal, channel, mailboxSettingsChangedSignal, taskQueue);
+}
+
+/**
+ * Tells a channel's mailbox workflow that quarantined mail is marked for download (the rows say which):
+ * its next session fetches it by UID. The marks are in the database, so a lost signal only delays them.
+ */
+export async function requestQuarantinedMail(
+  temporal: Client,
+  channel: { id: string; name: string },
+  taskQueue: string = TASK_QUEUE,
+): Promise<void> {
+  await signalMailbox(temporal, channel, quarantinedMailRequestedSignal, taskQueue);
 }

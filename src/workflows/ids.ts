@@ -2,6 +2,14 @@
 
 export const TASK_QUEUE = 'mailroom';
 
+/**
+ * The queue of the IMAP mailbox sessions that go with a main queue: a session holds its activity slot for
+ * minutes of IDLE, so they run on a worker of their own and never take the slots of conversation activities.
+ */
+export function mailboxTaskQueue(taskQueue: string): string {
+  return `${taskQueue}-mailbox`;
+}
+
 export function conversationWorkflowId(conversationId: string): string {
   return `conversation-${conversationId}`;
 }

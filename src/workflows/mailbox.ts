@@ -4,15 +4,17 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { mailboxSettingsChangedSignal } from './messages.js';
+import { mailboxTaskQueue } from './ids.js';
+import { mailboxSettingsChangedSignal, quarantinedMailRequestedSignal } from './messages.js';
 
-// One IMAP session per activity run (up to ~10 min of IDLE); heartbeats show it is alive.
+// One IMAP session per activity run (up to ~10 min of IDLE); heartbeats on a clock show it is alive.
 // Connection failures are retried with backoff, forever: the UID cursor makes a late start lose nothing.
 const imap = proxyActivities<Activities>({
   startToCloseTimeout: '15 minutes',
@@ -34,25 +36,32 @@ const SESSIONS_PER_RUN = 200;
  * the server supports it, polling at the channel's interval where it does not.
  */
 export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Promise<void> {
-  let settingsChanged = false;
+  let startOverRequested = false;
   let session: CancellationScope | undefined;
-  setHandler(mailboxSettingsChangedSignal, () => {
-    settingsChanged = true;
+  // Either way the session in progress ends, and the next one reads the settings and the requested mail afresh.
+  const startOver = () => {
+    startOverRequested = true;
     session?.cancel();
-  });
+  };
+  setHandler(mailboxSettingsChangedSignal, startOver);
+  setHandler(quarantinedMailRequestedSignal, startOver);
 
   for (let sessions = 0; sessions < SESSIONS_PER_RUN && !workflowInfo().continueAsNewSuggested; sessions++) {
-    settingsChanged = false;
+    startOverRequested = false;
     setCurrentDetails('Syncing the mailbox (IDLE keeps the session open for new mail)');
     session = new CancellationScope();
+    // Sessions scheduled before the mailbox queue existed ran on the workflow's own queue; replays keep them there.
+    const sessionQueue = patched('mailbox-task-queue') ? { taskQueue: mailboxTaskQueue(workflowInfo().taskQueue) } : {};
     let result;
     try {
       result = await session.run(() =>
-        imap.syncMailbox.executeWithOptions({ summary: 'Fetch new mail above the UID cursor, then IDLE' }, [{ channelId }]),
+        imap.syncMailbox.executeWithOptions({ summary: 'Fetch new mail above the UID cursor, then IDLE', ...sessionQueue }, [
+          { channelId },
+        ]),
       );
     } catch (error) {
       if (!isCancellation(error)) throw error;
-      continue; // the settings changed mid-session: start over with the new ones
+      continue; // the settings changed or mail was requested mid-session: start over
     }
     if (result.state === 'disabled') {
       setCurrentDetails('IMAP is disabled for this channel');
@@ -60,7 +69,7 @@ export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Prom
     }
     if (!result.idleSupported) {
       setCurrentDetails(`The server has no IDLE: polling every ${result.pollIntervalSeconds} s`);
-      await condition(() => settingsChanged, result.pollIntervalSeconds * 1000, {
+      await condition(() => startOverRequested, result.pollIntervalSeconds * 1000, {
         summary: `Poll the mailbox again in ${result.pollIntervalSeconds} s (the server has no IDLE)`,
       });
     }

@@ -99,8 +99,9 @@ describe('stored mail server passwords and connection tests', () => {
     const other = await connectionRecorder();
     stops.push(other.close);
     const path = `/v1/channels/${team.channel.id}/imap`;
-    // Saved by name: the sync dials the address localhost resolved to.
-    const stored = { enabled: true, host: 'localhost', port: dovecot.port, tls: false, username: account.user };
+    // Saved by name: the sync dials the address localhost resolved to. A day of import: the mail below may be
+    // appended before the first session reaches the folder, which would otherwise start after it.
+    const stored = { enabled: true, host: 'localhost', port: dovecot.port, tls: false, username: account.user, importDays: 1 };
     expect((await admin('PUT', path, { ...stored, password: account.password })).status).toBe(200);
     const raw = sampleMail(1);
     await appendMail(dovecot, account, 'INBOX', raw);

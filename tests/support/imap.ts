@@ -39,15 +39,19 @@ export function connectImap(server: ImapServerAddress, account: ImapAccount): Im
   return client;
 }
 
-/** Delivers a message into folder, as a mail server would, and returns its UID. */
+/**
+ * Delivers a message into folder, as a mail server would, and returns its UID. `internalDate` is when the server
+ * says it arrived (IMAP INTERNALDATE), for mail that was in the mailbox long before a test.
+ */
 export async function appendMail(
   server: ImapServerAddress,
   account: ImapAccount,
   folder: string,
   raw: string | Buffer,
   flags: string[] = [],
+  internalDate?: Date,
 ): Promise<{ uid: number; uidValidity: number }> {
-  const result = await withImap(server, account, (client) => client.append(folder, raw, flags));
+  const result = await withImap(server, account, (client) => client.append(folder, raw, flags, internalDate));
   if (!result || result.uid === undefined || result.uidValidity === undefined) {
     throw new Error(`APPEND to ${folder} returned no UID (server without UIDPLUS?)`);
   }

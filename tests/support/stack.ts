@@ -1,17 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Runtime } from '@temporalio/worker';
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
 import { LOOPBACK_NETWORKS, type Config, type RateLimitSettings } from '../../src/config.js';
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
-import { createIngest } from '../../src/ingest/ingest.js';
+import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
-import { createMailroomWorker, WORKFLOWS_PATH } from '../../src/worker.js';
+import { createMailroomWorker, MailroomRuntimeLogger, WORKFLOWS_PATH, type MailroomWorker } from '../../src/worker.js';
 import { createTestDatabase } from './database.js';
 
 export const TEST_SECRET_KEY = 'test-secret-key-test-secret-key-0123456789';
@@ -21,11 +21,13 @@ export interface TestStack {
   api: RunningApi;
   capture: SmtpCapture;
   temporal: Client;
-  worker: Worker;
+  /** The main worker and the mailbox sessions' worker. */
+  worker: MailroomWorker;
+  /** The main task queue; the mailbox sessions run on mailboxTaskQueue(taskQueue). */
   taskQueue: string;
-  /** Shuts the worker down, cancelling what it runs, and starts a new one on the same task queue. */
+  /** Shuts the workers down, cancelling what they run, and starts new ones on the same task queues. */
   restartWorker(): Promise<void>;
-  /** Runs `during` with the in-process worker stopped (e.g. while a worker process of the test's own runs), then starts it again. */
+  /** Runs `during` with the in-process workers stopped (e.g. while a worker process of the test's own runs), then starts them again. */
   runWithoutWorker(during: () => Promise<void>): Promise<void>;
   databaseUrl: string;
   smtpUrl: string;
@@ -42,9 +44,16 @@ export async function startTestStack(
     allowedPrivateNetworks?: string[];
     /** The API's rate limits (and their clock); unlimited unless given, so suites may call as fast as they like. */
     rateLimits?: Partial<RateLimitSettings> & Partial<Pick<Config, 'TRUSTED_PROXIES'>> & { clock?: () => number };
+    /** Wraps the ingest the worker's activities use (the API keeps the plain one), e.g. to slow it down or count calls. */
+    workerIngest?: (ingest: Ingest) => Ingest;
   } = {},
 ): Promise<TestStack> {
-  const { allowedPrivateNetworks = LOOPBACK_NETWORKS, rateLimits: { clock, ...rateLimits } = {}, ...activityOptions } = options;
+  const {
+    allowedPrivateNetworks = LOOPBACK_NETWORKS,
+    rateLimits: { clock, ...rateLimits } = {},
+    workerIngest = (ingest: Ingest) => ingest,
+    ...activityOptions
+  } = options;
   quietTemporalRuntime();
   const address = inject('temporalAddress');
   const taskQueue = `mailroom-test-${randomUUID()}`;
@@ -86,7 +95,7 @@ export async function startTestStack(
       workflowBundle,
       deps: {
         db,
-        ingest,
+        ingest: workerIngest(ingest),
         mail: createMailTransport(smtp.url, { allowedPrivateNetworks }),
         publicUrl: api.url,
         secretKey: TEST_SECRET_KEY,
@@ -139,7 +148,7 @@ let runtimeInstalled = false;
 /** The SDK logs every worker state change at INFO; tests want warnings only. Once per process. */
 export function quietTemporalRuntime() {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
   runtimeInstalled = true;
 }
 

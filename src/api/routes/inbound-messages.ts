@@ -1,11 +1,15 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { sql } from 'kysely';
+import type { Channel } from '../../db/schema.js';
 import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import { requestQuarantinedMail } from '../../ingest/mailboxes.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // Inbound mail as received, above all the quarantine: mail kept raw because it could not become
 // a conversation (not MIME, no sender, too large), listed with its reason and reprocessable.
+// IMAP mail over the size limit is quarantined without its bytes; reprocessing it asks the mailbox to fetch it.
 
 const security = [{ apiKey: [] }];
 
@@ -18,6 +22,9 @@ const InboundMessageSchema = z
     reason: z.string().nullable(),
     receivedVia: z.enum(['forwarder', 'imap', 'form']),
     sizeBytes: z.number().int(),
+    downloaded: z.boolean().openapi({
+      description: 'False for IMAP mail quarantined by its size before the download: reprocessing fetches it from the mailbox',
+    }),
     conversationId: z.uuid().nullable(),
     receivedAt: z.iso.datetime(),
   })
@@ -45,11 +52,26 @@ const listRoute = createRoute({
   },
 });
 
+const DownloadRequestedSchema = z
+  .object({
+    inboundMessageId: z.uuid(),
+    status: z.literal('received').openapi({ description: 'Until the mailbox has fetched it' }),
+    folder: z.string(),
+    uid: z.number().int(),
+    message: z.string().openapi({ description: 'What happens next, in words' }),
+  })
+  .openapi('InboundMessageDownloadRequested');
+
 const reprocessRoute = createRoute({
   method: 'post',
   path: '/v1/inbound-messages/{inboundMessageId}/reprocess',
   tags: ['Inbound mail'],
   summary: 'Run a quarantined mail through the ingest again (after raising a limit, or after a fix)',
+  description:
+    'A mail kept with its bytes is ingested at once (200). An IMAP mail quarantined by its size before the download ' +
+    "(downloaded: false) is marked for download and the channel's mailbox session is told (202): it fetches the mail " +
+    'by its UID and ingests it; should the mail be gone from the folder, the folder renumbered or the mail still too large, ' +
+    'it returns to the quarantine with that reason. Asking again while the download is pending asks the mailbox again.',
   security,
   request: { params: z.object({ inboundMessageId: z.uuid() }) },
   responses: {
@@ -57,11 +79,15 @@ const reprocessRoute = createRoute({
       description: 'It is now part of a conversation',
       content: { 'application/json': { schema: z.object({ conversationId: z.uuid(), inboundMessageId: z.uuid() }) } },
     },
+    202: {
+      description: "Marked for download: the channel's mailbox fetches it and ingests it",
+      content: { 'application/json': { schema: DownloadRequestedSchema } },
+    },
     ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
 
-export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
+export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(listRoute, async (c) => {
@@ -79,6 +105,7 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
         'm.rejection_reason',
         'm.received_via',
         'm.size_bytes',
+        sql<boolean>`m.raw is not null`.as('downloaded'),
         'm.conversation_id',
         'm.received_at',
       ])
@@ -98,6 +125,7 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
           reason: m.rejection_reason,
           receivedVia: m.received_via,
           sizeBytes: m.size_bytes,
+          downloaded: m.downloaded,
           conversationId: m.conversation_id,
           receivedAt: m.received_at.toISOString(),
         })),
@@ -106,6 +134,65 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
     );
   });
 
+  /**
+   * Marks an IMAP mail quarantined without its bytes for download and tells the channel's mailbox workflow. The mark
+   * is what counts: every mailbox session looks for marked mail, so a lost signal only delays the download.
+   */
+  async function requestDownload(
+    inboundMessageId: string,
+    mail: { size_bytes: number; source_folder: string | null; source_uid: string | null },
+    channel: Channel,
+  ) {
+    if (mail.source_folder === null || mail.source_uid === null) {
+      throw new Problem(
+        409,
+        'not-downloaded',
+        'Not downloaded',
+        'the mail was not downloaded and its place on the server is not known',
+      );
+    }
+    if (mail.size_bytes > channel.max_inbound_bytes) {
+      throw new Problem(
+        409,
+        'still-rejected',
+        'Still cannot be processed',
+        `too large: ${mail.size_bytes} bytes, the channel accepts ${channel.max_inbound_bytes}; raise the channel's limit first`,
+      );
+    }
+    if (!channel.imap_enabled || !channel.enabled || channel.deleted_at) {
+      throw new Problem(
+        409,
+        'mailbox-disabled',
+        'The mailbox is not synced',
+        "the mail is fetched by the channel's IMAP mailbox, which is switched off; switch it on, then reprocess again",
+      );
+    }
+    await db
+      .updateTable('inbound_messages')
+      .set({ status: 'received', rejection_reason: null })
+      .where('id', '=', inboundMessageId)
+      .where('raw', 'is', null)
+      .execute();
+    try {
+      await temporal.withDeadline(Date.now() + 10_000, () => requestQuarantinedMail(temporal, channel, taskQueue));
+    } catch {
+      throw new Problem(
+        503,
+        'workflows-unavailable',
+        'Workflows are unavailable',
+        "the mail is marked for download; the mailbox's next session fetches it, or reprocess it again later",
+      );
+    }
+    const uid = Number(mail.source_uid);
+    return {
+      inboundMessageId,
+      status: 'received' as const,
+      folder: mail.source_folder,
+      uid,
+      message: `The channel's mailbox downloads UID ${uid} from ${mail.source_folder} and ingests it; if it is gone or still too large, it returns to the quarantine with the reason.`,
+    };
+  }
+
   app.openapi(reprocessRoute, async (c) => {
     const user = c.get('user');
     requireAdmin(user, 'handles the quarantine');
@@ -113,15 +200,18 @@ export function inboundMessageRoutes({ db, ingest }: ApiDeps) {
     const found = await db
       .selectFrom('inbound_messages as m')
       .innerJoin('channels as ch', 'ch.id', 'm.channel_id')
-      .select(['m.status', 'm.raw', 'm.received_via', 'ch.id as channel_id'])
+      .select(['m.status', 'm.raw', 'm.received_via', 'm.size_bytes', 'm.source_folder', 'm.source_uid', 'ch.id as channel_id'])
       .where('m.id', '=', inboundMessageId)
       .where('ch.account_id', '=', user.accountId)
       .executeTakeFirst();
     if (!found) throw new Problem(404, 'not-found', 'Inbound message not found', `no inbound message ${inboundMessageId}`);
-    if (found.status !== 'rejected')
+    // Pending download: asked again, the mailbox is told again.
+    const downloadPending = found.status === 'received' && !found.raw;
+    if (found.status !== 'rejected' && !downloadPending)
       throw new Problem(409, 'not-quarantined', 'Not in quarantine', `its status is ${found.status}`);
     if (!found.raw) {
-      throw new Problem(409, 'not-downloaded', 'Not downloaded', 'the mail was quarantined by its size before it was downloaded');
+      const channel = await db.selectFrom('channels').selectAll().where('id', '=', found.channel_id).executeTakeFirstOrThrow();
+      return c.json(await requestDownload(inboundMessageId, found, channel), 202);
     }
     await db
       .updateTable('inbound_messages')

@@ -20,6 +20,10 @@ import { Problem, problemResponses } from '../problem.js';
 const security = [{ apiKey: [] }];
 const channelParams = z.object({ channelId: z.uuid() });
 const folderName = z.string().trim().min(1).max(255);
+const IMPORT_DAYS =
+  "Days of existing mail the first sync of a folder brings in (by the server's arrival date), marked as imported: " +
+  'threaded like any mail, never answered automatically. 0 starts at the end of the folder: only mail arriving from then on. ' +
+  'Applies to folders not synced yet, and to a folder whose UIDs the server renumbered (UIDVALIDITY).';
 
 const ImapSettingsSchema = z
   .object({
@@ -33,7 +37,18 @@ const ImapSettingsSchema = z
     afterProcessing: z.enum(['none', 'mark_seen', 'move']),
     moveToFolder: folderName.nullable(),
     pollIntervalSeconds: z.number().int().min(5).max(3600).openapi({ description: 'Used only where the server has no IDLE' }),
-    cursors: z.array(z.object({ folder: z.string(), uidValidity: z.string(), lastUid: z.string(), updatedAt: z.iso.datetime() })),
+    importDays: z.number().int().min(0).max(3650).openapi({ description: IMPORT_DAYS }),
+    cursors: z.array(
+      z.object({
+        folder: z.string(),
+        uidValidity: z.string(),
+        lastUid: z.string(),
+        importedBefore: z.iso.datetime().nullable().openapi({
+          description: 'When the folder was first synced: its mail from before then is history (null: read from its first mail)',
+        }),
+        updatedAt: z.iso.datetime(),
+      }),
+    ),
   })
   .openapi('ImapMailbox');
 
@@ -52,6 +67,7 @@ const ImapSettingsInput = z
     afterProcessing: z.enum(['none', 'mark_seen', 'move']).default('none'),
     moveToFolder: folderName.optional(),
     pollIntervalSeconds: z.number().int().min(5).max(3600).default(60),
+    importDays: z.number().int().min(0).max(3650).default(0).openapi({ description: IMPORT_DAYS }),
   })
   .refine((input) => input.afterProcessing !== 'move' || input.moveToFolder, {
     path: ['moveToFolder'],
@@ -189,10 +205,12 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       afterProcessing: channel.imap_after_processing,
       moveToFolder: channel.imap_move_to_folder,
       pollIntervalSeconds: channel.imap_poll_interval_seconds,
+      importDays: channel.imap_import_days,
       cursors: cursors.map((c) => ({
         folder: c.folder,
         uidValidity: String(c.uid_validity),
         lastUid: String(c.last_uid),
+        importedBefore: c.imported_before?.toISOString() ?? null,
         updatedAt: c.updated_at.toISOString(),
       })),
     };
@@ -238,6 +256,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
         imap_after_processing: input.afterProcessing,
         imap_move_to_folder: input.moveToFolder ?? null,
         imap_poll_interval_seconds: input.pollIntervalSeconds,
+        imap_import_days: input.importDays,
       })
       .where('id', '=', channel.id)
       .returningAll()
