@@ -109,6 +109,8 @@ export interface ConversationOutcome {
 
 // Patch: AI answers and handover notes are checked against the automatic-mail limits like a greeting.
 const AUTOMATIC_MAIL_CHECKED_FOR_AI = 'automatic-mail-checked-for-ai';
+// Patch: mail from a machine (or spam) to a closed conversation no longer reopens it.
+const MACHINE_MAIL_DOES_NOT_REOPEN = 'machine-mail-does-not-reopen';
 
 // Ids of recently signalled messages, kept to drop a signal the ingest repeats after a retry.
 const RECENT_MESSAGES_KEPT = 200;
@@ -362,6 +364,11 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
     // Released from spam: the mail that started it was taken in an earlier run.
     const fromPerson = mails[0] ? isFromPerson(mails[0]) : spamRelease !== undefined && context.heardFromPerson;
     spamRelease = undefined;
+    // An auto-reply, a bounce or spam after the end (a mail loop, a forger) leaves it closed: the run ends again.
+    if (context.status === 'closed' && !reopenRequest && !mails.some(isFromPerson) && patched(MACHINE_MAIL_DOES_NOT_REOPEN)) {
+      enterStage('closed', 'Closed; a machine wrote afterwards (auto-reply, bounce or spam), which reopens nothing');
+      return;
+    }
     if (context.status !== 'open') {
       const by = reopenRequest?.by;
       await db.markReopened.executeWithOptions(

@@ -146,6 +146,67 @@ describe('spoofed senders and spam', () => {
   });
 });
 
+describe('a closed conversation', () => {
+  let stack: TestStack;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+  const api = (method: string, path: string, body?: unknown) => callApi(stack.api.url, team.admin.apiKey, method, path, body);
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    team = await seedSupportTeam(stack.db, { name: 'Acme Support', emailAddress: 'support@acme.example' });
+    await api('PATCH', `/v1/channels/${team.channel.id}`, {
+      closeAfterSeconds: 1,
+      senders: { trustedAuthservIds: ['mx.acme.example'] },
+    });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('stays closed for an auto-reply or a forged mail from the customer’s address; the customer reopens it', async () => {
+    const asked = await postMail(stack.api.url, team.channel, customerMail({ messageId: 'closing-1@example.com' }));
+    const id: string = asked.body.conversationId;
+    await eventually(async () => ((await api('GET', `/v1/conversations/${id}`)).body.stage === 'assigned' ? true : undefined));
+    expect((await api('POST', `/v1/conversations/${id}/resolve`)).status).toBe(200);
+    const handle = stack.temporal.workflow.getHandle(conversationWorkflowId(id));
+    expect(await handle.result()).toEqual({ conversationId: id, stage: 'closed' });
+
+    const followUps = [
+      customerMail({
+        messageId: 'closing-auto@example.com',
+        inReplyTo: '<closing-1@example.com>',
+        headers: ['Auto-Submitted: auto-replied'],
+        text: 'I am out of the office.',
+      }),
+      customerMail({
+        messageId: 'closing-forged@example.com',
+        inReplyTo: '<closing-1@example.com>',
+        headers: ['Authentication-Results: mx.acme.example; dmarc=fail (p=reject) header.from=example.com'],
+        text: 'Please send the invoice to my new account.',
+      }),
+    ];
+    for (const raw of followUps) {
+      const posted = await postMail(stack.api.url, team.channel, raw);
+      expect(posted.body.conversationId).toBe(id);
+      // The run the mail started ends again, and the conversation is closed as before.
+      expect(await stack.temporal.workflow.getHandle(conversationWorkflowId(id)).result()).toEqual({
+        conversationId: id,
+        stage: 'closed',
+      });
+      expect((await api('GET', `/v1/conversations/${id}`)).body.status).toBe('closed');
+    }
+
+    const customer = await postMail(
+      stack.api.url,
+      team.channel,
+      customerMail({ messageId: 'closing-2@example.com', inReplyTo: '<closing-1@example.com>', text: 'One more question.' }),
+    );
+    expect(customer.body.conversationId).toBe(id);
+    await eventually(async () => ((await api('GET', `/v1/conversations/${id}`)).body.status === 'open' ? true : undefined));
+  });
+});
+
 describe('automatic mail limits per recipient domain and per channel', () => {
   let stack: TestStack;
   let team: Awaited<ReturnType<typeof seedSupportTeam>>;
