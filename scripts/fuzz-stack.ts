@@ -86,6 +86,10 @@ async function main() {
         INBOUND_DOMAIN: 'inbound.mailroom.test',
         // Like `npm start`: every server of this stack runs on loopback.
         ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
+        // The fuzzer sends thousands of requests a minute with one key: limited, most would be 429s.
+        RATE_LIMIT_INBOUND_PER_MINUTE: 0,
+        RATE_LIMIT_SURVEY_PER_MINUTE: 0,
+        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
       },
       logger,
     },

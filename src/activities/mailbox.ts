@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
-import type { Channel, ImapCursorsTable } from '../db/schema.js';
+import type { Channel } from '../db/schema.js';
 import { MailRejectedError, type IngestOptions, type MailSource } from '../ingest/ingest.js';
 import { messageIdIn } from '../mail/header-section.js';
 import { createImapClient, describeImapFailure, type ImapSettings } from '../mail/imap-connection.js';
@@ -30,14 +30,6 @@ const HEARTBEAT_EVERY_MS = 5_000;
 // The parser pool's queue is full: the same mail is handed over again after this pause.
 const PARSER_BUSY_PAUSE_MS = 500;
 const DAY_MS = 24 * 60 * 60_000;
-
-// history_last_uid (migration 0009) is not in src/db/schema.ts yet; this adds it to the table's type here.
-type ImapCursorsWithHistory = {
-  imap_cursors: ImapCursorsTable & {
-    /** The folder's last UID when first synced or renumbered: mail up to it is history, mail above it is new. */
-    history_last_uid: ImapCursorsTable['last_uid'] | null;
-  };
-};
 
 /** How far a folder is read, and which part of it is the history that was there before the first sync. */
 interface FolderCursor {
@@ -72,8 +64,6 @@ interface RequestedMail {
 }
 
 export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateNetworks }: ActivityDeps) {
-  const cursors = () => db.withTables<ImapCursorsWithHistory>();
-
   function settingsOf(channel: Channel): ImapSettings {
     if (!channel.imap_host || !channel.imap_port || !channel.imap_username || !channel.imap_password_encrypted) {
       throw ApplicationFailure.nonRetryable(
@@ -110,7 +100,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
    * channel's import days; a new UIDVALIDITY means its UIDs were renumbered, so it is read again from the start.
    */
   async function cursorOf(client: ImapFlow, channel: Channel, folder: string, mailbox: MailboxObject): Promise<FolderCursor> {
-    const stored = await cursors()
+    const stored = await db
       .selectFrom('imap_cursors')
       .select(['uid_validity', 'last_uid', 'history_last_uid', 'imported_before'])
       .where('channel_id', '=', channel.id)
@@ -143,7 +133,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       history_last_uid: cursor.historyLastUid,
       imported_before: cursor.importedBefore,
     };
-    await cursors()
+    await db
       .insertInto('imap_cursors')
       .values({ channel_id: channel.id, folder, ...values })
       .onConflict((oc) => oc.columns(['channel_id', 'folder']).doUpdateSet({ ...values, updated_at: sql`now()` }))

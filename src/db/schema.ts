@@ -150,6 +150,8 @@ export interface ImapCursorsTable {
   last_uid: ColumnType<string, string | number | bigint | undefined, string | number | bigint>;
   /** When the folder was first synced: its mail from before then is imported history (no automatic mail). */
   imported_before: Timestamp | null;
+  /** The folder's last UID when first synced or renumbered: mail up to it is history, mail above it is new. */
+  history_last_uid: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 

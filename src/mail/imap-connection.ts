@@ -86,29 +86,46 @@ export type ImapConnectionCheck =
   | ({ ok: false; folder?: string } & ImapFailure);
 
 /** Connects, logs in and opens every folder once, as the mailbox sync would, and says what failed. */
+/** A connection test that takes longer is a timeout, also when the server greets and then never answers. */
+const CONNECTION_TEST_MS = 30_000;
+
 export async function checkImapConnection(
   settings: ImapSettings,
   destination: Destination,
   folders: readonly string[],
+  timeoutMs = CONNECTION_TEST_MS,
 ): Promise<ImapConnectionCheck> {
   const client = createImapClient(settings, destination);
   client.on('error', () => undefined); // reported through the failing call below
   let folder: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<ImapConnectionCheck>((resolve) => {
+    timer = setTimeout(() => {
+      client.close();
+      resolve({ ok: false, reason: 'timeout', message: IMAP_FAILURE_MESSAGES.timeout });
+    }, timeoutMs);
+  });
+  const check = async (): Promise<ImapConnectionCheck> => {
+    try {
+      await client.connect();
+      const opened = [];
+      for (folder of folders) {
+        const mailbox = await client.mailboxOpen(folder, { readOnly: true });
+        opened.push({ folder, messages: mailbox.exists });
+      }
+      return { ok: true, idle: client.capabilities.has('IDLE'), folders: opened };
+    } catch (error) {
+      const failure = describeImapFailure(error);
+      if (folder && (failure.reason === 'folder_missing' || failure.reason === 'protocol')) {
+        return { ok: false, reason: 'folder_missing', message: IMAP_FAILURE_MESSAGES.folder_missing, folder };
+      }
+      return { ok: false, ...failure };
+    }
+  };
   try {
-    await client.connect();
-    const opened = [];
-    for (folder of folders) {
-      const mailbox = await client.mailboxOpen(folder, { readOnly: true });
-      opened.push({ folder, messages: mailbox.exists });
-    }
-    return { ok: true, idle: client.capabilities.has('IDLE'), folders: opened };
-  } catch (error) {
-    const failure = describeImapFailure(error);
-    if (folder && (failure.reason === 'folder_missing' || failure.reason === 'protocol')) {
-      return { ok: false, reason: 'folder_missing', message: IMAP_FAILURE_MESSAGES.folder_missing, folder };
-    }
-    return { ok: false, ...failure };
+    return await Promise.race([check(), timedOut]);
   } finally {
+    clearTimeout(timer);
     await client.logout().catch(() => client.close());
   }
 }

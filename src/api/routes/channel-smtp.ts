@@ -2,14 +2,9 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Channel } from '../../db/schema.js';
 import { checkSmtpServer, SMTP_FAILURE_MESSAGES, type SmtpServer } from '../../mail/transport.js';
 import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
-import {
-  DestinationRefusedError,
-  DestinationUnresolvedError,
-  isSameMailServerLogin,
-  resolveDestination,
-  type Destination,
-} from '../../security/destinations.js';
+import { isSameMailServerLogin } from '../../security/destinations.js';
 import { findChannel } from '../access.js';
+import { checkedMailServerHost } from '../mail-server-host.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -167,22 +162,7 @@ const storedLogin = (channel: Channel) => ({
 
 export function channelSmtpRoutes({ db, config }: ApiDeps) {
   const channelOf = (user: AuthenticatedUser, channelId: string) => findChannel(db, user, channelId, 'configure');
-  const allowedPrivateNetworks = config.ALLOWED_PRIVATE_NETWORKS ?? [];
-
-  /** The host's checked address; undefined when it does not resolve. A host the policy refuses is the request's fault. */
-  async function destinationOf(host: string): Promise<Destination | undefined> {
-    try {
-      return await resolveDestination(host, allowedPrivateNetworks);
-    } catch (error) {
-      if (error instanceof DestinationRefusedError) {
-        throw new Problem(422, 'validation', 'Request validation failed', error.message, [
-          { field: 'host', message: error.message },
-        ]);
-      }
-      if (error instanceof DestinationUnresolvedError) return undefined;
-      throw error;
-    }
-  }
+  const destinationOf = (host: string) => checkedMailServerHost(host, config.ALLOWED_PRIVATE_NETWORKS);
 
   const app = new OpenAPIHono<AppEnv>();
 

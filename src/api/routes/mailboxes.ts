@@ -3,14 +3,9 @@ import type { Channel } from '../../db/schema.js';
 import { applyMailboxSettings } from '../../ingest/mailboxes.js';
 import { checkImapConnection, IMAP_FAILURE_MESSAGES, type ImapSettings } from '../../mail/imap-connection.js';
 import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
-import {
-  DestinationRefusedError,
-  DestinationUnresolvedError,
-  isSameMailServerLogin,
-  resolveDestination,
-  type Destination,
-} from '../../security/destinations.js';
+import { isSameMailServerLogin } from '../../security/destinations.js';
 import { findChannel } from '../access.js';
+import { checkedMailServerHost } from '../mail-server-host.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -163,22 +158,7 @@ function passwordProblem(message: string): Problem {
 }
 
 export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
-  const allowedPrivateNetworks = config.ALLOWED_PRIVATE_NETWORKS ?? [];
-
-  /** The host's checked address; undefined when it does not resolve. A host the policy refuses is the request's fault. */
-  async function destinationOf(host: string): Promise<Destination | undefined> {
-    try {
-      return await resolveDestination(host, allowedPrivateNetworks);
-    } catch (error) {
-      if (error instanceof DestinationRefusedError) {
-        throw new Problem(422, 'validation', 'Request validation failed', error.message, [
-          { field: 'host', message: error.message },
-        ]);
-      }
-      if (error instanceof DestinationUnresolvedError) return undefined;
-      throw error;
-    }
-  }
+  const destinationOf = (host: string) => checkedMailServerHost(host, config.ALLOWED_PRIVATE_NETWORKS);
 
   const storedLogin = (channel: Channel) => ({
     host: channel.imap_host,
