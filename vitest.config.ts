@@ -15,7 +15,13 @@ export default defineConfig({
       // Generous: parser threads start slowly on a loaded machine; nothing here asserts on time.
       { test: { name: 'unit', include: ['tests/unit/**/*.test.ts'], testTimeout: 30_000 } },
       { test: { name: 'workflows', include: ['tests/workflows/**/*.test.ts'], ...withServers } },
-      { test: { name: 'integration', include: ['tests/integration/**/*.test.ts', 'tests/e2e/**/*.test.ts'], ...withServers } },
+      {
+        test: {
+          name: 'integration',
+          include: ['tests/integration/**/*.test.ts', 'tests/e2e/**/*.test.ts', 'tests/adversarial/**/*.test.ts'],
+          ...withServers,
+        },
+      },
     ],
   },
 });

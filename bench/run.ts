@@ -8,13 +8,19 @@
 // all wait, the worker's RSS per waiting workflow, and the CPU time of the worker and the Temporal server per workflow.
 // It is the slow part: on 2 shared cores about 15 conversations a second, so BENCH_WAITING=1000 takes ~2 min, the
 // default 10000 about a quarter of an hour.
-// BENCH_SKIP leaves sections out, comma-separated: ingest, imap, waiting (e.g. BENCH_SKIP=ingest,imap for the waiting
-// part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line at the end
-// holds the figures of the sections that ran.
+// Then event-loop stalls (bench/stall.ts): the API in a process of its own takes the adversarial corpus
+// (tests/adversarial/corpus.ts) through the forwarder endpoint, one mail at a time, and as many ordinary mails, in ABBA
+// order (BENCH_STALL_ROUNDS of each, default 2); it measures how late a 1 ms timer fires: the longest stall (goal at
+// most 50 ms) and the p99, per workload, and which corpus mails stalled it longest. It runs after the ingest section and
+// before the IMAP one, while no worker or Dovecot runs.
+// BENCH_SKIP leaves sections out, comma-separated: ingest, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
+// the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
+// at the end holds the figures of the sections that ran.
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
 import { startBenchStack } from './stack.js';
+import { measureStalls, type StallFigures } from './stall.js';
 import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Request } from './throughput.js';
 import { measureWaitingWorkflows, WAITING_IDLE_SECONDS, type WaitingFigures } from './waiting-conversations.js';
 
@@ -24,7 +30,9 @@ const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
 
-const SECTIONS = ['ingest', 'imap', 'waiting'] as const;
+const SECTIONS = ['ingest', 'stall', 'imap', 'waiting'] as const;
+/** The longest event-loop stall of the API the stall section accepts, in milliseconds. */
+const STALL_GOAL_MS = 50;
 type Section = (typeof SECTIONS)[number];
 
 type Workload = 'bare' | 'ingest';
@@ -55,6 +63,7 @@ async function main() {
   const latencyMailboxes = integerFromEnv('BENCH_IMAP_MAILBOXES', 4, 1);
   const backlogMails = integerFromEnv('BENCH_BACKLOG', 500, 1);
   const waitingWorkflows = integerFromEnv('BENCH_WAITING', 10_000, 1);
+  const stallRounds = integerFromEnv('BENCH_STALL_ROUNDS', 2, 1);
   const perRound = splitEvenly(totalRequests, ROUNDS);
 
   const startedAt = Date.now();
@@ -82,6 +91,12 @@ async function main() {
       }
       forwarder = combine(rows, 'ingest');
       Object.assign(figures, reportIngest(rows, totalRequests));
+    }
+
+    if (sections.has('stall')) {
+      const stallStartedAt = Date.now();
+      const stalls = await measureStalls(stack, { rounds: stallRounds });
+      Object.assign(figures, printStallReport(stalls, (Date.now() - stallStartedAt) / 1000));
     }
 
     if (sections.has('imap')) {
@@ -254,6 +269,66 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
       `${seconds.toFixed(1)} s`,
   );
   return figures;
+}
+
+/** Prints the event-loop stall table; returns the figures for the JSON line. */
+function printStallReport(stalls: StallFigures, seconds: number) {
+  const { corpus, ordinary } = stalls.workloads;
+  const maxRatio = corpus.maxMs / ordinary.maxMs;
+  const p99Ratio = corpus.p99Ms / ordinary.p99Ms;
+  const goalMet = corpus.maxMs <= STALL_GOAL_MS;
+  console.log(
+    `\nEvent-loop stalls of the API (a process of its own; how late a 1 ms timer fires): the adversarial corpus ` +
+      `(${stalls.cases} cases, ${corpus.mails / stalls.rounds} mails a round) and as many ordinary mails, one mail at a time, ` +
+      `${stalls.rounds} round${stalls.rounds === 1 ? '' : 's'} of each in ABBA order`,
+  );
+  const row = (label: string, { mails, maxMs, p99Ms, p50Ms, samples, cpuMs }: typeof corpus) => [
+    label,
+    String(mails),
+    maxMs.toFixed(1),
+    p99Ms.toFixed(2),
+    p50Ms.toFixed(2),
+    String(samples),
+    (cpuMs / mails).toFixed(1),
+  ];
+  printTable(
+    ['workload', 'mails', 'max stall ms', 'p99 ms', 'p50 ms', 'samples', 'API CPU ms/mail'],
+    [row('adversarial corpus', corpus), row('ordinary mail', ordinary)],
+    1,
+  );
+  console.log(
+    `ratio corpus/ordinary: max ${maxRatio.toFixed(2)}, p99 ${p99Ratio.toFixed(2)}; goal max stall ≤ ${STALL_GOAL_MS} ms: ` +
+      `${goalMet ? 'met' : 'MISSED'}`,
+  );
+  console.log(
+    `longest per corpus mail (the stall may fall just after its answer): ` +
+      stalls.worstMails.map((mail) => `${mail.name} ${mail.maxMs.toFixed(1)} ms`).join(', '),
+  );
+  console.log(
+    `cross-check, monitorEventLoopDelay over all rounds and the pauses between them: max ${stalls.builtInMaxMs.toFixed(1)} ms. ` +
+      'A late timer is a stall whatever kept the thread from running: its own work, a GC, or other processes on a busy ' +
+      `machine (compare the CPU the API spent). Stall part (API process start, warm-up, rounds): ${seconds.toFixed(1)} s`,
+  );
+  for (const line of stalls.unexpected) console.log(`unexpected answer: ${line}`);
+  return {
+    stallRounds: stalls.rounds,
+    stallCorpusCases: stalls.cases,
+    stallCorpusMails: corpus.mails,
+    stallCorpusMaxMs: round1(corpus.maxMs),
+    stallCorpusP99Ms: round3(corpus.p99Ms),
+    stallOrdinaryMails: ordinary.mails,
+    stallOrdinaryMaxMs: round1(ordinary.maxMs),
+    stallOrdinaryP99Ms: round3(ordinary.p99Ms),
+    stallCorpusCpuMsPerMail: round1(corpus.cpuMs / corpus.mails),
+    stallOrdinaryCpuMsPerMail: round1(ordinary.cpuMs / ordinary.mails),
+    stallMaxRatio: round3(maxRatio),
+    stallP99Ratio: round3(p99Ratio),
+    stallWorstMail: stalls.worstMails[0]?.name ?? null,
+    stallBuiltInMaxMs: round1(stalls.builtInMaxMs),
+    stallGoalMs: STALL_GOAL_MS,
+    stallGoalMet: goalMet,
+    stallUnexpectedAnswers: stalls.unexpected.length,
+  };
 }
 
 const waitingLabels: Record<WaitingFigures['workload'], string> = {

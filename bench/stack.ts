@@ -22,6 +22,8 @@ export const BENCH_SECRET_KEY = 'x'.repeat(40);
 export interface BenchStack {
   apiUrl: string;
   db: Db;
+  /** The database's URL, for API or worker processes of a section's own. */
+  databaseUrl: string;
   accountId: string;
   channel: { id: string; forwarderSecret: string };
   temporal: Client;
@@ -88,6 +90,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     return {
       apiUrl: api.url,
       db,
+      databaseUrl: database.url,
       accountId: account.id,
       channel,
       temporal,

@@ -1,0 +1,168 @@
+// The API process of bench/stall.ts: Mailroom's HTTP API (as `npm run api` builds it, rate limits off) in a process of its
+// own, so that the event-loop delay it measures is the API's alone, not the benchmark driver's. Started by the benchmark
+// with IPC; not meant to be run by hand. DATABASE_URL and TEMPORAL_ADDRESS name the bench stack's servers; conversation
+// workflows are started on INGEST_TASK_QUEUE, which no worker polls (as in the ingest section).
+// The event-loop delay is measured as perf_hooks.monitorEventLoopDelay measures it, how late a 1 ms timer fires, but by a
+// timer of this file's own: the built-in monitor loses the sample that spans a reset() and, disabled and enabled again,
+// counts the pause as one long delay, so it cannot be cut into periods. Each `mark` ends a period, answers its longest
+// delay, and starts the next, whose samples go into the named workload's histogram. A built-in monitor, never reset,
+// runs alongside for the whole process as a cross-check of the longest delay.
+import { createHistogram, monitorEventLoopDelay, performance, type RecordableHistogram } from 'node:perf_hooks';
+import { Client, Connection } from '@temporalio/client';
+import { startApiServer } from '../src/api/server.js';
+import { connectPostgres } from '../src/db/connection.js';
+import { createIngest } from '../src/ingest/ingest.js';
+import { createLogger } from '../src/logger.js';
+import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './stack.js';
+
+/** What the benchmark asks of this process over IPC. */
+export type StallApiRequest =
+  /** Ends the current period (answered with its longest delay) and starts the next, counted for `workload` if not null. */
+  { type: 'mark'; id: number; workload: string | null } | { type: 'summary'; id: number; workload: string } | { type: 'stop' };
+
+export interface StallSummary {
+  /** Milliseconds. */
+  maxMs: number;
+  p99Ms: number;
+  p50Ms: number;
+  /** Samples taken (one per millisecond of loop time, roughly). */
+  samples: number;
+  /** CPU time of the whole API process (parser threads included) during the workload's periods. */
+  cpuMs: number;
+  /** The longest delay monitorEventLoopDelay saw since the first measured period began, every workload and pause included. */
+  builtInMaxMs: number;
+}
+
+/** What this process tells the benchmark over IPC. */
+export type StallApiReport =
+  | { type: 'ready'; url: string }
+  | { type: 'mark'; id: number; maxMs: number }
+  | ({ type: 'summary'; id: number } & StallSummary)
+  | { type: 'failed'; message: string };
+
+/** The deployment's limit on a forwarded mail here: the default of MAX_INBOUND_BYTES. */
+export const STALL_API_MAX_INBOUND_BYTES = 25 * 1024 * 1024;
+
+function send(report: StallApiReport) {
+  process.send?.(report);
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+const ms = (nanoseconds: number) => nanoseconds / 1e6;
+const RESOLUTION_MS = 1;
+
+/** How late a RESOLUTION_MS timer fires, every time it fires: the longest delay per period, the samples into a histogram. */
+class LoopDelaySampler {
+  private last = performance.now();
+  private periodMaxMs = 0;
+  private histogram: RecordableHistogram | undefined;
+  private timer: NodeJS.Timeout;
+
+  constructor() {
+    const tick = () => {
+      const now = performance.now();
+      const delayMs = Math.max(0, now - this.last - RESOLUTION_MS);
+      this.last = now;
+      this.periodMaxMs = Math.max(this.periodMaxMs, delayMs);
+      this.histogram?.record(Math.max(1, Math.round(delayMs * 1e6))); // nanoseconds, as the built-in monitor records
+      this.timer = setTimeout(tick, RESOLUTION_MS);
+    };
+    this.timer = setTimeout(tick, RESOLUTION_MS);
+  }
+
+  /** The longest delay since the last mark; from now on samples go to `histogram` (none if undefined). */
+  mark(histogram: RecordableHistogram | undefined): number {
+    const maxMs = this.periodMaxMs;
+    this.periodMaxMs = 0;
+    this.histogram = histogram;
+    return maxMs;
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+  }
+}
+
+async function main() {
+  if (!process.send) throw new Error('bench/stall-api.ts is started by bench/stall.ts, with IPC');
+  const db = connectPostgres(required('DATABASE_URL'));
+  const temporal = new Client({ connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }) });
+  const api = await startApiServer(
+    {
+      db,
+      temporal,
+      ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
+      config: {
+        SECRET_KEY: BENCH_SECRET_KEY,
+        MAX_INBOUND_BYTES: STALL_API_MAX_INBOUND_BYTES,
+        PUBLIC_URL: 'http://localhost',
+        INBOUND_DOMAIN: 'inbound.mailroom.test',
+        RATE_LIMIT_INBOUND_PER_MINUTE: 0,
+        RATE_LIMIT_SURVEY_PER_MINUTE: 0,
+        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+      },
+      logger: createLogger('silent'),
+    },
+    { port: 0, host: '127.0.0.1' },
+  );
+
+  const sampler = new LoopDelaySampler();
+  const builtIn = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  builtIn.enable();
+  const workloads = new Map<string, RecordableHistogram>();
+  const cpuMsOf = new Map<string, number>();
+  let current: string | null = null;
+  let cpuAtMark = process.cpuUsage();
+  let measuring = false;
+  process.on('message', (request: StallApiRequest) => {
+    if (request.type === 'stop') {
+      sampler.stop();
+      builtIn.disable();
+      void api
+        .close()
+        .then(() => temporal.connection.close())
+        .then(() => db.destroy())
+        .finally(() => process.exit(0));
+      return;
+    }
+    if (request.type === 'mark') {
+      const cpu = process.cpuUsage(cpuAtMark);
+      cpuAtMark = process.cpuUsage();
+      if (current !== null) cpuMsOf.set(current, (cpuMsOf.get(current) ?? 0) + (cpu.user + cpu.system) / 1000);
+      current = request.workload;
+      let histogram: RecordableHistogram | undefined;
+      if (request.workload !== null) {
+        // From the first measured period on: the process's start and warm-up stay out of the cross-check.
+        if (!measuring) builtIn.reset();
+        measuring = true;
+        histogram = workloads.get(request.workload) ?? createHistogram();
+        workloads.set(request.workload, histogram);
+      }
+      send({ type: 'mark', id: request.id, maxMs: sampler.mark(histogram) });
+      return;
+    }
+    const histogram = workloads.get(request.workload);
+    send({
+      type: 'summary',
+      id: request.id,
+      maxMs: histogram ? ms(histogram.max) : 0,
+      p99Ms: histogram ? ms(histogram.percentile(99)) : 0,
+      p50Ms: histogram ? ms(histogram.percentile(50)) : 0,
+      samples: histogram?.count ?? 0,
+      cpuMs: cpuMsOf.get(request.workload) ?? 0,
+      builtInMaxMs: ms(builtIn.max),
+    });
+  });
+  send({ type: 'ready', url: api.url });
+}
+
+main().catch((error: unknown) => {
+  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+  console.error('bench stall API:', error);
+  process.exit(1);
+});
