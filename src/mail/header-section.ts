@@ -8,6 +8,8 @@ const MAIL_HEADERS = ['from', 'sender', 'to', 'subject', 'date', 'message-id', '
 // A msg-id (RFC 5322 §3.6.4) is "<" id-left "@" id-right ">". No character class overlaps the next
 // token, so every attempt stops at the next delimiter: linear in the header's length, whatever it holds.
 const BRACKETED_MESSAGE_ID = /<([^<>\s@]+@[^<>\s]+)>/g;
+/** How much of a mail is read for its header section: enough for any real one, bounded for hostile ones. */
+const HEADER_WINDOW_BYTES = 256 * 1024;
 
 /**
  * Reads the header section without a full parse, so the raw mail can be stored
@@ -15,12 +17,13 @@ const BRACKETED_MESSAGE_ID = /<([^<>\s@]+@[^<>\s]+)>/g;
  * Returns null when the bytes do not start with a header section at all.
  */
 export function readHeaderSection(raw: Uint8Array): MailHeaders | null {
-  const head = asBuffer(raw)
-    .subarray(0, 256 * 1024)
-    .toString('latin1');
+  const bytes = asBuffer(raw);
+  const head = bytes.subarray(0, HEADER_WINDOW_BYTES).toString('latin1');
   const end = head.search(/\r?\n\r?\n/);
-  // Without a body (text/rfc822-headers), the section ends with the last line break.
-  const section = end === -1 ? head.replace(/\r?\n$/, '') : head.slice(0, end);
+  // Without a body (text/rfc822-headers), the section ends with the last line break. A section longer than
+  // the window ends with a line cut in two, perhaps inside its name: it is left out, not judged.
+  const cut = end === -1 && bytes.length > HEADER_WINDOW_BYTES ? head.lastIndexOf('\n') : -1;
+  const section = end !== -1 ? head.slice(0, end) : cut > 0 ? head.slice(0, cut) : head.replace(/\r?\n$/, '');
   const lines = section.split(/\r?\n/);
   if (!lines[0] || !HEADER_FIELD.test(lines[0])) return null;
 

@@ -18,17 +18,6 @@ import {
 // mail goes to the one sender, if anyone; and none of them keeps the ordinary mail behind it from being greeted.
 // Then a subset through IMAP on a real Dovecot, and a burst of concurrent posts against the bounded parser queue.
 
-/** Cases that show a bug in Mailroom, reported and not fixed yet: their expectation stands, and the test says it fails. */
-const KNOWN_BUGS = new Map<string, string>([
-  [
-    'header-section-cut-in-a-name',
-    // readHeaderSection (src/mail/header-section.ts) reads the first 256 KiB; when no blank line ends the header section
-    // within them, the last, cut line is judged too: cut inside a header name, it is no header, and the whole mail is
-    // refused as "not an RFC 822 message" (kept raw). Cut inside a value, the same mail is stored.
-    'a valid mail is refused as not MIME when byte 262,144 falls inside a header name',
-  ],
-]);
-
 type Stack = TestStack;
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
 
@@ -153,9 +142,7 @@ describe('the adversarial corpus', () => {
     });
 
     corpus.forEach((hostile, index) => {
-      const bug = KNOWN_BUGS.get(hostile.name);
-      const test = bug ? it.fails : it;
-      test(`${hostile.name}: ${hostile.description} → ${describeExpected(hostile.expected)}${bug ? ` (bug: ${bug})` : ''}`, async () => {
+      it(`${hostile.name}: ${hostile.description} → ${describeExpected(hostile.expected)}`, async () => {
         const mailsBefore = stack.capture.mails.length;
         const greetedBefore: string[] = [];
         for (const before of hostile.before ?? []) {

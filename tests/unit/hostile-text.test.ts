@@ -45,6 +45,16 @@ describe('Message-IDs in header values', () => {
   });
 });
 
+describe('a header section longer than what is read of it', () => {
+  it('leaves out the line the 256 KiB window cuts, even inside its name', () => {
+    const head = `From: ann@example.com\r\nMessage-ID: <long@example.com>\r\nX-Pad: ${'p'.repeat(256 * 1024 - 69)}\r\n`;
+    const raw = Buffer.from(`${head}${'X-After-The-Cut: value\r\n'.repeat(100)}\r\nbody\r\n`);
+    const headers = readHeaderSection(raw);
+    expect(headers?.['message-id']).toEqual(['<long@example.com>']);
+    expect(headers?.['x-after-the-cut']).toBeUndefined();
+  });
+});
+
 describe('bounce reports quoting the returned headers', () => {
   it('finds the Message-ID line after 100,000 blank lines and after 64 KiB of spaces', () => {
     const text = `${'\n'.repeat(100_000)}Message-ID: <m1@acme>\n${' '.repeat(64 * KIB)}x\nMessage-ID: ${aAtA(64 * KIB)}\n`;
