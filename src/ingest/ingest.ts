@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { sql } from 'kysely';
+import { sql, type Insertable } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { Channel, InboundMessage, InboundSource } from '../db/schema.js';
+import type { Channel, InboundMessage, InboundMessagesTable, InboundSource } from '../db/schema.js';
 import type { SenderTrust } from '../domain/sender-verdict.js';
 import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, type ThreadCandidate } from '../domain/threading.js';
 import {
@@ -99,6 +99,21 @@ function senderTrustOf(channel: Channel): SenderTrust {
 }
 
 export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQueue = TASK_QUEUE }: IngestDeps) {
+  /** Stores a received mail once per channel and Message-ID; a second delivery reads the first one's row. */
+  async function storeOnce(row: Insertable<InboundMessagesTable>): Promise<InboundMessage> {
+    await db
+      .insertInto('inbound_messages')
+      .values(row)
+      .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
+      .execute();
+    return db
+      .selectFrom('inbound_messages')
+      .selectAll()
+      .where('channel_id', '=', row.channel_id)
+      .where('message_id', '=', row.message_id)
+      .executeTakeFirstOrThrow();
+  }
+
   async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource, options: IngestOptions): Promise<InboundMessage> {
     const headers = readHeaderSection(raw);
     // Bytes that are no mail at all are still kept for an operator, keyed by their hash.
@@ -109,30 +124,20 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       : raw.length > channel.max_inbound_bytes
         ? `too large: ${raw.length} bytes, the channel accepts ${channel.max_inbound_bytes}`
         : null;
-    await db
-      .insertInto('inbound_messages')
-      .values({
-        id: randomUUID(),
-        channel_id: channel.id,
-        message_id: messageId,
-        raw,
-        size_bytes: raw.length,
-        status: rejection ? 'rejected' : 'received',
-        rejection_reason: rejection,
-        received_via: via,
-        imported: options.imported ?? false,
-        source_folder: options.source?.folder ?? null,
-        source_uid_validity: options.source?.uidValidity ?? null,
-        source_uid: options.source?.uid ?? null,
-      })
-      .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
-      .execute();
-    return db
-      .selectFrom('inbound_messages')
-      .selectAll()
-      .where('channel_id', '=', channel.id)
-      .where('message_id', '=', messageId)
-      .executeTakeFirstOrThrow();
+    return storeOnce({
+      id: randomUUID(),
+      channel_id: channel.id,
+      message_id: messageId,
+      raw,
+      size_bytes: raw.length,
+      status: rejection ? 'rejected' : 'received',
+      rejection_reason: rejection,
+      received_via: via,
+      imported: options.imported ?? false,
+      source_folder: options.source?.folder ?? null,
+      source_uid_validity: options.source?.uidValidity ?? null,
+      source_uid: options.source?.uid ?? null,
+    });
   }
 
   /**
@@ -415,30 +420,20 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
      * sits, so that reprocessing fetches it by UID. A second call for the same mail changes nothing.
      */
     async quarantineUndownloaded(channel: Channel, mail: UndownloadedMail): Promise<InboundMessage> {
-      await db
-        .insertInto('inbound_messages')
-        .values({
-          id: randomUUID(),
-          channel_id: channel.id,
-          message_id: mail.messageId,
-          raw: null,
-          size_bytes: mail.sizeBytes,
-          status: 'rejected',
-          rejection_reason: `too large: ${mail.sizeBytes} bytes, the channel accepts ${channel.max_inbound_bytes}; not downloaded`,
-          received_via: 'imap',
-          imported: mail.imported ?? false,
-          source_folder: mail.source.folder,
-          source_uid_validity: mail.source.uidValidity,
-          source_uid: mail.source.uid,
-        })
-        .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
-        .execute();
-      return db
-        .selectFrom('inbound_messages')
-        .selectAll()
-        .where('channel_id', '=', channel.id)
-        .where('message_id', '=', mail.messageId)
-        .executeTakeFirstOrThrow();
+      return storeOnce({
+        id: randomUUID(),
+        channel_id: channel.id,
+        message_id: mail.messageId,
+        raw: null,
+        size_bytes: mail.sizeBytes,
+        status: 'rejected',
+        rejection_reason: `too large: ${mail.sizeBytes} bytes, the channel accepts ${channel.max_inbound_bytes}; not downloaded`,
+        received_via: 'imap',
+        imported: mail.imported ?? false,
+        source_folder: mail.source.folder,
+        source_uid_validity: mail.source.uidValidity,
+        source_uid: mail.source.uid,
+      });
     },
   };
 }
