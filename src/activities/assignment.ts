@@ -251,7 +251,7 @@ async function loadCandidates(
     name: row.name,
     available: row.available,
     lastAssignedAt: row.last_assigned_at,
-    joinedAt: row.created_at,
+    joinedOrder: Number(row.joined_order),
     capacity: row.effective_capacity,
     openConversations: Number(row.open_conversations ?? 0),
   }));

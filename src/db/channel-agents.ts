@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 
 /**
@@ -17,6 +17,8 @@ export function selectChannelAgents(db: Kysely<Database>, channelId: string) {
       'ca.capacity',
       'ca.last_assigned_at',
       'ca.created_at',
+      // Ranked in SQL: created_at has microseconds, a JavaScript Date only milliseconds.
+      sql<string>`rank() over (order by ca.created_at)`.as('joined_order'),
       eb.fn.coalesce('ca.capacity', 'ch.default_agent_capacity').as('effective_capacity'),
       eb
         .selectFrom('conversations as c')

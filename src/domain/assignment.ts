@@ -8,8 +8,8 @@ export interface AssignmentCandidate {
   available: boolean;
   /** When this agent last received a conversation on the channel; null for never. */
   lastAssignedAt: Date | null;
-  /** When the agent joined the channel: breaks ties so the order is stable. */
-  joinedAt: Date;
+  /** The agent's place in the order they joined the channel (1 = first): breaks ties so the order is stable. */
+  joinedOrder: number;
   /** Open conversations assigned to the agent on this channel (capacity is per channel). */
   openConversations: number;
   /** Most open conversations the agent takes; null = unlimited. */
@@ -27,7 +27,7 @@ function byWaitingTime(a: AssignmentCandidate, b: AssignmentCandidate): number {
   const sa = waitedSince(a);
   const sb = waitedSince(b);
   if (sa !== sb) return sa < sb ? -1 : 1;
-  const joined = a.joinedAt.getTime() - b.joinedAt.getTime();
+  const joined = a.joinedOrder - b.joinedOrder;
   if (joined !== 0) return joined;
   return a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0;
 }
@@ -37,7 +37,7 @@ function byLoad(a: AssignmentCandidate, b: AssignmentCandidate): number {
 }
 
 /**
- * round_robin: among available agents with free capacity, the one who waited longest (never-assigned first, then joinedAt, then userId).
+ * round_robin: among available agents with free capacity, the one who waited longest (never-assigned first, then who joined first, then userId).
  * load: among available agents with free capacity, fewest open conversations; ties broken like round robin.
  * `exclude` user ids are skipped (used to offer an SLA-breached conversation to someone else).
  */

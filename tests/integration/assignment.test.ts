@@ -619,6 +619,23 @@ describe('assignment racing at the database (no Temporal)', () => {
     });
   }
 
+  it('round_robin gives the first conversation to who joined first, also when both joined within one millisecond', async () => {
+    const { channelId, agents, newConversations } = await seedChannel('round_robin', [null, null]);
+    // Joined 0.8 ms apart, the first with the larger user id: a millisecond clock would see a tie and pick by id.
+    const [first, second] = [...agents].sort().reverse();
+    for (const [userId, joined] of [
+      [first!, '2026-01-01T00:00:00.000100Z'],
+      [second!, '2026-01-01T00:00:00.000900Z'],
+    ] as const) {
+      await sql`update channel_agents set created_at = ${joined} where channel_id = ${channelId} and user_id = ${userId}`.execute(
+        database.db,
+      );
+    }
+    const [conversationId] = await newConversations(1);
+    const result = await activities().assignFromQueue({ conversationId: conversationId! });
+    expect(result.assignee?.id).toBe(first);
+  });
+
   it('round_robin without capacity limits spreads 200 concurrent assignments evenly (difference at most 1)', async () => {
     const { channelId, agents, newConversations } = await seedChannel('round_robin', [null, null, null]);
     const ids = await newConversations(200);

@@ -8,18 +8,17 @@ import {
   type AssignmentStrategy,
 } from '../../src/domain/assignment.js';
 
-const joined = new Date('2026-01-01T00:00:00Z');
 const now = new Date('2026-03-01T12:00:00Z');
 
 const agent = (
   userId: string,
   lastAssignedAt: string | null,
-  { available = true, joinedAt = joined, openConversations = 0, capacity = null as number | null } = {},
+  { available = true, joinedOrder = 1, openConversations = 0, capacity = null as number | null } = {},
 ): AssignmentCandidate => ({
   userId,
   available,
   lastAssignedAt: lastAssignedAt ? new Date(lastAssignedAt) : null,
-  joinedAt,
+  joinedOrder,
   openConversations,
   capacity,
 });
@@ -67,8 +66,7 @@ describe('chooseAgent: round robin', () => {
   });
 
   it('breaks ties by who joined the channel first, then by user id', () => {
-    const later = new Date('2026-01-02T00:00:00Z');
-    expect(choose([agent('a', null, { joinedAt: later }), agent('b', null, { joinedAt: joined })])).toBe('b');
+    expect(choose([agent('a', null, { joinedOrder: 2 }), agent('b', null, { joinedOrder: 1 })])).toBe('b');
     expect(choose([agent('b', null), agent('a', null)])).toBe('a');
     expect(choose([agent('b', '2026-02-01T09:00:00Z'), agent('a', '2026-02-01T09:00:00Z')])).toBe('a');
   });
@@ -114,8 +112,7 @@ describe('chooseAgent: load', () => {
         agent('c', null, { openConversations: 2 }),
       ]),
     ).toBe('b');
-    const later = new Date('2026-01-02T00:00:00Z');
-    expect(choose([agent('a', null, { joinedAt: later }), agent('b', null)])).toBe('b');
+    expect(choose([agent('a', null, { joinedOrder: 2 }), agent('b', null)])).toBe('b');
     expect(choose([agent('b', null), agent('a', null)])).toBe('a');
   });
 
@@ -205,7 +202,7 @@ describe('planAssignments properties', () => {
       userId: fc.constantFrom(...userIds),
       available: fc.boolean(),
       lastAssignedAt: fc.option(time, { nil: null }),
-      joinedAt: time,
+      joinedOrder: fc.integer({ min: 1, max: 5 }),
       openConversations: fc.nat({ max: 6 }),
       capacity: fc.option(fc.nat({ max: 5 }), { nil: null }),
     }),
