@@ -4,16 +4,14 @@
 // fires: the longest delay is the longest stall a request (or /health) would have waited behind. Each round posts to a
 // fresh channel with the corpus's settings, so that no mail is a duplicate of an earlier round's. Parsing runs on the
 // API's parser threads; conversation workflows are started on a queue no worker polls, as in the ingest section.
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createChannel } from '../src/db/seed.js';
 import { ADVERSARIAL_CHANNEL, adversarialCorpus, ordinaryMail } from '../tests/adversarial/corpus.js';
+import { forkBenchProcess } from './child-process.js';
 import type { StallApiReport, StallApiRequest, StallSummary } from './stall-api.js';
 import type { BenchStack } from './stack.js';
 
 const API_SCRIPT = fileURLToPath(new URL('./stall-api.ts', import.meta.url));
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WARM_UP_MAILS = 20;
 
 export type StallWorkload = 'corpus' | 'ordinary';
@@ -143,35 +141,14 @@ async function post(apiUrl: string, channel: { id: string; forwarderSecret: stri
 }
 
 async function startStallApi(stack: BenchStack): Promise<StallApi> {
-  // `node --import tsx`, not the tsx CLI: the CLI would run the API in a second process of its own.
-  const child = fork(API_SCRIPT, [], {
-    cwd: REPO_ROOT, // where `--import tsx` is found
-    execArgv: ['--import', 'tsx'],
-    env: { ...process.env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
   let failure: string | undefined;
   const gone = () => new Error(`the stall API process exited: ${failure ?? 'see its output above'}`);
   const pending = new Map<number, (report: StallApiReport) => void>();
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', () => {
-      pending.clear();
-      resolve();
-    }),
-  );
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      if (child.connected) child.send({ type: 'stop' } satisfies StallApiRequest);
-      else child.kill('SIGTERM');
-      const inTime = await Promise.race([exited.then(() => true), sleep(15_000, false, { ref: false })]);
-      if (!inTime) child.kill('SIGKILL');
-      await exited;
-    }
-    process.removeListener('exit', killOnExit);
-  };
-  stack.addStop(stop);
+  const { child, exited, stop } = forkBenchProcess(stack, API_SCRIPT, {
+    env: { ...process.env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress },
+    stopMessage: { type: 'stop' } satisfies StallApiRequest,
+    onExit: () => pending.clear(),
+  });
 
   const url = await new Promise<string>((resolve, reject) => {
     child.on('message', (report: StallApiReport) => {

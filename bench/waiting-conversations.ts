@@ -14,7 +14,7 @@
 // Besides RSS: the CPU time of the worker process and of the Temporal dev server (from /proc, Linux only), and, from
 // the histories of a sample, how long each kind of task queued and ran. All workflows are terminated before the next
 // workload starts (and the in-memory dev server goes with the stack if the run fails).
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,7 @@ import { conversationWorkflow } from '../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../src/workflows/ids.js';
 import { inboundMessageSignal } from '../src/workflows/messages.js';
 import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../src/workflows/search-attributes.js';
+import { forkBenchProcess } from './child-process.js';
 import type { BenchStack } from './stack.js';
 import { fixtureMail, measure, type Request } from './throughput.js';
 import type { WorkerReport, WorkerRequest, WorkerSample } from './waiting-worker.js';
@@ -108,7 +109,6 @@ const DAY_MS = 86_400_000;
 
 const WORKER_SCRIPT = fileURLToPath(new URL('./waiting-worker.ts', import.meta.url));
 const BARE_WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/bare-timer.ts', import.meta.url));
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TIMER_PROBE_PATH = fileURLToPath(new URL('./workflows/timer-probe.ts', import.meta.url));
 
 /** Mailroom first, then bare, each on a fresh worker process; everything it starts is added to the stack's stop(). */
@@ -280,25 +280,18 @@ interface WorkerProcess {
 }
 
 async function startWorker(stack: BenchStack, workload: WaitingWorkload, env: Record<string, string>): Promise<WorkerProcess> {
-  // `node --import tsx`, not the tsx CLI: the CLI runs the script in a second process, whose RSS would not be the pid's.
-  const child = fork(WORKER_SCRIPT, [], {
-    cwd: REPO_ROOT, // where `--import tsx` is found
-    execArgv: ['--import', 'tsx', '--expose-gc'],
-    env: { ...process.env, ...env, BENCH_WORKER_KIND: workload },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
   let failure: string | undefined;
   const gone = () => new Error(`the ${workload} worker exited: ${failure ?? 'see its output above'}`);
   const pending = new Map<number, { resolve(sample: WorkerSample): void; reject(error: Error): void }>();
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', () => {
+  const { child, exited, stop } = forkBenchProcess(stack, WORKER_SCRIPT, {
+    execArgv: ['--expose-gc'],
+    env: { ...process.env, ...env, BENCH_WORKER_KIND: workload },
+    stopMessage: { type: 'stop' } satisfies WorkerRequest,
+    onExit: () => {
       for (const { reject } of pending.values()) reject(gone());
       pending.clear();
-      resolve();
-    }),
-  );
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+    },
+  });
   let nextId = 1;
   const ready = new Promise<WorkerProcess['defaults']>((resolve, reject) => {
     child.on('message', (report: WorkerReport) => {
@@ -315,17 +308,6 @@ async function startWorker(stack: BenchStack, workload: WaitingWorkload, env: Re
     void exited.then(() => reject(gone()));
   });
 
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      if (child.connected) child.send({ type: 'stop' } satisfies WorkerRequest);
-      else child.kill('SIGTERM');
-      const inTime = await Promise.race([exited.then(() => true), sleep(15_000, false, { ref: false })]);
-      if (!inTime) child.kill('SIGKILL');
-      await exited;
-    }
-    process.removeListener('exit', killOnExit);
-  };
-  stack.addStop(stop);
   const defaults = await ready;
 
   const sample = (gc: boolean) =>

@@ -85,10 +85,10 @@ export type ImapConnectionCheck =
   | { ok: true; idle: boolean; folders: Array<{ folder: string; messages: number }> }
   | ({ ok: false; folder?: string } & ImapFailure);
 
-/** Connects, logs in and opens every folder once, as the mailbox sync would, and says what failed. */
 /** A connection test that takes longer is a timeout, also when the server greets and then never answers. */
 const CONNECTION_TEST_MS = 30_000;
 
+/** Connects, logs in and opens every folder once, as the mailbox sync would, and says what failed. */
 export async function checkImapConnection(
   settings: ImapSettings,
   destination: Destination,

@@ -445,7 +445,9 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
           { summary: 'May an automatic answer go out? (loop and flood limits)' },
           [{ conversationId }],
         );
-        if (automaticMailBlocked) return escalate(aiAgent, `no automatic answer may go out: ${automaticMailBlocked}`);
+        if (automaticMailBlocked) {
+          return escalate(aiAgent, `no automatic answer may go out: ${automaticMailBlocked}`, automaticMailBlocked);
+        }
       }
       let answer;
       try {
@@ -497,14 +499,17 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   }
 
   /** Hands over from the AI agent: a short note to the customer, then human assignment. */
-  async function escalate(aiAgent: Actor, reason: string) {
+  /** `automaticMailBlocked`: why no automatic mail may go out, when the caller has just read it. */
+  async function escalate(aiAgent: Actor, reason: string, automaticMailBlocked?: string) {
     await db.recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
       { conversationId, aiAgentId: aiAgent.id, reason },
     ]);
-    const blocked = patched(AUTOMATIC_MAIL_CHECKED_FOR_AI)
-      ? (await read.loadConversation.executeWithOptions({ summary: 'May the handover note go out?' }, [{ conversationId }]))
-          .automaticMailBlocked
-      : null;
+    const blocked =
+      automaticMailBlocked ??
+      (patched(AUTOMATIC_MAIL_CHECKED_FOR_AI)
+        ? (await read.loadConversation.executeWithOptions({ summary: 'May the handover note go out?' }, [{ conversationId }]))
+            .automaticMailBlocked
+        : null);
     if (blocked) await suppressAutomaticMail('handover', blocked);
     else {
       await smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
