@@ -3,7 +3,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { selectChannelAgents } from '../db/channel-agents.js';
 import type { Database } from '../db/schema.js';
 import { chooseAgent, planAssignments, type AssignmentCandidate, type AssignmentStrategy } from '../domain/assignment.js';
-import type { Actor } from '../workflows/messages.js';
+import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
 

@@ -1,34 +1,19 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { ConversationStatus, MailClassification, SenderVerdictKind } from '../db/schema.js';
 import { asksForPerson, confirmsResolution } from '../domain/customer-intent.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
-import type { Actor } from '../workflows/messages.js';
+import type {
+  Actor,
+  AutomaticMailKind,
+  ConversationStatus,
+  CustomerMessageFacts,
+  ResolvedBy,
+  SenderVerdictKind,
+} from '../domain/conversation.js';
 import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
-
-/** What a newly arrived customer mail means for the conversation. */
-export interface CustomerMessageFacts {
-  inboundMessageId: string;
-  classification: MailClassification;
-  /** The customer asks to talk to a person (in one of the channel's languages). */
-  asksForPerson: boolean;
-  /** The customer says the answer solved their problem. */
-  confirmsResolution: boolean;
-  /** What the receiving server said about the sender; spam never counts as the customer writing. */
-  senderVerdict?: SenderVerdictKind;
-}
-
-/** Mail Mailroom sends on its own, which loop safety may hold back. */
-export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey' | 'handover';
-
-/** Who resolved a conversation: an agent (user) or an AI agent. */
-export interface ResolvedBy {
-  kind: 'agent' | 'ai_agent';
-  id: string;
-}
 
 export interface ConversationContext {
   conversationId: string;

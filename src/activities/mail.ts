@@ -1,13 +1,13 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
-import type { Database, OutboundKind } from '../db/schema.js';
+import type { Database } from '../db/schema.js';
+import type { OutboundKind, ResolvedBy } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { signCsatToken } from '../domain/csat-token.js';
 import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
 import { composeMail, InvalidRecipientError, type OutgoingMail } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
 import { channelSmtpServer } from '../mail/transport.js';
-import type { ResolvedBy } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent, type TimelineEventType } from './timeline.js';
 

@@ -11,7 +11,7 @@ import {
   type RoutingFacts,
   type RoutingRuleDefinition,
 } from '../domain/routing-rules.js';
-import type { Actor } from '../workflows/messages.js';
+import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { recordEvent } from './timeline.js';
 

@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { Config, RateLimitSettings } from '../config.js';
 import type { Db } from '../db/connection.js';
-import type { UserRole } from '../db/schema.js';
+import type { UserRole } from '../domain/conversation.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { SmtpCapture } from '../mail/smtp-capture.js';
 

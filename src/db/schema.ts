@@ -2,7 +2,15 @@ import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type { AssignmentStrategy } from '../domain/assignment.js';
 import type { BusinessHours } from '../domain/business-hours.js';
 import type { Priority, RoutingActions, RoutingCondition } from '../domain/routing-rules.js';
-import type { SenderVerdictKind } from '../domain/sender-verdict.js';
+import type {
+  ConversationStage,
+  ConversationStatus,
+  InboundSource,
+  MailClassification,
+  OutboundKind,
+  SenderVerdictKind,
+  UserRole,
+} from '../domain/conversation.js';
 
 // Typed view of the tables created by src/db/migrations. Keep both in step.
 
@@ -11,14 +19,7 @@ type Timestamp = ColumnType<Date, Date | string, Date | string>;
 // JSON columns: written as JSON text, read back parsed; all of ours have a default.
 type Json<T> = ColumnType<T, string | undefined, string>;
 
-export type UserRole = 'admin' | 'agent';
-export type ConversationStatus = 'open' | 'resolved' | 'closed' | 'spam';
-export type ConversationStage =
-  'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed' | 'spam';
-export type { SenderVerdictKind } from '../domain/sender-verdict.js';
 export type InboundStatus = 'received' | 'threaded' | 'rejected';
-export type MailClassification = 'ordinary' | 'auto_reply' | 'bounce';
-export type OutboundKind = 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover';
 export type AiProviderKind = 'knowledge_base' | 'openai_compatible';
 
 export interface AccountsTable {
@@ -291,8 +292,6 @@ export interface InboundMessagesTable {
   source_uid_validity: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
   source_uid: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
 }
-
-export type InboundSource = 'forwarder' | 'imap' | 'form';
 
 export interface OutboundMessagesTable {
   /** Chosen by the workflow, so a retried send finds the same row. */

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { generateApiKey } from '../api/auth.js';
 import { hashSecret } from '../security/secret-hash.js';
 import type { Db } from './connection.js';
-import type { UserRole } from './schema.js';
+import type { UserRole } from '../domain/conversation.js';
 
 // Creating accounts, people and channels: used by `npm start`'s demo data and by the tests.
 

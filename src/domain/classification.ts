@@ -1,4 +1,4 @@
-import type { MailClassification } from '../db/schema.js';
+import type { MailClassification } from './conversation.js';
 
 /** Header name (lower case) → every value it has in the mail, unfolded. */
 export type MailHeaders = Readonly<Record<string, readonly string[]>>;

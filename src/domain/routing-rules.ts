@@ -1,6 +1,6 @@
 import { RE2JS } from 're2js';
 import { z } from 'zod';
-import type { MailClassification } from '../db/schema.js';
+import type { MailClassification } from './conversation.js';
 
 // Routing rules: per channel an ordered list; the first rule whose conditions all match decides who
 // gets a new conversation, its priority and its labels. Everything here is pure: the facts are

@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { Channel, InboundMessage, InboundMessagesTable, InboundSource } from '../db/schema.js';
+import type { Channel, InboundMessage, InboundMessagesTable } from '../db/schema.js';
+import type { InboundSource } from '../domain/conversation.js';
 import type { SenderTrust } from '../domain/sender-verdict.js';
 import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, type ThreadCandidate } from '../domain/threading.js';
 import {

@@ -1,5 +1,5 @@
 import type Mail from 'nodemailer/lib/mailer/index.js';
-import type { OutboundKind } from '../db/schema.js';
+import type { OutboundKind } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { textToHtml } from './text-html.js';
 

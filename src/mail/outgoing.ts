@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
-import type { Database, OutboundKind } from '../db/schema.js';
+import type { Database } from '../db/schema.js';
+import type { OutboundKind } from '../domain/conversation.js';
 import { outgoingFromName, outgoingSubject } from '../domain/outgoing-templates.js';
 import { outboundMessageId, outboundThreadHeaders, replyTokenAddress, type ThreadMessage } from '../domain/threading.js';
 import type { OutgoingMail } from './compose.js';

@@ -1,4 +1,4 @@
-import type { MailClassification } from '../db/schema.js';
+import type { MailClassification } from '../domain/conversation.js';
 import type { SenderVerdict } from '../domain/sender-verdict.js';
 
 // What Mailroom keeps of a parsed mail. Crosses the worker-thread boundary, so plain data only.

@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ConversationStage, ConversationStatus } from '../db/schema.js';
+import type { Actor, ConversationStage, ConversationStatus } from '../domain/conversation.js';
 
 // Everything that talks to a running conversation: the API and the ingest import these,
 // the workflow registers their handlers. One input object each, explicit names.
@@ -18,11 +18,7 @@ export interface CsatRatingInput {
 /** The customer submitted the survey form. */
 export const csatRatingSignal = defineSignal<[CsatRatingInput]>('csatRating');
 
-/** Who does something, by id and by the name people read in the Temporal UI. */
-export interface Actor {
-  id: string;
-  name: string;
-}
+export type { Actor } from '../domain/conversation.js';
 
 export interface AgentReplyInput {
   author: Actor;

@@ -5,7 +5,7 @@ import { createAssignmentActivities, type QueueResult } from '../../src/activiti
 import { createConversationActivities } from '../../src/activities/conversation.js';
 import type { ActivityDeps } from '../../src/activities/deps.js';
 import type { Db } from '../../src/db/connection.js';
-import type { ConversationStage, ConversationStatus } from '../../src/db/schema.js';
+import type { ConversationStage, ConversationStatus } from '../../src/domain/conversation.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../../src/db/seed.js';
 import type { AssignmentStrategy } from '../../src/domain/assignment.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';

@@ -1,0 +1,82 @@
+import type { SenderVerdictKind } from './sender-verdict.js';
+
+// The words a conversation is told in, shared by the database schema, the workflows, the activities
+// and the API: where it stands, who acts, what kind of mail it is.
+
+/** Where a conversation stands, as the Temporal UI, the database row and the API show it. */
+export const CONVERSATION_STAGES = [
+  'triage',
+  'ai',
+  'waiting_for_hours',
+  'queued',
+  'assigned',
+  'resolved',
+  'csat',
+  'closed',
+  'spam',
+] as const;
+export type ConversationStage = (typeof CONVERSATION_STAGES)[number];
+
+/** The coarse state backend services filter by; each stage belongs to one. */
+export const CONVERSATION_STATUSES = ['open', 'resolved', 'closed', 'spam'] as const;
+export type ConversationStatus = (typeof CONVERSATION_STATUSES)[number];
+
+const OPEN_STAGES: ReadonlySet<ConversationStage> = new Set(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned']);
+
+/** Someone (the AI agent or people) still has to act on it. */
+export function isOpenStage(stage: ConversationStage): boolean {
+  return OPEN_STAGES.has(stage);
+}
+
+export function statusOfStage(stage: ConversationStage): ConversationStatus {
+  if (isOpenStage(stage)) return 'open';
+  if (stage === 'spam' || stage === 'closed') return stage;
+  return 'resolved'; // resolved, and csat: resolved with the survey out
+}
+
+/** Who does something, by id and by the name people read in the Temporal UI. */
+export interface Actor {
+  id: string;
+  name: string;
+}
+
+/** Who resolved a conversation: an agent (user) or an AI agent. */
+export interface ResolvedBy {
+  kind: 'agent' | 'ai_agent';
+  id: string;
+}
+
+export type UserRole = 'admin' | 'agent';
+
+/** What a mail is, judged from its headers: written by a person, an auto-reply, or a bounce. */
+export const MAIL_CLASSIFICATIONS = ['ordinary', 'auto_reply', 'bounce'] as const;
+export type MailClassification = (typeof MAIL_CLASSIFICATIONS)[number];
+
+export type { SenderVerdictKind } from './sender-verdict.js';
+
+/** How a mail reached Mailroom. */
+export type InboundSource = 'forwarder' | 'imap' | 'form';
+
+/** What ingest learned about a customer mail that the conversation acts on; handed to the workflow with the mail. */
+export interface CustomerMessageFacts {
+  inboundMessageId: string;
+  classification: MailClassification;
+  /** The customer asks to talk to a person (in one of the channel's languages). */
+  asksForPerson: boolean;
+  /** The customer says the answer solved their problem. */
+  confirmsResolution: boolean;
+  /** What the receiving server said about the sender; spam never counts as the customer writing. */
+  senderVerdict?: SenderVerdictKind;
+}
+
+/** A person wrote it: not an auto-reply or a bounce, and not spam (which never reopens or wakes anything). */
+export function isFromPerson(mail: Pick<CustomerMessageFacts, 'classification' | 'senderVerdict'>): boolean {
+  return mail.classification === 'ordinary' && mail.senderVerdict !== 'spam';
+}
+
+/** Mail Mailroom sends, by purpose. */
+export const OUTBOUND_KINDS = ['greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'] as const;
+export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
+
+/** Mail Mailroom sends on its own, which loop safety may hold back. */
+export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey' | 'handover';
