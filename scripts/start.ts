@@ -93,7 +93,9 @@ async function main() {
     ALLOWED_PRIVATE_NETWORKS: process.env.ALLOWED_PRIVATE_NETWORKS ?? LOOPBACK_NETWORKS.join(','),
   });
   const logger = createLogger(config.LOG_LEVEL);
-  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
+  // Ctrl+C and SIGTERM are handled at the end (the SDK would otherwise shut the worker down on its own).
+  Runtime.install({ logger: new MailroomRuntimeLogger('WARN'), shutdownSignals: [] });
+  const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
   const stops: Array<() => Promise<unknown> | unknown> = [];
 
   let temporalUiUrl: string | undefined;
@@ -134,8 +136,10 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
   });
   const ingest = createIngest({ db, temporal });
-  const api = await startApiServer({ db, temporal, ingest, config, logger, capture }, { port: config.PORT, host: config.HOST });
-  stops.unshift(() => api.close());
+  const api = await startApiServer(
+    { db, temporal, ingest, config, logger, capture },
+    { port: config.PORT, host: config.HOST, shutdownGraceMs: graceMs },
+  );
 
   const worker = await createMailroomWorker({
     connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
@@ -149,6 +153,7 @@ async function main() {
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
     },
+    shutdownGraceTime: graceMs,
   });
   const running = worker.run();
 
@@ -178,14 +183,20 @@ Send a mail:
 Press Ctrl+C to stop.
 `);
 
-  const shutdown = async () => {
+  // As `npm run api` and `npm run worker` stop: requests and activities in flight may finish within
+  // SHUTDOWN_GRACE_SECONDS; a second Ctrl+C does not wait.
+  let stopping = false;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    logger.info({ signal, graceSeconds: config.SHUTDOWN_GRACE_SECONDS }, 'stopping; Ctrl+C again to stop at once');
     worker.shutdown();
-    await running;
+    await Promise.all([running, api.close()]);
     for (const stop of stops) await stop();
     process.exit(0);
   };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
 }
 
 main().catch((error) => {

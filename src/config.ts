@@ -40,6 +40,9 @@ function rateLimit(perMinute: number) {
   );
 }
 
+// Catches milliseconds written as seconds: no deploy should wait longer than five minutes for one process.
+const MAX_SHUTDOWN_GRACE_SECONDS = 300;
+
 // Environment → typed config, validated once at start-up so a bad setting fails loudly and by name.
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -95,6 +98,14 @@ const envSchema = z.object({
   AI_API_KEY: z.string().optional(),
   AI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * On SIGTERM or SIGINT, how long the API lets requests in flight finish, and the worker its running
+   * activities, before cutting them off (Temporal retries a cut-off activity on another worker).
+   */
+  SHUTDOWN_GRACE_SECONDS: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.coerce.number().int().min(0).max(MAX_SHUTDOWN_GRACE_SECONDS).default(20),
+  ),
 });
 
 export type Config = z.infer<typeof envSchema>;

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import {
   DefaultLogger,
   NativeConnection,
+  Runtime,
   Worker,
   type LogLevel,
   type LogMetadata,
@@ -29,6 +30,10 @@ export interface MailroomWorkerOptions {
   deps: ActivityDeps;
   /** A prebuilt bundle (tests build one per file); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** After shutdown(), how long running activities may finish before they are cancelled; the SDK's default is 0. */
+  shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
+  /** After shutdown(), when run() gives up on activities that ignore their cancellation and throws; unset: never. */
+  shutdownForceTime?: WorkerOptions['shutdownForceTime'];
 }
 
 /**
@@ -76,19 +81,28 @@ export async function createMailroomWorker({
   taskQueue = TASK_QUEUE,
   deps,
   workflowBundle,
+  shutdownGraceTime,
+  shutdownForceTime,
 }: MailroomWorkerOptions): Promise<MailroomWorker> {
   const { syncMailbox, ...activities } = createActivities(deps);
+  // Left out unless given: an undefined option would override the SDK's default.
+  const shutdownTimes = {
+    ...(shutdownGraceTime === undefined ? {} : { shutdownGraceTime }),
+    ...(shutdownForceTime === undefined ? {} : { shutdownForceTime }),
+  };
   const main = await Worker.create({
     connection,
     namespace,
     taskQueue,
     ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: { ...activities, syncMailbox: handOverMailboxSession },
+    ...shutdownTimes,
   });
   const mailbox = await Worker.create({
     connection,
     namespace,
     taskQueue: mailboxTaskQueue(taskQueue),
+    ...shutdownTimes,
     activities: { syncMailbox },
     maxConcurrentActivityTaskExecutions: MAILBOX_SESSION_SLOTS,
   });
@@ -114,10 +128,16 @@ export async function createMailroomWorker({
   };
 }
 
+// After the grace period, for cancelled activities to stop before the worker gives up on them and exits.
+const CANCELLED_ACTIVITIES_MARGIN_MS = 10_000;
+
 async function main() {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   if (!config.SMTP_URL) throw new Error('SMTP_URL is required to run the worker on its own (npm start runs a capture instead)');
+  // Left to itself, the SDK's runtime would shut the workers down on SIGINT, SIGTERM, SIGQUIT and SIGUSR2, without
+  // closing anything else. The signals are handled below instead, where what they do can be read.
+  Runtime.install({ logger: new MailroomRuntimeLogger('INFO'), shutdownSignals: [] });
   const db = await openDatabase(config);
   await migrateToLatest(db);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -126,6 +146,8 @@ async function main() {
     connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
   });
+  const mail = createMailTransport(config.SMTP_URL, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS });
+  const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
   const worker = await createMailroomWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -133,13 +155,34 @@ async function main() {
     deps: {
       db,
       ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
-      mail: createMailTransport(config.SMTP_URL, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS }),
+      mail,
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
     },
+    shutdownGraceTime: graceMs,
+    shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,
   });
+  const running = worker.run(); // both workers are running from here on, so a signal can stop them
+
+  // A deploy's SIGTERM (Ctrl+C: SIGINT) stops polling and lets running activities finish within the grace period;
+  // then they are cancelled, and Temporal retries them on another worker. A second signal does not wait.
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'worker exits at once: second signal; Temporal retries the activities it was running');
+      process.exit(1);
+    }
+    stopping = true;
+    worker.shutdown();
+    logger.info(
+      { signal, graceSeconds: config.SHUTDOWN_GRACE_SECONDS },
+      'worker stopping: no new tasks, running activities may finish',
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   logger.info(
     {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
@@ -148,10 +191,13 @@ async function main() {
     },
     'worker started',
   );
-  await worker.run();
+  await running;
+  mail.close();
   await db.destroy();
   await temporal.connection.close();
   await connection.close();
+  logger.info('worker stopped');
+  process.exit(0);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
