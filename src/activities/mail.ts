@@ -1,29 +1,59 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
+import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { Database } from '../db/schema.js';
-import type { OutboundKind, ResolvedBy } from '../domain/conversation.js';
+import type { ResolvedBy } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { signCsatToken } from '../domain/csat-token.js';
 import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
-import { composeMail, InvalidRecipientError, type OutgoingMail } from '../mail/compose.js';
+import { composeMail, InvalidRecipientError } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
-import { channelSmtpServer } from '../mail/transport.js';
+import { classifySendFailure } from '../mail/send-failure.js';
+import { channelSmtpServer, type SmtpServer } from '../mail/transport.js';
+import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
-import { recordEvent, type TimelineEventType } from './timeline.js';
 
 export interface SentMail {
   outboundMessageId: string;
   messageId: string;
 }
 
-const SENT_EVENT: Record<OutboundKind, TimelineEventType> = {
-  greeting: 'greeting_sent',
-  reply: 'agent_reply_sent',
-  csat_survey: 'csat_survey_sent',
-  out_of_office: 'out_of_office_sent',
-  ai_reply: 'ai_reply_sent',
-  handover: 'handover_sent',
-};
+/**
+ * The clock of a send: it tells Temporal it is alive (so a worker that dies mid-send is noticed within a short
+ * heartbeat timeout) and renews its lease on the outbox row (so the row is free again soon after that).
+ */
+export const SEND_HEARTBEAT_EVERY_MS = 5_000;
+// An attempt that finds the row being sent looks again this soon at the latest.
+const IN_PROGRESS_RETRY_MAX_MS = 10_000;
+
+/** The SMTP server refused the mail for good; the workflow goes on without it. */
+function deliveryFailed(outboxId: string, reason: string) {
+  return ApplicationFailure.nonRetryable(reason, 'DeliveryFailed', { outboundMessageId: outboxId });
+}
+
+/** Runs send with `tick` on the send's clock, and a heartbeat with each tick when it runs as an activity (tests call it directly too). */
+async function onSendClock<T>(send: () => Promise<T>, tick: () => Promise<void>): Promise<T> {
+  const context = currentActivity();
+  context?.heartbeat();
+  const clock = setInterval(() => {
+    context?.heartbeat();
+    // A renewal that fails leaves the lease to run out; the send goes on.
+    tick().catch(() => undefined);
+  }, SEND_HEARTBEAT_EVERY_MS);
+  try {
+    return await send();
+  } finally {
+    clearInterval(clock);
+  }
+}
+
+function currentActivity(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Outbound mail goes through the outbox: the workflow picks the row id, the activity writes the row
@@ -51,16 +81,6 @@ async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promi
   const row = await trx.selectFrom('ai_agents').select('name').where('id', '=', aiAgentId).executeTakeFirst();
   if (!row) throw ApplicationFailure.nonRetryable(`AI agent ${aiAgentId} does not exist`, 'AiAgentNotFound');
   return row.name;
-}
-
-/** A row that names anything but one mailbox is never sent, and retrying cannot change that. */
-function composeOrRefuse(outgoing: OutgoingMail) {
-  try {
-    return composeMail(outgoing);
-  } catch (error) {
-    if (error instanceof InvalidRecipientError) throw ApplicationFailure.nonRetryable(error.message, 'InvalidRecipient');
-    throw error;
-  }
 }
 
 export function createMailActivities({ db, mail, publicUrl, secretKey }: ActivityDeps) {
@@ -93,7 +113,12 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
       .execute();
   }
 
-  /** Sends the outbox row unless it went out already, through the channel's SMTP server if it has one; records it on the timeline once. */
+  /**
+   * Sends the outbox row unless it went out (or failed) already, through the channel's SMTP server if it has
+   * one, under a lease on the row: an attempt that finds another one sending throws DeliveryInProgress
+   * (retryable). A refusal for good marks the row failed and throws DeliveryFailed (not retryable); any
+   * other failure gives the lease up and throws, to be retried with the same row and Message-ID.
+   */
   async function deliver(outboxId: string): Promise<SentMail | null> {
     const row = await db
       .selectFrom('outbound_messages as o')
@@ -111,38 +136,62 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
       .where('o.id', '=', outboxId)
       .executeTakeFirst();
     if (!row) return null;
-    if (!row.sent_at) {
-      await mail.send(
-        composeOrRefuse({
-          kind: row.kind,
-          messageId: row.message_id,
-          from: { name: row.from_name ?? row.channel_name, address: row.from_address },
-          to: row.to_address,
-          subject: row.subject,
-          text: row.text_body,
-          inReplyTo: row.in_reply_to,
-          references: row.reference_ids,
-          replyTo: row.reply_to,
-        }),
-        channelSmtpServer(row, secretKey),
-      );
-      await db.transaction().execute(async (trx) => {
-        const marked = await trx
-          .updateTable('outbound_messages')
-          .set({ sent_at: sql<Date>`now()` })
-          .where('id', '=', outboxId)
-          .where('sent_at', 'is', null)
-          .executeTakeFirst();
-        if (marked.numUpdatedRows > 0n) {
-          await recordEvent(trx, row.conversation_id, SENT_EVENT[row.kind], {
-            outboundMessageId: row.id,
-            authorId: row.author_id,
-            aiAgentId: row.ai_agent_id,
-          });
-        }
-      });
+    const sent: SentMail = { outboundMessageId: row.id, messageId: row.message_id };
+    const claim = await claimDelivery(db, outboxId);
+    if (!claim) return null;
+    if (!claim.claimed) {
+      if (claim.status === 'failed') throw deliveryFailed(outboxId, claim.error ?? 'refused by the SMTP server');
+      if (claim.status === 'queued') {
+        throw ApplicationFailure.create({
+          type: 'DeliveryInProgress',
+          message: `outgoing mail ${outboxId} is being sent by another attempt`,
+          // Soon after the other attempt's answer, at the latest when its lease runs out.
+          nextRetryDelay: Math.min(Math.max(claim.leaseLeftMs + 500, 1_000), IN_PROGRESS_RETRY_MAX_MS),
+        });
+      }
+      return sent; // sent or bounced
     }
-    return { outboundMessageId: row.id, messageId: row.message_id };
+    const { token } = claim;
+    let server: SmtpServer | undefined;
+    let message: Mail.Options;
+    try {
+      server = channelSmtpServer(row, secretKey);
+      message = composeMail({
+        kind: row.kind,
+        messageId: row.message_id,
+        from: { name: row.from_name ?? row.channel_name, address: row.from_address },
+        to: row.to_address,
+        subject: row.subject,
+        text: row.text_body,
+        inReplyTo: row.in_reply_to,
+        references: row.reference_ids,
+        replyTo: row.reply_to,
+      });
+    } catch (error) {
+      // A row that names anything but one mailbox is never sent, and retrying cannot change that.
+      if (error instanceof InvalidRecipientError) {
+        await markFailed(db, { outboxId, token, reason: error.message });
+        throw deliveryFailed(outboxId, error.message);
+      }
+      await releaseClaim(db, { outboxId, token, reason: 'the mail could not be prepared for sending' });
+      throw error;
+    }
+    try {
+      await onSendClock(
+        () => mail.send(message, server),
+        () => renewClaim(db, { outboxId, token }),
+      );
+    } catch (error) {
+      const failure = classifySendFailure(error, [server?.password]);
+      if (failure.permanent) {
+        await markFailed(db, { outboxId, token, reason: failure.reason });
+        throw deliveryFailed(outboxId, failure.reason);
+      }
+      await releaseClaim(db, { outboxId, token, reason: failure.reason });
+      throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
+    }
+    await markSent(db, outboxId);
+    return sent;
   }
 
   return {

@@ -27,7 +27,11 @@ export type TimelineEventType =
   /** Its first mail was spam (a forged sender, a spam verdict): kept out of the queue. */
   | 'marked_spam'
   /** An agent said it is not spam: it is routed like any conversation. */
-  | 'released_from_spam';
+  | 'released_from_spam'
+  /** The SMTP server refused an outgoing mail for good: { outboundMessageId, kind, reason }. */
+  | 'delivery_failed'
+  /** A delivery report came back for an outgoing mail: { outboundMessageId, kind, reason, inboundMessageId }. */
+  | 'delivery_bounced';
 
 /** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
 export async function recordEvent(

@@ -8,6 +8,7 @@ import * as api from './migrations/0006_api.js';
 import * as hostileInput from './migrations/0007_hostile_input.js';
 import * as sendersAndMailboxLimits from './migrations/0008_senders_and_mailbox_limits.js';
 import * as imapHistoryEnd from './migrations/0009_imap_history_end.js';
+import * as deliveryStatus from './migrations/0010_delivery_status.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '0007_hostile_input': hostileInput,
   '0008_senders_and_mailbox_limits': sendersAndMailboxLimits,
   '0009_imap_history_end': imapHistoryEnd,
+  '0010_delivery_status': deliveryStatus,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

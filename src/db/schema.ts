@@ -5,6 +5,7 @@ import type { Priority, RoutingActions, RoutingCondition } from '../domain/routi
 import type {
   ConversationStage,
   ConversationStatus,
+  DeliveryStatus,
   InboundSource,
   MailClassification,
   OutboundKind,
@@ -314,6 +315,12 @@ export interface OutboundMessagesTable {
   reply_to: string | null;
   created_at: CreatedAt;
   sent_at: Timestamp | null;
+  delivery_status: ColumnType<DeliveryStatus, DeliveryStatus | undefined, DeliveryStatus>;
+  /** Failed or bounced: the server's reply or the delivery report's diagnostic; queued: why the last attempt did not go out. */
+  delivery_error: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A send holds the row until then (and by its token): a retry meanwhile sends nothing. */
+  claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  claim_token: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface AttachmentsTable {

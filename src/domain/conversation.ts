@@ -78,5 +78,12 @@ export function isFromPerson(mail: Pick<CustomerMessageFacts, 'classification' |
 export const OUTBOUND_KINDS = ['greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'] as const;
 export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
+/**
+ * Where an outgoing mail stands: queued (not out yet, or being retried), sent (the SMTP server took it),
+ * failed (the server refused it for good) or bounced (a delivery report came back for it).
+ */
+export const DELIVERY_STATUSES = ['queued', 'sent', 'failed', 'bounced'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
 /** Mail Mailroom sends on its own, which loop safety may hold back. */
 export type AutomaticMailKind = 'greeting' | 'out_of_office' | 'csat_survey' | 'handover';

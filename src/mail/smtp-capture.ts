@@ -15,30 +15,68 @@ export interface CapturedMail {
   raw: string;
 }
 
+/** A mail server saying no, as tests make the capture answer. */
+export interface CaptureRefusal {
+  /** To the recipient (RCPT TO), or to the message once it was sent (the reply to DATA). */
+  at: 'rcpt' | 'data';
+  /** 5xx refuses for good, 4xx asks to try again later. */
+  code: number;
+  message: string;
+  /** Refuses this many mails, then takes them again; every one when left out. */
+  times?: number;
+}
+
 /**
  * An SMTP server on loopback that keeps what it receives: the outbound sink of `npm start`
- * (shown through the API) and of the tests. Keeps the newest `capacity` mails.
+ * (shown through the API) and of the tests. Keeps the newest `capacity` mails. Tests can make it
+ * refuse mail (`refuse`) or answer slowly (`holdMails`).
  */
 export class SmtpCapture {
   readonly mails: CapturedMail[] = [];
+  /** Mails it said no to, since it started. */
+  refused = 0;
   private nextId = 1;
   private readonly server: SMTPServer;
   private readonly waiters = new Set<() => void>();
+  private refusal: CaptureRefusal | null = null;
+  private holdMs = 0;
 
   constructor(private readonly capacity = 1000) {
     this.server = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS'],
       logger: false,
+      onRcptTo: (_address, _session, callback) => callback(this.refusalAt('rcpt') ?? undefined),
       onData: (stream, session, callback) => {
         const chunks: Buffer[] = [];
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
         stream.on('error', callback);
         stream.on('end', () => {
-          this.record(Buffer.concat(chunks), session.envelope).then(() => callback(), callback);
+          const refused = this.refusalAt('data');
+          if (refused) return callback(refused);
+          // A slow server: the mail is taken (and kept) only when the answer comes.
+          setTimeout(() => this.record(Buffer.concat(chunks), session.envelope).then(() => callback(), callback), this.holdMs);
         });
       },
     });
+  }
+
+  /** Says no to the next mails (all of them unless `times`), until called with null. */
+  refuse(refusal: CaptureRefusal | null): void {
+    this.refusal = refusal && { ...refusal };
+  }
+
+  /** Answers each mail's DATA only after this long, as a slow server does; 0 answers at once. */
+  holdMails(ms: number): void {
+    this.holdMs = ms;
+  }
+
+  private refusalAt(step: CaptureRefusal['at']): (Error & { responseCode: number }) | null {
+    const refusal = this.refusal;
+    if (!refusal || refusal.at !== step) return null;
+    if (refusal.times !== undefined && --refusal.times <= 0) this.refusal = null;
+    this.refused += 1;
+    return Object.assign(new Error(refusal.message), { responseCode: refusal.code });
   }
 
   async listen(port = 0, host = '127.0.0.1'): Promise<{ port: number; url: string }> {

@@ -15,9 +15,29 @@ export interface SmtpServer {
 }
 
 export interface MailTransport {
+  /** Rejects with nodemailer's error (see classifySendFailure), or an AbortError past SEND_DEADLINE_MS. */
   send(message: Mail.Options, server?: SmtpServer): Promise<void>;
   close(): void;
 }
+
+/**
+ * How long one step of an SMTP session may take: a hung server fails the send within seconds, so the
+ * activity that sends can have a short timeout. (nodemailer's own are 2 minutes to connect and 10 of silence.)
+ */
+export const SMTP_TIMEOUTS = {
+  /** The TCP connection, DNS included, up to the greeting. */
+  connectionTimeout: 10_000,
+  greetingTimeout: 10_000,
+  /** Silence on the socket at any later step (a reply to MAIL, RCPT, DATA, the message). */
+  socketTimeout: 20_000,
+} as const;
+
+/**
+ * The longest a whole send takes, the lookup of a channel's server included: a server trickling its
+ * replies, which no socket timeout notices, is cut off here (the connection closed), so the activity
+ * that sends ends within its start-to-close timeout.
+ */
+export const SEND_DEADLINE_MS = 45_000;
 
 /** The channel's SMTP server from its row, the password decrypted; undefined when it uses the deployment's. */
 export function channelSmtpServer(
@@ -49,7 +69,9 @@ export function smtpServerTransport(
   destination: Destination,
   options: { pool?: boolean; timeoutMs?: number } = {},
 ) {
-  const timeout = options.timeoutMs ?? 30_000;
+  const timeouts = options.timeoutMs
+    ? { connectionTimeout: options.timeoutMs, greetingTimeout: options.timeoutMs, socketTimeout: options.timeoutMs }
+    : SMTP_TIMEOUTS;
   return nodemailer.createTransport({
     host: destination.address,
     ...(destination.servername ? { tls: { servername: destination.servername } } : {}),
@@ -57,9 +79,7 @@ export function smtpServerTransport(
     secure: server.secure,
     ...(server.username ? { auth: { user: server.username, pass: server.password ?? '' } } : {}),
     pool: options.pool ?? true,
-    connectionTimeout: timeout,
-    greetingTimeout: timeout,
-    socketTimeout: timeout,
+    ...timeouts,
   });
 }
 
@@ -76,6 +96,10 @@ export function createMailTransport(
 ): MailTransport {
   const url = new URL(smtpUrl);
   if (!url.searchParams.has('pool')) url.searchParams.set('pool', 'true');
+  // The URL may set its own (?socketTimeout=60000); otherwise the deployment's server gets the same as channels'.
+  for (const [name, ms] of Object.entries(SMTP_TIMEOUTS)) {
+    if (!url.searchParams.has(name)) url.searchParams.set(name, String(ms));
+  }
   const deployment = nodemailer.createTransport(url.toString());
   // One pool per distinct channel server and address; a changed password is a new key, the old pool idles out.
   const channelPools = new Map<string, ReturnType<typeof smtpServerTransport>>();
@@ -94,7 +118,10 @@ export function createMailTransport(
   };
   return {
     async send(message, server) {
-      await (server ? await poolFor(server) : deployment).sendMail(message);
+      const deadline = AbortSignal.timeout(SEND_DEADLINE_MS);
+      const transport = server ? await poolFor(server) : deployment;
+      // Aborting fails this message and closes its connection; the pool's other deliveries go on.
+      await transport.sendMail({ ...message, signal: deadline });
     },
     close: () => {
       deployment.close();
