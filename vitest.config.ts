@@ -5,6 +5,8 @@ const withServers = {
   globalSetup: ['tests/setup/global-setup.ts'],
   testTimeout: 120_000,
   hookTimeout: 180_000,
+  // `npm run record-histories`: the recorder names a workflow after the test that started it.
+  setupFiles: process.env.RECORD_HISTORIES ? ['tests/replay/record-test-names.ts'] : [],
 };
 
 export default defineConfig({
@@ -15,6 +17,8 @@ export default defineConfig({
       // Generous: parser threads start slowly on a loaded machine; nothing here asserts on time.
       { test: { name: 'unit', include: ['tests/unit/**/*.test.ts'], testTimeout: 30_000 } },
       { test: { name: 'workflows', include: ['tests/workflows/**/*.test.ts'], ...withServers } },
+      // Replays the committed workflow histories: no servers, the bundle is built once per file.
+      { test: { name: 'replay', include: ['tests/replay/**/*.test.ts'], testTimeout: 60_000 } },
       {
         test: {
           name: 'integration',

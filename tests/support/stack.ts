@@ -132,6 +132,7 @@ export async function startTestStack(
     databaseUrl: database.url,
     smtpUrl: smtp.url,
     async stop() {
+      await (await import('./history-recorder.js')).recordTaskQueueHistories(temporal, taskQueue);
       current.worker.shutdown();
       await current.running;
       await workerConnection.close();

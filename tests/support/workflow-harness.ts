@@ -298,6 +298,7 @@ export function useWorkflowHarness(hooks: {
         // test, and so does one terminated with an activity or workflow task in flight (until that task's
         // timeout, in real time): let the worker finish what it runs, then terminate while it still polls.
         await settle();
+        await (await import('./history-recorder.js')).recordWorkflowHistory(harness.env.client, handle.workflowId);
         await handle.terminate('test finished').catch(() => undefined);
       }
     });

@@ -1,0 +1,87 @@
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { WORKFLOWS_PATH } from '../../src/worker.js';
+import { quietReplayRuntime, recordedHistories, replay, type RecordedHistory } from './recorded-histories.js';
+
+// The replay test of the replay test: a workflow changed the way that breaks running workflows (a
+// mutant, made by rewriting its source text as it is bundled) must fail to replay the recorded
+// histories that take the changed path, with a determinism error, and replay the others.
+
+interface Mutant {
+  description: string;
+  /** The workflow source file to change. */
+  file: string;
+  search: string;
+  replacement: string;
+  workflowType: string;
+  /** The histories that take the changed path. */
+  affects(history: RecordedHistory): boolean;
+}
+
+const MUTANT_LOADER = fileURLToPath(new URL('./mutant-loader.cjs', import.meta.url));
+
+const takeBackThenServe = {
+  takeBack: `    for (const { reason, takeBackFromUserId } of batch) {
+      if (!takeBackFromUserId) continue;
+      const taken = await db.takeBackConversations.executeWithOptions({ summary: \`Take back open conversations: \${reason}\` }, [
+        { channelId, userId: takeBackFromUserId },
+      ]);
+      for (const id of taken) changed.set(id, reason);
+    }
+`,
+  serve: `    const reasons = [...new Set(batch.map((request) => request.reason))].join('; ');
+    const { othersAssigned } = await db.assignFromQueue.executeWithOptions({ summary: \`Serve the queue: \${reasons}\` }, [
+      { channelId },
+    ]);
+`,
+};
+
+const MUTANTS: Mutant[] = [
+  {
+    description: 'the assignment queue serves the queue before it takes back the conversations of an agent who left',
+    file: fileURLToPath(new URL('../../src/workflows/assignment-queue.ts', import.meta.url)),
+    search: takeBackThenServe.takeBack + takeBackThenServe.serve,
+    replacement: takeBackThenServe.serve + takeBackThenServe.takeBack,
+    workflowType: 'assignmentQueueWorkflow',
+    affects: ({ history }) =>
+      (history.events ?? []).some(
+        (event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'takeBackConversations',
+      ),
+  },
+];
+
+const historiesByType = recordedHistories();
+
+describe('replay catches a workflow change that would break running workflows', () => {
+  beforeAll(() => {
+    quietReplayRuntime();
+  });
+
+  for (const mutant of MUTANTS) {
+    it(`fails the histories that ${mutant.description} would break, and only those`, async () => {
+      const histories = historiesByType.get(mutant.workflowType) ?? [];
+      const affected = histories.filter((history) => mutant.affects(history)).map((history) => history.name);
+      expect(affected.length, `recorded ${mutant.workflowType} histories that take the changed path`).toBeGreaterThan(0);
+
+      const workflowBundle = await bundleWorkflowCode({
+        workflowsPath: WORKFLOWS_PATH,
+        logger: new DefaultLogger('WARN'),
+        webpackConfigHook: (config) => {
+          config.module?.rules?.push({
+            resource: mutant.file,
+            enforce: 'pre',
+            use: [{ loader: MUTANT_LOADER, options: { search: mutant.search, replacement: mutant.replacement } }],
+          });
+          return config;
+        },
+      });
+      const outcomes = await replay(workflowBundle, histories);
+
+      const failed = [...outcomes].filter(([, error]) => error).map(([name]) => name);
+      expect(failed).toEqual(affected);
+      for (const name of affected) expect(outcomes.get(name)).toBeInstanceOf(DeterminismViolationError);
+    });
+  }
+});
