@@ -7,4 +7,5 @@ COPY tsconfig.json ./
 COPY src ./src
 ENV NODE_ENV=production
 USER node
-CMD ["npx", "tsx", "src/api/server.ts"]
+# Node itself gets SIGTERM (npx would not pass it on) and stops gracefully.
+CMD ["node", "--import", "tsx", "src/api/server.ts"]

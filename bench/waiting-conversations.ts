@@ -28,7 +28,7 @@ import { createChannel } from '../src/db/seed.js';
 import { businessHoursSchema, WEEKDAYS } from '../src/domain/business-hours.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { WORKFLOWS_PATH } from '../src/worker.js';
-import { conversationWorkflow } from '../src/workflows/conversation.js';
+import { customerConversation } from '../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../src/workflows/ids.js';
 import { inboundMessageSignal } from '../src/workflows/messages.js';
 import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../src/workflows/search-attributes.js';
@@ -143,12 +143,17 @@ export async function measureWaitingWorkflows(stack: BenchStack, options: Waitin
     start: (index) => {
       const { conversationId, inboundMessageId } = conversations[index]!;
       // As the ingest starts it (src/ingest/ingest.ts), on the worker's queue.
-      return stack.temporal.workflow.signalWithStart(conversationWorkflow, {
+      return stack.temporal.workflow.signalWithStart(customerConversation, {
         workflowId: conversationWorkflowId(conversationId),
         taskQueue: mailroomQueue,
         args: [{ conversationId }],
         signal: inboundMessageSignal,
-        signalArgs: [{ inboundMessageId }],
+        signalArgs: [
+          {
+            inboundMessageId,
+            facts: { classification: 'ordinary', senderVerdict: 'ordinary', asksForPerson: false, confirmsResolution: false },
+          },
+        ],
         staticSummary: "Email conversation on channel 'Bench waiting': Invoice for März is missing",
         staticDetails: `Conversation ${conversationId}, channel ${channelId}`,
         typedSearchAttributes: [

@@ -44,7 +44,6 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
             .updateTable('conversations')
             .set({
               assignee_id: null,
-              stage: 'queued',
               queued_at: sql<Date>`coalesce(queued_at, now())`,
               updated_at: sql<Date>`now()`,
             })
@@ -97,7 +96,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
           .executeTakeFirstOrThrow();
         await trx
           .updateTable('conversations')
-          .set({ assignee_id: null, stage: 'queued', updated_at: sql<Date>`now()` })
+          .set({ assignee_id: null, updated_at: sql<Date>`now()` })
           .where('id', '=', input.conversationId)
           .execute();
         await recordEvent(trx, input.conversationId, 'unassigned', { previousAssigneeId: previous.assignee_id, by: input.byId });
@@ -153,7 +152,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
         if (stillServing) return [];
         const taken = await trx
           .updateTable('conversations')
-          .set({ assignee_id: null, stage: 'queued', queued_at: sql<Date>`created_at`, updated_at: sql<Date>`now()` })
+          .set({ assignee_id: null, queued_at: sql<Date>`created_at`, updated_at: sql<Date>`now()` })
           .where('channel_id', '=', channelId)
           .where('assignee_id', '=', userId)
           .where('status', '=', 'open')
@@ -183,7 +182,7 @@ export async function serveQueue(
     .select(['id', 'team_id'])
     .where('channel_id', '=', channelId)
     .where('status', '=', 'open')
-    .where('stage', '=', 'queued')
+    .where('assignee_id', 'is', null)
     .where('queued_at', 'is not', null)
     .orderBy(sql`case priority when 'urgent' then 0 when 'high' then 1 when 'normal' then 2 else 3 end`)
     .orderBy('queued_at')
@@ -277,7 +276,7 @@ async function teamMembers(trx: Transaction<Database>, teamIds: string[]): Promi
 async function giveTo(trx: Transaction<Database>, channelId: string, conversationId: string, userId: string) {
   await trx
     .updateTable('conversations')
-    .set({ assignee_id: userId, stage: 'assigned', queued_at: null, updated_at: sql<Date>`now()` })
+    .set({ assignee_id: userId, queued_at: null, updated_at: sql<Date>`now()` })
     .where('id', '=', conversationId)
     .execute();
   await trx

@@ -1,7 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import { asksForPerson, confirmsResolution } from '../domain/customer-intent.js';
+import { statusOfStage, type ConversationStage } from '../domain/conversation.js';
+import { customerMessageFacts } from '../domain/customer-intent.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
 import type {
   Actor,
@@ -195,7 +196,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       await recordEvent(db, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason });
     },
 
-    /** What each newly arrived customer mail is and says, in arrival order. */
+    /** What each newly arrived customer mail is and says, in arrival order (for signals that came without it). */
     async readCustomerMessages(input: { conversationId: string; inboundMessageIds: string[] }): Promise<CustomerMessageFacts[]> {
       if (input.inboundMessageIds.length === 0) return [];
       const channel = await db
@@ -213,18 +214,26 @@ export function createConversationActivities({ db }: ActivityDeps) {
       const byId = new Map(rows.map((row) => [row.id, row]));
       return input.inboundMessageIds.map((id) => {
         const row = byId.get(id);
-        const classification = row?.classification ?? 'ordinary';
-        const text = row?.reply_text ?? row?.text_body ?? '';
-        const senderVerdict = row?.sender_verdict ?? 'ordinary';
-        const fromPerson = classification === 'ordinary' && senderVerdict !== 'spam';
-        return {
-          inboundMessageId: id,
-          classification,
-          senderVerdict,
-          asksForPerson: fromPerson && asksForPerson(text, languages),
-          confirmsResolution: fromPerson && confirmsResolution(text, languages),
-        };
+        const facts = customerMessageFacts(
+          {
+            classification: row?.classification ?? 'ordinary',
+            senderVerdict: row?.sender_verdict ?? 'ordinary',
+            text: row?.reply_text ?? row?.text_body ?? '',
+          },
+          languages,
+        );
+        return { inboundMessageId: id, ...facts };
       });
+    },
+
+    /** The stage the conversation's workflow moved to, with the status it belongs to: the workflow is its only writer. */
+    async recordStage({ conversationId, stage }: { conversationId: string; stage: ConversationStage }): Promise<void> {
+      await db
+        .updateTable('conversations')
+        .set({ stage, status: statusOfStage(stage), updated_at: sql<Date>`now()` })
+        .where('id', '=', conversationId)
+        .where('stage', '!=', stage)
+        .execute();
     },
 
     /** Resolves it; the assignee's freed capacity goes to the channel's queue at once. */
@@ -247,7 +256,6 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .updateTable('conversations')
           .set({
             status: 'resolved',
-            stage: 'resolved',
             queued_at: null,
             resolved_at: sql<Date>`now()`,
             updated_at: sql<Date>`now()`,
@@ -267,7 +275,6 @@ export function createConversationActivities({ db }: ActivityDeps) {
           .updateTable('conversations')
           .set({
             status: 'open',
-            stage: sql`case when assignee_id is null then 'triage' else 'assigned' end`,
             resolved_at: null,
             closed_at: null,
             updated_at: sql<Date>`now()`,
@@ -286,7 +293,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       await db.transaction().execute(async (trx) => {
         await trx
           .updateTable('conversations')
-          .set({ status: 'closed', stage: 'closed', closed_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+          .set({ status: 'closed', closed_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
           .where('id', '=', conversationId)
           .execute();
         await recordEvent(trx, conversationId, 'closed');

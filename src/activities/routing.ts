@@ -157,11 +157,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
             .executeTakeFirst();
           if (agent) {
             handler = { kind: 'agent', agent: { id: agent.id, name: agent.name } };
-            await trx
-              .updateTable('conversations')
-              .set({ assignee_id: agent.id, stage: 'assigned' })
-              .where('id', '=', conversationId)
-              .execute();
+            await trx.updateTable('conversations').set({ assignee_id: agent.id }).where('id', '=', conversationId).execute();
             await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
           }
         } else if (target?.kind !== 'team' && target?.kind !== 'humans' && !aiWithheld) {
@@ -181,11 +177,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
               aiAgent: { id: aiAgent.id, name: aiAgent.name },
               answersOutsideBusinessHours: conversation.ai_outside_business_hours,
             };
-            await trx
-              .updateTable('conversations')
-              .set({ ai_agent_id: aiAgent.id, stage: 'ai' })
-              .where('id', '=', conversationId)
-              .execute();
+            await trx.updateTable('conversations').set({ ai_agent_id: aiAgent.id }).where('id', '=', conversationId).execute();
           }
         }
         await recordEvent(trx, conversationId, 'routed', {
@@ -199,18 +191,12 @@ export function createRoutingActivities({ db }: ActivityDeps) {
       });
     },
 
-    /** Open now, or when they open next. While closed the conversation's stage is recorded as waiting_for_hours. */
+    /** Open now, or when they open next. */
     async checkBusinessHours({ conversationId }: { conversationId: string }): Promise<BusinessHoursCheck> {
       const hours = await channelHours(db, conversationId);
       const now = new Date();
       const opensAt = hours ? nextOpening(hours, now) : now;
       if (!hours || !opensAt || opensAt.getTime() <= now.getTime()) return { open: true, opensAt: null, opensAtText: null };
-      await db
-        .updateTable('conversations')
-        .set({ stage: 'waiting_for_hours', updated_at: sql<Date>`now()` })
-        .where('id', '=', conversationId)
-        .where('status', '=', 'open')
-        .execute();
       return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
     },
 

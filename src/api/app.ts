@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
 import { InvalidRecipientError } from '../mail/compose.js';
+import { ConversationStateError, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { loopbackOrApiKey, requireApiKey } from './auth.js';
 import { enforceContract } from './contract.js';
 import { idempotency } from './idempotency.js';
@@ -129,6 +130,16 @@ export function createApp(deps: ApiDeps) {
   );
   app.onError((error, c) => {
     if (error instanceof Problem) return problemResponse(c, error);
+    if (error instanceof ConversationStateError) {
+      const title = error.type === 'Ended' ? 'The conversation is closed' : 'The conversation cannot do that now';
+      return problemResponse(c, new Problem(409, 'conversation-state', title, error.message));
+    }
+    if (error instanceof WorkflowsUnavailableError) {
+      return problemResponse(
+        c,
+        new Problem(503, 'workflows-unavailable', 'Workflows are unavailable', 'Temporal did not answer; retry later'),
+      );
+    }
     if (error instanceof InvalidRecipientError) {
       return problemResponse(c, new Problem(409, 'invalid-recipient', 'The contact’s address cannot be mailed', error.message));
     }

@@ -9,6 +9,7 @@ import * as hostileInput from './migrations/0007_hostile_input.js';
 import * as sendersAndMailboxLimits from './migrations/0008_senders_and_mailbox_limits.js';
 import * as imapHistoryEnd from './migrations/0009_imap_history_end.js';
 import * as deliveryStatus from './migrations/0010_delivery_status.js';
+import * as queueMembership from './migrations/0011_queue_membership.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -22,6 +23,7 @@ const migrations: Record<string, Migration> = {
   '0008_senders_and_mailbox_limits': sendersAndMailboxLimits,
   '0009_imap_history_end': imapHistoryEnd,
   '0010_delivery_status': deliveryStatus,
+  '0011_queue_membership': queueMembership,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -1,3 +1,5 @@
+import { isFromPerson, type CustomerMessageFacts, type MailClassification, type SenderVerdictKind } from './conversation.js';
+
 /**
  * What a customer's new mail asks of us, for the AI agent's conversation: a person instead of the AI agent,
  * or the confirmation that an answer solved the problem. Pure (no I/O, no clock): safe in workflow code too.
@@ -248,6 +250,23 @@ export function confirmsResolution(text: string, languages: readonly string[]): 
   const tables = tablesFor(languages);
   if (tables.some((table) => table.notResolved.some((pattern) => pattern.test(normalised)))) return false;
   return tables.some((table) => table.resolved.some((pattern) => pattern.test(normalised)));
+}
+
+/**
+ * What a mail means for its conversation: what it is, and, when a person wrote it, whether it asks for a
+ * person or confirms the answer. Ingest computes it once and hands it to the workflow with the mail.
+ */
+export function customerMessageFacts(
+  mail: { classification: MailClassification; senderVerdict: SenderVerdictKind; text: string },
+  languages: readonly string[],
+): Omit<CustomerMessageFacts, 'inboundMessageId'> {
+  const fromPerson = isFromPerson(mail);
+  return {
+    classification: mail.classification,
+    senderVerdict: mail.senderVerdict,
+    asksForPerson: fromPerson && asksForPerson(mail.text, languages),
+    confirmsResolution: fromPerson && confirmsResolution(mail.text, languages),
+  };
 }
 
 const WORD_CHARACTER = /^[\p{L}\p{N}]$/u;

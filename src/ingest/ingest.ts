@@ -16,10 +16,10 @@ import {
   type ParsedMail,
 } from '../mail/parse.js';
 import { recordEvent } from '../activities/timeline.js';
-import { conversationWorkflow } from '../workflows/conversation.js';
-import { conversationWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
-import { inboundMessageSignal } from '../workflows/messages.js';
-import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../workflows/search-attributes.js';
+import { markBounced } from '../activities/delivery-status.js';
+import { customerMessageFacts } from '../domain/customer-intent.js';
+import { createConversationGateway } from '../temporal/gateway.js';
+import { TASK_QUEUE } from '../workflows/ids.js';
 
 export interface IngestResult {
   inboundMessageId: string;
@@ -43,9 +43,7 @@ export class MailRejectedError extends Error {
 export { ParserBusyError } from '../mail/parse.js';
 
 /** The mail is stored, but its conversation workflow could not be reached; posting again completes it. */
-export class WorkflowsUnavailableError extends Error {
-  override name = 'WorkflowsUnavailableError';
-}
+export { WorkflowsUnavailableError } from '../temporal/gateway.js';
 
 export interface IngestOptions {
   via?: InboundSource;
@@ -99,7 +97,11 @@ function senderTrustOf(channel: Channel): SenderTrust {
   };
 }
 
-export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQueue = TASK_QUEUE }: IngestDeps) {
+export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK_QUEUE }: IngestDeps) {
+  const conversations = createConversationGateway(temporal, {
+    taskQueue,
+    ...(temporalTimeoutMs ? { deadlineMs: temporalTimeoutMs } : {}),
+  });
   /** Stores a received mail once per channel and Message-ID; a second delivery reads the first one's row. */
   async function storeOnce(row: Insertable<InboundMessagesTable>): Promise<InboundMessage> {
     await db
@@ -168,7 +170,12 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
     }
     await db
       .insertInto('contacts')
-      .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
+      .values({
+        id: randomUUID(),
+        account_id: accountId,
+        email: from.address,
+        name: from.name,
+      })
       .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
       .execute();
     return (await find())!.id;
@@ -359,47 +366,51 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
         .where('id', '=', stored.id)
         .execute();
       await storeAttachments(trx, channel, stored.id, mail.attachments);
+      await markBounced(trx, {
+        channelId: channel.id,
+        inboundMessageId: stored.id,
+        mail,
+      });
       await recordEvent(trx, conversationId, 'customer_message', {
         inboundMessageId: stored.id,
         classification: mail.classification,
         threadedBy: existing?.via ?? 'new_conversation',
         ...(mail.senderVerdict.kind === 'ordinary' ? {} : { senderVerdict: mail.senderVerdict }),
       });
-      if (spam) await recordEvent(trx, conversationId, 'marked_spam', { reasons: mail.senderVerdict.reasons });
+      if (spam)
+        await recordEvent(trx, conversationId, 'marked_spam', {
+          reasons: mail.senderVerdict.reasons,
+        });
       return { conversationId, mail, spam };
     });
   }
 
+  /** Hands the mail to its conversation's workflow with what ingest learned about it, so the workflow reads nothing back. */
   async function signalConversation(
     channel: Channel,
     conversationId: string,
     inboundMessageId: string,
-    subject: string | null,
+    mail: ParsedMail,
     via: InboundSource,
     spam: boolean,
   ) {
-    try {
-      await temporal.withDeadline(Date.now() + temporalTimeoutMs, () =>
-        temporal.workflow.signalWithStart(conversationWorkflow, {
-          workflowId: conversationWorkflowId(conversationId),
-          taskQueue,
-          args: [{ conversationId }],
-          signal: inboundMessageSignal,
-          signalArgs: [{ inboundMessageId }],
-          staticSummary: `${via === 'form' ? 'Web-form' : 'Email'} conversation on channel '${channel.name}': ${subject || '(no subject)'}`,
-          staticDetails: `Conversation ${conversationId}, channel ${channel.id}`,
-          typedSearchAttributes: [
-            { key: ChannelIdAttribute, value: channel.id },
-            { key: StatusAttribute, value: spam ? 'spam' : 'open' },
-            { key: StageAttribute, value: spam ? 'spam' : 'triage' },
-          ],
-        }),
-      );
-    } catch (error) {
-      throw new WorkflowsUnavailableError(`the conversation workflow could not be signalled: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
+    const facts = customerMessageFacts(
+      {
+        classification: mail.classification,
+        senderVerdict: mail.senderVerdict.kind,
+        text: mail.replyText ?? mail.text ?? '',
+      },
+      channel.languages,
+    );
+    await conversations.deliverMail(
+      {
+        conversationId,
+        channelId: channel.id,
+        summary: `${via === 'form' ? 'Web-form' : 'Email'} conversation on channel '${channel.name}': ${mail.subject || '(no subject)'}`,
+      },
+      { inboundMessageId, facts },
+      { spam },
+    );
     await db.updateTable('inbound_messages').set({ signalled_at: new Date() }).where('id', '=', inboundMessageId).execute();
   }
 
@@ -409,10 +420,14 @@ export function createIngest({ db, temporal, temporalTimeoutMs = 10_000, taskQue
       const stored = await storeRaw(channel, raw, via, options);
       if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
       if (stored.signalled_at && stored.conversation_id) {
-        return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
+        return {
+          inboundMessageId: stored.id,
+          conversationId: stored.conversation_id,
+          duplicate: true,
+        };
       }
       const { conversationId, mail, spam } = await thread(channel, stored, options.contactId);
-      await signalConversation(channel, conversationId, stored.id, mail.subject, via, spam);
+      await signalConversation(channel, conversationId, stored.id, mail, via, spam);
       return { inboundMessageId: stored.id, conversationId, duplicate: false };
     },
 

@@ -1,2 +1,1027 @@
-// The conversation workflow moved to legacy/ while it is reshaped.
-export * from './legacy/conversation-workflow.js';
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import {
+  isFromPerson,
+  isOpenStage,
+  statusOfStage,
+  type Actor,
+  type AutomaticMailKind,
+  type ConversationStage,
+  type CustomerMessageFacts,
+  type ResolvedBy,
+} from '../domain/conversation.js';
+import { conversationWorkflowId } from './ids.js';
+import {
+  agentReplyUpdate,
+  assignmentChangedSignal,
+  assignUpdate,
+  conversationSnapshotQuery,
+  csatRatingSignal,
+  inboundMessageSignal,
+  notSpamSignal,
+  reopenSignal,
+  reopenUpdate,
+  resolveUpdate,
+  type AssignInput,
+  type CsatRatingInput,
+  type InboundMessageInput,
+  type ReopenInput,
+  type ResolveInput,
+} from './messages.js';
+import {
+  AssigneeIdAttribute,
+  PriorityAttribute,
+  SlaBreachedAttribute,
+  StageAttribute,
+  StatusAttribute,
+} from './search-attributes.js';
+
+// Reads only, inside the workflow task: a failed task that runs them again changes nothing.
+const read = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+// Database writes (stage, assignment, timeline): quick; a worker that dies mid-way is retried within seconds.
+const db = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+// SMTP: an outage can last hours; keep retrying (the outbox makes every retry safe), but not a refusal.
+const smtp = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  // A send heartbeats every few seconds: a killed worker's send is retried within seconds, not minutes.
+  heartbeatTimeout: '15 seconds',
+  retry: {
+    initialInterval: '2 seconds',
+    backoffCoefficient: 2,
+    maximumInterval: '15 minutes',
+    nonRetryableErrorTypes: ['DeliveryFailed'],
+  },
+});
+
+// The AI provider: a few attempts, then the conversation goes to people instead of waiting for it.
+const ai = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3 },
+});
+
+/** Who takes the conversation once business hours open. */
+export type Handler = { kind: 'ai'; aiAgent: Actor } | { kind: 'humans' };
+
+/** What arrived (signals, updates) and waits for the main loop; handlers only put things here. */
+export interface Inbox {
+  mails: InboundMessageInput[];
+  /** Ids of recently signalled mails, to drop a signal the ingest repeats after a retry. */
+  seenMailIds: string[];
+  ratings: CsatRatingInput[];
+  /** Why the assignment changed outside this workflow (the channel's queue was served). */
+  assignmentChanged?: string;
+  /** An agent replied while the AI agent had the conversation. */
+  humanReplied?: Actor;
+  /** The agent who released it from spam, until triage has routed it. */
+  spamRelease?: Actor;
+  resolve?: ResolveInput;
+  assign?: AssignInput;
+  reopen?: ReopenInput;
+}
+
+/** Everything a conversation knows, carried whole from run to run by continue-as-new. */
+export interface ConversationState {
+  conversationId: string;
+  stage: ConversationStage;
+  /** False until this run has read the conversation: a fresh run does not know yet whether it is open. */
+  known: boolean;
+  assignee: Actor | null;
+  handler: Handler;
+  aiTurns: number;
+  /** The customer's last mail (from a person), with what it says. */
+  lastCustomerMail: CustomerMessageFacts | null;
+  /** A customer mail nobody (AI or person) has answered yet. */
+  customerWaiting: boolean;
+  /** Mails taken in (each once, machines' included): ops can tell at a glance that nothing was lost or taken twice. */
+  mailsTaken: number;
+  outOfOfficeSent: boolean;
+  sla: { dueAt: number; dueAtText: string } | null;
+  slaBreached: boolean;
+  firstResponded: boolean;
+  resolvedBy: ResolvedBy | null;
+  resolvedAt: number | null;
+  survey: { id: string; expiresAt: number } | null;
+  /** What the Temporal UI says about the stage. */
+  details: string;
+  inbox: Inbox;
+}
+
+export interface CustomerConversationInput {
+  conversationId: string;
+  /** Handed over by continue-as-new (or by the workflow this one replaced). */
+  state?: ConversationState;
+}
+
+export interface ConversationOutcome {
+  conversationId: string;
+  stage: ConversationStage;
+}
+
+/** The next stage and what the Temporal UI says about it. */
+interface Move {
+  to: ConversationStage;
+  details: string;
+}
+/** What a stage returns: a move, or the end of the run (closed, or kept as spam). */
+type Transition = Move | { end: true };
+
+/** One run of the workflow: the carried state, and what only this run tracks. */
+interface Run {
+  state: ConversationState;
+  /** Agents' replies and automatic mail still being sent: the run neither ends nor continues as new before they went out. */
+  sendsInFlight: number;
+  /** Why the last request of an agent could not be done, for the update waiting on it. */
+  refused: { assign?: string; reopen?: string };
+  /** False from taking an agent's request until the stage it led to is recorded: their update answers then. */
+  answerable: boolean;
+}
+
+const RECENT_MESSAGES_KEPT = 200;
+
+// A run continues as new when the server suggests it (~4,096 events) or sooner: a worker that lost the
+// workflow from its cache replays the whole history, and long replays near the task timeout were seen.
+const HISTORY_EVENTS_PER_RUN = 2_000;
+
+function timeToContinueAsNew(): boolean {
+  const info = workflowInfo();
+  return info.continueAsNewSuggested || info.historyLength > HISTORY_EVENTS_PER_RUN;
+}
+
+export function initialState(conversationId: string): ConversationState {
+  return {
+    conversationId,
+    stage: 'triage',
+    known: false,
+    assignee: null,
+    handler: { kind: 'humans' },
+    aiTurns: 0,
+    lastCustomerMail: null,
+    customerWaiting: false,
+    mailsTaken: 0,
+    outOfOfficeSent: false,
+    sla: null,
+    slaBreached: false,
+    firstResponded: false,
+    resolvedBy: null,
+    resolvedAt: null,
+    survey: null,
+    details: 'Triage: routing rules, greeting',
+    inbox: { mails: [], seenMailIds: [], ratings: [] },
+  };
+}
+
+/**
+ * One customer conversation, from the first mail to the CSAT rating: triage (routing rules, greeting)
+ * → the AI agent, if the rules or the channel say so → waiting for business hours → queued until an
+ * agent has capacity → assigned until resolved → CSAT survey after the channel's delay → closed after
+ * the quiet period. A customer mail after resolution, or an agent, reopens it. Each stage is a function
+ * that returns the next; `moveTo` is the one place the stage changes.
+ */
+export async function customerConversation(input: CustomerConversationInput): Promise<ConversationOutcome> {
+  const run: Run = { state: input.state ?? initialState(input.conversationId), sendsInFlight: 0, refused: {}, answerable: true };
+  registerHandlers(run);
+  const { state } = run;
+  if (input.state) describeStage(run, state.details);
+
+  for (;;) {
+    const next = await STAGES[state.stage](run);
+    const transition = 'end' in next ? await lastWords(run) : next;
+    if (!transition) return { conversationId: state.conversationId, stage: state.stage };
+    await moveTo(run, transition);
+    if (timeToContinueAsNew() && (await readyToContinueAsNew(run))) {
+      await continueAsNew<typeof customerConversation>({ conversationId: state.conversationId, state });
+    }
+  }
+}
+
+const STAGES: Record<ConversationStage, (run: Run) => Promise<Transition>> = {
+  triage,
+  ai: aiAgentAnswers,
+  waiting_for_hours: waitForBusinessHours,
+  queued: waitWhileOpen,
+  assigned: waitWhileOpen,
+  resolved: surveyAfterDelay,
+  csat: waitUntilClosed,
+  closed: collectLateRatings,
+  spam: keptAsSpam,
+};
+
+// ── Stages ────────────────────────────────────────────────────────────────────────────────────────
+
+/** The first mail (or a mail to a closed conversation, or a release from spam): greeting and routing rules. */
+async function triage(run: Run): Promise<Transition> {
+  const { state } = run;
+  const conversationId = state.conversationId;
+  setCurrentDetails('Triage: routing rules, greeting');
+  const context = await read.loadConversation.executeWithOptions({ summary: 'Read the conversation and channel settings' }, [
+    { conversationId },
+  ]);
+  state.known = true;
+  state.outOfOfficeSent = context.outOfOfficeSent;
+  const mails = await takeMails(run);
+  if (context.status === 'spam') {
+    return {
+      to: 'spam',
+      details: `Spam, kept out of the queue: ${context.spamReason ?? 'flagged'}. An agent can release it (not spam)`,
+    };
+  }
+  // Released from spam: the mail that started it was taken in an earlier run.
+  const fromPerson = mails[0] ? isFromPerson(mails[0]) : state.inbox.spamRelease !== undefined && context.heardFromPerson;
+  state.inbox.spamRelease = undefined;
+  const reopenRequest = state.inbox.reopen;
+  if (context.status === 'open' && reopenRequest) {
+    run.refused.reopen = 'the conversation is open already';
+    takeRequest(run, () => (state.inbox.reopen = undefined));
+  }
+  if (context.status !== 'open') {
+    // An auto-reply, a bounce or spam after the end (a mail loop, a forger) leaves it closed: the run ends again.
+    if (!reopenRequest && !mails.some(isFromPerson)) {
+      return { to: 'closed', details: 'Closed; a machine wrote afterwards (auto-reply, bounce or spam), which reopens nothing' };
+    }
+    const by = reopenRequest?.by;
+    await db.markReopened.executeWithOptions(
+      { summary: by ? `Reopen: ${by.name} reopened the closed conversation` : 'Reopen: the customer wrote after it was closed' },
+      [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
+    );
+    takeRequest(run, () => (state.inbox.reopen = undefined));
+  }
+  if (context.greetingEnabled && !context.greetingSent && fromPerson) {
+    if (context.automaticMailBlocked) await suppressAutomaticMail(run, 'greeting', context.automaticMailBlocked);
+    // Not awaited: the greeting never holds routing back while the mail server is away.
+    else
+      sendInBackground(run, 'greeting', () =>
+        smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
+          { conversationId, outboxId: uuid4() },
+        ]),
+      );
+  }
+  if (context.assignee) {
+    state.assignee = context.assignee; // started again after it was closed: back to the agent who had it
+    return openStage(state);
+  }
+  const route = await db.routeConversation.executeWithOptions({ summary: 'Apply the routing rules (first match wins)' }, [
+    { conversationId },
+  ]);
+  upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
+  if (route.handler.kind === 'agent') {
+    state.assignee = route.handler.agent;
+    await startSlaClock(run);
+    return openStage(state);
+  }
+  if (route.handler.kind === 'ai' && fromPerson) {
+    state.handler = { kind: 'ai', aiAgent: route.handler.aiAgent };
+    if (route.insideBusinessHours || route.handler.answersOutsideBusinessHours) return aiStage(state, 'answers');
+    return toHandler(run);
+  }
+  return handToHumans(run);
+}
+
+/**
+ * The AI agent answers the customer's mails until the customer confirms an answer (resolved by the AI
+ * agent) or one of the escalation triggers hands the conversation to people.
+ */
+async function aiAgentAnswers(run: Run): Promise<Transition> {
+  const { state } = run;
+  const conversationId = state.conversationId;
+  if (state.handler.kind !== 'ai') return handToHumans(run);
+  const aiAgent = state.handler.aiAgent;
+  if (!state.customerWaiting) {
+    // Until the customer (a person) writes again, or a person steps in.
+    await waitFor(run, { wakesOn: () => hasRequest(state.inbox) });
+    if (state.inbox.humanReplied) return humanTakesOver(run, aiAgent, state.inbox.humanReplied);
+    const handled = await handleRequests(run);
+    if (handled || !state.customerWaiting) return handled ?? aiStage(state, 'waits');
+  }
+  const settings = await read.loadConversation.executeWithOptions(
+    { summary: `May ${aiAgent.name} answer? (turns, confidence, loop and flood limits)` },
+    [{ conversationId }],
+  );
+  const mail = state.lastCustomerMail;
+  if (mail?.asksForPerson) return escalate(run, aiAgent, 'the customer asked for a person');
+  if (state.aiTurns > 0 && mail?.confirmsResolution) {
+    return resolve(run, { kind: 'ai_agent', id: aiAgent.id }, `${aiAgent.name}: the customer confirmed the answer`);
+  }
+  if (state.aiTurns >= settings.aiMaxTurns) {
+    return escalate(run, aiAgent, `no resolution after ${state.aiTurns} AI answers (the channel allows ${settings.aiMaxTurns})`);
+  }
+  // An AI answer is automatic mail: the flood limits and sender checks hold it back like a greeting.
+  if (settings.automaticMailBlocked) {
+    return escalate(
+      run,
+      aiAgent,
+      `no automatic answer may go out: ${settings.automaticMailBlocked}`,
+      settings.automaticMailBlocked,
+    );
+  }
+  let answer;
+  try {
+    answer = await ai.answerWithAi.executeWithOptions({ summary: `${aiAgent.name} drafts an answer` }, [
+      { conversationId, aiAgentId: aiAgent.id },
+    ]);
+  } catch (error) {
+    if (!(error instanceof ActivityFailure)) throw error;
+    return escalate(run, aiAgent, `the AI provider failed: ${error.cause?.message ?? error.message}`);
+  }
+  // A person replied while the AI agent drafted: the conversation is theirs, the draft is not sent.
+  if (state.inbox.humanReplied) return humanTakesOver(run, aiAgent, state.inbox.humanReplied);
+  if (answer.confidence < settings.aiConfidenceThreshold) {
+    return escalate(
+      run,
+      aiAgent,
+      `confidence ${answer.confidence.toFixed(2)} is below the channel's threshold ${settings.aiConfidenceThreshold}`,
+    );
+  }
+  const sent = await sendAutomaticMail(run, 'ai_reply', () =>
+    smtp.sendAiReply.executeWithOptions(
+      { summary: `Send the answer of ${aiAgent.name} (confidence ${answer.confidence.toFixed(2)})` },
+      [{ conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id, text: answer.text }],
+    ),
+  );
+  if (!sent) return escalate(run, aiAgent, 'the answer could not be delivered');
+  state.aiTurns++;
+  state.customerWaiting = false;
+  return { to: 'ai', details: `${aiAgent.name} answered (${state.aiTurns} of ${settings.aiMaxTurns}); waiting for the customer` };
+}
+
+/**
+ * Outside business hours: the out-of-office note (once per conversation), then a timer until they open.
+ * Then the conversation goes to whoever the handler is: the AI agent or the queue.
+ */
+async function waitForBusinessHours(run: Run): Promise<Transition> {
+  const { state } = run;
+  const hours = await checkHours(run);
+  if (!hours.closed) return toHandler(run);
+  if (state.lastCustomerMail && !state.outOfOfficeSent) await sendOutOfOffice(run, hours.opensAtText);
+  const woke = await waitFor(run, {
+    until: hours.opensAt,
+    summary: `Until business hours open ${hours.opensAtText}`,
+    wakesOn: () => hasRequest(state.inbox),
+  });
+  if (woke !== 'woke') return woke === 'deadline' ? toHandler(run) : waitingStage(hours.opensAtText);
+  state.inbox.humanReplied = undefined; // a reply outside hours: the SLA counts it; the conversation still waits
+  return (await handleRequests(run)) ?? waitingStage(hours.opensAtText);
+}
+
+/** Queued or assigned: until resolved, with the first-response SLA running while nobody has answered. */
+async function waitWhileOpen(run: Run): Promise<Transition> {
+  const { state } = run;
+  const slaRunning = state.sla && !state.firstResponded && !state.slaBreached;
+  const woke = await waitFor(run, {
+    wakesOn: () => hasRequest(state.inbox) || (slaRunning === true && state.firstResponded),
+    ...(slaRunning ? { until: state.sla!.dueAt, summary: `First response due by ${state.sla!.dueAtText} (SLA)` } : {}),
+  });
+  if (woke === 'deadline') return breachSla(run);
+  state.inbox.humanReplied = undefined;
+  return (await handleRequests(run)) ?? openStage(state);
+}
+
+/**
+ * After resolution: the CSAT survey after the channel's delay, unless the customer writes first.
+ * Without a survey, the conversation waits out the quiet period and closes.
+ */
+async function surveyAfterDelay(run: Run): Promise<Transition> {
+  const { state } = run;
+  const conversationId = state.conversationId;
+  const context = await read.loadConversation.executeWithOptions({ summary: 'Read the survey settings' }, [{ conversationId }]);
+  if (!context.csatEnabled || !context.heardFromPerson) return closeAfterQuietPeriod(run, context.closeAfterSeconds);
+  const woke = await waitFor(run, {
+    until: state.resolvedAt! + context.csatDelaySeconds * 1000,
+    summary: `Send the CSAT survey in ${describeSeconds(context.csatDelaySeconds)} unless the customer writes again`,
+    wakesOn: () => customerOrAgentReopens(state.inbox),
+  });
+  if (woke === 'woke') return reopen(run);
+  if (woke === 'continue-as-new') return resolvedStage(state); // the delay counts from the resolution
+  // Read again after the delay: the per-recipient limit counts what was sent meanwhile.
+  const { automaticMailBlocked } = await read.loadConversation.executeWithOptions(
+    { summary: 'May the CSAT survey go out? (loop and flood limits)' },
+    [{ conversationId }],
+  );
+  if (automaticMailBlocked) {
+    await suppressAutomaticMail(run, 'csat_survey', automaticMailBlocked);
+    return closeAfterQuietPeriod(run, context.closeAfterSeconds);
+  }
+  const surveyId = uuid4();
+  const sent = await sendAutomaticMail(run, 'csat_survey', () =>
+    smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
+      { conversationId, outboxId: uuid4(), surveyId, resolvedBy: state.resolvedBy },
+    ]),
+  );
+  if (!sent) return closeAfterQuietPeriod(run, context.closeAfterSeconds);
+  state.survey = { id: surveyId, expiresAt: Date.parse(sent.expiresAt) };
+  return { to: 'csat', details: `CSAT survey sent; the link is valid until ${sent.expiresAt}` };
+}
+
+/** The survey is out: ratings are recorded until the quiet period ends and the conversation closes. */
+async function waitUntilClosed(run: Run): Promise<Transition> {
+  const { closeAfterSeconds } = await read.loadConversation.executeWithOptions(
+    { summary: 'Read the quiet period after resolution' },
+    [{ conversationId: run.state.conversationId }],
+  );
+  return closeAfterQuietPeriod(run, closeAfterSeconds);
+}
+
+/** Closed, with a survey link still valid: ratings count until it expires. Then the run ends. */
+async function collectLateRatings(run: Run): Promise<Transition> {
+  const { state } = run;
+  if (!state.survey || state.survey.expiresAt <= Date.now()) return { end: true };
+  const woke = await waitFor(run, {
+    until: state.survey.expiresAt,
+    summary: `Wait for the CSAT rating until the link expires (${new Date(state.survey.expiresAt).toISOString()})`,
+    wakesOn: () => state.inbox.ratings.length > 0 || customerOrAgentReopens(state.inbox),
+  });
+  await recordRatings(run);
+  if (woke === 'woke' && customerOrAgentReopens(state.inbox)) return reopen(run);
+  if (woke === 'deadline') state.survey = null;
+  return { to: 'closed', details: closedDetails(state) };
+}
+
+/** Spam waits for nobody: the run ends, and a release from spam (or another mail) starts it again. */
+async function keptAsSpam(): Promise<Transition> {
+  return { end: true };
+}
+
+// ── Steps shared by the stages ────────────────────────────────────────────────────────────────────
+
+/**
+ * The one place the stage changes: the search attributes ops filter by, the current details the Temporal
+ * UI shows, and the conversation's row that the API reads, together.
+ */
+async function moveTo(run: Run, transition: Move) {
+  const { state } = run;
+  const changed = state.stage !== transition.to;
+  state.stage = transition.to;
+  state.details = transition.details;
+  describeStage(run, transition.details);
+  if (changed) {
+    await db.recordStage.executeWithOptions({ summary: `Stage: ${transition.to}` }, [
+      { conversationId: state.conversationId, stage: transition.to },
+    ]);
+  }
+  run.answerable = true;
+}
+
+/** Takes an agent's request off the inbox; their update is answered once the stage it leads to is recorded. */
+function takeRequest(run: Run, take: () => void) {
+  take();
+  run.answerable = false;
+}
+
+function describeStage({ state }: Run, details: string) {
+  upsertSearchAttributes([
+    { key: StageAttribute, value: state.stage },
+    { key: StatusAttribute, value: statusOfStage(state.stage) },
+    { key: AssigneeIdAttribute, value: state.assignee?.id ?? null },
+  ]);
+  setCurrentDetails(details);
+}
+
+interface WaitOptions {
+  /** Wakes the wait early; checked whenever something arrives. */
+  wakesOn: () => boolean;
+  /** The deadline (epoch ms); without one the wait has no timer. */
+  until?: number;
+  /** What the timer is for, as a person reads it in the Temporal UI. */
+  summary?: string;
+}
+
+/** Waits until something the stage cares about arrives, the deadline passes, or the run should continue as new. */
+async function waitFor(run: Run, { wakesOn, until, summary }: WaitOptions): Promise<'woke' | 'deadline' | 'continue-as-new'> {
+  if (wakesOn()) return 'woke';
+  if (until !== undefined && until <= Date.now()) return 'deadline';
+  const stopWaiting = () => wakesOn() || timeToContinueAsNew();
+  const arrived =
+    until === undefined
+      ? await condition(stopWaiting).then(() => true)
+      : await condition(stopWaiting, until - Date.now(), { summary: summary! });
+  if (!arrived) return 'deadline';
+  return wakesOn() ? 'woke' : 'continue-as-new';
+}
+
+/** Something a person or another workflow asked for, or a customer mail, needs the open conversation's main loop. */
+function hasRequest(inbox: Inbox): boolean {
+  return (
+    inbox.mails.length > 0 ||
+    inbox.resolve !== undefined ||
+    inbox.assign !== undefined ||
+    inbox.assignmentChanged !== undefined ||
+    inbox.humanReplied !== undefined
+  );
+}
+
+/** After resolution only a person writing (not an auto-reply to our survey: no mail loop) or an agent reopens it. */
+function customerOrAgentReopens(inbox: Inbox): boolean {
+  return inbox.reopen !== undefined || inbox.mails.some((mail) => !mail.facts || isFromPerson(mail.facts));
+}
+
+/**
+ * The customer mails that arrived since the last look, with what they say. Ingest hands the facts over
+ * with the signal; a mail signalled without them (by an older release) is read.
+ */
+async function takeMails(run: Run): Promise<CustomerMessageFacts[]> {
+  const { state } = run;
+  const mails = state.inbox.mails.splice(0);
+  if (mails.length === 0) return [];
+  state.mailsTaken += mails.length;
+  const unread = mails.filter((mail) => !mail.facts).map((mail) => mail.inboundMessageId);
+  const readFacts =
+    unread.length === 0
+      ? []
+      : await read.readCustomerMessages.executeWithOptions({ summary: `Read what ${unread.length} new mail(s) say` }, [
+          { conversationId: state.conversationId, inboundMessageIds: unread },
+        ]);
+  const facts = mails.map(
+    (mail) =>
+      (mail.facts
+        ? { inboundMessageId: mail.inboundMessageId, ...mail.facts }
+        : readFacts.find((f) => f.inboundMessageId === mail.inboundMessageId))!,
+  );
+  const fromPerson = facts.filter(isFromPerson);
+  if (fromPerson.length > 0) {
+    state.lastCustomerMail = fromPerson[fromPerson.length - 1]!;
+    state.customerWaiting = true;
+  }
+  return facts;
+}
+
+/**
+ * Applies what arrived while the conversation is open: customer mail, manual (un)assignment, an
+ * assignment the channel's queue made, a resolution. The transition when the stage changes.
+ */
+async function handleRequests(run: Run): Promise<Move | undefined> {
+  const { state } = run;
+  const { inbox } = state;
+  const conversationId = state.conversationId;
+  await takeMails(run);
+  let next: Move | undefined;
+  if (inbox.assignmentChanged !== undefined) {
+    const reason = inbox.assignmentChanged;
+    inbox.assignmentChanged = undefined;
+    const context = await read.loadConversation.executeWithOptions({ summary: `Read the assignment again: ${reason}` }, [
+      { conversationId },
+    ]);
+    if (context.status === 'open' && (state.stage === 'queued' || state.stage === 'assigned')) {
+      state.assignee = context.assignee;
+      next = openStage(state);
+    }
+  }
+  if (inbox.assign) {
+    const { assignee: wanted, by } = inbox.assign;
+    if (wanted) {
+      const given = await assignByHand(run, wanted, by, `${by.name} assigns it to ${wanted.name}`);
+      if (given) {
+        state.assignee = given;
+        state.handler = { kind: 'humans' };
+        next = openStage(state);
+      }
+    } else if (state.assignee) {
+      const previous = state.assignee;
+      await db.unassign.executeWithOptions({ summary: `${by.name} takes it from ${previous.name}` }, [
+        { conversationId, byId: by.id },
+      ]);
+      state.assignee = null;
+      next = await assignFromQueue(run, [previous.id]);
+    }
+    takeRequest(run, () => (inbox.assign = undefined));
+  }
+  if (inbox.resolve) {
+    next = await resolve(run, { kind: 'agent', id: inbox.resolve.resolvedBy.id }, inbox.resolve.resolvedBy.name);
+    takeRequest(run, () => (inbox.resolve = undefined));
+  }
+  return next;
+}
+
+async function startSlaClock({ state }: Run) {
+  if (state.sla) return;
+  const clock = await db.startSlaClock.executeWithOptions({ summary: 'Start the first-response SLA (business time)' }, [
+    { conversationId: state.conversationId },
+  ]);
+  if (clock) state.sla = { dueAt: Date.parse(clock.dueAt), dueAtText: clock.dueAtText };
+}
+
+/** From here people handle it: the SLA clock starts, and assignment waits for business hours. */
+async function handToHumans(run: Run): Promise<Move> {
+  run.state.handler = { kind: 'humans' };
+  await startSlaClock(run);
+  return toHandler(run);
+}
+
+async function checkHours({ state }: Run): Promise<{ closed: false } | { closed: true; opensAt: number; opensAtText: string }> {
+  const hours = await read.checkBusinessHours.executeWithOptions({ summary: 'Are the business hours open?' }, [
+    { conversationId: state.conversationId },
+  ]);
+  if (hours.open || !hours.opensAt) return { closed: false };
+  return { closed: true, opensAt: Date.parse(hours.opensAt), opensAtText: hours.opensAtText! };
+}
+
+/** To whoever handles it now: the AI agent or the queue; outside business hours, the wait for them. */
+async function toHandler(run: Run): Promise<Move> {
+  const { state } = run;
+  const hours = await checkHours(run);
+  if (hours.closed) return waitingStage(hours.opensAtText);
+  if (state.handler.kind === 'ai') return aiStage(state, 'answers');
+  return assignFromQueue(run);
+}
+
+/** Takes the next agent with free capacity by the channel's strategy, or joins the queue. */
+async function assignFromQueue(run: Run, excludeUserIds: string[] = []): Promise<Move> {
+  const { state } = run;
+  const result = await db.assignFromQueue.executeWithOptions({ summary: 'Assign to the next agent with free capacity' }, [
+    { conversationId: state.conversationId, excludeUserIds },
+  ]);
+  await tellAssigned(run, result.othersAssigned, 'the queue was served');
+  state.assignee = result.assignee;
+  return openStage(state);
+}
+
+/** Other conversations the queue gave an agent to: their workflows read the assignment again. */
+async function tellAssigned({ state }: Run, conversationIds: string[], reason: string) {
+  for (const other of conversationIds) {
+    if (other === state.conversationId) continue;
+    try {
+      await getExternalWorkflowHandle(conversationWorkflowId(other)).signal(assignmentChangedSignal, { reason });
+    } catch {
+      // That conversation's workflow has ended; it reads its assignment when it starts again.
+    }
+  }
+}
+
+/** Assigns to a person regardless of capacity; undefined (and the reason for the waiting update) when they are no agent of the channel. */
+async function assignByHand(run: Run, agent: Actor, by: Actor, summary: string): Promise<Actor | undefined> {
+  try {
+    return await db.assignManually.executeWithOptions({ summary }, [
+      { conversationId: run.state.conversationId, assigneeId: agent.id, byId: by.id },
+    ]);
+  } catch (error) {
+    if (!(error instanceof ActivityFailure)) throw error;
+    run.refused.assign = error.cause?.message ?? error.message;
+    return undefined;
+  }
+}
+
+/** An agent replied while the AI agent had the conversation: it is theirs now. */
+async function humanTakesOver(run: Run, aiAgent: Actor, agent: Actor): Promise<Move> {
+  const { state } = run;
+  state.inbox.humanReplied = undefined;
+  state.handler = { kind: 'humans' };
+  const given = await assignByHand(run, agent, agent, `${agent.name} took over from ${aiAgent.name}`);
+  run.refused.assign = undefined; // nobody waits for this one: someone who is no agent of the channel (an admin) replied
+  if (!given) return handToHumans(run);
+  state.assignee = given;
+  return openStage(state);
+}
+
+/**
+ * Hands over from the AI agent: a short note to the customer, then human assignment.
+ * `automaticMailBlocked`: why no automatic mail may go out, when the caller has just read it.
+ */
+async function escalate(run: Run, aiAgent: Actor, reason: string, automaticMailBlocked?: string): Promise<Move> {
+  const conversationId = run.state.conversationId;
+  await db.recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
+    { conversationId, aiAgentId: aiAgent.id, reason },
+  ]);
+  const blocked =
+    automaticMailBlocked ??
+    (await read.loadConversation.executeWithOptions({ summary: 'May the handover note go out?' }, [{ conversationId }]))
+      .automaticMailBlocked;
+  if (blocked) await suppressAutomaticMail(run, 'handover', blocked);
+  else {
+    // Not awaited: the note never holds the assignment back while the mail server is away.
+    sendInBackground(run, 'handover', () =>
+      smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
+        { conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id },
+      ]),
+    );
+  }
+  return handToHumans(run);
+}
+
+/** The first-response target passed: flag it, raise the priority, offer it to the next available agent. */
+async function breachSla(run: Run): Promise<Move> {
+  const { state } = run;
+  state.slaBreached = true;
+  const { priority } = await db.markSlaBreached.executeWithOptions(
+    { summary: `SLA breached: no first response by ${state.sla!.dueAtText}` },
+    [{ conversationId: state.conversationId }],
+  );
+  upsertSearchAttributes([
+    { key: SlaBreachedAttribute, value: true },
+    { key: PriorityAttribute, value: priority },
+  ]);
+  const offer = await db.offerToNextAgent.executeWithOptions({ summary: 'Offer it to the next available agent' }, [
+    { conversationId: state.conversationId },
+  ]);
+  state.assignee = offer.assignee;
+  const breached = `SLA breached (first response was due by ${state.sla!.dueAtText})`;
+  return {
+    to: state.assignee ? 'assigned' : 'queued',
+    details: `${breached}; ${state.assignee ? `now with ${state.assignee.name}` : 'first in the queue'}`,
+  };
+}
+
+async function resolve(run: Run, by: ResolvedBy, name: string): Promise<Move> {
+  const { state } = run;
+  const { othersAssigned } = await db.markResolved.executeWithOptions({ summary: `Resolved by ${name}` }, [
+    { conversationId: state.conversationId, resolvedBy: by },
+  ]);
+  // The agent's freed capacity went to the queue: tell those conversations.
+  await tellAssigned(run, othersAssigned, 'an agent resolved a conversation and had capacity again');
+  state.resolvedBy = by;
+  state.resolvedAt = Date.now();
+  state.survey = null;
+  return { to: 'resolved', details: `Resolved by ${name}` };
+}
+
+/**
+ * Back to whoever resolved it: the previous assignee, or the AI agent if it did and the customer wrote
+ * again. An agent's reopen goes to people: the previous assignee, else the queue.
+ */
+async function reopen(run: Run): Promise<Move> {
+  const { state } = run;
+  const conversationId = state.conversationId;
+  const by = state.inbox.reopen?.by;
+  await takeMails(run);
+  await db.markReopened.executeWithOptions(
+    { summary: by ? `Reopen: ${by.name} reopened it` : 'Reopen: the customer wrote again' },
+    [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
+  );
+  const byAi = !by && state.resolvedBy?.kind === 'ai_agent' && state.handler.kind === 'ai';
+  state.resolvedBy = null;
+  state.resolvedAt = null;
+  takeRequest(run, () => (state.inbox.reopen = undefined));
+  const context = await read.loadConversation.executeWithOptions({ summary: 'Read who had the conversation' }, [
+    { conversationId },
+  ]);
+  state.assignee = context.assignee;
+  if (state.assignee) return openStage(state);
+  if (byAi) return aiStage(state, 'answers again');
+  return handToHumans(run);
+}
+
+/** Waits out the quiet period after resolution (ratings are recorded meanwhile); a customer mail reopens it. */
+async function closeAfterQuietPeriod(run: Run, closeAfterSeconds: number): Promise<Transition> {
+  const { state } = run;
+  const until = state.resolvedAt! + closeAfterSeconds * 1000;
+  const woke = await waitFor(run, {
+    until,
+    summary: `Close after the quiet period (${new Date(until).toISOString()}) unless the customer writes again`,
+    wakesOn: () => state.inbox.ratings.length > 0 || customerOrAgentReopens(state.inbox),
+  });
+  await recordRatings(run);
+  if (woke === 'woke' && customerOrAgentReopens(state.inbox)) return reopen(run);
+  if (woke !== 'deadline') return { to: state.stage, details: state.stage === 'csat' ? 'CSAT survey sent' : 'Resolved' };
+  await db.markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
+    { conversationId: state.conversationId },
+  ]);
+  return { to: 'closed', details: closedDetails(state) };
+}
+
+async function recordRatings(run: Run) {
+  const { state } = run;
+  for (const rating of state.inbox.ratings.splice(0)) {
+    if (rating.surveyId !== state.survey?.id) continue; // a link from an earlier resolution
+    await db.recordCsatRating.executeWithOptions({ summary: `Record the CSAT rating ${rating.rating}/5` }, [
+      { conversationId: state.conversationId, ...rating },
+    ]);
+  }
+  // Machine mail that woke nobody is stored already; the inbox forgets it.
+  state.inbox.mails = state.inbox.mails.filter((mail) => !mail.facts || isFromPerson(mail.facts));
+}
+
+/** Once per conversation, and never to a machine or past the per-recipient limit. */
+async function sendOutOfOffice(run: Run, opensAtText: string) {
+  const conversationId = run.state.conversationId;
+  run.state.outOfOfficeSent = true;
+  const { automaticMailBlocked } = await read.loadConversation.executeWithOptions(
+    { summary: 'May the out-of-office note go out? (loop and flood limits)' },
+    [{ conversationId }],
+  );
+  if (automaticMailBlocked) return suppressAutomaticMail(run, 'out_of_office', automaticMailBlocked);
+  sendInBackground(run, 'out_of_office', () =>
+    smtp.sendOutOfOffice.executeWithOptions({ summary: `Send the out-of-office note (open ${opensAtText})` }, [
+      { conversationId, outboxId: uuid4(), opensAtText },
+    ]),
+  );
+}
+
+async function suppressAutomaticMail(run: Run, kind: AutomaticMailKind, reason: string) {
+  setCurrentDetails(`No ${kind.replaceAll('_', ' ')}: ${reason}`);
+  await db.recordAutomaticMailSuppressed.executeWithOptions(
+    { summary: `Do not send the ${kind.replaceAll('_', ' ')}: ${reason}` },
+    [{ conversationId: run.state.conversationId, kind, reason }],
+  );
+}
+
+/**
+ * Sends and waits; undefined when the mail server refused it for good (the outbox marked it failed and
+ * the timeline says why): the conversation goes on without it.
+ */
+async function sendAutomaticMail<T>(run: Run, kind: string, send: () => Promise<T>): Promise<T | undefined> {
+  run.sendsInFlight += 1;
+  try {
+    return await send();
+  } catch (error) {
+    if (!(error instanceof ActivityFailure)) throw error;
+    log.warn('mail not delivered', { kind, conversationId: run.state.conversationId, error: String(error.cause ?? error) });
+    return undefined;
+  } finally {
+    run.sendsInFlight -= 1;
+  }
+}
+
+/** Sends without holding the conversation back; the run waits for it before it ends or continues as new. */
+function sendInBackground(run: Run, kind: string, send: () => Promise<unknown>) {
+  void sendAutomaticMail(run, kind, send);
+}
+
+// ── Stage descriptions ────────────────────────────────────────────────────────────────────────────
+
+function openStage(state: ConversationState): Move {
+  const slaNote = state.sla && !state.firstResponded ? `; first response due by ${state.sla.dueAtText}` : '';
+  if (state.assignee) return { to: 'assigned', details: `Assigned to ${state.assignee.name}; open until resolved${slaNote}` };
+  return { to: 'queued', details: `Waiting in the queue for an agent with free capacity${slaNote}` };
+}
+
+function aiStage(state: ConversationState, what: 'answers' | 'answers again' | 'waits'): Move {
+  const name = state.handler.kind === 'ai' ? state.handler.aiAgent.name : 'the AI agent';
+  if (what === 'waits') return { to: 'ai', details: `${name} (AI agent) waits for the customer` };
+  return { to: 'ai', details: `${name} (AI agent) ${what}` };
+}
+
+function waitingStage(opensAtText: string): Move {
+  return { to: 'waiting_for_hours', details: `Outside business hours: waiting until they open ${opensAtText}` };
+}
+
+function resolvedStage(state: ConversationState): Move {
+  return { to: 'resolved', details: state.resolvedBy ? 'Resolved; the survey follows after the delay' : 'Resolved' };
+}
+
+function closedDetails(state: ConversationState): string {
+  return state.survey ? `Closed; the survey link stays valid until ${new Date(state.survey.expiresAt).toISOString()}` : 'Closed';
+}
+
+// ── Signals, updates and the query ────────────────────────────────────────────────────────────────
+
+/** Registered before the first await, so that nothing is missed. They only record what arrived; the main loop acts on it. */
+function registerHandlers(run: Run) {
+  const { state } = run;
+  const { inbox } = state;
+
+  setHandler(inboundMessageSignal, (mail) => {
+    if (inbox.seenMailIds.includes(mail.inboundMessageId)) return;
+    inbox.seenMailIds.push(mail.inboundMessageId);
+    if (inbox.seenMailIds.length > RECENT_MESSAGES_KEPT) inbox.seenMailIds.shift();
+    inbox.mails.push(mail);
+  });
+  setHandler(csatRatingSignal, (rating) => void inbox.ratings.push(rating));
+  setHandler(assignmentChangedSignal, ({ reason }) => void (inbox.assignmentChanged = reason));
+  setHandler(notSpamSignal, ({ by }) => void (inbox.spamRelease = by));
+
+  setHandler(
+    agentReplyUpdate,
+    async ({ author, text, subject }) => {
+      const outboxId = uuid4();
+      const written = await db.writeAgentReply.executeWithOptions({ summary: `Write the reply of ${author.name}` }, [
+        { conversationId: state.conversationId, outboxId, authorId: author.id, text, ...(subject ? { subject } : {}) },
+      ]);
+      state.firstResponded = true;
+      if (state.stage === 'ai') inbox.humanReplied = author; // a person took over from the AI agent
+      // The agent is answered once the reply is in the outbox; sending waits out a mail server outage.
+      sendInBackground(run, 'reply', () =>
+        smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [{ outboxId }]),
+      );
+      return written;
+    },
+    {
+      validator: (reply) => {
+        if (!reply.text.trim()) throw ApplicationFailure.nonRetryable('the reply text is empty', 'InvalidReply');
+        if (state.stage === 'closed') throw ApplicationFailure.nonRetryable('the conversation is closed', 'ConversationClosed');
+      },
+    },
+  );
+
+  const requireOpen = (pending: unknown) => {
+    if (!isOpenStage(state.stage) || pending) {
+      throw ApplicationFailure.nonRetryable(`the conversation is not open (stage ${state.stage})`, 'ConversationNotOpen');
+    }
+  };
+
+  setHandler(
+    resolveUpdate,
+    async (request) => {
+      inbox.resolve = request;
+      await condition(() => inbox.resolve === undefined && run.answerable); // resolved, and the stage recorded
+      return { status: 'resolved' as const };
+    },
+    { validator: (_request: ResolveInput) => requireOpen(inbox.resolve) },
+  );
+
+  setHandler(
+    assignUpdate,
+    async (request) => {
+      inbox.assign = request;
+      await condition(() => inbox.assign === undefined && run.answerable); // applied, and the stage recorded
+      const refused = run.refused.assign;
+      run.refused.assign = undefined;
+      if (refused) throw ApplicationFailure.nonRetryable(refused, 'AssignmentRefused');
+      return { assignee: state.assignee };
+    },
+    { validator: (_request: AssignInput) => requireOpen(inbox.assign) },
+  );
+
+  // Also the first update of a run started for it (update-with-start, the conversation was closed and its
+  // run had ended): that run does not know yet whether it is open, and triage answers it.
+  setHandler(
+    reopenUpdate,
+    async (request) => {
+      inbox.reopen = request;
+      // Reopened and routed (a fresh run's triage answers it too), or refused; the stage recorded.
+      await condition(() => inbox.reopen === undefined && run.answerable);
+      const refused = run.refused.reopen;
+      run.refused.reopen = undefined;
+      if (refused) throw ApplicationFailure.nonRetryable(refused, 'ConversationOpen');
+      return { status: statusOfStage(state.stage), assignee: state.assignee };
+    },
+    {
+      validator: (_request: ReopenInput) => {
+        if ((state.known && isOpenStage(state.stage)) || inbox.reopen) {
+          throw ApplicationFailure.nonRetryable(`the conversation is open already (stage ${state.stage})`, 'ConversationOpen');
+        }
+      },
+    },
+  );
+
+  // Sent by earlier releases of the API with signalWithStart; update-with-start replaced it.
+  setHandler(reopenSignal, (request) => {
+    if (!state.known || !isOpenStage(state.stage)) inbox.reopen ??= request;
+  });
+
+  setHandler(conversationSnapshotQuery, () => ({
+    conversationId: state.conversationId,
+    stage: state.stage,
+    assigneeId: state.assignee?.id ?? null,
+    aiAgentId: state.handler.kind === 'ai' ? state.handler.aiAgent.id : null,
+    slaBreached: state.slaBreached,
+    pendingMessages: inbox.mails.length,
+    mailsTaken: state.mailsTaken,
+    lastCustomerMailId: state.lastCustomerMail?.inboundMessageId ?? null,
+  }));
+}
+
+/**
+ * The run ends once every update is answered and every mail sent, unless a person writes, an agent
+ * reopens it or releases it from spam meanwhile: then it goes on.
+ */
+async function lastWords(run: Run): Promise<Move | undefined> {
+  const { state } = run;
+  const goesOn = () => state.inbox.spamRelease !== undefined || customerOrAgentReopens(state.inbox);
+  await condition(() => (allHandlersFinished() && run.sendsInFlight === 0) || goesOn());
+  if (!goesOn()) return undefined;
+  if (state.stage === 'spam') return { to: 'triage', details: 'Triage again: a mail or a release from spam arrived' };
+  return reopen(run);
+}
+
+/**
+ * Before continuing as new: an update waiting for the main loop is served first (or both would wait
+ * forever), and mail still being sent goes out.
+ */
+async function readyToContinueAsNew(run: Run): Promise<boolean> {
+  const { inbox } = run.state;
+  await condition(
+    () =>
+      (allHandlersFinished() && run.sendsInFlight === 0) ||
+      inbox.resolve !== undefined ||
+      inbox.assign !== undefined ||
+      inbox.reopen !== undefined,
+  );
+  return allHandlersFinished() && run.sendsInFlight === 0;
+}
+
+function describeSeconds(seconds: number): string {
+  if (seconds % 86_400 === 0 && seconds > 0) return `${seconds / 86_400} d`;
+  if (seconds % 3600 === 0 && seconds > 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0 && seconds > 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}

@@ -1,11 +1,13 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Actor, ConversationStage, ConversationStatus } from '../domain/conversation.js';
+import type { Actor, ConversationStage, ConversationStatus, CustomerMessageFacts } from '../domain/conversation.js';
 
 // Everything that talks to a running conversation: the API and the ingest import these,
 // the workflow registers their handlers. One input object each, explicit names.
 
 export interface InboundMessageInput {
   inboundMessageId: string;
+  /** What ingest learned about the mail; absent in signals sent by earlier releases (the workflow reads them then). */
+  facts?: Omit<CustomerMessageFacts, 'inboundMessageId'>;
 }
 /** A customer mail was stored and threaded into this conversation. */
 export const inboundMessageSignal = defineSignal<[InboundMessageInput]>('inboundMessage');
@@ -62,12 +64,12 @@ export interface ReopenResult {
   /** Who has it again: the previous assignee, or null while it waits in the queue. */
   assignee: Actor | null;
 }
-/** An agent reopens a resolved or closed conversation whose workflow still runs: back to the previous assignee. */
-export const reopenUpdate = defineUpdate<ReopenResult, [ReopenInput]>('reopen');
 /**
- * The same for a closed conversation whose workflow has ended: sent with signalWithStart, which starts
- * it again as a customer mail does. A running workflow that is open already ignores it.
+ * An agent reopens a resolved or closed conversation: back to the previous assignee. Sent with
+ * update-with-start, so a closed conversation whose run has ended starts again for it.
  */
+export const reopenUpdate = defineUpdate<ReopenResult, [ReopenInput]>('reopen');
+/** What earlier releases sent with signalWithStart to reopen a closed conversation whose run had ended. */
 export const reopenSignal = defineSignal<[ReopenInput]>('reopenRequested');
 
 export interface NotSpamInput {
@@ -94,6 +96,10 @@ export interface ConversationSnapshot {
   aiAgentId: string | null;
   slaBreached: boolean;
   pendingMessages: number;
+  /** Customer mails the conversation has taken in, each once (absent from runs of the earlier workflow type). */
+  mailsTaken?: number;
+  /** The latest mail a person wrote. */
+  lastCustomerMailId?: string | null;
 }
 export const conversationSnapshotQuery = defineQuery<ConversationSnapshot>('snapshot');
 

@@ -87,7 +87,7 @@ async function queueOf(db: Db, channelId: string): Promise<string[]> {
     .select('id')
     .where('channel_id', '=', channelId)
     .where('status', '=', 'open')
-    .where('stage', '=', 'queued')
+    .where('assignee_id', 'is', null)
     .where('queued_at', 'is not', null)
     .orderBy(sql`case priority when 'urgent' then 0 when 'high' then 1 when 'normal' then 2 else 3 end`)
     .orderBy('queued_at')
@@ -109,11 +109,18 @@ function openWith(rows: readonly ConversationRow[], userId: string): string[] {
   return rows.filter((row) => row.status === 'open' && row.assignee_id === userId).map((row) => row.id);
 }
 
+// The assignment's facts, written in its transaction: the stage follows when the workflow records it (expectWorkflowsAgree).
+function withAgent(row: ConversationRow): boolean {
+  return row.status === 'open' && row.assignee_id !== null && row.queued_at === null;
+}
+
+function inQueue(row: ConversationRow): boolean {
+  return row.status === 'open' && row.assignee_id === null && row.queued_at !== null;
+}
+
 /** An open conversation is either with an agent or waiting in the queue, never in between. */
 function isSettled(row: ConversationRow): boolean {
-  if (row.status !== 'open') return true;
-  if (row.stage === 'assigned') return row.assignee_id !== null && row.queued_at === null;
-  return row.stage === 'queued' && row.assignee_id === null && row.queued_at !== null;
+  return row.status !== 'open' || withAgent(row) || inQueue(row);
 }
 
 /** Every open conversation assigned or queued, nobody over capacity, nothing with someone who is not an agent. */
@@ -244,8 +251,8 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
         const agents = await agentsOf(stack.db, channelId);
         expectConsistent(rows, agents);
 
-        const assigned = rows.filter((row) => row.stage === 'assigned');
-        const queued = rows.filter((row) => row.stage === 'queued');
+        const assigned = rows.filter((row) => withAgent(row));
+        const queued = rows.filter((row) => inQueue(row));
         expect(assigned).toHaveLength(45);
         expect(queued).toHaveLength(155);
         expect(Object.fromEntries(loadOf(rows))).toEqual({ [alice.id]: 20, [bob.id]: 15, [carol.id]: 10 });
@@ -276,8 +283,8 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
       const after = await conversationsOf(stack.db, channelId);
       const byId = new Map(after.map((row) => [row.id, row]));
       expect(toResolve.map((id) => byId.get(id)!.status)).toEqual(toResolve.map(() => 'resolved'));
-      expect(next.map((id) => byId.get(id)!.stage)).toEqual(next.map(() => 'assigned'));
-      expect(after.filter((row) => row.stage === 'queued')).toHaveLength(155 - toResolve.length);
+      expect(next.map((id) => withAgent(byId.get(id)!))).toEqual(next.map(() => true));
+      expect(after.filter((row) => inQueue(row))).toHaveLength(155 - toResolve.length);
       expectConsistent(after, await agentsOf(stack.db, channelId));
       expect(Object.fromEntries(loadOf(after))).toEqual({ [alice.id]: 20, [bob.id]: 15, [carol.id]: 10 });
 
@@ -359,7 +366,7 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
       expect(agents.map((agent) => agent.userId).sort()).toEqual([alice.id, bob.id].sort());
       expectConsistent(rows, agents);
       const byId = new Map(rows.map((row) => [row.id, row]));
-      expect(carolsConversations.map((id) => byId.get(id)!.stage)).toEqual(carolsConversations.map(() => 'queued'));
+      expect(carolsConversations.map((id) => inQueue(byId.get(id)!))).toEqual(carolsConversations.map(() => true));
       const listed = await callApi(stack.api.url, admin, 'GET', `/v1/channels/${channelId}/agents`);
       expect(listed.body.data.map((agent: { userId: string }) => agent.userId)).not.toContain(carol.id);
       await expectWorkflowsAgree(carolsConversations);
@@ -380,7 +387,7 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
 
     await postMails(team.channel, address, 1001, 7);
     const rows = await settled(stack.db, channelId, 7);
-    expect(rows.filter((row) => row.stage === 'assigned')).toHaveLength(7);
+    expect(rows.filter((row) => withAgent(row))).toHaveLength(7);
     const bobs = rows
       .filter((row) => row.assignee_id === bob.id)
       .sort((a, b) => a.created_at.getTime() - b.created_at.getTime() || (a.id < b.id ? -1 : 1));
@@ -426,7 +433,7 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
     const rows = await settled(stack.db, channelId, 12);
     const agents = await agentsOf(stack.db, channelId);
     expectConsistent(rows, agents);
-    expect(rows.filter((row) => row.stage === 'assigned')).toHaveLength(12);
+    expect(rows.filter((row) => withAgent(row))).toHaveLength(12);
     const counts = agents.map((agent) => loadOf(rows).get(agent.userId) ?? 0);
     expect(Math.max(...counts) - Math.min(...counts), `conversations per agent: ${counts.join(', ')}`).toBeLessThanOrEqual(1);
     await expectWorkflowsAgree(ids);
@@ -447,10 +454,12 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
         .select(['id', 'status', 'stage', 'assignee_id', 'queued_at', 'created_at'])
         .where('id', '=', conversationId)
         .executeTakeFirstOrThrow();
-    /** One new conversation, once it is assigned or queued. */
+    /** One new conversation, once it is assigned or queued and its workflow has recorded that stage. */
     const arrives = async () => {
       const [conversationId] = await postMails(team.channel, address, next++, 1);
-      await eventually(async () => (isSettled(await row(conversationId!)) ? true : undefined));
+      const recorded = (found: ConversationRow) =>
+        (withAgent(found) && found.stage === 'assigned') || (inQueue(found) && found.stage === 'queued');
+      await eventually(async () => (recorded(await row(conversationId!)) ? true : undefined));
       return row(conversationId!);
     };
 
@@ -612,8 +621,8 @@ describe('assignment racing at the database (no Temporal)', () => {
 
       const rows = await conversationsOf(database.db, channelId);
       expectConsistent(rows, await agentsOf(database.db, channelId));
-      expect(rows.filter((row) => row.stage === 'assigned')).toHaveLength(45);
-      expect(rows.filter((row) => row.stage === 'queued')).toHaveLength(155);
+      expect(rows.filter((row) => withAgent(row))).toHaveLength(45);
+      expect(rows.filter((row) => inQueue(row))).toHaveLength(155);
       expect(agents.map((id) => loadOf(rows).get(id) ?? 0)).toEqual([20, 15, 10]);
       expectAnswersAgree(ids, results, rows);
     });
@@ -645,7 +654,7 @@ describe('assignment racing at the database (no Temporal)', () => {
 
     const rows = await conversationsOf(database.db, channelId);
     expectConsistent(rows, await agentsOf(database.db, channelId));
-    expect(rows.filter((row) => row.stage === 'assigned')).toHaveLength(200);
+    expect(rows.filter((row) => withAgent(row))).toHaveLength(200);
     const counts = agents.map((id) => loadOf(rows).get(id) ?? 0);
     expect(Math.max(...counts) - Math.min(...counts), `conversations per agent: ${counts.join(', ')}`).toBeLessThanOrEqual(1);
     expectAnswersAgree(ids, results, rows);
@@ -679,7 +688,7 @@ describe('assignment racing at the database (no Temporal)', () => {
         .sort(),
     ).toEqual([...toResolve].sort());
     // The freed slots went to the conversations that waited longest, reported to whoever must tell their workflows.
-    const newlyAssigned = rows.filter((row) => row.stage === 'assigned' && !openWith(before, row.assignee_id!).includes(row.id));
+    const newlyAssigned = rows.filter((row) => withAgent(row) && !openWith(before, row.assignee_id!).includes(row.id));
     expect(new Set(newlyAssigned.map((row) => row.id))).toEqual(new Set(queueBefore.slice(0, toResolve.length)));
     const reported = [
       ...resolutions.flatMap((result) => result.othersAssigned),

@@ -11,7 +11,7 @@ import type { RoutingDecision } from '../../src/activities/routing.js';
 import { addBusinessTime, describeInstant, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
 import { raisePriority, type Priority } from '../../src/domain/routing-rules.js';
 import { WORKFLOWS_PATH } from '../../src/worker.js';
-import { conversationWorkflow } from '../../src/workflows/conversation.js';
+import { customerConversation } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import {
   conversationSnapshotQuery,
@@ -126,7 +126,9 @@ export interface WorkflowHarness {
   /** Runs a worker with the stub activities for the test's body; terminates what it leaves waiting. */
   withWorker(run: (taskQueue: string) => Promise<void>): Promise<void>;
   /** Starts a conversation workflow with its first customer mail. */
-  startConversation(taskQueue: string, firstMessageId?: string): Promise<WorkflowHandle<typeof conversationWorkflow>>;
+  startConversation(taskQueue: string, firstMessageId?: string): Promise<WorkflowHandle<typeof customerConversation>>;
+  /** A customer mail arrives as ingest signals it: with its facts, named by `factsOf`. */
+  mailArrives(handle: WorkflowHandle, inboundMessageId: string): Promise<void>;
   waitForStage(handle: WorkflowHandle, stage: string): Promise<void>;
   /** Waits until the stub activities saw at least `count` calls of `name`; returns those calls. */
   waitForCalls(name: keyof Activities, count?: number): Promise<Call[]>;
@@ -205,7 +207,10 @@ export function useWorkflowHarness(hooks: {
         await record('loadConversation', input),
         { ...world().context, conversationId: input.conversationId }
       ),
-      readCustomerMessages: async ({ inboundMessageIds }) => inboundMessageIds.map(factsOf),
+      readCustomerMessages: async (input) => (await record('readCustomerMessages', input), input.inboundMessageIds.map(factsOf)),
+      recordStage: async (input) => {
+        await record('recordStage', input);
+      },
       recordAutomaticMailSuppressed: async (input) => {
         await record('recordAutomaticMailSuppressed', input);
       },
@@ -306,13 +311,19 @@ export function useWorkflowHarness(hooks: {
 
   harness.startConversation = (taskQueue, firstMessageId = 'm1') => {
     const conversationId = `conversation-${taskQueue}`;
-    return harness.env.client.workflow.signalWithStart(conversationWorkflow, {
+    const { inboundMessageId, ...facts } = factsOf(firstMessageId);
+    return harness.env.client.workflow.signalWithStart(customerConversation, {
       workflowId: conversationWorkflowId(conversationId),
       taskQueue,
       args: [{ conversationId }],
       signal: inboundMessageSignal,
-      signalArgs: [{ inboundMessageId: firstMessageId }],
+      signalArgs: [{ inboundMessageId, facts }],
     });
+  };
+
+  harness.mailArrives = async (handle, id) => {
+    const { inboundMessageId, ...facts } = factsOf(id);
+    await handle.signal(inboundMessageSignal, { inboundMessageId, facts });
   };
 
   harness.waitForStage = async (handle, stage) => {

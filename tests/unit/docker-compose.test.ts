@@ -27,8 +27,9 @@ describe('docker-compose.yml', () => {
     expect(ui.environment.TEMPORAL_DISABLE_WRITE_ACTIONS).toBe('true');
   });
 
-  it('runs the API and the worker from the project sources', () => {
-    expect(compose.services.api.command).toEqual(['npx', 'tsx', 'src/api/server.ts']);
-    expect(compose.services.worker.command).toEqual(['npx', 'tsx', 'src/worker.ts']);
+  it('runs the API and the worker from the project sources, as processes that get SIGTERM and stop gracefully', () => {
+    expect(compose.services.api.command).toEqual(['node', '--import', 'tsx', 'src/api/server.ts']);
+    expect(compose.services.worker.command).toEqual(['node', '--import', 'tsx', 'src/worker.ts']);
+    for (const service of [compose.services.api, compose.services.worker]) expect(service.stop_grace_period).toBe('35s');
   });
 });

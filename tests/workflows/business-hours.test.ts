@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { describeInstant, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
-import { inboundMessageSignal, resolveUpdate } from '../../src/workflows/messages.js';
+import { resolveUpdate } from '../../src/workflows/messages.js';
 import { ALICE, HOUR, nextLocalTime, officeHours, useWorkflowHarness } from '../support/workflow-harness.js';
 
 const FRIDAY = 5;
@@ -30,10 +30,10 @@ describe('conversationWorkflow outside business hours (time skipping)', () => {
       const handle = await t.startConversation(taskQueue);
       await t.waitForStage(handle, 'waiting_for_hours');
       await vi.waitFor(async () => expect(await t.timerSummaries(handle)).toEqual([`Until business hours open ${openingText}`]));
-      expect(t.callsOf('sendOutOfOffice').map((call) => call.input.opensAtText)).toEqual([openingText]);
+      expect((await t.waitForCalls('sendOutOfOffice')).map((call) => call.input.opensAtText)).toEqual([openingText]);
 
       // A second mail during the wait: it is read, the wait goes on, no second note.
-      await handle.signal(inboundMessageSignal, { inboundMessageId: 'm2' });
+      await t.mailArrives(handle, 'm2');
       await vi.waitFor(async () => expect(await t.timerSummaries(handle)).toHaveLength(2));
       expect(t.callsOf('sendOutOfOffice')).toHaveLength(1);
       expect((await t.snapshot(handle)).stage).toBe('waiting_for_hours');

@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  conversationSnapshotQuery,
-  csatRatingSignal,
-  inboundMessageSignal,
-  resolveUpdate,
-} from '../../src/workflows/messages.js';
+import { conversationSnapshotQuery, csatRatingSignal, resolveUpdate } from '../../src/workflows/messages.js';
 import { ALICE, HOUR, useWorkflowHarness } from '../support/workflow-harness.js';
 
 const CSAT_DELAY_SECONDS = 3 * 3600;
@@ -69,7 +64,7 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       const handle = await startResolvedConversation(taskQueue);
       t.world.context.assignee = ALICE;
       await t.env.sleep(HOUR);
-      await handle.signal(inboundMessageSignal, { inboundMessageId: 'm2' });
+      await t.mailArrives(handle, 'm2');
       await t.waitForStage(handle, 'assigned');
       expect(t.callsOf('markReopened')).toHaveLength(1);
       expect((await handle.query(conversationSnapshotQuery)).assigneeId).toBe(ALICE.id);
@@ -83,7 +78,7 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
     await t.withWorker(async (taskQueue) => {
       const handle = await startResolvedConversation(taskQueue);
       await t.env.sleep(HOUR);
-      await handle.signal(inboundMessageSignal, { inboundMessageId: 'auto-vacation' });
+      await t.mailArrives(handle, 'auto-vacation');
       await t.env.sleep(CSAT_DELAY_SECONDS * 1000);
       await t.waitForStage(handle, 'csat');
       expect(t.callsOf('markReopened')).toHaveLength(0);
@@ -112,7 +107,7 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       expect((await t.timerSummaries(handle)).filter((summary) => summary.includes('CSAT'))).toEqual([]);
       await t.env.sleep(QUIET_PERIOD_MS / 2);
       t.world.context.assignee = ALICE;
-      await handle.signal(inboundMessageSignal, { inboundMessageId: 'm2' });
+      await t.mailArrives(handle, 'm2');
       await t.waitForStage(handle, 'assigned');
       await handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: ALICE }] });
       const resolvedAgainAt = t.callsOf('markResolved')[1]!.at;

@@ -1,14 +1,14 @@
 import { defaultPayloadConverter } from '@temporalio/common';
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { conversationWorkflow } from '../../src/workflows/conversation.js';
+import { customerConversation } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
-import { reopenSignal, reopenUpdate, resolveUpdate } from '../../src/workflows/messages.js';
+import { reopenUpdate, resolveUpdate } from '../../src/workflows/messages.js';
 import { ALICE, BOB, HOUR, useWorkflowHarness } from '../support/workflow-harness.js';
 
 const QUIET_PERIOD_MS = 3 * 24 * HOUR;
 
-describe('conversationWorkflow reopened by an agent (time skipping)', () => {
+describe('customerConversation reopened by an agent (time skipping)', () => {
   const t = useWorkflowHarness({ beforeAll, afterAll, beforeEach });
 
   async function startResolvedConversation(taskQueue: string) {
@@ -84,7 +84,7 @@ describe('conversationWorkflow reopened by an agent (time skipping)', () => {
     });
   });
 
-  it('starts a closed conversation whose run has ended again with the reopen signal, back to the previous assignee', async () => {
+  it('starts a closed conversation whose run has ended again for the reopen (update-with-start), back to the previous assignee', async () => {
     await t.withWorker(async (taskQueue) => {
       t.world.context.csatEnabled = false;
       const first = await startResolvedConversation(taskQueue);
@@ -93,15 +93,20 @@ describe('conversationWorkflow reopened by an agent (time skipping)', () => {
 
       t.world.context.status = 'closed';
       const conversationId = `conversation-${taskQueue}`;
-      const again = await t.env.client.workflow.signalWithStart(conversationWorkflow, {
+      const start = new WithStartWorkflowOperation(customerConversation, {
         workflowId: conversationWorkflowId(conversationId),
         taskQueue,
         args: [{ conversationId }],
-        signal: reopenSignal,
-        signalArgs: [{ by: BOB }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
       });
-      await t.waitForStage(again, 'assigned');
-      expect((await t.snapshot(again)).assigneeId).toBe(ALICE.id);
+      const result = await t.env.client.workflow.executeUpdateWithStart(reopenUpdate, {
+        args: [{ by: BOB }],
+        startWorkflowOperation: start,
+      });
+      // Answered once it is open again, with who has it: no polling.
+      expect(result).toEqual({ status: 'open', assignee: ALICE });
+      const again = await start.workflowHandle();
+      expect((await t.snapshot(again)).stage).toBe('assigned');
       expect(t.callsOf('markReopened').map((call) => call.input)).toEqual([{ conversationId, reopenedBy: BOB }]);
       // Reopened to the assignee: no routing, and no greeting without a customer mail.
       expect(t.callsOf('routeConversation')).toHaveLength(1);

@@ -1,29 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { SignalDefinition } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.js';
+import { DELIVERY_STATUSES } from '../../domain/conversation.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
 import { recordEvent } from '../../activities/timeline.js';
-import { conversationWorkflow } from '../../workflows/conversation.js';
-import { conversationWorkflowId, TASK_QUEUE } from '../../workflows/ids.js';
-import {
-  agentReplyUpdate,
-  assignUpdate,
-  notSpamSignal,
-  reopenSignal,
-  reopenUpdate,
-  resolveUpdate,
-  type Actor,
-} from '../../workflows/messages.js';
-import { ChannelIdAttribute, StageAttribute, StatusAttribute } from '../../workflows/search-attributes.js';
+import { TASK_QUEUE } from '../../workflows/ids.js';
+import { ConversationStateError, createConversationGateway, type ConversationStart } from '../../temporal/gateway.js';
 import { accessibleChannelIds, requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { IdempotencyHeadersSchema } from '../idempotency.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
-import { commandConversation } from '../workflow-commands.js';
 import { ReplyInputSchema } from './reply-preview.js';
 
 // Conversations as backend services and agents' tools see them: lists with filters, the whole record
@@ -103,6 +90,18 @@ const MessageSchema = z
     aiAgentId: z.uuid().nullable(),
     at: z.iso.datetime(),
     sentAt: z.iso.datetime().nullable(),
+    deliveryStatus: z
+      .enum(DELIVERY_STATUSES)
+      .nullable()
+      .openapi({
+        description:
+          'Outgoing messages: queued (not sent yet, or retried after a temporary failure), sent (the SMTP server took it), ' +
+          'failed (the SMTP server refused it for good), bounced (a delivery report came back for it); null for inbound messages',
+      }),
+    deliveryError: z.string().nullable().openapi({
+      description:
+        'Failed or bounced: what the SMTP server or the delivery report said; queued: why the last attempt did not go out; else null',
+    }),
   })
   .openapi('Message');
 
@@ -510,9 +509,8 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
-const REOPEN_WAIT_MS = 10_000;
-
 export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: ApiDeps) {
+  const conversations = createConversationGateway(temporal, { taskQueue });
   /** Another account's conversation answers exactly like a missing one; another channel's is 403 for an agent. */
   async function findConversation(user: AuthenticatedUser, conversationId: string): Promise<ConversationRow> {
     const row = await conversationQuery(db, user).where('c.id', '=', conversationId).executeTakeFirst();
@@ -521,50 +519,18 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     return row;
   }
 
-  /**
-   * Starts the conversation's workflow again (its run ended: closed, or kept as spam) with a signal
-   * saying why; the signal goes to the run if one is still there.
-   */
-  async function startAgain(conversation: ConversationRow, why: string, signal: SignalDefinition<[{ by: Actor }]>, by: Actor) {
+  /** What the Temporal UI titles a run that a request starts: the channel, the subject and why. */
+  async function startOf(conversation: ConversationRow, why: string): Promise<ConversationStart> {
     const channel = await db
       .selectFrom('channels')
       .select('name')
       .where('id', '=', conversation.channel_id)
       .executeTakeFirstOrThrow();
-    await commandConversation(temporal, () =>
-      temporal.workflow.signalWithStart(conversationWorkflow, {
-        workflowId: conversationWorkflowId(conversation.id),
-        taskQueue,
-        args: [{ conversationId: conversation.id }],
-        signal,
-        signalArgs: [{ by }],
-        staticSummary: `Conversation on channel '${channel.name}': ${conversation.subject} (${why})`,
-        staticDetails: `Conversation ${conversation.id}, channel ${conversation.channel_id}`,
-        typedSearchAttributes: [
-          { key: ChannelIdAttribute, value: conversation.channel_id },
-          { key: StatusAttribute, value: 'open' },
-          { key: StageAttribute, value: 'triage' },
-        ],
-      }),
-    );
-  }
-
-  /** A closed conversation's workflow started again: its run reopens it within moments. */
-  async function waitUntilOpen(conversationId: string) {
-    for (const deadline = Date.now() + REOPEN_WAIT_MS; Date.now() < deadline; await sleep(100)) {
-      const row = await db
-        .selectFrom('conversations')
-        .select(['status', 'assignee_id'])
-        .where('id', '=', conversationId)
-        .executeTakeFirstOrThrow();
-      if (row.status === 'open') return row;
-    }
-    throw new Problem(
-      503,
-      'workflows-unavailable',
-      'Workflows are slow to answer',
-      'the reopen is requested and happens once the workflow runs; read the conversation again later',
-    );
+    return {
+      conversationId: conversation.id,
+      channelId: conversation.channel_id,
+      summary: `Conversation on channel '${channel.name}': ${conversation.subject} (${why})`,
+    };
   }
 
   /** Changes the labels under the row lock; a change is put on the timeline. */
@@ -695,6 +661,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         aiAgentId: null,
         at: m.received_at.toISOString(),
         sentAt: m.sent_at?.toISOString() ?? null,
+        deliveryStatus: null,
+        deliveryError: null,
       })),
       ...outbound.map((m) => ({
         id: m.id,
@@ -715,6 +683,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         aiAgentId: m.ai_agent_id,
         at: m.created_at.toISOString(),
         sentAt: m.sent_at?.toISOString() ?? null,
+        deliveryStatus: m.delivery_status,
+        deliveryError: m.delivery_error,
       })),
     ].sort((a, b) => a.at.localeCompare(b.at));
     const timeline = events.map((e) => ({ id: String(e.id), type: e.type, data: e.data, at: e.created_at.toISOString() }));
@@ -766,11 +736,12 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const conversation = await findConversation(user, conversationId);
     requireNotSpam(conversation);
     if (!conversation.contact_email) throw noAddress();
-    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
-    const sent = await commandConversation(temporal, () =>
-      handle.executeUpdate(agentReplyUpdate, {
-        args: [{ author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) }],
-      }),
+    // A repeat with the same Idempotency-Key (the first answer was lost, or timed out) is the same update: sent once.
+    const idempotencyKey = c.req.header('idempotency-key');
+    const sent = await conversations.reply(
+      conversationId,
+      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) },
+      idempotencyKey ? `reply:${user.id}:${idempotencyKey}` : undefined,
     );
     return c.json(sent, 201);
   });
@@ -779,11 +750,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
     requireNotSpam(await findConversation(user, conversationId));
-    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
-    const result = await commandConversation(temporal, () =>
-      handle.executeUpdate(resolveUpdate, { args: [{ resolvedBy: { id: user.id, name: user.name } }] }),
-    );
-    return c.json(result, 200);
+    return c.json(await conversations.resolve(conversationId, { id: user.id, name: user.name }), 200);
   });
 
   app.openapi(reopenRoute, async (c) => {
@@ -792,25 +759,15 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
     const conversation = await findConversation(user, conversationId);
     requireNotSpam(conversation);
     if (conversation.status === 'open') throw alreadyOpen(conversationId);
-    const by = { id: user.id, name: user.name };
-    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
-    const outcome = await commandConversation(temporal, async () => {
-      try {
-        return await handle.executeUpdate(reopenUpdate, { args: [{ by }] });
-      } catch (error) {
-        if (error instanceof WorkflowNotFoundError) return 'ended' as const;
-        const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
-        if (cause instanceof ApplicationFailure && cause.type === 'ConversationOpen') return 'open' as const;
-        throw error;
-      }
-    });
-    if (outcome === 'open') throw alreadyOpen(conversationId);
-    if (outcome !== 'ended') return c.json({ status: outcome.status, assigneeId: outcome.assignee?.id ?? null }, 200);
-
-    // Closed and its run has ended: started again as a customer mail would, with the reopen instead of a mail.
-    await startAgain(conversation, `reopened by ${user.name}`, reopenSignal, by);
-    const reopened = await waitUntilOpen(conversationId);
-    return c.json({ status: reopened.status, assigneeId: reopened.assignee_id }, 200);
+    // The running workflow reopens it; a closed conversation whose run has ended starts again for it.
+    const start = await startOf(conversation, `reopened by ${user.name}`);
+    try {
+      const reopened = await conversations.reopen(start, { id: user.id, name: user.name });
+      return c.json({ status: reopened.status, assigneeId: reopened.assignee?.id ?? null }, 200);
+    } catch (error) {
+      if (error instanceof ConversationStateError && error.type === 'ConversationOpen') throw alreadyOpen(conversationId);
+      throw error;
+    }
   });
 
   app.openapi(notSpamRoute, async (c) => {
@@ -843,7 +800,10 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
       throw new Problem(409, 'not-spam', 'The conversation is not in spam', `its status is ${conversation.status}`);
     }
     // Its run ended while it was spam: started again, it routes the conversation as triage does a new one.
-    await startAgain(conversation, `released from spam by ${user.name}`, notSpamSignal, { id: user.id, name: user.name });
+    await conversations.releaseFromSpam(await startOf(conversation, `released from spam by ${user.name}`), {
+      id: user.id,
+      name: user.name,
+    });
     return c.json({ status: 'open' as const, stage: 'triage' as const }, 200);
   });
 
@@ -869,10 +829,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
       }
       assignee = { id: agent.id, name: agent.name };
     }
-    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
-    const result = await commandConversation(temporal, () =>
-      handle.executeUpdate(assignUpdate, { args: [{ assignee, by: { id: user.id, name: user.name } }] }),
-    );
+    const result = await conversations.assign(conversationId, assignee, { id: user.id, name: user.name });
     return c.json({ assigneeId: result.assignee?.id ?? null }, 200);
   });
 

@@ -4,12 +4,10 @@ import { bodyLimit } from 'hono/body-limit';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { verifyCsatToken } from '../../domain/csat-token.js';
-import { conversationWorkflowId } from '../../workflows/ids.js';
-import { csatRatingSignal } from '../../workflows/messages.js';
+import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import type { ApiDeps, AppEnv } from '../env.js';
-import { Problem, retryAfterHeader } from '../problem.js';
+import { retryAfterHeader } from '../problem.js';
 import { clientAddressBehind, type RateLimiter } from '../rate-limit.js';
-import { commandConversation } from '../workflow-commands.js';
 
 // The customer's side of the survey: a page that shows the form, and the form's submit.
 // Only the submit records a rating, so mail scanners that follow links cast nothing.
@@ -153,6 +151,7 @@ function ratingForm(token: string, current: { rating: number | null; comment: st
 }
 
 export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: RateLimiter) {
+  const conversations = createConversationGateway(temporal);
   /** The survey behind a token, or the page that explains why there is none. */
   async function surveyFor(c: Context, token: string) {
     const check = verifyCsatToken(token, config.SECRET_KEY);
@@ -207,13 +206,10 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       const { rating, comment } = c.req.valid('form');
       const found = await surveyFor(c, token);
       if (!found.survey) return found.page;
-      const handle = temporal.workflow.getHandle(conversationWorkflowId(found.survey.conversation_id));
       try {
-        await commandConversation(temporal, () =>
-          handle.signal(csatRatingSignal, { surveyId: found.survey.id, rating, comment: comment || null }),
-        );
+        await conversations.rate(found.survey.conversation_id, { surveyId: found.survey.id, rating, comment: comment || null });
       } catch (error) {
-        if (error instanceof Problem && error.status === 409) {
+        if (error instanceof ConversationStateError) {
           return c.html(page('This survey has closed', html`<p>Ratings are no longer accepted for this request.</p>`), 410);
         }
         return c.html(

@@ -169,7 +169,8 @@ async function channelsWaitingFor(trx: Db, teamId: string) {
           .whereRef('c.channel_id', '=', 'ch.id')
           .where('c.team_id', '=', teamId)
           .where('c.status', '=', 'open')
-          .where('c.stage', '=', 'queued'),
+          .where('c.assignee_id', 'is', null)
+          .where('c.queued_at', 'is not', null),
       ),
     )
     .orderBy('ch.id')

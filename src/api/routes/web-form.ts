@@ -4,14 +4,12 @@ import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type { Channel } from '../../db/schema.js';
 import { outboundMessageId } from '../../domain/threading.js';
 import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
-import { conversationWorkflowId } from '../../workflows/ids.js';
-import { agentReplyUpdate } from '../../workflows/messages.js';
+import { createConversationGateway } from '../../temporal/gateway.js';
 import { findChannel } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { IDEMPOTENCY_HEADER, IdempotencyHeadersSchema } from '../idempotency.js';
 import { MailboxAddress } from '../schemas/address.js';
 import { Problem, problemResponses } from '../problem.js';
-import { commandConversation } from '../workflow-commands.js';
 import { SentReplySchema } from './conversations.js';
 
 // A11: a web form (a backend service) opens a conversation. The submission becomes a mail to the channel
@@ -114,6 +112,7 @@ function formMail(
 }
 
 export function formConversationRoutes({ db, temporal, ingest }: ApiDeps) {
+  const conversations = createConversationGateway(temporal);
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(formConversationRoute, async (c) => {
@@ -178,13 +177,10 @@ export function formConversationRoutes({ db, temporal, ingest }: ApiDeps) {
     let firstMessage;
     if (input.firstMessage) {
       const { text, subject } = input.firstMessage;
-      const handle = temporal.workflow.getHandle(conversationWorkflowId(result.conversationId));
-      firstMessage = await commandConversation(temporal, () =>
-        handle.executeUpdate(agentReplyUpdate, {
-          // A repeated request sends it once.
-          updateId: `first-message-${submissionId}`,
-          args: [{ author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) }],
-        }),
+      firstMessage = await conversations.reply(
+        result.conversationId,
+        { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) },
+        `first-message-${submissionId}`, // a repeated request sends it once
       );
     }
     return c.json(

@@ -1,5 +1,7 @@
 // The conversation workflow as it ran before it was reshaped (workflow type `conversationWorkflow`).
-// Kept, unchanged in what it does, so that conversations started before the reshape replay and run on.
+// Kept so that conversations started before the reshape replay; at their next step they continue as new
+// as `customerConversation` (patch RESHAPED). Remove this file once no run of this type is left:
+// `WorkflowType='conversationWorkflow' AND ExecutionStatus='Running'` finds none.
 import {
   ActivityFailure,
   allHandlersFinished,
@@ -8,6 +10,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  makeContinueAsNewFunc,
   patched,
   proxyActivities,
   proxyLocalActivities,
@@ -25,6 +28,7 @@ import type {
   CustomerMessageFacts,
   ResolvedBy,
 } from '../../domain/conversation.js';
+import type { ConversationState, customerConversation } from '../conversation.js';
 import { conversationWorkflowId } from '../ids.js';
 import {
   agentReplyUpdate,
@@ -789,6 +793,13 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
   }
 
   for (;;) {
+    // Between steps, with nothing in flight: go on as the reshaped workflow with everything this run knows.
+    if (allHandlersFinished() && deliveriesInFlight === 0 && patched(RESHAPED)) {
+      await makeContinueAsNewFunc<typeof customerConversation>({ workflowType: 'customerConversation' })({
+        conversationId,
+        state: reshapedState(),
+      });
+    }
     switch (stage) {
       case 'triage':
         await triage();
@@ -852,7 +863,41 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       });
     }
   }
+
+  function reshapedState(): ConversationState {
+    return {
+      conversationId,
+      stage,
+      known: true,
+      assignee,
+      handler,
+      aiTurns,
+      lastCustomerMail,
+      customerWaiting,
+      mailsTaken: 0, // not counted before
+      outOfOfficeSent: false, // the activity sends it once per conversation anyway
+      sla,
+      slaBreached,
+      firstResponded,
+      resolvedBy,
+      resolvedAt,
+      survey,
+      details: `Continued from the earlier conversation workflow (stage ${stage})`,
+      inbox: {
+        mails: pendingMessageIds.map((inboundMessageId) => ({ inboundMessageId })),
+        seenMailIds: recentMessageIds,
+        ratings,
+        ...(assignmentChanged !== undefined ? { assignmentChanged } : {}),
+        ...(humanReplied ? { humanReplied } : {}),
+        ...(spamRelease ? { spamRelease } : {}),
+        ...(reopenRequest ? { reopen: reopenRequest } : {}),
+      },
+    };
+  }
 }
+
+// Patch: the run goes on as the reshaped workflow type.
+const RESHAPED = 'reshaped-as-customer-conversation';
 
 function isOpen(stage: ConversationStage): boolean {
   return stage === 'triage' || stage === 'ai' || stage === 'waiting_for_hours' || stage === 'queued' || stage === 'assigned';
