@@ -38,6 +38,22 @@ const takeBackThenServe = {
 `,
 };
 
+const breachThenOffer = {
+  breach: `  const { priority } = await db.markSlaBreached.executeWithOptions(
+    { summary: \`SLA breached: no first response by \${state.sla!.dueAtText}\` },
+    [{ conversationId: state.conversationId }],
+  );
+  upsertSearchAttributes([
+    { key: SlaBreachedAttribute, value: true },
+    { key: PriorityAttribute, value: priority },
+  ]);
+`,
+  offer: `  const offer = await db.offerToNextAgent.executeWithOptions({ summary: 'Offer it to the next available agent' }, [
+    { conversationId: state.conversationId },
+  ]);
+`,
+};
+
 const MUTANTS: Mutant[] = [
   {
     description: 'the assignment queue serves the queue before it takes back the conversations of an agent who left',
@@ -48,6 +64,17 @@ const MUTANTS: Mutant[] = [
     affects: ({ history }) =>
       (history.events ?? []).some(
         (event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'takeBackConversations',
+      ),
+  },
+  {
+    description: 'a breached SLA offers the conversation to the next agent before it flags the breach',
+    file: fileURLToPath(new URL('../../src/workflows/conversation.ts', import.meta.url)),
+    search: breachThenOffer.breach + breachThenOffer.offer,
+    replacement: breachThenOffer.offer + breachThenOffer.breach,
+    workflowType: 'customerConversation',
+    affects: ({ history }) =>
+      (history.events ?? []).some(
+        (event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'markSlaBreached',
       ),
   },
 ];
