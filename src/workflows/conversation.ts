@@ -489,12 +489,17 @@ function takeRequest(run: Run, take: () => void) {
   run.answerable = false;
 }
 
+/** The search attributes that changed (each upsert is a history event), and the current details. */
 function describeStage({ state }: Run, details: string) {
-  upsertSearchAttributes([
-    { key: StageAttribute, value: state.stage },
-    { key: StatusAttribute, value: statusOfStage(state.stage) },
-    { key: AssigneeIdAttribute, value: state.assignee?.id ?? null },
-  ]);
+  const shown = workflowInfo().typedSearchAttributes;
+  const status = statusOfStage(state.stage);
+  const assigneeId = state.assignee?.id ?? null;
+  const changed = [
+    ...(shown.get(StageAttribute) !== state.stage ? [{ key: StageAttribute, value: state.stage }] : []),
+    ...(shown.get(StatusAttribute) !== status ? [{ key: StatusAttribute, value: status }] : []),
+    ...((shown.get(AssigneeIdAttribute) ?? null) !== assigneeId ? [{ key: AssigneeIdAttribute, value: assigneeId }] : []),
+  ];
+  if (changed.length > 0) upsertSearchAttributes(changed);
   setCurrentDetails(details);
 }
 
