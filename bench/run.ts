@@ -13,9 +13,12 @@
 // order (BENCH_STALL_ROUNDS of each, default 2); it measures how late a 1 ms timer fires: the longest stall (goal at
 // most 50 ms) and the p99, per workload, and which corpus mails stalled it longest. It runs after the ingest section and
 // before the IMAP one, while no worker or Dovecot runs.
-// BENCH_SKIP leaves sections out, comma-separated: ingest, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
+// First, the history of a typical conversation (bench/history.ts): its events by kind on the current workflow, next to
+// the same life of the workflow before its reshape (recorded), per conversation and per 1,000 conversations.
+// BENCH_SKIP leaves sections out, comma-separated: history, ingest, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
 // the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
 // at the end holds the figures of the sections that ran.
+import { measureConversationHistory, type HistoryCounts, type HistoryFigures } from './history.js';
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
@@ -30,7 +33,7 @@ const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
 
-const SECTIONS = ['ingest', 'stall', 'imap', 'waiting'] as const;
+const SECTIONS = ['history', 'ingest', 'stall', 'imap', 'waiting'] as const;
 /** The longest event-loop stall of the API the stall section accepts, in milliseconds. */
 const STALL_GOAL_MS = 50;
 type Section = (typeof SECTIONS)[number];
@@ -67,13 +70,15 @@ async function main() {
   const perRound = splitEvenly(totalRequests, ROUNDS);
 
   const startedAt = Date.now();
+  // No servers of the bench's own: the workflow test runs on the time-skipping server.
+  const history = sections.has('history') ? printHistoryReport(await measureConversationHistory()) : {};
   const stack = await startBenchStack();
   process.once('SIGINT', () => {
     console.error('bench: interrupted; stopping the servers (requests still in flight will fail)');
     void stack.stop().finally(() => process.exit(130));
   });
   try {
-    const figures: Record<string, unknown> = {};
+    const figures: Record<string, unknown> = { ...history };
     let forwarder: Measurement | undefined;
     if (sections.has('ingest')) {
       const requests: Record<Workload, Request> = { bare: bareSignalWithStart(stack), ingest: forwardedMail(stack) };
@@ -482,6 +487,28 @@ function printWaitingReport(workloads: WaitingFigures[], seconds: number) {
 }
 
 /** The first textColumns left-aligned, the figures after them right-aligned, columns as wide as their widest cell. */
+/** Prints the history table of a typical conversation; returns the figures for the JSON line. */
+function printHistoryReport({ before, now }: HistoryFigures) {
+  const kinds: Array<[keyof HistoryCounts, string]> = [
+    ['events', 'history events'],
+    ['workflowTasks', 'workflow tasks'],
+    ['activities', 'activities'],
+    ['localActivities', 'local activities'],
+    ['timers', 'timers'],
+    ['signals', 'signals'],
+    ['updates', 'updates'],
+    ['searchAttributeUpserts', 'search attribute upserts'],
+  ];
+  console.log('\nA typical conversation (greeting, assignment, two replies each way, resolution, survey, rating, close)');
+  printTable(
+    ['', 'before the reshape', 'now', 'now per 1,000 conversations'],
+    kinds.map(([key, label]) => [label, String(before[key]), String(now[key]), String(now[key] * 1000)]),
+    1,
+  );
+  console.log(`history events now / before: ${round3(now.events / before.events)}`);
+  return { historyBefore: before, historyNow: now };
+}
+
 function printTable(header: string[], rows: string[][], textColumns = 2) {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) =>
