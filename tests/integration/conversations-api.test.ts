@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAgentToChannel, createChannel } from '../../src/db/seed.js';
+import { createConversationGateway } from '../../src/temporal/gateway.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
@@ -371,6 +372,27 @@ describe('conversations API', () => {
     expect(reply.status).toBe(201);
     await stack.capture.waitFor((mail) => mail.messageId === reply.body.messageId);
     expect(stack.capture.mails.filter((mail) => mail.raw.includes('legacy plan'))).toEqual([]);
+
+    // A reply whose first request reached the workflow but whose answer was lost (it timed out: 503, so
+    // the client repeats it with its Idempotency-Key): the repeat is the same update, one mail goes out.
+    const key = randomUUID();
+    const text = `Sent once whatever happens ${key}`;
+    const first = await createConversationGateway(stack.temporal, { taskQueue: stack.taskQueue }).reply(
+      conversation.id,
+      { author: { id: assignee.id, name: 'the first attempt' }, text },
+      `reply:${assignee.id}:${key}`,
+    );
+    const repeated = await fetch(`${stack.api.url}${path}/replies`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${assignee.apiKey}`, 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ text }),
+    });
+    expect(repeated.status).toBe(201);
+    expect(await repeated.json()).toEqual(first);
+    await stack.capture.waitFor((mail) => mail.messageId === first.messageId);
+    const { body: afterRepeat } = await api(admin(), 'GET', path);
+    expect(afterRepeat.messages.filter((message: { text: string | null }) => message.text?.includes(key))).toHaveLength(1);
+    expect(stack.capture.mails.filter((mail) => mail.raw.includes(key))).toHaveLength(1);
 
     expect((await api(assignee.apiKey, 'POST', `${path}/notes`, { text: '  ' })).status).toBe(422);
     // Text PostgreSQL cannot store is refused up front, not a 500.
