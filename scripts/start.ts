@@ -13,6 +13,7 @@ import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
+import { startMailReconciler } from '../src/ingest/reconciler.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
@@ -155,6 +156,7 @@ async function main() {
     },
     shutdownGraceTime: graceMs,
   });
+  await startMailReconciler(temporal);
   const running = worker.run();
 
   const demo = await demoCredentials(db, dataDir);

@@ -16,6 +16,7 @@ import { loadConfig, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
+import { startMailReconciler } from './ingest/reconciler.js';
 import { createLogger } from './logger.js';
 import { createMailTransport } from './mail/transport.js';
 import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
@@ -164,6 +165,8 @@ async function main() {
     shutdownGraceTime: graceMs,
     shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,
   });
+  // One per task queue however many workers run: stored mail that never reached its conversation is finished.
+  await startMailReconciler(temporal, config.TEMPORAL_TASK_QUEUE);
   const running = worker.run(); // both workers are running from here on, so a signal can stop them
 
   // A deploy's SIGTERM (Ctrl+C: SIGINT) stops polling and lets running activities finish within the grace period;

@@ -10,6 +10,7 @@ import * as sendersAndMailboxLimits from './migrations/0008_senders_and_mailbox_
 import * as imapHistoryEnd from './migrations/0009_imap_history_end.js';
 import * as deliveryStatus from './migrations/0010_delivery_status.js';
 import * as queueMembership from './migrations/0011_queue_membership.js';
+import * as inboundResumeLease from './migrations/0012_inbound_resume_lease.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0009_imap_history_end': imapHistoryEnd,
   '0010_delivery_status': deliveryStatus,
   '0011_queue_membership': queueMembership,
+  '0012_inbound_resume_lease': inboundResumeLease,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

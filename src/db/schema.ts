@@ -292,6 +292,8 @@ export interface InboundMessagesTable {
   source_folder: string | null;
   source_uid_validity: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
   source_uid: ColumnType<string | null, string | number | bigint | null | undefined, string | number | bigint | null>;
+  /** A reconciler pass resuming this stored mail holds it until then; another pass leaves it alone meanwhile. */
+  resume_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface OutboundMessagesTable {

@@ -3,8 +3,8 @@ import type { Client } from '@temporalio/client';
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { Channel, InboundMessage, InboundMessagesTable } from '../db/schema.js';
-import type { InboundSource } from '../domain/conversation.js';
-import type { SenderTrust } from '../domain/sender-verdict.js';
+import type { InboundSource, MailClassification } from '../domain/conversation.js';
+import type { SenderTrust, SenderVerdictKind } from '../domain/sender-verdict.js';
 import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, type ThreadCandidate } from '../domain/threading.js';
 import {
   dedupeKey,
@@ -45,6 +45,14 @@ export { ParserBusyError } from '../mail/parse.js';
 /** The mail is stored, but its conversation workflow could not be reached; posting again completes it. */
 export { WorkflowsUnavailableError } from '../temporal/gateway.js';
 
+/**
+ * A stored mail that cannot be resumed on its own: a web-form submission that was never threaded, whose
+ * contact only its request knows (repeating that request with its Idempotency-Key completes it).
+ */
+export class MailNotResumableError extends Error {
+  override name = 'MailNotResumableError';
+}
+
 export interface IngestOptions {
   via?: InboundSource;
   /**
@@ -81,6 +89,16 @@ export interface IngestDeps {
   temporalTimeoutMs?: number;
   /** Tests give each worker its own queue; everything else uses the default. */
   taskQueue?: string;
+}
+
+/** What the conversation's workflow is told about a mail: from its parse, or from its stored row when resumed. */
+interface SignalledMail {
+  subject: string;
+  classification: MailClassification;
+  senderVerdict: SenderVerdictKind;
+  text: string | null;
+  /** The new part of the text, without the quoted history. */
+  replyText: string | null;
 }
 
 /**
@@ -390,14 +408,14 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     channel: Channel,
     conversationId: string,
     inboundMessageId: string,
-    mail: ParsedMail,
+    mail: SignalledMail,
     via: InboundSource,
     spam: boolean,
   ) {
     const facts = customerMessageFacts(
       {
         classification: mail.classification,
-        senderVerdict: mail.senderVerdict.kind,
+        senderVerdict: mail.senderVerdict,
         text: mail.replyText ?? mail.text ?? '',
       },
       channel.languages,
@@ -414,21 +432,71 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     await db.updateTable('inbound_messages').set({ signalled_at: new Date() }).where('id', '=', inboundMessageId).execute();
   }
 
+  /** From the stored raw mail on: parse, thread, signal; what an earlier delivery finished is not done again. */
+  async function completeStored(
+    channel: Channel,
+    stored: InboundMessage,
+    via: InboundSource,
+    contactId: string | undefined,
+  ): Promise<IngestResult> {
+    if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
+    if (stored.signalled_at && stored.conversation_id) {
+      return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
+    }
+    const { conversationId, mail, spam } = await thread(channel, stored, contactId);
+    await signalConversation(channel, conversationId, stored.id, { ...mail, senderVerdict: mail.senderVerdict.kind }, via, spam);
+    return { inboundMessageId: stored.id, conversationId, duplicate: false };
+  }
+
   return {
     async ingestRawMail(channel: Channel, raw: Buffer, options: IngestOptions = {}): Promise<IngestResult> {
       const via = options.via ?? 'forwarder';
       const stored = await storeRaw(channel, raw, via, options);
-      if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
-      if (stored.signalled_at && stored.conversation_id) {
-        return {
-          inboundMessageId: stored.id,
-          conversationId: stored.conversation_id,
-          duplicate: true,
-        };
+      return completeStored(channel, stored, via, options.contactId);
+    },
+
+    /**
+     * Finishes a stored mail whose delivery stopped on the way (the process died, the parser pool was busy,
+     * Temporal was away): a `received` one goes on from its parse; a `threaded` one is handed to its conversation
+     * as a fresh delivery hands it, from what its row keeps. Repeating it is harmless: the workflow drops a mail it
+     * was given before. For the mail reconciler, and for a reprocess through the API.
+     */
+    async resumeStored(inboundMessageId: string): Promise<IngestResult> {
+      const stored = await db
+        .selectFrom('inbound_messages')
+        .selectAll()
+        .where('id', '=', inboundMessageId)
+        .executeTakeFirstOrThrow();
+      const channel = await db.selectFrom('channels').selectAll().where('id', '=', stored.channel_id).executeTakeFirstOrThrow();
+      if (stored.status === 'threaded' && stored.conversation_id && !stored.signalled_at) {
+        // Only the mail that started a conversation makes it spam, and then the conversation says so.
+        const conversation = await db
+          .selectFrom('conversations')
+          .select('status')
+          .where('id', '=', stored.conversation_id)
+          .executeTakeFirstOrThrow();
+        await signalConversation(
+          channel,
+          stored.conversation_id,
+          stored.id,
+          {
+            subject: stored.subject ?? '',
+            classification: stored.classification ?? 'ordinary',
+            senderVerdict: stored.sender_verdict ?? 'ordinary',
+            text: stored.text_body,
+            replyText: stored.reply_text,
+          },
+          stored.received_via,
+          conversation.status === 'spam',
+        );
+        return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: false };
       }
-      const { conversationId, mail, spam } = await thread(channel, stored, options.contactId);
-      await signalConversation(channel, conversationId, stored.id, mail, via, spam);
-      return { inboundMessageId: stored.id, conversationId, duplicate: false };
+      if (stored.status === 'received' && stored.received_via === 'form') {
+        throw new MailNotResumableError(
+          'a web-form submission that was never threaded is completed by repeating its request with the same Idempotency-Key',
+        );
+      }
+      return completeStored(channel, stored, stored.received_via, undefined);
     },
 
     /**

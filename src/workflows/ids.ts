@@ -21,3 +21,8 @@ export function mailboxWorkflowId(channelId: string): string {
 export function assignmentQueueWorkflowId(channelId: string): string {
   return `assignment-queue-${channelId}`;
 }
+
+/** One reconciler per task queue: every worker of the queue starts it, and the first start is the one that runs. */
+export function mailReconcilerWorkflowId(taskQueue: string): string {
+  return `mail-reconciler-${taskQueue}`;
+}

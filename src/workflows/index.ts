@@ -4,3 +4,4 @@ export { customerConversation } from './conversation.js';
 export { conversationWorkflow } from './legacy/conversation-workflow.js';
 export { mailboxWorkflow } from './mailbox.js';
 export { assignmentQueueWorkflow } from './assignment-queue.js';
+export { mailReconciler } from './reconciler.js';

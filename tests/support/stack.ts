@@ -8,10 +8,12 @@ import { LOOPBACK_NETWORKS, type Config, type RateLimitSettings } from '../../sr
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
 import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
+import { startMailReconciler } from '../../src/ingest/reconciler.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
 import { createMailroomWorker, MailroomRuntimeLogger, WORKFLOWS_PATH, type MailroomWorker } from '../../src/worker.js';
+import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
 
 export const TEST_SECRET_KEY = 'test-secret-key-test-secret-key-0123456789';
@@ -46,12 +48,15 @@ export async function startTestStack(
     rateLimits?: Partial<RateLimitSettings> & Partial<Pick<Config, 'TRUSTED_PROXIES'>> & { clock?: () => number };
     /** Wraps the ingest the worker's activities use (the API keeps the plain one), e.g. to slow it down or count calls. */
     workerIngest?: (ingest: Ingest) => Ingest;
+    /** Starts the mail reconciler on the stack's task queue at this pace; unless given, none runs. */
+    reconciler?: MailReconcilerInput;
   } = {},
 ): Promise<TestStack> {
   const {
     allowedPrivateNetworks = LOOPBACK_NETWORKS,
     rateLimits: { clock, ...rateLimits } = {},
     workerIngest = (ingest: Ingest) => ingest,
+    reconciler,
     ...activityOptions
   } = options;
   quietTemporalRuntime();
@@ -106,6 +111,7 @@ export async function startTestStack(
     return { worker, running: worker.run() };
   };
   let current = await startWorker();
+  if (reconciler) await startMailReconciler(temporal, taskQueue, reconciler);
   return {
     db,
     api,

@@ -1,7 +1,13 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Channel } from '../../db/schema.js';
-import { MailRejectedError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import {
+  MailNotResumableError,
+  MailRejectedError,
+  ParserBusyError,
+  WorkflowsUnavailableError,
+  type IngestResult,
+} from '../../ingest/ingest.js';
 import { requestQuarantinedMail } from '../../ingest/mailboxes.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
@@ -10,6 +16,7 @@ import { Problem, problemResponses } from '../problem.js';
 // Inbound mail as received, above all the quarantine: mail kept raw because it could not become
 // a conversation (not MIME, no sender, too large), listed with its reason and reprocessable.
 // IMAP mail over the size limit is quarantined without its bytes; reprocessing it asks the mailbox to fetch it.
+// Mail stored but never handed to its conversation is finished by the mail reconciler; reprocessing does it at once.
 
 const security = [{ apiKey: [] }];
 
@@ -66,12 +73,16 @@ const reprocessRoute = createRoute({
   method: 'post',
   path: '/v1/inbound-messages/{inboundMessageId}/reprocess',
   tags: ['Inbound mail'],
-  summary: 'Run a quarantined mail through the ingest again (after raising a limit, or after a fix)',
+  summary: 'Run a quarantined mail through the ingest again (after raising a limit, or after a fix), or finish a stalled one',
   description:
     'A mail kept with its bytes is ingested at once (200). An IMAP mail quarantined by its size before the download ' +
     "(downloaded: false) is marked for download and the channel's mailbox session is told (202): it fetches the mail " +
     'by its UID and ingests it; should the mail be gone from the folder, the folder renumbered or the mail still too large, ' +
-    'it returns to the quarantine with that reason. Asking again while the download is pending asks the mailbox again.',
+    'it returns to the quarantine with that reason. Asking again while the download is pending asks the mailbox again. ' +
+    'A mail that was stored but never handed to its conversation (status received, or threaded while Temporal was away, ' +
+    'after a 503 nobody retried) is finished at once as the mail reconciler would finish it within a minute (200); ' +
+    'a web-form submission that was never threaded is finished by repeating its request instead (409). ' +
+    'Mail that reached its conversation answers 409; while Temporal is away, 503 (the mail stays stored).',
   security,
   request: { params: z.object({ inboundMessageId: z.uuid() }) },
   responses: {
@@ -200,11 +211,26 @@ export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDep
     const found = await db
       .selectFrom('inbound_messages as m')
       .innerJoin('channels as ch', 'ch.id', 'm.channel_id')
-      .select(['m.status', 'm.raw', 'm.received_via', 'm.size_bytes', 'm.source_folder', 'm.source_uid', 'ch.id as channel_id'])
+      .select([
+        'm.status',
+        'm.raw',
+        'm.signalled_at',
+        'm.received_via',
+        'm.size_bytes',
+        'm.source_folder',
+        'm.source_uid',
+        'ch.id as channel_id',
+      ])
       .where('m.id', '=', inboundMessageId)
       .where('ch.account_id', '=', user.accountId)
       .executeTakeFirst();
     if (!found) throw new Problem(404, 'not-found', 'Inbound message not found', `no inbound message ${inboundMessageId}`);
+    // Stored, never handed to its conversation (a 503 nobody retried, a process that died): finished now.
+    const stalled = (found.status === 'threaded' && !found.signalled_at) || (found.status === 'received' && found.raw !== null);
+    if (stalled) {
+      const result = await finishIngest(() => ingest.resumeStored(inboundMessageId));
+      return c.json({ conversationId: result.conversationId, inboundMessageId: result.inboundMessageId }, 200);
+    }
     // Pending download: asked again, the mailbox is told again.
     const downloadPending = found.status === 'received' && !found.raw;
     if (found.status !== 'rejected' && !downloadPending)
@@ -220,22 +246,33 @@ export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDep
       .where('status', '=', 'rejected')
       .execute();
     const channel = await db.selectFrom('channels').selectAll().where('id', '=', found.channel_id).executeTakeFirstOrThrow();
+    const raw = Buffer.from(found.raw);
+    const result = await finishIngest(() => ingest.ingestRawMail(channel, raw, { via: found.received_via }));
+    return c.json({ conversationId: result.conversationId, inboundMessageId: result.inboundMessageId }, 200);
+  });
+
+  /** Runs the ingest for a reprocess, its failures as answers: the mail stays stored whatever happens. */
+  async function finishIngest(run: () => Promise<IngestResult>): Promise<IngestResult> {
     try {
-      const result = await ingest.ingestRawMail(channel, Buffer.from(found.raw), { via: found.received_via });
-      return c.json({ conversationId: result.conversationId, inboundMessageId: result.inboundMessageId }, 200);
+      return await run();
     } catch (error) {
       if (error instanceof MailRejectedError) throw new Problem(409, 'still-rejected', 'Still cannot be processed', error.reason);
+      if (error instanceof MailNotResumableError)
+        throw new Problem(409, 'not-resumable', 'Cannot be finished here', error.message);
+      if (error instanceof ParserBusyError) {
+        throw new Problem(503, 'busy', 'Too many mails at once', 'the mail is kept; reprocess it again in a moment');
+      }
       if (error instanceof WorkflowsUnavailableError) {
         throw new Problem(
           503,
           'workflows-unavailable',
           'Workflows are unavailable',
-          'the mail is parsed and kept; reprocess it again later',
+          'the mail is kept; reprocess it again later, or leave it to the mail reconciler, which finishes it once Temporal is back',
         );
       }
       throw error;
     }
-  });
+  }
 
   return app;
 }
