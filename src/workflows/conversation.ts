@@ -413,7 +413,7 @@ async function surveyAfterDelay(run: Run): Promise<Transition> {
     wakesOn: () => customerOrAgentReopens(state.inbox),
   });
   if (woke === 'woke') return reopen(run);
-  if (woke === 'continue-as-new') return resolvedStage(state); // the delay counts from the resolution
+  if (woke === 'continue-as-new') return { to: 'resolved', details: state.details }; // the delay counts from the resolution
   // Read again after the delay: the per-recipient limit counts what was sent meanwhile.
   const { automaticMailBlocked } = await read.loadConversation.executeWithOptions(
     { summary: 'May the CSAT survey go out? (loop and flood limits)' },
@@ -877,10 +877,6 @@ function aiStage(state: ConversationState, what: 'answers' | 'answers again' | '
 
 function waitingStage(opensAtText: string): Move {
   return { to: 'waiting_for_hours', details: `Outside business hours: waiting until they open ${opensAtText}` };
-}
-
-function resolvedStage(state: ConversationState): Move {
-  return { to: 'resolved', details: state.resolvedBy ? 'Resolved; the survey follows after the delay' : 'Resolved' };
 }
 
 function closedDetails(state: ConversationState): string {
