@@ -26,6 +26,8 @@ export default defineConfig({
           ...withServers,
         },
       },
+      // Production processes killed and Temporal stopped under load (tests/chaos): minutes per file, not seconds.
+      { test: { name: 'chaos', include: ['tests/chaos/**/*.test.ts'], ...withServers, testTimeout: 20 * 60_000 } },
     ],
   },
 });
