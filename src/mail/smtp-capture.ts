@@ -59,6 +59,9 @@ export class SmtpCapture {
         });
       },
     });
+    // A client that goes away in the middle of a mail (a worker killed while it sends) ends its own session, not the
+    // capture: smtp-server emits its connection reset as an 'error', which without a listener ends the process.
+    this.server.on('error', () => undefined);
   }
 
   /** Says no to the next mails (all of them unless `times`), until called with null. */
@@ -82,7 +85,10 @@ export class SmtpCapture {
   async listen(port = 0, host = '127.0.0.1'): Promise<{ port: number; url: string }> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve());
+      this.server.listen(port, host, () => {
+        this.server.removeListener('error', reject);
+        resolve();
+      });
     });
     const address = this.server.server.address() as AddressInfo;
     return { port: address.port, url: `smtp://${host}:${address.port}` };
