@@ -9,6 +9,7 @@ import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../
 import { composeMail, InvalidRecipientError } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
 import { classifySendFailure } from '../mail/send-failure.js';
+import { DestinationRefusedError, DestinationUnresolvedError } from '../security/destinations.js';
 import { channelSmtpServer, type SmtpServer } from '../mail/transport.js';
 import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
@@ -182,6 +183,11 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         () => renewClaim(db, { outboxId, token }),
       );
     } catch (error) {
+      // A host this deployment may not reach: said as it is and retried (an admin may correct the channel's settings).
+      if (error instanceof DestinationRefusedError || error instanceof DestinationUnresolvedError) {
+        await releaseClaim(db, { outboxId, token, reason: error.message });
+        throw error;
+      }
       const failure = classifySendFailure(error, [server?.password]);
       if (failure.permanent) {
         await markFailed(db, { outboxId, token, reason: failure.reason });
