@@ -5,6 +5,7 @@ import type { Database } from '../db/schema.js';
 import { chooseAgent, planAssignments, type AssignmentCandidate, type AssignmentStrategy } from '../domain/assignment.js';
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
+import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
 
 // Every change of who has which conversation on a channel happens with the channel row locked:
@@ -36,7 +37,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
       channelId?: string;
       excludeUserIds?: string[];
     }): Promise<QueueResult> {
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         const channelId = input.channelId ?? (await channelOf(trx, input.conversationId!));
         await lockChannel(trx, channelId);
         if (input.conversationId) {
@@ -67,7 +68,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
 
     /** Assigns by hand (an agent, an admin, a routing rule, an agent taking over from the AI agent): capacity does not apply. */
     async assignManually(input: { conversationId: string; assigneeId: string; byId: string }): Promise<Actor> {
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         const channelId = await channelOf(trx, input.conversationId);
         await lockChannel(trx, channelId);
         const agent = await trx
@@ -87,7 +88,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
     },
 
     async unassign(input: { conversationId: string; byId: string }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
+      await onceInTransaction(db, async (trx) => {
         await lockChannel(trx, await channelOf(trx, input.conversationId));
         const previous = await trx
           .selectFrom('conversations')
@@ -108,7 +109,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
      * the current one; stays where it is when there is nobody (its raised priority puts it first in the queue).
      */
     async offerToNextAgent({ conversationId }: { conversationId: string }): Promise<{ assignee: Actor | null }> {
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         const channelId = await channelOf(trx, conversationId);
         const channel = await lockChannel(trx, channelId);
         const conversation = await trx
@@ -139,7 +140,7 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
      * queue (ahead of newer ones). Nothing happens when they are, by now, available members again.
      */
     async takeBackConversations({ channelId, userId }: { channelId: string; userId: string }): Promise<string[]> {
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         await lockChannel(trx, channelId);
         const stillServing = await trx
           .selectFrom('channel_agents as ca')

@@ -14,6 +14,7 @@ import type {
 } from '../domain/conversation.js';
 import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
+import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
 
 export interface ConversationContext {
@@ -188,12 +189,16 @@ export function createConversationActivities({ db }: ActivityDeps) {
       kind: AutomaticMailKind;
       reason: string;
     }): Promise<void> {
-      await recordEvent(db, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason });
+      await onceInTransaction(db, (trx) =>
+        recordEvent(trx, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason }),
+      );
     },
 
     /** Hands over from the AI agent to people: on the timeline with the reason. */
     async recordEscalation(input: { conversationId: string; aiAgentId: string; reason: string }): Promise<void> {
-      await recordEvent(db, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason });
+      await onceInTransaction(db, (trx) =>
+        recordEvent(trx, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason }),
+      );
     },
 
     /** What each newly arrived customer mail is and says, in arrival order (for signals that came without it). */
@@ -244,7 +249,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       conversationId: string;
       resolvedBy: ResolvedBy;
     }): Promise<{ othersAssigned: string[] }> {
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         const { channel_id } = await trx
           .selectFrom('conversations')
           .select('channel_id')
@@ -270,7 +275,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
 
     /** Open again; `reopenedBy` is the agent who reopened it, absent when the customer wrote. */
     async markReopened({ conversationId, reopenedBy }: { conversationId: string; reopenedBy?: Actor }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
+      await onceInTransaction(db, async (trx) => {
         const { assignee_id } = await trx
           .updateTable('conversations')
           .set({
@@ -290,7 +295,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
     },
 
     async markClosed({ conversationId }: { conversationId: string }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
+      await onceInTransaction(db, async (trx) => {
         await trx
           .updateTable('conversations')
           .set({ status: 'closed', closed_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
@@ -307,7 +312,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
       rating: number;
       comment: string | null;
     }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
+      await onceInTransaction(db, async (trx) => {
         const updated = await trx
           .updateTable('csat_surveys')
           .set({ rating: input.rating, comment: input.comment, rated_at: sql<Date>`now()` })

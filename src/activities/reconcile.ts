@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import { sql } from 'kysely';
 import { MailRejectedError, ParserBusyError, WorkflowsUnavailableError } from '../ingest/ingest.js';
 import type { ActivityDeps } from './deps.js';
+import { forgetOldActivityEffects } from './once.js';
 
 // Mail that was stored but never reached its conversation: the forwarder got a 503 (Temporal away, parser pool
 // busy) and did not post again, or the process or IMAP session died between the steps. The mail reconciler
@@ -84,6 +85,8 @@ export function createReconcileActivities({ db, ingest }: Pick<ActivityDeps, 'db
     /** One reconciler pass: resumes each stalled mail through the ingest, as its own delivery would have finished it. */
     async resumeStalledMail({ graceMs, limit = STALLED_MAIL_PER_PASS }: ResumeStalledMailInput): Promise<StalledMailPass> {
       const context = Context.current();
+      // Housekeeping that rides along: results kept so that activity retries do nothing twice (src/activities/once.ts).
+      await forgetOldActivityEffects(db);
       const claim = await claimStalledMail(graceMs, limit);
       const pass: StalledMailPass = { found: claim.ids.length, resumed: 0, quarantined: 0, failed: 0 };
       const startedAt = Date.now();

@@ -13,6 +13,7 @@ import {
 } from '../domain/routing-rules.js';
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
+import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
 
 /** Who takes the conversation after triage. */
@@ -130,7 +131,7 @@ export function createRoutingActivities({ db }: ActivityDeps) {
           .where('conversation_id', '=', conversationId)
           .where('type', '=', 'released_from_spam')
           .executeTakeFirst());
-      return db.transaction().execute(async (trx) => {
+      return onceInTransaction(db, async (trx) => {
         const priority = rule?.actions.priority ?? conversation.priority;
         const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
         const target = rule?.actions.assignTo;

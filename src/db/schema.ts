@@ -365,6 +365,13 @@ export interface CsatSurveysTable {
   created_at: CreatedAt;
 }
 
+/** What an activity execution did, kept with its effects so that a retry does not do it again (src/activities/once.ts). */
+export interface ActivityEffectsTable {
+  key: string;
+  result: Json<unknown>;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   accounts: AccountsTable;
   users: UsersTable;
@@ -385,6 +392,7 @@ export interface Database {
   conversation_events: ConversationEventsTable;
   csat_surveys: CsatSurveysTable;
   imap_cursors: ImapCursorsTable;
+  activity_effects: ActivityEffectsTable;
 }
 
 export type Channel = Selectable<ChannelsTable>;

@@ -1,0 +1,60 @@
+import { Context } from '@temporalio/activity';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+/** How long a kept result is needed: a retry of a committed attempt comes within seconds to minutes. */
+const KEPT_FOR = '1 day';
+
+/**
+ * Runs `work` once per activity execution, inside the caller's transaction: a retry of an attempt that
+ * committed (the worker died before it could report, or the answer came too late) gets the first attempt's
+ * result instead of doing it again, so nothing lands twice on a timeline and no assignment is made twice.
+ * Keyed by the workflow run and the activity's id, which all attempts share; a second attempt running at
+ * the same time waits for the first's transaction. Outside an activity (a test calling it directly) it just runs.
+ */
+export async function once<T>(trx: Transaction<Database>, work: () => Promise<T>): Promise<T> {
+  const key = activityExecutionKey();
+  if (!key) return work();
+  const claimed = await trx
+    .insertInto('activity_effects')
+    .values({ key })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .returning('key')
+    .executeTakeFirst();
+  if (!claimed) {
+    const kept = await trx.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
+    return kept.result as T;
+  }
+  const result = await work();
+  await trx
+    .updateTable('activity_effects')
+    .set({ result: JSON.stringify(result ?? null) })
+    .where('key', '=', key)
+    .execute();
+  return result;
+}
+
+/** Forgets results no retry can ask for any more. */
+export async function forgetOldActivityEffects(db: Kysely<Database>): Promise<number> {
+  const deleted = await db
+    .deleteFrom('activity_effects')
+    .where('created_at', '<', sql<Date>`now() - ${KEPT_FOR}::interval`)
+    .executeTakeFirst();
+  return Number(deleted.numDeletedRows);
+}
+
+function activityExecutionKey(): string | undefined {
+  let info;
+  try {
+    info = Context.current().info;
+  } catch {
+    return undefined; // not in an activity
+  }
+  // A standalone activity (no workflow) has no run to key by.
+  return info.workflowExecution ? `${info.workflowExecution.runId}/${info.activityId}` : undefined;
+}
+
+/** `once` in a transaction of its own: the usual shape of an activity that changes the database. */
+export function onceInTransaction<T>(db: Kysely<Database>, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  return db.transaction().execute((trx) => once(trx, () => work(trx)));
+}

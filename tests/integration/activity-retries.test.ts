@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QueueResult } from '../../src/activities/assignment.js';
+import { createActivities, type ActivityDeps } from '../../src/activities/index.js';
+import { addAgentToChannel, createAccount, createChannel, createUser } from '../../src/db/seed.js';
+import { createTestDatabase } from '../support/database.js';
+
+// A worker killed after an activity's transaction committed, but before it reported, gets the activity
+// retried: the retry must not do it again (a second 'routed' or 'assigned' on the timeline, a conversation
+// taken from its agent and queued again). Found by the chaos test; here each activity runs twice as the
+// same activity execution (same workflow run and activity id), on PostgreSQL.
+
+describe('activities that change the database, retried after they committed', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let activities: ReturnType<typeof createActivities>;
+  let channelId: string;
+  let accountId: string;
+  let contactId: string;
+  let agentIds: string[];
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const { db } = database;
+    activities = createActivities({ db } as unknown as ActivityDeps);
+    const account = await createAccount(db, 'Retries');
+    accountId = account.id;
+    const channel = await createChannel(db, { accountId, name: 'Retries', emailAddress: 'retries@acme.example' });
+    channelId = channel.id;
+    await db.updateTable('channels').set({ default_agent_capacity: 1 }).where('id', '=', channelId).execute();
+    agentIds = [];
+    for (const name of ['Ada', 'Ben']) {
+      const user = await createUser(db, { accountId, name, email: `${name.toLowerCase()}@acme.example`, role: 'agent' });
+      await addAgentToChannel(db, channelId, user.id);
+      agentIds.push(user.id);
+    }
+    contactId = randomUUID();
+    await db.insertInto('contacts').values({ id: contactId, account_id: accountId, email: 'cy@example.com' }).execute();
+  });
+
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  async function newConversation(): Promise<string> {
+    const id = randomUUID();
+    await database.db
+      .insertInto('conversations')
+      .values({
+        id,
+        account_id: accountId,
+        channel_id: channelId,
+        contact_id: contactId,
+        subject: 'Retried',
+        status: 'open',
+        stage: 'triage',
+        updated_at: new Date(),
+      })
+      .execute();
+    return id;
+  }
+
+  /** Runs the activity as one attempt of the given activity execution. */
+  function attemptOf(runId: string, activityId: string, attempt: number) {
+    return new MockActivityEnvironment({
+      activityId,
+      attempt,
+      workflowExecution: { workflowId: 'conversation-retried', runId },
+    });
+  }
+
+  const timeline = async (conversationId: string) =>
+    (
+      await database.db
+        .selectFrom('conversation_events')
+        .select('type')
+        .where('conversation_id', '=', conversationId)
+        .orderBy('created_at')
+        .execute()
+    ).map((event) => event.type);
+
+  it('routes, assigns and resolves once however often an attempt that committed is retried', async () => {
+    const conversationId = await newConversation();
+    const runId = randomUUID();
+
+    const routed = await attemptOf(runId, '1', 1).run(activities.routeConversation, { conversationId });
+    expect(await attemptOf(runId, '1', 2).run(activities.routeConversation, { conversationId })).toEqual(routed);
+
+    const assigned = (await attemptOf(runId, '2', 1).run(activities.assignFromQueue, { conversationId })) as QueueResult;
+    expect(assigned.assignee).not.toBeNull();
+    // The retry answers what the first attempt did: the conversation stays with that agent.
+    expect(await attemptOf(runId, '2', 2).run(activities.assignFromQueue, { conversationId })).toEqual(assigned);
+    const row = await database.db
+      .selectFrom('conversations')
+      .select(['assignee_id', 'queued_at'])
+      .where('id', '=', conversationId)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ assignee_id: assigned.assignee!.id, queued_at: null });
+
+    const resolvedBy = { kind: 'agent' as const, id: assigned.assignee!.id };
+    await attemptOf(runId, '3', 1).run(activities.markResolved, { conversationId, resolvedBy });
+    await attemptOf(runId, '3', 2).run(activities.markResolved, { conversationId, resolvedBy });
+
+    expect(await timeline(conversationId)).toEqual(['routed', 'assigned', 'resolved']);
+  });
+
+  it('does it again for another activity execution: the key is the execution, not the input', async () => {
+    const conversationId = await newConversation();
+    const runId = randomUUID();
+    const by = { id: agentIds[0]!, name: 'Ada' };
+    await attemptOf(runId, '7', 1).run(activities.recordEscalation, { conversationId, aiAgentId: randomUUID(), reason: 'one' });
+    await attemptOf(runId, '7', 2).run(activities.recordEscalation, { conversationId, aiAgentId: randomUUID(), reason: 'one' });
+    await attemptOf(runId, '8', 1).run(activities.markReopened, { conversationId, reopenedBy: by });
+    await attemptOf(randomUUID(), '8', 1).run(activities.markReopened, { conversationId, reopenedBy: by });
+    expect(await timeline(conversationId)).toEqual(['escalated', 'reopened', 'reopened']);
+  });
+});
