@@ -7,7 +7,7 @@ import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js'
 import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
-import { applyMailboxSettings } from '../src/ingest/mailboxes.js';
+import { applyMailboxSettings } from '../src/temporal/mailbox.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { encryptCredential } from '../src/security/credentials.js';

@@ -137,7 +137,12 @@ export function createApp(deps: ApiDeps) {
     if (error instanceof WorkflowsUnavailableError) {
       return problemResponse(
         c,
-        new Problem(503, 'workflows-unavailable', 'Workflows are unavailable', 'Temporal did not answer; retry later'),
+        new Problem(
+          503,
+          'workflows-unavailable',
+          'Workflows are unavailable',
+          error.whenAway ?? 'Temporal did not answer; retry later',
+        ),
       );
     }
     if (error instanceof InvalidRecipientError) {

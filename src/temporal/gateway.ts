@@ -36,6 +36,12 @@ export const TEMPORAL_DEADLINE_MS = 10_000;
 /** Temporal did not answer in time (or at all): what was stored stays stored, the caller may repeat. */
 export class WorkflowsUnavailableError extends Error {
   override name = 'WorkflowsUnavailableError';
+  /** What the client should do about it, for the 503 it gets (what was saved, what to repeat). */
+  readonly whenAway: string | undefined;
+  constructor(message: string, options: { cause?: unknown; whenAway?: string } = {}) {
+    super(message, { cause: options.cause });
+    this.whenAway = options.whenAway;
+  }
 }
 
 /** The conversation's workflow refused (an update's validator or handler), or its run has ended. */
@@ -54,7 +60,11 @@ export class ConversationStateError extends Error {
 export async function withTemporal<T>(
   temporal: Client,
   call: () => Promise<T>,
-  { what = 'the call to Temporal', deadlineMs = TEMPORAL_DEADLINE_MS }: { what?: string; deadlineMs?: number } = {},
+  {
+    what = 'the call to Temporal',
+    deadlineMs = TEMPORAL_DEADLINE_MS,
+    whenAway,
+  }: { what?: string; deadlineMs?: number; whenAway?: string } = {},
 ): Promise<T> {
   try {
     return await temporal.withDeadline(Date.now() + deadlineMs, call);
@@ -65,7 +75,10 @@ export async function withTemporal<T>(
       throw new ConversationStateError(cause?.message ?? error.message, type);
     }
     if (error instanceof WorkflowNotFoundError) throw new ConversationStateError('its workflow is no longer running', 'Ended');
-    throw new WorkflowsUnavailableError(`${what} failed: ${(error as Error).message}`, { cause: error });
+    throw new WorkflowsUnavailableError(`${what} failed: ${(error as Error).message}`, {
+      cause: error,
+      ...(whenAway ? { whenAway } : {}),
+    });
   }
 }
 

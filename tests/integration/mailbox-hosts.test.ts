@@ -3,7 +3,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.js';
 import { createChannel } from '../../src/db/seed.js';
-import { applyMailboxSettings } from '../../src/ingest/mailboxes.js';
+import { applyMailboxSettings } from '../../src/temporal/mailbox.js';
 import { SMTP_FAILURE_MESSAGES } from '../../src/mail/transport.js';
 import { encryptCredential } from '../../src/security/credentials.js';
 import { conversationWorkflowId, mailboxWorkflowId } from '../../src/workflows/ids.js';

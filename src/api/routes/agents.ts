@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { selectChannelAgents } from '../../db/channel-agents.js';
-import { requestRebalance } from '../assignment-queue.js';
+import { requestRebalance } from '../../temporal/assignment-queue.js';
 import { findChannel } from '../access.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';

@@ -3,9 +3,9 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Channel } from '../../db/schema.js';
 import { hashSecret } from '../../security/secret-hash.js';
-import { applyMailboxSettings } from '../../ingest/mailboxes.js';
+import { applyMailboxSettings } from '../../temporal/mailbox.js';
 import { accessibleChannelIds, findChannel } from '../access.js';
-import { requestRebalance } from '../assignment-queue.js';
+import { requestRebalance } from '../../temporal/assignment-queue.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { IdempotencyHeadersSchema } from '../idempotency.js';
@@ -185,7 +185,7 @@ export function channelRoutes({ db, temporal, config, logger, taskQueue }: ApiDe
   const newSecret = () => randomBytes(24).toString('base64url');
 
   async function tellMailbox(channel: Channel) {
-    await temporal.withDeadline(Date.now() + 10_000, () => applyMailboxSettings(temporal, channel, taskQueue));
+    await applyMailboxSettings(temporal, channel, taskQueue);
   }
 
   const app = new OpenAPIHono<AppEnv>();
@@ -272,18 +272,7 @@ export function channelRoutes({ db, temporal, config, logger, taskQueue }: ApiDe
     }
     // The mailbox sync stops when the channel is disabled and must be started again when it is enabled
     // (also on a repeat, after a 503: the signal is idempotent).
-    if (input.enabled !== undefined && after.imap_enabled) {
-      try {
-        await tellMailbox(after);
-      } catch {
-        throw new Problem(
-          503,
-          'workflows-unavailable',
-          'Workflows are unavailable',
-          'the settings are saved; repeat the request to start or stop the IMAP mailbox sync',
-        );
-      }
-    }
+    if (input.enabled !== undefined && after.imap_enabled) await tellMailbox(after);
     return c.json(toChannel(after, inboundDomain), 200);
   });
 

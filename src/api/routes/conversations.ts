@@ -1,7 +1,13 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.js';
-import { DELIVERY_STATUSES } from '../../domain/conversation.js';
+import {
+  CONVERSATION_STAGES,
+  CONVERSATION_STATUSES,
+  DELIVERY_STATUSES,
+  MAIL_CLASSIFICATIONS,
+  OUTBOUND_KINDS,
+} from '../../domain/conversation.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
 import { recordEvent } from '../../activities/timeline.js';
 import { TASK_QUEUE } from '../../workflows/ids.js';
@@ -17,8 +23,8 @@ import { ReplyInputSchema } from './reply-preview.js';
 // (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
 // label, note). Conversations opened from a web form (A11) are in web-form.ts.
 
-const StageSchema = z.enum(['triage', 'ai', 'waiting_for_hours', 'queued', 'assigned', 'resolved', 'csat', 'closed', 'spam']);
-const StatusSchema = z.enum(['open', 'resolved', 'closed', 'spam']);
+const StageSchema = z.enum(CONVERSATION_STAGES);
+const StatusSchema = z.enum(CONVERSATION_STATUSES);
 
 export const ConversationSchema = z
   .object({
@@ -63,7 +69,7 @@ const MessageSchema = z
   .object({
     id: z.uuid(),
     direction: z.enum(['inbound', 'outbound']),
-    kind: z.enum(['customer', 'greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover']),
+    kind: z.enum(['customer', ...OUTBOUND_KINDS]),
     messageId: z.string(),
     receivedVia: z.enum(['forwarder', 'imap', 'form']).nullable().openapi({ description: 'How an inbound message came in' }),
     from: z.string().nullable().openapi({ description: 'Null for a web-form submission without an address' }),
@@ -73,7 +79,7 @@ const MessageSchema = z
     replyText: z.string().nullable().openapi({ description: 'The new part of the text, without the quoted history' }),
     html: z.string().nullable().openapi({ description: 'Inbound HTML, sanitized when the mail arrived: safe to show' }),
     attachments: z.array(AttachmentSchema),
-    classification: z.enum(['ordinary', 'auto_reply', 'bounce']).nullable(),
+    classification: z.enum(MAIL_CLASSIFICATIONS).nullable(),
     sender: z
       .object({
         verdict: z.enum(['ordinary', 'unverified', 'spam']).openapi({

@@ -8,7 +8,7 @@ import {
   WorkflowsUnavailableError,
   type IngestResult,
 } from '../../ingest/ingest.js';
-import { requestQuarantinedMail } from '../../ingest/mailboxes.js';
+import { requestQuarantinedMail } from '../../temporal/mailbox.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
@@ -184,16 +184,7 @@ export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDep
       .where('id', '=', inboundMessageId)
       .where('raw', 'is', null)
       .execute();
-    try {
-      await temporal.withDeadline(Date.now() + 10_000, () => requestQuarantinedMail(temporal, channel, taskQueue));
-    } catch {
-      throw new Problem(
-        503,
-        'workflows-unavailable',
-        'Workflows are unavailable',
-        "the mail is marked for download; the mailbox's next session fetches it, or reprocess it again later",
-      );
-    }
+    await requestQuarantinedMail(temporal, channel, taskQueue);
     const uid = Number(mail.source_uid);
     return {
       inboundMessageId,

@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Channel } from '../../db/schema.js';
-import { applyMailboxSettings } from '../../ingest/mailboxes.js';
+import { applyMailboxSettings } from '../../temporal/mailbox.js';
 import { checkImapConnection, IMAP_FAILURE_MESSAGES, type ImapSettings } from '../../mail/imap-connection.js';
 import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
 import { isSameMailServerLogin } from '../../security/destinations.js';
@@ -241,16 +241,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       .where('id', '=', channel.id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    try {
-      await temporal.withDeadline(Date.now() + 10_000, () => applyMailboxSettings(temporal, updated, taskQueue));
-    } catch {
-      throw new Problem(
-        503,
-        'workflows-unavailable',
-        'Workflows are unavailable',
-        'the settings are saved; PUT them again to start the sync',
-      );
-    }
+    await applyMailboxSettings(temporal, updated, taskQueue, 'the settings are saved; PUT them again to start the sync');
     return c.json(await describe(updated), 200);
   });
 

@@ -3,7 +3,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/connection.js';
 import type { Database } from '../../db/schema.js';
-import { requestRebalance } from '../assignment-queue.js';
+import { requestRebalance } from '../../temporal/assignment-queue.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { IdempotencyHeadersSchema } from '../idempotency.js';

@@ -2,7 +2,7 @@ import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { assignmentQueueWorkflow } from '../workflows/assignment-queue.js';
 import { assignmentQueueWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
 import { rebalanceSignal, type RebalanceInput } from '../workflows/messages.js';
-import { Problem } from './problem.js';
+import { withTemporal } from './gateway.js';
 
 /**
  * Tells the channel's assignment queue that agent capacity changed, starting it if it is idle. The
@@ -14,8 +14,9 @@ export async function requestRebalance(
   request: RebalanceInput,
   taskQueue: string = TASK_QUEUE,
 ): Promise<void> {
-  try {
-    await temporal.withDeadline(Date.now() + 10_000, () =>
+  await withTemporal(
+    temporal,
+    () =>
       temporal.workflow.signalWithStart(assignmentQueueWorkflow, {
         workflowId: assignmentQueueWorkflowId(channel.id),
         taskQueue,
@@ -26,13 +27,6 @@ export async function requestRebalance(
         staticSummary: `Assignment queue of channel '${channel.name}'`,
         staticDetails: `Channel ${channel.id}`,
       }),
-    );
-  } catch {
-    throw new Problem(
-      503,
-      'workflows-unavailable',
-      'Workflows are unavailable',
-      'the change is saved; repeat the request so that conversations are reassigned',
-    );
-  }
+    { whenAway: 'the change is saved; repeat the request so that conversations are reassigned' },
+  );
 }

@@ -2,6 +2,7 @@ import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { mailboxWorkflow } from '../workflows/mailbox.js';
 import { mailboxWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
 import { mailboxSettingsChangedSignal, quarantinedMailRequestedSignal } from '../workflows/messages.js';
+import { withTemporal } from './gateway.js';
 
 type MailboxSignal = typeof mailboxSettingsChangedSignal | typeof quarantinedMailRequestedSignal;
 
@@ -11,17 +12,23 @@ async function signalMailbox(
   channel: { id: string; name: string },
   signal: MailboxSignal,
   taskQueue: string,
+  whenAway: string,
 ): Promise<void> {
-  await temporal.workflow.signalWithStart(mailboxWorkflow, {
-    workflowId: mailboxWorkflowId(channel.id),
-    taskQueue,
-    args: [{ channelId: channel.id }],
-    signal,
-    signalArgs: [],
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    staticSummary: `IMAP mailbox of channel '${channel.name}'`,
-    staticDetails: `Channel ${channel.id}`,
-  });
+  await withTemporal(
+    temporal,
+    () =>
+      temporal.workflow.signalWithStart(mailboxWorkflow, {
+        workflowId: mailboxWorkflowId(channel.id),
+        taskQueue,
+        args: [{ channelId: channel.id }],
+        signal,
+        signalArgs: [],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        staticSummary: `IMAP mailbox of channel '${channel.name}'`,
+        staticDetails: `Channel ${channel.id}`,
+      }),
+    { whenAway },
+  );
 }
 
 /**
@@ -32,8 +39,9 @@ export async function applyMailboxSettings(
   temporal: Client,
   channel: { id: string; name: string },
   taskQueue: string = TASK_QUEUE,
+  whenAway = 'the settings are saved; repeat the request to start or stop the IMAP mailbox sync',
 ): Promise<void> {
-  await signalMailbox(temporal, channel, mailboxSettingsChangedSignal, taskQueue);
+  await signalMailbox(temporal, channel, mailboxSettingsChangedSignal, taskQueue, whenAway);
 }
 
 /**
@@ -45,5 +53,11 @@ export async function requestQuarantinedMail(
   channel: { id: string; name: string },
   taskQueue: string = TASK_QUEUE,
 ): Promise<void> {
-  await signalMailbox(temporal, channel, quarantinedMailRequestedSignal, taskQueue);
+  await signalMailbox(
+    temporal,
+    channel,
+    quarantinedMailRequestedSignal,
+    taskQueue,
+    "the mail is marked for download; the mailbox's next session fetches it, or reprocess it again later",
+  );
 }
