@@ -3,7 +3,7 @@ import type { AddressObject, EmailAddress, HeaderValue } from 'mailparser';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { classifyMail, type MailHeaders } from '../domain/classification.js';
 import { NO_SENDER_TRUST, senderVerdict, type SenderTrust } from '../domain/sender-verdict.js';
-import { messageIdIn, messageIdsIn, readHeaderSection } from './header-section.js';
+import { asParsableMail, messageIdIn, messageIdsIn, readHeaderSection } from './header-section.js';
 import { htmlToPlainText } from './html-text.js';
 import { parseMime, type MimeAttachment, type MimeContent } from './mime-parser.js';
 import { NOT_MIME, UnparseableMailError, type MailAddress, type ParsedAttachment, type ParsedMail } from './parsed-mail.js';
@@ -21,10 +21,11 @@ const MAX_FILENAME_CHARS = 255;
 
 /** Everything Mailroom keeps of a raw mail; CPU-bound, so it runs on a parser thread (parser-pool.ts). */
 export async function extractMailContent(
-  raw: Buffer,
+  received: Buffer,
   messageId: string,
   senderTrust: SenderTrust = NO_SENDER_TRUST,
 ): Promise<ParsedMail> {
+  const raw = asParsableMail(received);
   const headers = readHeaderSection(raw);
   if (!headers) throw new UnparseableMailError(NOT_MIME);
   if (raw.length > MAX_PARSE_BYTES) {

@@ -87,6 +87,32 @@ describe('forwarded-mail ingest', () => {
     expect(description.status.name).toBe('RUNNING');
   });
 
+  it('takes mail as a forwarding script hands it over: the mbox From line, >From quoting, a space before the colon', async () => {
+    // Postfix's pipe transport (flag F), procmail, fetchmail and mbox exports put the envelope line first.
+    const raw = [
+      'From ann@example.com Mon May  2 16:07:05 2005',
+      'From : "Ann Example" <ann@example.com>',
+      'To: support@acme.example',
+      'Subject : Invoice 42',
+      'Message-ID: <mbox-envelope-1@example.com>',
+      '',
+      'Hello,',
+      '>From what I see the invoice is missing.',
+      '',
+    ].join('\n');
+    const posted = await postMail(api.url, team.channel, raw);
+    expect(posted).toMatchObject({ status: 202, body: { duplicate: false } });
+    const stored = await database.db
+      .selectFrom('inbound_messages')
+      .select(['raw', 'status', 'from_address', 'subject', 'text_body'])
+      .where('id', '=', posted.body.inboundMessageId)
+      .executeTakeFirstOrThrow();
+    // Kept exactly as received; read without the mbox quirks.
+    expect(Buffer.from(stored.raw!).toString()).toBe(raw);
+    expect(stored).toMatchObject({ status: 'threaded', from_address: 'ann@example.com', subject: 'Invoice 42' });
+    expect(stored.text_body).toContain('\nFrom what I see the invoice is missing.');
+  });
+
   it('answers a second post of the same Message-ID the same, creating nothing', async () => {
     const first = await postMail(api.url, team.channel, withMessageId('twice@example.com'));
     const counts = [await countRows('inbound_messages'), await countRows('conversations'), await countRows('contacts')];
