@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { extractMailContent } from '../../src/mail/mail-content.js';
 import { decodeUndeclared, repairHeaderLine } from '../../src/mail/undeclared-charset.js';
 
 describe('decodeUndeclared', () => {
@@ -25,5 +26,26 @@ describe('repairHeaderLine', () => {
   it('re-encodes raw ISO-8859-1 as UTF-8', () => {
     const repaired = repairHeaderLine(binary(Buffer.concat([Buffer.from('Subject: '), Buffer.from('4772fcdf65', 'hex')])));
     expect(Buffer.from(repaired, 'latin1').toString('utf8')).toBe('Subject: Grüße');
+  });
+});
+
+describe('an unlabelled 8-bit header through the parser', () => {
+  it('decodes the subject and the sender name like an unlabelled body: UTF-8 when valid, else windows-1252', async () => {
+    const raw = Buffer.concat([
+      Buffer.from('From: J'),
+      Buffer.from('fc', 'hex'), // ü in ISO-8859-1
+      Buffer.from('rgen <j@example.com>\r\nSubject: R'),
+      Buffer.from('fc', 'hex'),
+      Buffer.from('ckfrage zu Stra'),
+      Buffer.from('df', 'hex'), // ß
+      Buffer.from('e, '),
+      Buffer.from('80', 'hex'), // € in windows-1252
+      Buffer.from(' 12\r\nMessage-ID: <latin1@example.com>\r\n\r\nText\r\n'),
+    ]);
+    const parsed = await extractMailContent(raw, '<latin1@example.com>');
+    expect(parsed.subject).toBe('Rückfrage zu Straße, € 12');
+    expect(parsed.from).toEqual({ address: 'j@example.com', name: 'Jürgen' });
+    const utf8 = Buffer.from('From: ann@example.com\r\nSubject: Grüße aus Köln\r\n\r\nText\r\n', 'utf8');
+    expect((await extractMailContent(utf8, '<utf8@example.com>')).subject).toBe('Grüße aus Köln');
   });
 });
