@@ -13,6 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
 import { createMailroomWorker, MailroomRuntimeLogger, WORKFLOWS_PATH, type MailroomWorker } from '../../src/worker.js';
+import { mailReconcilerWorkflowId } from '../../src/workflows/ids.js';
 import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
 
@@ -139,6 +140,8 @@ export async function startTestStack(
     smtpUrl: smtp.url,
     async stop() {
       await (await import('./history-recorder.js')).recordTaskQueueHistories(temporal, taskQueue);
+      // The reconciler would otherwise wait on the shared dev server for a worker that never comes back.
+      if (reconciler) await temporal.workflow.getHandle(mailReconcilerWorkflowId(taskQueue)).terminate('test stack stopped');
       current.worker.shutdown();
       await current.running;
       await workerConnection.close();
