@@ -249,7 +249,14 @@ describe('resuming stalled mail by hand', () => {
       stoppedEarly: 'Temporal did not answer',
     });
     expect(await inboundRow(stack, 'still-away-1@example.com')).toMatchObject({ signalled_at: null, resume_claimed_until: null });
+    // Operators see it: threaded, not handed over yet.
+    const listed = async () =>
+      (await callApi(stack.api.url, team.admin.apiKey, 'GET', '/v1/inbound-messages?status=threaded&limit=200')).body.data.find(
+        (mail: { messageId: string }) => mail.messageId === '<still-away-1@example.com>',
+      );
+    expect(await listed()).toMatchObject({ status: 'threaded', signalledAt: null });
     expect(await runPass(stack, stack.temporal)).toMatchObject({ found: 1, resumed: 1 });
     await stack.capture.waitFor((mail) => mail.envelope.to.includes('ida@example.com'), 60_000);
+    expect((await listed()).signalledAt).toEqual(expect.any(String));
   });
 });

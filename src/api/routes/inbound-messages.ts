@@ -34,6 +34,14 @@ const InboundMessageSchema = z
     }),
     conversationId: z.uuid().nullable(),
     receivedAt: z.iso.datetime(),
+    signalledAt: z.iso
+      .datetime()
+      .nullable()
+      .openapi({
+        description:
+          "When the mail was handed to its conversation's workflow; null while it was not (status received, or threaded while " +
+          'Temporal was away): the mail reconciler finishes it within a minute, reprocessing at once',
+      }),
   })
   .openapi('InboundMessage');
 
@@ -119,6 +127,7 @@ export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDep
         sql<boolean>`m.raw is not null`.as('downloaded'),
         'm.conversation_id',
         'm.received_at',
+        'm.signalled_at',
       ])
       .where('ch.account_id', '=', user.accountId)
       .orderBy('m.received_at', 'desc')
@@ -139,6 +148,7 @@ export function inboundMessageRoutes({ db, ingest, temporal, taskQueue }: ApiDep
           downloaded: m.downloaded,
           conversationId: m.conversation_id,
           receivedAt: m.received_at.toISOString(),
+          signalledAt: m.signalled_at?.toISOString() ?? null,
         })),
       },
       200,
