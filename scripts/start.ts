@@ -13,7 +13,7 @@ import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
-import { startMailReconciler } from '../src/ingest/reconciler.js';
+import { startMailReconciler } from '../src/temporal/reconciler.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';

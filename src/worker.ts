@@ -16,7 +16,7 @@ import { loadConfig, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
-import { startMailReconciler } from './ingest/reconciler.js';
+import { startMailReconciler } from './temporal/reconciler.js';
 import { createLogger } from './logger.js';
 import { createMailTransport } from './mail/transport.js';
 import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';

@@ -188,12 +188,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     }
     await db
       .insertInto('contacts')
-      .values({
-        id: randomUUID(),
-        account_id: accountId,
-        email: from.address,
-        name: from.name,
-      })
+      .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
       .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
       .execute();
     return (await find())!.id;
@@ -384,21 +379,14 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
         .where('id', '=', stored.id)
         .execute();
       await storeAttachments(trx, channel, stored.id, mail.attachments);
-      await markBounced(trx, {
-        channelId: channel.id,
-        inboundMessageId: stored.id,
-        mail,
-      });
+      await markBounced(trx, { channelId: channel.id, inboundMessageId: stored.id, mail });
       await recordEvent(trx, conversationId, 'customer_message', {
         inboundMessageId: stored.id,
         classification: mail.classification,
         threadedBy: existing?.via ?? 'new_conversation',
         ...(mail.senderVerdict.kind === 'ordinary' ? {} : { senderVerdict: mail.senderVerdict }),
       });
-      if (spam)
-        await recordEvent(trx, conversationId, 'marked_spam', {
-          reasons: mail.senderVerdict.reasons,
-        });
+      if (spam) await recordEvent(trx, conversationId, 'marked_spam', { reasons: mail.senderVerdict.reasons });
       return { conversationId, mail, spam };
     });
   }
@@ -412,12 +400,9 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     via: InboundSource,
     spam: boolean,
   ) {
+    const text = mail.replyText ?? mail.text ?? '';
     const facts = customerMessageFacts(
-      {
-        classification: mail.classification,
-        senderVerdict: mail.senderVerdict,
-        text: mail.replyText ?? mail.text ?? '',
-      },
+      { classification: mail.classification, senderVerdict: mail.senderVerdict, text },
       channel.languages,
     );
     await conversations.deliverMail(

@@ -388,10 +388,10 @@ async function waitForBusinessHours(run: Run): Promise<Transition> {
 /** Queued or assigned: until resolved, with the first-response SLA running while nobody has answered. */
 async function waitWhileOpen(run: Run): Promise<Transition> {
   const { state } = run;
-  const slaRunning = state.sla && !state.firstResponded && !state.slaBreached;
+  const sla = !state.firstResponded && !state.slaBreached ? state.sla : null; // the clock still running, if any
   const woke = await waitFor(run, {
-    wakesOn: () => hasRequest(state.inbox) || (slaRunning === true && state.firstResponded),
-    ...(slaRunning ? { until: state.sla!.dueAt, summary: `First response due by ${state.sla!.dueAtText} (SLA)` } : {}),
+    wakesOn: () => hasRequest(state.inbox) || (sla !== null && state.firstResponded),
+    ...(sla ? { until: sla.dueAt, summary: `First response due by ${sla.dueAtText} (SLA)` } : {}),
   });
   if (woke === 'deadline') return breachSla(run);
   state.inbox.humanReplied = undefined;

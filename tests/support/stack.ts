@@ -8,7 +8,7 @@ import { LOOPBACK_NETWORKS, type Config, type RateLimitSettings } from '../../sr
 import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
 import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
-import { startMailReconciler } from '../../src/ingest/reconciler.js';
+import { startMailReconciler } from '../../src/temporal/reconciler.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
