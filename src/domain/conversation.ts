@@ -54,8 +54,12 @@ export type MailClassification = (typeof MAIL_CLASSIFICATIONS)[number];
 
 export type { SenderVerdictKind } from './sender-verdict.js';
 
-/** How a mail reached Mailroom. */
-export type InboundSource = 'forwarder' | 'imap' | 'form';
+/**
+ * How a mail reached Mailroom: posted by a forwarder, fetched from an IMAP mailbox, sent from the web form,
+ * delivered to our own SMTP receiver (the forwarding address's MX), or read from an uploaded mailbox export.
+ */
+export const INBOUND_SOURCES = ['forwarder', 'imap', 'form', 'smtp', 'import'] as const;
+export type InboundSource = (typeof INBOUND_SOURCES)[number];
 
 /** What ingest learned about a customer mail that the conversation acts on; handed to the workflow with the mail. */
 export interface CustomerMessageFacts {

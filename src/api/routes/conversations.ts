@@ -5,6 +5,7 @@ import {
   CONVERSATION_STAGES,
   CONVERSATION_STATUSES,
   DELIVERY_STATUSES,
+  INBOUND_SOURCES,
   MAIL_CLASSIFICATIONS,
   OUTBOUND_KINDS,
 } from '../../domain/conversation.js';
@@ -71,7 +72,7 @@ const MessageSchema = z
     direction: z.enum(['inbound', 'outbound']),
     kind: z.enum(['customer', ...OUTBOUND_KINDS]),
     messageId: z.string(),
-    receivedVia: z.enum(['forwarder', 'imap', 'form']).nullable().openapi({ description: 'How an inbound message came in' }),
+    receivedVia: z.enum(INBOUND_SOURCES).nullable().openapi({ description: 'How an inbound message came in' }),
     from: z.string().nullable().openapi({ description: 'Null for a web-form submission without an address' }),
     to: z.string().nullable(),
     subject: z.string().nullable(),

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Channel } from '../../db/schema.js';
+import { INBOUND_SOURCES } from '../../domain/conversation.js';
 import {
   MailNotResumableError,
   MailRejectedError,
@@ -27,7 +28,7 @@ const InboundMessageSchema = z
     messageId: z.string(),
     status: z.enum(['received', 'threaded', 'rejected']),
     reason: z.string().nullable(),
-    receivedVia: z.enum(['forwarder', 'imap', 'form']),
+    receivedVia: z.enum(INBOUND_SOURCES),
     sizeBytes: z.number().int(),
     downloaded: z.boolean().openapi({
       description: 'False for IMAP mail quarantined by its size before the download: reprocessing fetches it from the mailbox',
