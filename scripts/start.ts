@@ -14,6 +14,8 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { startMailReconciler } from '../src/temporal/reconciler.js';
+import { forwardingAddressOf } from '../src/domain/forwarding-address.js';
+import { createConfiguredSmtpReceiver } from '../src/receiver/server.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
@@ -70,6 +72,22 @@ async function demoCredentials(db: Db, dataDir: string): Promise<DemoCredentials
   };
   writeFileSync(file, JSON.stringify(credentials, null, 2), { mode: 0o600 });
   return credentials;
+}
+
+/**
+ * The demo channel's forwarding address, `support@demo.<INBOUND_DOMAIN>`, given once (also to a demo account
+ * made before the SMTP receiver existed), so that mail sent to the receiver has somewhere to go.
+ */
+async function demoForwardingAddress(db: Db, channelId: string, inboundDomain: string): Promise<string | null> {
+  await db
+    .updateTable('channels')
+    .set({ forwarding_username: 'support', forwarding_subdomain: 'demo' })
+    .where('id', '=', channelId)
+    .where('forwarding_username', 'is', null)
+    .execute()
+    .catch(() => undefined); // another channel of this database took it: the demo channel stays without one
+  const channel = await db.selectFrom('channels').selectAll().where('id', '=', channelId).executeTakeFirstOrThrow();
+  return forwardingAddressOf(channel, inboundDomain);
 }
 
 /**
@@ -136,7 +154,7 @@ async function main() {
     connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
   });
-  const ingest = createIngest({ db, temporal });
+  const ingest = createIngest({ db, temporal, inboundDomain: config.INBOUND_DOMAIN });
   const api = await startApiServer(
     { db, temporal, ingest, config, logger, capture },
     { port: config.PORT, host: config.HOST, shutdownGraceMs: graceMs },
@@ -148,6 +166,7 @@ async function main() {
     deps: {
       db,
       ingest,
+      inboundDomain: config.INBOUND_DOMAIN,
       mail: createMailTransport(smtpUrl, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS }),
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,
@@ -159,7 +178,13 @@ async function main() {
   await startMailReconciler(temporal);
   const running = worker.run();
 
+  // Mailroom's own MX for the inbound domain, on loopback here.
+  const receiver = createConfiguredSmtpReceiver(config, { db, ingest, logger });
+  const smtpReceiver = await receiver.listen(config.SMTP_RECEIVER_PORT, config.SMTP_RECEIVER_HOST);
+  stops.unshift(() => receiver.close());
+
   const demo = await demoCredentials(db, dataDir);
+  const forwardingAddress = await demoForwardingAddress(db, demo.channel.id, config.INBOUND_DOMAIN);
   const inbound = `${api.url}/v1/channels/${demo.channel.id}/inbound`;
   console.log(`
 Mailroom is running.
@@ -169,9 +194,11 @@ Mailroom is running.
   Temporal frontend   ${config.TEMPORAL_ADDRESS}
   Database            ${config.DATABASE_URL ? 'DATABASE_URL' : `embedded PGlite in ${join(dataDir, 'pglite')}`}
   Outgoing mail       ${capture ? `captured by ${smtpUrl}; read it at ${api.url}/v1/captured-mail` : 'SMTP_URL'}
+  Inbound SMTP        ${smtpReceiver.url}   (the MX of ${config.INBOUND_DOMAIN}${config.SMTP_RECEIVER_TLS_CERT_FILE ? ', with STARTTLS' : ''})
 
 Demo channel "${demo.channel.name}" <${demo.channel.emailAddress}>
   Inbound endpoint    ${inbound}
+  Forwarding address  ${forwardingAddress ?? '(none: another channel has support@demo)'}
   Forwarder secret    ${demo.channel.forwarderSecret}
   Admin API key       ${demo.adminApiKey}
 ${Object.entries(demo.agentApiKeys)
@@ -181,6 +208,14 @@ ${Object.entries(demo.agentApiKeys)
 Send a mail:
   curl -H 'Authorization: Bearer ${demo.channel.forwarderSecret}' -H 'Content-Type: message/rfc822' \\
        --data-binary @tests/fixtures/eml/customer-question.eml ${inbound}
+${
+  forwardingAddress
+    ? `or deliver it over SMTP to the forwarding address:
+  curl ${smtpReceiver.url} --mail-from ann@example.com --mail-rcpt ${forwardingAddress} \\
+       --upload-file tests/fixtures/eml/customer-question.eml
+`
+    : ''
+}
 
 Press Ctrl+C to stop.
 `);

@@ -81,6 +81,22 @@ const envSchema = z.object({
    * takes the client address from X-Forwarded-For. Never read otherwise (any client can write that header).
    */
   TRUSTED_PROXIES: cidrRanges(),
+  /** The SMTP receiver, the inbound domain's MX (`npm run receiver`): where it listens. */
+  SMTP_RECEIVER_PORT: z.coerce.number().int().min(0).max(65535).default(2526),
+  SMTP_RECEIVER_HOST: z.string().default('127.0.0.1'),
+  /** The name it greets with (the MX host name); the machine's host name when unset. */
+  SMTP_RECEIVER_HOSTNAME: z.string().min(1).optional(),
+  /** PEM files of its STARTTLS key and certificate (both or neither); without them it offers no STARTTLS. */
+  SMTP_RECEIVER_TLS_KEY_FILE: z.string().min(1).optional(),
+  SMTP_RECEIVER_TLS_CERT_FILE: z.string().min(1).optional(),
+  /** Connections at once; beyond, 421 (the sender tries again). */
+  SMTP_RECEIVER_MAX_CLIENTS: z.coerce.number().int().min(1).max(100_000).default(200),
+  /** Recipients in one mail; beyond, 452 (the sender sends the rest in another transaction). */
+  SMTP_RECEIVER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(50),
+  /** Unknown recipients in one connection before it is closed. */
+  SMTP_RECEIVER_MAX_BAD_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(10),
+  /** Seconds a client may stay silent, also in the middle of a mail, before it is disconnected. */
+  SMTP_RECEIVER_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
   /** Largest raw message the inbound endpoint accepts. */
   MAX_INBOUND_BYTES: z.coerce
     .number()

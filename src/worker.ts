@@ -155,7 +155,8 @@ async function main() {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     deps: {
       db,
-      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
+      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE, inboundDomain: config.INBOUND_DOMAIN }),
+      inboundDomain: config.INBOUND_DOMAIN,
       mail,
       publicUrl: config.PUBLIC_URL,
       secretKey: config.SECRET_KEY,

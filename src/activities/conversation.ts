@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { statusOfStage, type ConversationStage } from '../domain/conversation.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
+import { forwardingAddressOf } from '../domain/forwarding-address.js';
 import { automaticMailBlock } from '../domain/loop-safety.js';
 import type {
   Actor,
@@ -66,7 +67,7 @@ interface LatestCustomerMail {
   imported: boolean;
 }
 
-export function createConversationActivities({ db }: ActivityDeps) {
+export function createConversationActivities({ db, inboundDomain }: ActivityDeps) {
   return {
     /** The conversation and the channel settings its next steps depend on, read fresh at each stage. */
     async loadConversation({ conversationId }: { conversationId: string }): Promise<ConversationContext> {
@@ -78,6 +79,8 @@ export function createConversationActivities({ db }: ActivityDeps) {
         .select([
           'ct.email as contact_email',
           'ch.email_address as channel_address',
+          'ch.forwarding_username',
+          'ch.forwarding_subdomain',
           'ch.automatic_mail_limit_per_hour',
           'ch.automatic_mail_limit_per_domain_per_hour',
           'ch.automatic_mail_limit_per_channel_per_hour',
@@ -167,6 +170,7 @@ export function createConversationActivities({ db }: ActivityDeps) {
         automaticMailBlocked: automaticMailBlock({
           recipient: row.contact_email,
           channelAddress: row.channel_address,
+          forwardingAddress: inboundDomain ? forwardingAddressOf(row, inboundDomain) : null,
           sentLastHour: sent.toRecipient,
           limitPerHour: row.automatic_mail_limit_per_hour,
           sentToDomainLastHour: sent.toDomain,

@@ -16,6 +16,8 @@ export interface ActivityDeps {
    * (Config.ALLOWED_PRIVATE_NETWORKS); empty in production unless the operator says otherwise.
    */
   allowedPrivateNetworks: readonly string[];
+  /** INBOUND_DOMAIN: a channel's forwarding address under it is one of its own, never mailed automatically. */
+  inboundDomain?: string;
   /** The inbound path that IMAP mailboxes feed, the same one the forwarder endpoint uses. */
   ingest: Ingest;
   /** The OpenAI-compatible endpoint AI agents may use; without it only the offline knowledge-base provider works. */

@@ -27,6 +27,7 @@ import { capturedMailRoutes } from './routes/captured-mail.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { csatRoutes } from './routes/csat.js';
 import { inboundMessageRoutes } from './routes/inbound-messages.js';
+import { forwardingConfirmationRoutes } from './routes/forwarding-confirmations.js';
 import { inboundRoutes } from './routes/inbound.js';
 import { mailboxRoutes } from './routes/mailboxes.js';
 import { reportRoutes } from './routes/reports.js';
@@ -105,6 +106,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', replyPreviewRoutes(deps));
   app.route('/', contactRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
+  app.route('/', forwardingConfirmationRoutes(deps));
   app.route('/', reportRoutes(deps));
 
   app.doc31(OPENAPI_PATH, {

@@ -84,7 +84,7 @@ async function main() {
     {
       db,
       temporal,
-      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE }),
+      ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE, inboundDomain: config.INBOUND_DOMAIN }),
       config,
       logger,
       taskQueue: config.TEMPORAL_TASK_QUEUE,

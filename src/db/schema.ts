@@ -372,6 +372,24 @@ export interface ActivityEffectsTable {
   created_at: CreatedAt;
 }
 
+/** A provider's request to confirm forwarding to a channel's forwarding address (Gmail's code and link), for its admins. */
+export interface ForwardingConfirmationsTable {
+  id: string;
+  channel_id: string;
+  inbound_message_id: string;
+  /** Who sent it, e.g. `gmail`. */
+  provider: string;
+  sender: string;
+  subject: string;
+  /** The mailbox that asked to forward here, as the confirmation names it. */
+  requested_by: string | null;
+  confirmation_code: string | null;
+  /** Only ever a link to the provider's own settings host. */
+  confirmation_url: string | null;
+  /** When it was received. */
+  created_at: CreatedAt;
+}
+
 export interface Database {
   accounts: AccountsTable;
   users: UsersTable;
@@ -393,6 +411,7 @@ export interface Database {
   csat_surveys: CsatSurveysTable;
   imap_cursors: ImapCursorsTable;
   activity_effects: ActivityEffectsTable;
+  forwarding_confirmations: ForwardingConfirmationsTable;
 }
 
 export type Channel = Selectable<ChannelsTable>;

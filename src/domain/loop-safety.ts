@@ -12,6 +12,8 @@ export interface AutomaticMailCheck {
   /** Null while the contact's address is unknown. */
   recipient: string | null;
   channelAddress: string;
+  /** The channel's forwarding address, when it has one: as much the channel's own as its address. */
+  forwardingAddress?: string | null;
   /** Automatic mails this channel sent to the recipient within the last hour. */
   sentLastHour: number;
   limitPerHour: number;
@@ -31,7 +33,8 @@ export function automaticMailBlock(check: AutomaticMailCheck): string | null {
   const { recipient, channelAddress, sentLastHour, limitPerHour, latestMail } = check;
   // A3: a visitor is mailed only once their address is known.
   if (recipient === null) return "the contact's email address is not known yet";
-  if (isChannelAddress(recipient, channelAddress)) return 'the recipient is the channel itself';
+  const own = check.forwardingAddress ? [channelAddress, check.forwardingAddress] : [channelAddress];
+  if (isChannelAddress(recipient, own)) return 'the recipient is the channel itself';
   const localPart = recipient.slice(0, recipient.lastIndexOf('@'));
   if (NO_REPLY_LOCAL_PART.test(localPart)) return 'the recipient is a no-reply address';
   // Answering a forged sender is backscatter: the mail would go to whoever was impersonated.

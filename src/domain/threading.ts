@@ -59,18 +59,29 @@ export function replyTokenAddress(channelAddress: string, token: string): string
   return `${channelAddress.slice(0, at)}+${token}${channelAddress.slice(at)}`;
 }
 
-/** The first reply token among the addresses that is addressed to this channel, if any. */
-export function replyTokenIn(addresses: readonly string[], channelAddress: string): string | undefined {
+/**
+ * The first reply token among the addresses that is addressed to this channel, if any. `channelAddresses`: the
+ * channel's address, or all its own (its address and its forwarding address), any of which may carry the token.
+ */
+export function replyTokenIn(addresses: readonly string[], channelAddresses: string | readonly string[]): string | undefined {
   for (const address of addresses) {
-    const plus = splitPlusAddress(address, channelAddress);
-    if (plus && REPLY_TOKEN.test(plus)) return plus;
+    for (const own of ownList(channelAddresses)) {
+      const plus = splitPlusAddress(address, own);
+      if (plus && REPLY_TOKEN.test(plus)) return plus;
+    }
   }
   return undefined;
 }
 
-/** Whether the address is the channel's own, with or without a `+tag`: never a customer. */
-export function isChannelAddress(address: string, channelAddress: string): boolean {
-  return address.toLowerCase() === channelAddress.toLowerCase() || splitPlusAddress(address, channelAddress) !== undefined;
+/** Whether the address is one of the channel's own (its address, its forwarding address), with or without a `+tag`: never a customer. */
+export function isChannelAddress(address: string, channelAddresses: string | readonly string[]): boolean {
+  return ownList(channelAddresses).some(
+    (own) => address.toLowerCase() === own.toLowerCase() || splitPlusAddress(address, own) !== undefined,
+  );
+}
+
+function ownList(channelAddresses: string | readonly string[]): readonly string[] {
+  return typeof channelAddresses === 'string' ? [channelAddresses] : channelAddresses;
 }
 
 /** The `tag` of `local+tag@domain` when the rest is the channel address. */

@@ -18,6 +18,8 @@ import {
 import { recordEvent } from '../activities/timeline.js';
 import { markBounced } from '../activities/delivery-status.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
+import { ownAddressesOf } from '../domain/forwarding-address.js';
+import { forwardingConfirmationIn, type ForwardingConfirmation } from '../domain/forwarding-confirmation.js';
 import { createConversationGateway } from '../temporal/gateway.js';
 import { TASK_QUEUE } from '../workflows/ids.js';
 
@@ -36,6 +38,23 @@ export class MailRejectedError extends Error {
     readonly reason: string,
   ) {
     super(reason);
+  }
+}
+
+const FORWARDING_CONFIRMATION_REASON =
+  "a mail provider's forwarding confirmation: listed under the channel's forwarding confirmations, not a conversation";
+
+/**
+ * The mail is a provider's forwarding confirmation (Gmail's code and link): kept for the channel's admins under
+ * its forwarding confirmations, never a conversation and never answered. Delivered as well as it can be.
+ */
+export class ForwardingConfirmationError extends MailRejectedError {
+  override name = 'ForwardingConfirmationError';
+  constructor(
+    inboundMessageId: string,
+    readonly forwardingConfirmationId: string,
+  ) {
+    super(inboundMessageId, FORWARDING_CONFIRMATION_REASON);
   }
 }
 
@@ -89,6 +108,8 @@ export interface IngestDeps {
   temporalTimeoutMs?: number;
   /** Tests give each worker its own queue; everything else uses the default. */
   taskQueue?: string;
+  /** INBOUND_DOMAIN: a channel's forwarding address under it is one of the channel's own addresses. */
+  inboundDomain?: string;
 }
 
 /** What the conversation's workflow is told about a mail: from its parse, or from its stored row when resumed. */
@@ -115,7 +136,7 @@ function senderTrustOf(channel: Channel): SenderTrust {
   };
 }
 
-export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK_QUEUE }: IngestDeps) {
+export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK_QUEUE, inboundDomain }: IngestDeps) {
   const conversations = createConversationGateway(temporal, {
     taskQueue,
     ...(temporalTimeoutMs ? { deadlineMs: temporalTimeoutMs } : {}),
@@ -202,7 +223,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   async function findThread(trx: Db, channel: Channel, mail: ParsedMail): Promise<ThreadCandidate | undefined> {
     const candidates: ThreadCandidate[] = [];
     const recipients = [...mail.to, ...mail.cc].map((recipient) => recipient.address);
-    const token = replyTokenIn(recipients, channel.email_address);
+    const own = ownAddressesOf(channel, inboundDomain);
+    const token = replyTokenIn(recipients, own);
     if (token) {
       const byToken = await trx
         .selectFrom('conversations')
@@ -227,7 +249,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     }
     if (candidates.length === 0) return undefined;
     const senderParticipatesIn =
-      isBounce || isChannelAddress(mail.from.address, channel.email_address)
+      isBounce || isChannelAddress(mail.from.address, own)
         ? new Set<string>()
         : await conversationsWithParticipant(
             trx,
@@ -323,6 +345,9 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
         .execute();
       throw new MailRejectedError(stored.id, error.message);
     }
+    // Before any contact or conversation: a confirmation is for the admins, and its sender is no customer.
+    const confirmation = knownContactId ? null : forwardingConfirmationIn(mail);
+    if (confirmation) throw await keepForwardingConfirmation(channel, stored, mail, confirmation);
     const contactId = knownContactId ?? (await findOrCreateContact(channel.account_id, mail.from));
     return db.transaction().execute(async (trx) => {
       // Serialises two deliveries of the same mail arriving at once.
@@ -391,6 +416,61 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     });
   }
 
+  /** Lists the confirmation for the channel's admins and takes the mail out of every path to a conversation. */
+  async function keepForwardingConfirmation(
+    channel: Channel,
+    stored: InboundMessage,
+    mail: ParsedMail,
+    confirmation: ForwardingConfirmation,
+  ): Promise<ForwardingConfirmationError> {
+    const id = await db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('forwarding_confirmations')
+        .values({
+          id: randomUUID(),
+          channel_id: channel.id,
+          inbound_message_id: stored.id,
+          provider: confirmation.provider,
+          sender: mail.from.address,
+          subject: mail.subject,
+          requested_by: confirmation.requestedBy,
+          confirmation_code: confirmation.code,
+          confirmation_url: confirmation.url,
+        })
+        .onConflict((oc) => oc.column('inbound_message_id').doNothing())
+        .execute();
+      await trx
+        .updateTable('inbound_messages')
+        .set({
+          status: 'rejected',
+          rejection_reason: FORWARDING_CONFIRMATION_REASON,
+          from_address: mail.from.address,
+          subject: mail.subject,
+        })
+        .where('id', '=', stored.id)
+        .execute();
+      return (
+        await trx
+          .selectFrom('forwarding_confirmations')
+          .select('id')
+          .where('inbound_message_id', '=', stored.id)
+          .executeTakeFirstOrThrow()
+      ).id;
+    });
+    return new ForwardingConfirmationError(stored.id, id);
+  }
+
+  /** A rejected mail as its delivery answers it: a forwarding confirmation is delivered, anything else refused. */
+  async function rejectedError(stored: InboundMessage): Promise<MailRejectedError> {
+    const confirmation = await db
+      .selectFrom('forwarding_confirmations')
+      .select('id')
+      .where('inbound_message_id', '=', stored.id)
+      .executeTakeFirst();
+    if (confirmation) return new ForwardingConfirmationError(stored.id, confirmation.id);
+    return new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
+  }
+
   /** Hands the mail to its conversation's workflow with what ingest learned about it, so the workflow reads nothing back. */
   async function signalConversation(
     channel: Channel,
@@ -424,7 +504,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     via: InboundSource,
     contactId: string | undefined,
   ): Promise<IngestResult> {
-    if (stored.status === 'rejected') throw new MailRejectedError(stored.id, stored.rejection_reason ?? 'rejected');
+    if (stored.status === 'rejected') throw await rejectedError(stored);
     if (stored.signalled_at && stored.conversation_id) {
       return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
     }

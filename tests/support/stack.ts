@@ -18,6 +18,8 @@ import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
 
 export const TEST_SECRET_KEY = 'test-secret-key-test-secret-key-0123456789';
+/** The stack's INBOUND_DOMAIN: channels' forwarding addresses are username@subdomain.<this>. */
+export const TEST_INBOUND_DOMAIN = 'inbound.mailroom.test';
 
 export interface TestStack {
   db: Db;
@@ -69,7 +71,7 @@ export async function startTestStack(
   const smtp = await capture.listen();
   const temporal = new Client({ connection: await Connection.connect({ address }) });
   const logger = createLogger('silent');
-  const ingest = createIngest({ db, temporal, taskQueue });
+  const ingest = createIngest({ db, temporal, taskQueue, inboundDomain: TEST_INBOUND_DOMAIN });
   const api = await startApiServer(
     {
       db,
@@ -80,7 +82,7 @@ export async function startTestStack(
         SECRET_KEY: TEST_SECRET_KEY,
         MAX_INBOUND_BYTES: 1024 * 1024,
         PUBLIC_URL: 'http://unused',
-        INBOUND_DOMAIN: 'inbound.mailroom.test',
+        INBOUND_DOMAIN: TEST_INBOUND_DOMAIN,
         ALLOWED_PRIVATE_NETWORKS: allowedPrivateNetworks,
         RATE_LIMIT_INBOUND_PER_MINUTE: 0,
         RATE_LIMIT_SURVEY_PER_MINUTE: 0,
@@ -102,6 +104,7 @@ export async function startTestStack(
       deps: {
         db,
         ingest: workerIngest(ingest),
+        inboundDomain: TEST_INBOUND_DOMAIN,
         mail: createMailTransport(smtp.url, { allowedPrivateNetworks }),
         publicUrl: api.url,
         secretKey: TEST_SECRET_KEY,

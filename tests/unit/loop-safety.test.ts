@@ -19,6 +19,17 @@ describe('automaticMailBlock', () => {
     },
   );
 
+  it.each(['support@acme.inbound.example', 'Support+tag@ACME.inbound.example'])(
+    'never mails the channel at its forwarding address (%s)',
+    (recipient) => {
+      const base = { recipient, channelAddress: 'support@acme.example', sentLastHour: 0, limitPerHour: 3 };
+      expect(automaticMailBlock({ ...base, forwardingAddress: 'support@acme.inbound.example' })).toBe(
+        'the recipient is the channel itself',
+      );
+      expect(automaticMailBlock(base)).toBeNull();
+    },
+  );
+
   it.each([
     'noreply@shop.example',
     'no-reply@shop.example',

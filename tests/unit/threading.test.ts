@@ -104,6 +104,13 @@ describe('reply tokens', () => {
   ])('%s is the channel address: %s', (address, expected) => {
     expect(isChannelAddress(address, 'support@acme.example')).toBe(expected);
   });
+
+  it('counts the forwarding address, with or without a tag, as the channel itself and takes a token at it', () => {
+    const own = ['support@acme.example', 'support@acme.inbound.example'];
+    expect(isChannelAddress('Support+x@acme.inbound.example', own)).toBe(true);
+    expect(isChannelAddress('support@other.inbound.example', own)).toBe(false);
+    expect(replyTokenIn([`support+${token}@acme.inbound.example`], own)).toBe(token);
+  });
 });
 
 describe('chooseThread', () => {

@@ -1,6 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { MailRejectedError, ParserBusyError, WorkflowsUnavailableError } from '../../ingest/ingest.js';
+import {
+  ForwardingConfirmationError,
+  MailRejectedError,
+  ParserBusyError,
+  WorkflowsUnavailableError,
+} from '../../ingest/ingest.js';
 import { secretMatchesHash } from '../../security/secret-hash.js';
 import { forwarderSecret } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
@@ -18,6 +23,15 @@ const IngestedSchema = z
       .openapi({ description: 'True when this Message-ID had been received before; nothing new was created' }),
   })
   .openapi('IngestedMail');
+
+const ForwardingConfirmationKeptSchema = z
+  .object({
+    inboundMessageId: z.uuid(),
+    forwardingConfirmationId: z
+      .uuid()
+      .openapi({ description: 'Listed under GET /v1/channels/{channelId}/forwarding-confirmations' }),
+  })
+  .openapi('ForwardingConfirmationKept');
 
 // Either scheme: the channel secret as bearer token, or as Basic password.
 const forwarderSecurity: Record<string, string[]>[] = [{ channelSecret: [] }, { channelSecretBasic: [] }];
@@ -40,6 +54,10 @@ const route = createRoute({
     body: { required: true, content: { 'message/rfc822': { schema: { type: 'string', format: 'binary', minLength: 1 } } } },
   },
   responses: {
+    200: {
+      description: "A mail provider's forwarding confirmation (Gmail's): kept for the channel's admins, not a conversation",
+      content: { 'application/json': { schema: ForwardingConfirmationKeptSchema } },
+    },
     202: { description: 'Accepted into a conversation', content: { 'application/json': { schema: IngestedSchema } } },
     ...problemResponses(400, 401, 404, 409, 413, 422, 429, 503),
     503: {
@@ -106,6 +124,12 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps, perChannel: RateL
       const result = await ingest.ingestRawMail(channel, raw);
       return c.json(result, 202);
     } catch (error) {
+      if (error instanceof ForwardingConfirmationError) {
+        return c.json(
+          { inboundMessageId: error.inboundMessageId, forwardingConfirmationId: error.forwardingConfirmationId },
+          200,
+        );
+      }
       if (error instanceof MailRejectedError) {
         throw new Problem(
           400,

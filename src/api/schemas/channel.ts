@@ -11,6 +11,7 @@ import {
 } from '../../domain/business-hours.js';
 import { FROM_NAME_TOKENS, SUBJECT_TOKENS, templateProblem } from '../../domain/outgoing-templates.js';
 import { Problem } from '../problem.js';
+import { forwardingAddressOf } from '../../domain/forwarding-address.js';
 
 // The channel resource (C1–C8, A6–A8): one JSON shape for every answer, the create and patch bodies
 // built from the same groups, and the mapping to and from the channels row.
@@ -293,13 +294,7 @@ export const ChannelPatchInput = z
 
 export type ChannelSettingsInput = z.infer<typeof ChannelPatchInput>;
 
-export function forwardingAddressOf(
-  channel: Pick<Channel, 'forwarding_username' | 'forwarding_subdomain'>,
-  inboundDomain: string,
-) {
-  if (!channel.forwarding_username || !channel.forwarding_subdomain) return null;
-  return `${channel.forwarding_username}@${channel.forwarding_subdomain}.${inboundDomain}`;
-}
+export { forwardingAddressOf };
 
 export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
   const hours = row.business_hours;
