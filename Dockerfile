@@ -1,4 +1,4 @@
-# One image for the API and the worker (docker-compose.yml picks the command).
+# One image for the API, the worker and the SMTP receiver (docker-compose.yml picks the command).
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./

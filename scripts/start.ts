@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
-import { loadConfig, LOOPBACK_NETWORKS, openAiCompatibleSettings } from '../src/config.js';
+import { loadConfig, LOOPBACK_NETWORKS, mailboxImportLimits, openAiCompatibleSettings } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
@@ -172,6 +172,7 @@ async function main() {
       secretKey: config.SECRET_KEY,
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
+      mailboxImports: mailboxImportLimits(config),
     },
     shutdownGraceTime: graceMs,
   });

@@ -40,6 +40,11 @@ function rateLimit(perMinute: number) {
   );
 }
 
+/** A text setting that may be left out; empty (docker-compose passes `${NAME:-}`) is left out too. */
+function optionalSetting() {
+  return z.preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional());
+}
+
 // Catches milliseconds written as seconds: no deploy should wait longer than five minutes for one process.
 const MAX_SHUTDOWN_GRACE_SECONDS = 300;
 
@@ -85,10 +90,10 @@ const envSchema = z.object({
   SMTP_RECEIVER_PORT: z.coerce.number().int().min(0).max(65535).default(2526),
   SMTP_RECEIVER_HOST: z.string().default('127.0.0.1'),
   /** The name it greets with (the MX host name); the machine's host name when unset. */
-  SMTP_RECEIVER_HOSTNAME: z.string().min(1).optional(),
+  SMTP_RECEIVER_HOSTNAME: optionalSetting(),
   /** PEM files of its STARTTLS key and certificate (both or neither); without them it offers no STARTTLS. */
-  SMTP_RECEIVER_TLS_KEY_FILE: z.string().min(1).optional(),
-  SMTP_RECEIVER_TLS_CERT_FILE: z.string().min(1).optional(),
+  SMTP_RECEIVER_TLS_KEY_FILE: optionalSetting(),
+  SMTP_RECEIVER_TLS_CERT_FILE: optionalSetting(),
   /** Connections at once; beyond, 421 (the sender tries again). */
   SMTP_RECEIVER_MAX_CLIENTS: z.coerce.number().int().min(1).max(100_000).default(200),
   /** Recipients in one mail; beyond, 452 (the sender sends the rest in another transaction). */

@@ -12,7 +12,7 @@ import {
 } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
 import type { MailboxSyncResult } from './activities/mailbox.js';
-import { loadConfig, openAiCompatibleSettings } from './config.js';
+import { loadConfig, mailboxImportLimits, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
@@ -162,6 +162,7 @@ async function main() {
       secretKey: config.SECRET_KEY,
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
+      mailboxImports: mailboxImportLimits(config),
     },
     shutdownGraceTime: graceMs,
     shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,

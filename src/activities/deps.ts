@@ -1,6 +1,7 @@
 import type { Db } from '../db/connection.js';
 import type { OpenAiCompatibleSettings } from './ai.js';
 import type { Ingest } from '../ingest/ingest.js';
+import type { MailboxImportLimits } from './mailbox-import.js';
 import type { MailTransport } from '../mail/transport.js';
 
 /** What activities need from the outside world; built once by the worker, replaced in tests. */
@@ -22,4 +23,6 @@ export interface ActivityDeps {
   ingest: Ingest;
   /** The OpenAI-compatible endpoint AI agents may use; without it only the offline knowledge-base provider works. */
   openAiCompatible?: OpenAiCompatibleSettings;
+  /** How large a mail of an uploaded mailbox export, and a gzipped export unpacked, may be; the defaults unless given. */
+  mailboxImports?: MailboxImportLimits;
 }

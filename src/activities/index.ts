@@ -4,6 +4,7 @@ import { createConversationActivities } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createMailActivities } from './mail.js';
 import { createMailboxActivities } from './mailbox.js';
+import { createMailboxImportActivities } from './mailbox-import.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRoutingActivities } from './routing.js';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createAiActivities(deps),
     ...createMailActivities(deps),
     ...createMailboxActivities(deps),
+    ...createMailboxImportActivities(deps),
     ...createReconcileActivities(deps),
   };
 }

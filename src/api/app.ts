@@ -30,6 +30,7 @@ import { inboundMessageRoutes } from './routes/inbound-messages.js';
 import { forwardingConfirmationRoutes } from './routes/forwarding-confirmations.js';
 import { inboundRoutes } from './routes/inbound.js';
 import { mailboxRoutes } from './routes/mailboxes.js';
+import { mailboxImportRoutes } from './routes/mailbox-imports.js';
 import { reportRoutes } from './routes/reports.js';
 
 export const OPENAPI_PATH = '/openapi.json';
@@ -88,13 +89,16 @@ export function createApp(deps: ApiDeps) {
   app.use(
     '/v1/*',
     except(
-      ['/v1/channels/:channelId/inbound', '/v1/captured-mail'],
+      ['/v1/channels/:channelId/inbound', '/v1/captured-mail', '/v1/channels/:channelId/imports'],
       every(jsonLimit, apiKey, contract.checkMethodAndBody, rejectNul, idempotent),
     ),
   );
+  // Mailbox exports are uploaded as they are, streamed to the database up to their own limit (MAX_IMPORT_BYTES).
+  app.use('/v1/channels/:channelId/imports', every(apiKey, contract.checkMethodAndBody));
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
   app.route('/', mailboxRoutes(deps));
+  app.route('/', mailboxImportRoutes(deps));
   app.route('/', agentRoutes(deps));
   app.route('/', aiAgentRoutes(deps));
   app.route('/', knowledgeArticleRoutes(deps));

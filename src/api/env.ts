@@ -15,7 +15,8 @@ export interface ApiDeps {
    * without TRUSTED_PROXIES X-Forwarded-For is never read; a rate limit left out has its default.
    */
   config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
-    Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>>;
+    Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>> &
+    Partial<Pick<Config, 'MAX_IMPORT_BYTES'>>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;

@@ -296,6 +296,57 @@ export interface InboundMessagesTable {
   resume_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
+export type MailboxImportState = 'uploading' | 'uploaded' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type MailboxExportFormat = 'mbox' | 'maildir';
+/** pg reads bigint as a string, PGlite as a number. */
+type BigCount = ColumnType<string | number, number | undefined, number>;
+
+/** A mail of an export that could not even be stored (over the largest mail Mailroom takes), as the import reports it. */
+export interface NotImportedMail {
+  /** Where it starts in the (unpacked) mbox, or its tar entry's index and name. */
+  offset?: number;
+  entry?: number;
+  name?: string;
+  sizeBytes: number;
+  messageId: string | null;
+  reason: string;
+}
+
+/** An uploaded mailbox export and how far its import has come. */
+export interface MailboxImportsTable {
+  id: string;
+  account_id: string;
+  channel_id: string;
+  state: MailboxImportState;
+  /** Null for a gzip whose content is recognised when it is read. */
+  format: MailboxExportFormat | null;
+  compressed: boolean;
+  bytes_total: BigCount;
+  bytes_processed: BigCount;
+  /** The byte offset of the next mail in the (unpacked) mbox. */
+  resume_offset: BigCount;
+  /** The index of the next tar entry. */
+  resume_entry: Generated<number>;
+  mails_imported: Generated<number>;
+  mails_duplicate: Generated<number>;
+  mails_rejected: Generated<number>;
+  entries_skipped: Generated<number>;
+  not_imported: Json<NotImportedMail[]>;
+  failure_reason: string | null;
+  cancel_requested_at: Date | null;
+  created_at: CreatedAt;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+/** The export itself, in pieces of equal size (but the last), in order. */
+export interface MailboxImportPiecesTable {
+  import_id: string;
+  position: number;
+  /** pg reads it as a Buffer, PGlite as a Uint8Array. */
+  data: Uint8Array;
+}
+
 export interface OutboundMessagesTable {
   /** Chosen by the workflow, so a retried send finds the same row. */
   id: string;
@@ -405,6 +456,8 @@ export interface Database {
   contacts: ContactsTable;
   conversations: ConversationsTable;
   inbound_messages: InboundMessagesTable;
+  mailbox_imports: MailboxImportsTable;
+  mailbox_import_pieces: MailboxImportPiecesTable;
   attachments: AttachmentsTable;
   outbound_messages: OutboundMessagesTable;
   conversation_events: ConversationEventsTable;

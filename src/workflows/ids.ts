@@ -26,3 +26,7 @@ export function assignmentQueueWorkflowId(channelId: string): string {
 export function mailReconcilerWorkflowId(taskQueue: string): string {
   return `mail-reconciler-${taskQueue}`;
 }
+
+export function mailboxImportWorkflowId(importId: string): string {
+  return `mailbox-import-${importId}`;
+}

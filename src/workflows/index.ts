@@ -5,3 +5,4 @@ export { conversationWorkflow } from './legacy/conversation-workflow.js';
 export { mailboxWorkflow } from './mailbox.js';
 export { assignmentQueueWorkflow } from './assignment-queue.js';
 export { mailReconciler } from './reconciler.js';
+export { mailboxImport } from './mailbox-import.js';

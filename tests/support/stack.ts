@@ -53,6 +53,8 @@ export async function startTestStack(
     workerIngest?: (ingest: Ingest) => Ingest;
     /** Starts the mail reconciler on the stack's task queue at this pace; unless given, none runs. */
     reconciler?: MailReconcilerInput;
+    /** Mailbox export limits: the upload (MAX_IMPORT_BYTES), a mail of it (1 MiB, as MAX_INBOUND_BYTES here), unpacked gzip. */
+    mailboxImports?: { maxImportBytes?: number; maxUnpackedBytes?: number };
   } = {},
 ): Promise<TestStack> {
   const {
@@ -60,6 +62,7 @@ export async function startTestStack(
     rateLimits: { clock, ...rateLimits } = {},
     workerIngest = (ingest: Ingest) => ingest,
     reconciler,
+    mailboxImports = {},
     ...activityOptions
   } = options;
   quietTemporalRuntime();
@@ -87,6 +90,7 @@ export async function startTestStack(
         RATE_LIMIT_INBOUND_PER_MINUTE: 0,
         RATE_LIMIT_SURVEY_PER_MINUTE: 0,
         RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+        ...(mailboxImports.maxImportBytes ? { MAX_IMPORT_BYTES: mailboxImports.maxImportBytes } : {}),
         ...rateLimits,
       },
       logger,
@@ -109,6 +113,7 @@ export async function startTestStack(
         publicUrl: api.url,
         secretKey: TEST_SECRET_KEY,
         allowedPrivateNetworks,
+        mailboxImports: { maxMailBytes: 1024 * 1024, maxUnpackedBytes: mailboxImports.maxUnpackedBytes ?? 1024 ** 3 },
         ...activityOptions,
       },
     });

@@ -4,12 +4,13 @@ import { parse } from 'yaml';
 import { mailroomSearchAttributes } from '../../src/workflows/search-attributes.js';
 
 // No Docker engine runs in CI: the compose file is checked for its shape and for what must match the code.
-const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'));
+// `merge`: services share their environment with `<<: *mailroom-env`, as docker compose reads it.
+const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), { merge: true });
 
 describe('docker-compose.yml', () => {
   it('defines the production-like stack', () => {
     expect(Object.keys(compose.services)).toEqual(
-      expect.arrayContaining(['postgres', 'temporal', 'temporal-search-attributes', 'temporal-ui', 'api', 'worker']),
+      expect.arrayContaining(['postgres', 'temporal', 'temporal-search-attributes', 'temporal-ui', 'api', 'worker', 'receiver']),
     );
   });
 
@@ -31,5 +32,17 @@ describe('docker-compose.yml', () => {
     expect(compose.services.api.command).toEqual(['node', '--import', 'tsx', 'src/api/server.ts']);
     expect(compose.services.worker.command).toEqual(['node', '--import', 'tsx', 'src/worker.ts']);
     for (const service of [compose.services.api, compose.services.worker]) expect(service.stop_grace_period).toBe('35s');
+  });
+
+  it('runs the SMTP receiver as the MX: port 25 published to the port it listens on, with the same settings as the API', () => {
+    const receiver = compose.services.receiver;
+    expect(receiver.command).toEqual(['node', '--import', 'tsx', 'src/receiver/server.ts']);
+    expect(receiver.stop_grace_period).toBe('35s');
+    expect(receiver.ports).toEqual([`25:${receiver.environment.SMTP_RECEIVER_PORT}`]);
+    expect(receiver.environment.SMTP_RECEIVER_HOST).toBe('0.0.0.0');
+    for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'INBOUND_DOMAIN', 'SECRET_KEY', 'RATE_LIMIT_INBOUND_PER_MINUTE']) {
+      expect(receiver.environment[name]).toBeDefined();
+      expect(receiver.environment[name]).toEqual(compose.services.api.environment[name]);
+    }
   });
 });

@@ -1,0 +1,285 @@
+import { Context } from '@temporalio/activity';
+import { sql } from 'kysely';
+import { deleteExportPieces, readExportPieces } from '../db/export-pieces.js';
+import type { Channel, MailboxImportState, NotImportedMail } from '../db/schema.js';
+import { MailRejectedError, ParserBusyError } from '../ingest/ingest.js';
+import { messageIdIn, readHeaderSection } from '../mail/header-section.js';
+import {
+  ExportUnreadableError,
+  gunzipBounded,
+  maildirItems,
+  mboxItems,
+  recogniseFormat,
+  skipBytes,
+  type ExportFormat,
+  type ExportItem,
+  type ExportPosition,
+} from '../mail/mailbox-export.js';
+import type { ActivityDeps } from './deps.js';
+
+/** How large one mail of an export, and a gzipped export unpacked, may be. */
+export interface MailboxImportLimits {
+  /** A larger mail is reported on the import (where, how large, why) but not stored: Config.MAX_INBOUND_BYTES. */
+  maxMailBytes: number;
+  /** Config.MAX_IMPORT_UNPACKED_BYTES. */
+  maxUnpackedBytes: number;
+}
+
+export const DEFAULT_MAILBOX_IMPORT_LIMITS: MailboxImportLimits = {
+  maxMailBytes: 25 * 1024 * 1024,
+  maxUnpackedBytes: 20 * 1024 ** 3,
+};
+
+/** Where an import stands, as its workflow shows it. */
+export interface MailboxImportProgress {
+  state: MailboxImportState;
+  bytesTotal: number;
+  bytesProcessed: number;
+  imported: number;
+  duplicates: number;
+  rejected: number;
+  skipped: number;
+  failureReason: string | null;
+}
+
+// One activity run works this long, then returns, so the workflow's details show the progress and its history
+// stays short; the next run goes on from the position the row keeps.
+const RUN_MS = 30_000;
+const HEARTBEAT_EVERY_MS = 5_000;
+// The parser pool's queue is full: the same mail is handed over again after this pause.
+const PARSER_BUSY_PAUSE_MS = 500;
+// Entries that are no mail are counted in the row every this many, and at every mail.
+const SKIPPED_PER_UPDATE = 200;
+// The import's report names the first mails it could not store; the count has them all.
+const NOT_IMPORTED_LISTED = 100;
+// A gzip of text packs a few times over, a mailing list's archive some tens; far beyond is a bomb.
+const MAX_GZIP_RATIO = 200;
+
+type Outcome = 'imported' | 'duplicate' | 'rejected';
+
+export function createMailboxImportActivities({ db, ingest, mailboxImports = DEFAULT_MAILBOX_IMPORT_LIMITS }: ActivityDeps) {
+  async function progressOf(importId: string): Promise<MailboxImportProgress> {
+    const row = await db.selectFrom('mailbox_imports').selectAll().where('id', '=', importId).executeTakeFirstOrThrow();
+    return {
+      state: row.state,
+      bytesTotal: Number(row.bytes_total),
+      bytesProcessed: Number(row.bytes_processed),
+      imported: row.mails_imported,
+      duplicates: row.mails_duplicate,
+      rejected: row.mails_rejected,
+      skipped: row.entries_skipped,
+      failureReason: row.failure_reason,
+    };
+  }
+
+  /** Ends the import; the stored export is deleted with it (nothing reads it again). */
+  async function finish(importId: string, state: 'completed' | 'failed' | 'cancelled', failureReason: string | null = null) {
+    await db
+      .updateTable('mailbox_imports')
+      .set({
+        state,
+        failure_reason: failureReason,
+        finished_at: new Date(),
+        ...(state === 'completed' ? { bytes_processed: sql<number>`bytes_total` } : {}),
+      })
+      .where('id', '=', importId)
+      .where('state', 'in', ['uploaded', 'running'])
+      .execute();
+    await deleteExportPieces(db, importId);
+  }
+
+  /** Hands one mail to the ingest as the first sync of a mailbox does: stored and threaded, nothing sent. */
+  async function ingestOne(channel: Channel, raw: Buffer, resumedAfterFailure: boolean, startedAt: Date): Promise<Outcome> {
+    const context = Context.current();
+    for (;;) {
+      try {
+        const result = await ingest.ingestRawMail(channel, raw, { via: 'import', imported: true });
+        if (!result.duplicate) return 'imported';
+        // The mail in hand when an earlier attempt stopped may have been stored by it: then it is this import's.
+        if (resumedAfterFailure) {
+          const stored = await db
+            .selectFrom('inbound_messages')
+            .select(['received_via', 'received_at'])
+            .where('id', '=', result.inboundMessageId)
+            .executeTakeFirstOrThrow();
+          if (stored.received_via === 'import' && stored.received_at >= startedAt) return 'imported';
+        }
+        return 'duplicate';
+      } catch (error) {
+        if (error instanceof ParserBusyError) {
+          context.heartbeat();
+          await context.sleep(PARSER_BUSY_PAUSE_MS); // the same mail again: the position stays before it
+          continue;
+        }
+        if (error instanceof MailRejectedError) return 'rejected'; // kept with its reason, listed as rejected mail
+        throw error; // the database or Temporal is away: the activity is retried from the mail in hand
+      }
+    }
+  }
+
+  /** What an oversized mail is called in the import's report. */
+  function notImported(item: Extract<ExportItem, { kind: 'oversized' }>): NotImportedMail {
+    const headers = readHeaderSection(item.head);
+    return {
+      ...item.place,
+      sizeBytes: item.sizeBytes,
+      messageId: messageIdIn(headers?.['message-id']?.[0]) ?? null,
+      reason: `too large: ${item.sizeBytes} bytes, Mailroom takes mails up to ${mailboxImports.maxMailBytes} bytes; not stored`,
+    };
+  }
+
+  /** The export's mails from the position the row keeps. */
+  async function itemsOf(
+    row: {
+      id: string;
+      format: ExportFormat | null;
+      compressed: boolean;
+      resume_offset: number;
+      resume_entry: number;
+      bytes_total: number;
+    },
+    onRead: (readTo: number) => void,
+  ): Promise<{ format: ExportFormat; items: AsyncIterable<ExportItem> }> {
+    const limits = { maxMailBytes: mailboxImports.maxMailBytes };
+    if (!row.compressed) {
+      const format = row.format!;
+      // An mbox resumes at the byte of its next mail; a tar is read from its start, passing over entries done.
+      if (format === 'mbox') {
+        const bytes = readExportPieces(db, row.id, row.resume_offset, onRead);
+        return { format, items: mboxItems(bytes, { ...limits, startOffset: row.resume_offset }) };
+      }
+      return {
+        format,
+        items: maildirItems(readExportPieces(db, row.id, 0, onRead), { ...limits, startEntry: row.resume_entry }),
+      };
+    }
+    const maxUnpacked = Math.min(mailboxImports.maxUnpackedBytes, row.bytes_total * MAX_GZIP_RATIO);
+    const unpacked = gunzipBounded(readExportPieces(db, row.id, 0, onRead), maxUnpacked);
+    const { format, bytes } = row.format ? { format: row.format, bytes: unpacked } : await recogniseFormat(unpacked);
+    if (!row.format) await db.updateTable('mailbox_imports').set({ format }).where('id', '=', row.id).execute();
+    if (format === 'mbox') {
+      return { format, items: mboxItems(skipBytes(bytes, row.resume_offset), { ...limits, startOffset: row.resume_offset }) };
+    }
+    return { format, items: maildirItems(bytes, { ...limits, startEntry: row.resume_entry }) };
+  }
+
+  return {
+    /**
+     * Imports an uploaded export for up to half a minute, mail by mail in file order, each through the ingest as
+     * imported (stored and threaded, never answered automatically), and returns where the import stands. Counts
+     * and the position of the next mail are written after each mail, so a retried or the next run goes on there
+     * (the ingest dedupes the mail that was in hand). Mail the channel refuses, unparseable or duplicate mail is
+     * counted and the import goes on; an export that cannot be read as what it claims ends the import as failed.
+     */
+    async importMailboxExport({ importId }: { importId: string }): Promise<MailboxImportProgress> {
+      const context = Context.current();
+      const deadline = Date.now() + RUN_MS;
+      const started = await db
+        .updateTable('mailbox_imports')
+        .set({ state: 'running', started_at: sql<Date>`coalesce(started_at, now())` })
+        .where('id', '=', importId)
+        .where('state', 'in', ['uploaded', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      if (!started) return progressOf(importId); // ended already (a cancel before it started)
+      if (started.cancel_requested_at) {
+        await finish(importId, 'cancelled');
+        return progressOf(importId);
+      }
+      const channel = await db
+        .selectFrom('channels')
+        .selectAll()
+        .where('id', '=', started.channel_id)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst();
+      if (!channel) {
+        await finish(importId, 'failed', 'the channel was deleted');
+        return progressOf(importId);
+      }
+      const resumedAfterFailure = context.info.attempt > 1;
+      let readTo = Number(started.bytes_processed);
+      let position: ExportPosition = { offset: Number(started.resume_offset), entry: started.resume_entry };
+      const counts = { imported: 0, duplicate: 0, rejected: 0, skipped: 0 };
+      let unsaved = 0;
+      let firstMail = true;
+      let cancelled = false;
+      // An mbox as uploaded is read up to the mail in hand exactly; gzip and tar up to the stored piece in hand.
+      let exact = !started.compressed && started.format === 'mbox';
+
+      /** Writes the counts and the position; true when a cancel was asked for meanwhile. */
+      const save = async (oversized?: NotImportedMail): Promise<boolean> => {
+        const row = await db
+          .updateTable('mailbox_imports')
+          .set({
+            resume_offset: position.offset,
+            resume_entry: position.entry,
+            bytes_processed: sql<number>`greatest(bytes_processed, ${exact ? position.offset : readTo})`,
+            mails_imported: sql<number>`mails_imported + ${counts.imported}`,
+            mails_duplicate: sql<number>`mails_duplicate + ${counts.duplicate}`,
+            mails_rejected: sql<number>`mails_rejected + ${counts.rejected}`,
+            entries_skipped: sql<number>`entries_skipped + ${counts.skipped}`,
+            ...(oversized
+              ? {
+                  not_imported: sql<string>`case when jsonb_array_length(not_imported) < ${NOT_IMPORTED_LISTED}
+                    then not_imported || ${JSON.stringify([oversized])}::jsonb else not_imported end`,
+                }
+              : {}),
+          })
+          .where('id', '=', importId)
+          .returning('cancel_requested_at')
+          .executeTakeFirstOrThrow();
+        counts.imported = counts.duplicate = counts.rejected = counts.skipped = 0;
+        unsaved = 0;
+        context.heartbeat(position);
+        return row.cancel_requested_at !== null;
+      };
+
+      // A slow mail (the parser pool full, Temporal slow to answer) never times the run out.
+      const heartbeats = setInterval(() => context.heartbeat(position), HEARTBEAT_EVERY_MS);
+      try {
+        const { format, items } = await itemsOf(
+          {
+            id: importId,
+            format: started.format,
+            compressed: started.compressed,
+            resume_offset: position.offset,
+            resume_entry: position.entry,
+            bytes_total: Number(started.bytes_total),
+          },
+          (to) => (readTo = to),
+        );
+        exact = !started.compressed && format === 'mbox';
+        for await (const item of items) {
+          context.cancellationSignal.throwIfAborted(); // the worker stops: Temporal retries from the saved position
+          position = item.next;
+          if (item.kind === 'directory' || item.kind === 'skipped') {
+            if (item.kind === 'skipped') counts.skipped++;
+            if (++unsaved >= SKIPPED_PER_UPDATE) cancelled = await save();
+          } else if (item.kind === 'oversized') {
+            counts.rejected++;
+            cancelled = await save(notImported(item));
+          } else {
+            counts[await ingestOne(channel, item.raw, resumedAfterFailure && firstMail, started.started_at!)]++;
+            firstMail = false;
+            cancelled = await save();
+          }
+          if (cancelled) break; // between mails: what is imported stays
+          if (Date.now() > deadline) {
+            await save();
+            return progressOf(importId);
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof ExportUnreadableError)) throw error;
+        await save();
+        await finish(importId, 'failed', error.message);
+        return progressOf(importId);
+      } finally {
+        clearInterval(heartbeats);
+      }
+      if (!cancelled) await save();
+      await finish(importId, cancelled ? 'cancelled' : 'completed');
+      return progressOf(importId);
+    },
+  };
+}
