@@ -29,6 +29,8 @@ export interface DovecotOptions {
   dir?: string;
   /** Whether CAPABILITY lists IDLE (default true); false lets tests exercise a client's polling fallback. */
   idle?: boolean;
+  /** A folder every account has, marked \Sent (RFC 6154 special use), as mail providers set one up; none when omitted. */
+  sentFolder?: string;
 }
 
 export interface DovecotServer {
@@ -72,7 +74,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotSe
   const users = new Map((opts.users ?? []).map(({ user, password }) => [user, password]));
   prepareDir(dir);
   for (const [user, password] of users) writeUser(dir, user, password);
-  writeFileSync(configFile, config(dir, port, opts.idle ?? true));
+  writeFileSync(configFile, config(dir, port, opts.idle ?? true, opts.sentFolder));
   const doveadm = async (...args: string[]) =>
     (await promisify(execFile)(doveadmBinary(), ['-c', configFile, ...args], { cwd: '/' })).stdout;
 
@@ -177,7 +179,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotSe
   };
 }
 
-function config(dir: string, port: number, idle: boolean): string {
+function config(dir: string, port: number, idle: boolean, sentFolder: string | undefined): string {
   const mail = mailOsUser();
   const asRoot = process.getuid?.() === 0;
   return `# Written by scripts/servers/dovecot.ts (Dovecot 2.3 settings).
@@ -201,6 +203,7 @@ first_valid_uid = ${mail.uid}
 first_valid_gid = ${mail.gid}
 ${idle ? '' : `imap_capability = ${capabilitiesWithoutIdle}`}
 ${asRoot ? '' : rootlessSettings()}
+${sentFolder ? sentFolderNamespace(sentFolder) : ''}
 passdb {
   driver = passwd-file
   # A file per user, so a new user's is read fresh at once (a changed file only after up to a second).
@@ -225,6 +228,18 @@ service imap-login {
   }
 }
 `;
+}
+
+/** The default namespace with a folder marked \Sent, created at each account's first login. */
+function sentFolderNamespace(folder: string): string {
+  if (/["\\\r\n]/.test(folder)) throw new Error(`Dovecot's config cannot name the folder ${JSON.stringify(folder)}`);
+  return `namespace inbox {
+  inbox = yes
+  mailbox "${folder}" {
+    special_use = \\Sent
+    auto = create
+  }
+}`;
 }
 
 /** Without root, every process runs as ourselves (the dovecot and dovenull users need root to switch to). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { DeliveryStatus, OutboundKind } from '../domain/conversation.js';
+import type { DeliveryStatus, OutboundKind, SentCopyStatus } from '../domain/conversation.js';
 import { readDeliveryReport } from '../mail/delivery-report.js';
 import type { ParsedMail } from '../mail/parsed-mail.js';
 import { recordEvent, type TimelineEventType } from './timeline.js';
@@ -25,6 +25,7 @@ const SENT_EVENT: Record<OutboundKind, TimelineEventType> = {
   out_of_office: 'out_of_office_sent',
   ai_reply: 'ai_reply_sent',
   handover: 'handover_sent',
+  mailbox_reply: 'answered_from_mailbox',
 };
 
 export type DeliveryClaim =
@@ -74,7 +75,18 @@ export async function markSent(db: Kysely<Database>, outboxId: string): Promise<
   await db.transaction().execute(async (trx) => {
     const sent = await trx
       .updateTable('outbound_messages')
-      .set({ delivery_status: 'sent', sent_at: sql<Date>`now()`, delivery_error: null, claimed_until: null, claim_token: null })
+      .set({
+        delivery_status: 'sent',
+        sent_at: sql<Date>`now()`,
+        delivery_error: null,
+        claimed_until: null,
+        claim_token: null,
+        // The mailbox sync appends it to the Sent folder when the channel has a mailbox and copies this kind.
+        sent_copy_status: sql<SentCopyStatus | null>`(
+          select 'pending' from conversations c join channels ch on ch.id = c.channel_id
+            where c.id = outbound_messages.conversation_id and ch.imap_enabled
+              and ch.sent_copy_kinds @> jsonb_build_array(outbound_messages.kind))`,
+      })
       .where('id', '=', outboxId)
       .where('delivery_status', '=', 'queued')
       .returning(['id', 'conversation_id', 'kind', 'author_id', 'ai_agent_id'])

@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { Database } from '../db/schema.js';
 import type { ResolvedBy } from '../domain/conversation.js';
@@ -115,6 +116,23 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
   }
 
   /**
+   * The message as it goes out: rendered once, with the date of the first attempt, and kept on the row (under
+   * this attempt's claim); an attempt that read the row before an earlier one kept its bytes gets those.
+   */
+  async function keepMime(outboxId: string, token: string, composed: Mail.Options): Promise<Uint8Array> {
+    const rendered = await new MailComposer({ ...composed, date: new Date() }).compile().build();
+    const kept = await db
+      .updateTable('outbound_messages')
+      .set({ mime: sql<Uint8Array>`coalesce(mime, ${rendered})` })
+      .where('id', '=', outboxId)
+      .where('claim_token', '=', token)
+      .returning('mime')
+      .executeTakeFirst();
+    if (!kept?.mime) throw new Error(`outgoing mail ${outboxId} lost its claim while being prepared`);
+    return kept.mime;
+  }
+
+  /**
    * Sends the outbox row unless it went out (or failed) already, through the channel's SMTP server if it has
    * one, under a lease on the row: an attempt that finds another one sending throws DeliveryInProgress
    * (retryable). A refusal for good marks the row failed and throws DeliveryFailed (not retryable); any
@@ -157,7 +175,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
     let message: Mail.Options;
     try {
       server = channelSmtpServer(row, secretKey);
-      message = composeMail({
+      const composed = composeMail({
         kind: row.kind,
         messageId: row.message_id,
         from: { name: row.from_name ?? row.channel_name, address: row.from_address },
@@ -168,6 +186,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         references: row.reference_ids,
         replyTo: row.reply_to,
       });
+      // The first attempt fixes the bytes (Date, MIME boundaries); a retry resends them, and the Sent copy appends them.
+      const mime = await keepMime(outboxId, token, composed);
+      message = { envelope: composed.envelope, raw: Buffer.from(mime) };
     } catch (error) {
       // A row that names anything but one mailbox is never sent, and retrying cannot change that.
       if (error instanceof InvalidRecipientError) {

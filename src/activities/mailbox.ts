@@ -10,6 +10,7 @@ import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail
 import { decryptCredential } from '../security/credentials.js';
 import { DestinationRefusedError, DestinationUnresolvedError, resolveDestination } from '../security/destinations.js';
 import type { ActivityDeps } from './deps.js';
+import { openSentFolderSession } from './sent-folder.js';
 
 export interface MailboxSyncResult {
   /** 'disabled': IMAP is switched off for the channel; the mailbox workflow ends. */
@@ -538,6 +539,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
         try {
           const idleSupported = client.capabilities.has('IDLE');
           const deadline = Date.now() + SESSION_MS;
+          const sentFolder = openSentFolderSession(db, client);
           let ingested = 0;
           for (;;) {
             ingested += await downloadRequestedMail(client, channel, report);
@@ -545,10 +547,13 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
               report(`${folder}: reading new mail`);
               ingested += await drainFolder(client, channel, folder, deadline, report);
             }
+            // Copies of sent mail for the Sent folder, and replies written in the mailbox, on this connection.
+            await sentFolder.pass(channel, report);
             if (!idleSupported || Date.now() >= deadline || context.cancellationSignal.aborted) break;
             const idleFolder = channel.imap_folders[0] ?? 'INBOX';
             report(`${idleFolder}: waiting for new mail (IDLE)`);
-            await waitForNewMail(client, idleFolder, deadline - Date.now());
+            // IDLE watches one folder: the others and the Sent folder are looked at every poll interval.
+            await waitForNewMail(client, idleFolder, Math.min(deadline - Date.now(), channel.imap_poll_interval_seconds * 1000));
             // Settings are read again at every wake: folders and after-processing apply at once,
             // a new server or password takes a new session.
             const current = await loadChannel();

@@ -31,7 +31,11 @@ export type TimelineEventType =
   /** The SMTP server refused an outgoing mail for good: { outboundMessageId, kind, reason }. */
   | 'delivery_failed'
   /** A delivery report came back for an outgoing mail: { outboundMessageId, kind, reason, inboundMessageId }. */
-  | 'delivery_bounced';
+  | 'delivery_bounced'
+  /** A reply written in the channel's mailbox, found in its Sent folder: { outboundMessageId, from, fromName }. */
+  | 'answered_from_mailbox'
+  /** A sent mail could not be copied to the mailbox's Sent folder: { outboundMessageId, kind, reason }. */
+  | 'sent_copy_failed';
 
 /** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
 export async function recordEvent(

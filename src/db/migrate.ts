@@ -13,6 +13,7 @@ import * as queueMembership from './migrations/0011_queue_membership.js';
 import * as inboundResumeLease from './migrations/0012_inbound_resume_lease.js';
 import * as activityEffects from './migrations/0013_activity_effects.js';
 import * as inboundSources from './migrations/0014_inbound_sources.js';
+import * as sentFolder from './migrations/0018_sent_folder.js';
 import * as mailboxImports from './migrations/0016_mailbox_imports.js';
 import * as forwardingConfirmations from './migrations/0015_forwarding_confirmations.js';
 
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '0012_inbound_resume_lease': inboundResumeLease,
   '0013_activity_effects': activityEffects,
   '0014_inbound_sources': inboundSources,
+  '0018_sent_folder': sentFolder,
   '0016_mailbox_imports': mailboxImports,
   '0015_forwarding_confirmations': forwardingConfirmations,
 };

@@ -9,6 +9,8 @@ import type {
   InboundSource,
   MailClassification,
   OutboundKind,
+  SentCopyKind,
+  SentCopyStatus,
   SenderVerdictKind,
   UserRole,
 } from '../domain/conversation.js';
@@ -140,6 +142,12 @@ export interface ChannelsTable {
   automatic_mail_limit_per_channel_per_hour: Generated<number>;
   /** Days of existing mail the first sync of a folder imports; 0 starts at the folder's end. */
   imap_import_days: Generated<number>;
+  /** Where outgoing mail is copied and mailbox replies are read; null: the folder the server marks \Sent. */
+  imap_sent_folder: string | null;
+  /** Which kinds of outgoing mail are copied to the Sent folder. */
+  sent_copy_kinds: Json<SentCopyKind[]>;
+  /** Whether replies written in the mailbox (found in its Sent folder) are recorded in their conversations. */
+  record_mailbox_replies: Generated<boolean>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -374,6 +382,24 @@ export interface OutboundMessagesTable {
   /** A send holds the row until then (and by its token): a retry meanwhile sends nothing. */
   claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   claim_token: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The message exactly as SMTP took it (set by the first send attempt, resent as is): what the Sent copy appends. */
+  mime: ColumnType<Uint8Array | null, Uint8Array | null | undefined, Uint8Array | null>;
+  /** Its copy in the mailbox's Sent folder; null: not copied (no IMAP mailbox, a kind the channel does not copy). */
+  sent_copy_status: ColumnType<SentCopyStatus | null, SentCopyStatus | null | undefined, SentCopyStatus | null>;
+  sent_copy_folder: ColumnType<string | null, string | null | undefined, string | null>;
+  sent_copy_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  sent_copy_error: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A mailbox session appending the copy holds it until then. */
+  sent_copy_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** A mailbox's Sent folder, read for replies written there, above this UID. */
+export interface SentFolderCursorsTable {
+  channel_id: string;
+  folder: string;
+  uid_validity: ColumnType<string, string | number | bigint, string | number | bigint>;
+  last_uid: ColumnType<string, string | number | bigint, string | number | bigint>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface AttachmentsTable {
@@ -463,6 +489,7 @@ export interface Database {
   conversation_events: ConversationEventsTable;
   csat_surveys: CsatSurveysTable;
   imap_cursors: ImapCursorsTable;
+  sent_folder_cursors: SentFolderCursorsTable;
   activity_effects: ActivityEffectsTable;
   forwarding_confirmations: ForwardingConfirmationsTable;
 }

@@ -78,9 +78,31 @@ export function isFromPerson(mail: Pick<CustomerMessageFacts, 'classification' |
   return mail.classification === 'ordinary' && mail.senderVerdict !== 'spam';
 }
 
-/** Mail Mailroom sends, by purpose. */
-export const OUTBOUND_KINDS = ['greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'] as const;
+/**
+ * Outgoing mail of a conversation, by purpose: what Mailroom sends, and mailbox_reply, a reply someone wrote in
+ * the channel's mailbox itself (found in its Sent folder), recorded and never sent by Mailroom.
+ */
+export const OUTBOUND_KINDS = [
+  'greeting',
+  'reply',
+  'csat_survey',
+  'out_of_office',
+  'ai_reply',
+  'handover',
+  'mailbox_reply',
+] as const;
 export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
+
+/** The kinds Mailroom sends, each of which a channel may have copied to its mailbox's Sent folder. */
+export const SENT_COPY_KINDS = ['greeting', 'reply', 'csat_survey', 'out_of_office', 'ai_reply', 'handover'] as const;
+export type SentCopyKind = (typeof SENT_COPY_KINDS)[number];
+
+/**
+ * A sent mail's copy in the mailbox's Sent folder: pending (to be appended by the mailbox sync), appended,
+ * failed (with the reason: no Sent folder), or found (a mailbox reply: it was there to begin with).
+ */
+export const SENT_COPY_STATUSES = ['pending', 'appended', 'failed', 'found'] as const;
+export type SentCopyStatus = (typeof SENT_COPY_STATUSES)[number];
 
 /**
  * Where an outgoing mail stands: queued (not out yet, or being retried), sent (the SMTP server took it),

@@ -8,6 +8,7 @@ import {
   INBOUND_SOURCES,
   MAIL_CLASSIFICATIONS,
   OUTBOUND_KINDS,
+  SENT_COPY_STATUSES,
 } from '../../domain/conversation.js';
 import { PRIORITIES } from '../../domain/routing-rules.js';
 import { recordEvent } from '../../activities/timeline.js';
@@ -109,6 +110,21 @@ const MessageSchema = z
       description:
         'Failed or bounced: what the SMTP server or the delivery report said; queued: why the last attempt did not go out; else null',
     }),
+    sentCopy: z
+      .object({
+        status: z.enum(SENT_COPY_STATUSES).openapi({
+          description:
+            'pending (the mailbox sync appends it), appended, failed (see error), found (a reply written in the mailbox: it was in the Sent folder to begin with)',
+        }),
+        folder: z.string().nullable(),
+        at: z.iso.datetime().nullable().openapi({ description: 'When it was appended (found: when it arrived in the folder)' }),
+        error: z.string().nullable(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "Its copy in the IMAP mailbox's Sent folder; null when none is made (inbound mail, no mailbox, a kind the channel does not copy)",
+      }),
   })
   .openapi('Message');
 
@@ -670,6 +686,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         sentAt: m.sent_at?.toISOString() ?? null,
         deliveryStatus: null,
         deliveryError: null,
+        sentCopy: null,
       })),
       ...outbound.map((m) => ({
         id: m.id,
@@ -692,6 +709,14 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         sentAt: m.sent_at?.toISOString() ?? null,
         deliveryStatus: m.delivery_status,
         deliveryError: m.delivery_error,
+        sentCopy: m.sent_copy_status
+          ? {
+              status: m.sent_copy_status,
+              folder: m.sent_copy_folder,
+              at: m.sent_copy_at?.toISOString() ?? null,
+              error: m.sent_copy_error,
+            }
+          : null,
       })),
     ].sort((a, b) => a.at.localeCompare(b.at));
     const timeline = events.map((e) => ({ id: String(e.id), type: e.type, data: e.data, at: e.created_at.toISOString() }));

@@ -8,6 +8,7 @@ import { findChannel } from '../access.js';
 import { checkedMailServerHost } from '../mail-server-host.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { SENT_COPY_KINDS } from '../../domain/conversation.js';
 
 // A channel's IMAP mailbox: settings (password write-only, encrypted at rest), a connection test, the sync position.
 // The stored password only ever goes to the server and user it was saved with; hosts pass the destination policy.
@@ -19,6 +20,16 @@ const IMPORT_DAYS =
   "Days of existing mail the first sync of a folder brings in (by the server's arrival date), marked as imported: " +
   'threaded like any mail, never answered automatically. 0 starts at the end of the folder: only mail arriving from then on. ' +
   'Applies to folders not synced yet, and to a folder whose UIDs the server renumbered (UIDVALIDITY).';
+const POLL_INTERVAL =
+  'How often the folders IDLE does not watch are looked at: every folder but the first, the Sent folder (copies to ' +
+  'append, replies written in the mailbox); all of them where the server has no IDLE';
+const SENT_FOLDER =
+  'Where sent mail is copied and replies written in the mailbox are read; null: the folder the server marks \\Sent';
+const SENT_COPY_KINDS_TEXT =
+  'Which outgoing mail is appended to the Sent folder (\\Seen, the bytes sent) once the SMTP server took it; [] copies none';
+const RECORD_MAILBOX_REPLIES =
+  'Record mail someone sent from the mailbox itself (found in the Sent folder, From the channel, answering a ' +
+  'conversation of the channel to someone who takes part in it) in that conversation, as kind mailbox_reply';
 
 const ImapSettingsSchema = z
   .object({
@@ -31,8 +42,15 @@ const ImapSettingsSchema = z
     folders: z.array(folderName).min(1).max(20),
     afterProcessing: z.enum(['none', 'mark_seen', 'move']),
     moveToFolder: folderName.nullable(),
-    pollIntervalSeconds: z.number().int().min(5).max(3600).openapi({ description: 'Used only where the server has no IDLE' }),
+    pollIntervalSeconds: z.number().int().min(5).max(3600).openapi({ description: POLL_INTERVAL }),
     importDays: z.number().int().min(0).max(3650).openapi({ description: IMPORT_DAYS }),
+    sentFolder: folderName.nullable().openapi({ description: SENT_FOLDER }),
+    sentCopyKinds: z.array(z.enum(SENT_COPY_KINDS)).openapi({ description: SENT_COPY_KINDS_TEXT }),
+    recordMailboxReplies: z.boolean().openapi({ description: RECORD_MAILBOX_REPLIES }),
+    sentFolderCursor: z
+      .object({ folder: z.string(), uidValidity: z.string(), lastUid: z.string(), updatedAt: z.iso.datetime() })
+      .nullable()
+      .openapi({ description: 'How far the Sent folder has been read for replies; it starts at its end' }),
     cursors: z.array(
       z.object({
         folder: z.string(),
@@ -61,8 +79,15 @@ const ImapSettingsInput = z
     folders: z.array(folderName).min(1).max(20).default(['INBOX']),
     afterProcessing: z.enum(['none', 'mark_seen', 'move']).default('none'),
     moveToFolder: folderName.optional(),
-    pollIntervalSeconds: z.number().int().min(5).max(3600).default(60),
+    pollIntervalSeconds: z.number().int().min(5).max(3600).default(60).openapi({ description: POLL_INTERVAL }),
     importDays: z.number().int().min(0).max(3650).default(0).openapi({ description: IMPORT_DAYS }),
+    sentFolder: folderName.nullable().default(null).openapi({ description: SENT_FOLDER }),
+    sentCopyKinds: z
+      .array(z.enum(SENT_COPY_KINDS))
+      .max(SENT_COPY_KINDS.length)
+      .default([...SENT_COPY_KINDS])
+      .openapi({ description: SENT_COPY_KINDS_TEXT }),
+    recordMailboxReplies: z.boolean().default(true).openapi({ description: RECORD_MAILBOX_REPLIES }),
   })
   .refine((input) => input.afterProcessing !== 'move' || input.moveToFolder, {
     path: ['moveToFolder'],
@@ -174,6 +199,11 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       .where('channel_id', '=', channel.id)
       .orderBy('folder')
       .execute();
+    const sentCursor = await db
+      .selectFrom('sent_folder_cursors')
+      .selectAll()
+      .where('channel_id', '=', channel.id)
+      .executeTakeFirst();
     return {
       enabled: channel.imap_enabled,
       host: channel.imap_host,
@@ -186,6 +216,17 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       moveToFolder: channel.imap_move_to_folder,
       pollIntervalSeconds: channel.imap_poll_interval_seconds,
       importDays: channel.imap_import_days,
+      sentFolder: channel.imap_sent_folder,
+      sentCopyKinds: channel.sent_copy_kinds,
+      recordMailboxReplies: channel.record_mailbox_replies,
+      sentFolderCursor: sentCursor
+        ? {
+            folder: sentCursor.folder,
+            uidValidity: String(sentCursor.uid_validity),
+            lastUid: String(sentCursor.last_uid),
+            updatedAt: sentCursor.updated_at.toISOString(),
+          }
+        : null,
       cursors: cursors.map((c) => ({
         folder: c.folder,
         uidValidity: String(c.uid_validity),
@@ -237,10 +278,20 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
         imap_move_to_folder: input.moveToFolder ?? null,
         imap_poll_interval_seconds: input.pollIntervalSeconds,
         imap_import_days: input.importDays,
+        imap_sent_folder: input.sentFolder,
+        sent_copy_kinds: JSON.stringify([...new Set(input.sentCopyKinds)]),
+        record_mailbox_replies: input.recordMailboxReplies,
       })
       .where('id', '=', channel.id)
       .returningAll()
       .executeTakeFirstOrThrow();
+    // Copies that found no Sent folder are tried again with the settings as they are now.
+    await db
+      .updateTable('outbound_messages')
+      .set({ sent_copy_status: 'pending', sent_copy_error: null })
+      .where('sent_copy_status', '=', 'failed')
+      .where('conversation_id', 'in', (eb) => eb.selectFrom('conversations').select('id').where('channel_id', '=', channel.id))
+      .execute();
     await applyMailboxSettings(temporal, updated, taskQueue, 'the settings are saved; PUT them again to start the sync');
     return c.json(await describe(updated), 200);
   });
