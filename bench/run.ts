@@ -15,7 +15,10 @@
 // before the IMAP one, while no worker or Dovecot runs.
 // First, the history of a typical conversation (bench/history.ts): its events by kind on the current workflow, next to
 // the same life of the workflow before its reshape (recorded), per conversation and per 1,000 conversations.
-// BENCH_SKIP leaves sections out, comma-separated: history, ingest, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
+// Then the SMTP receiver (bench/smtp.ts): BENCH_MAILS mails posted to the forwarder endpoint and as many delivered over SMTP,
+// in the same run and ABBA order: mails per second of each, their ratio (goal at least 0.8), and for SMTP the end of DATA
+// to the conversation signalled, p50 and p95.
+// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
 // the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
 // at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures } from './history.js';
@@ -23,6 +26,7 @@ import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
 import { startBenchStack } from './stack.js';
+import { measureSmtpReceiver, type SmtpFigures, type SmtpWorkload } from './smtp.js';
 import { measureStalls, type StallFigures } from './stall.js';
 import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Request } from './throughput.js';
 import { measureWaitingWorkflows, WAITING_IDLE_SECONDS, type WaitingFigures } from './waiting-conversations.js';
@@ -33,7 +37,9 @@ const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
 
-const SECTIONS = ['history', 'ingest', 'stall', 'imap', 'waiting'] as const;
+const SECTIONS = ['history', 'ingest', 'smtp', 'stall', 'imap', 'waiting'] as const;
+/** SMTP mails per second over forwarded ones that the smtp section accepts. */
+const SMTP_RATIO_GOAL = 0.8;
 /** The longest event-loop stall of the API the stall section accepts, in milliseconds. */
 const STALL_GOAL_MS = 50;
 type Section = (typeof SECTIONS)[number];
@@ -96,6 +102,11 @@ async function main() {
       }
       forwarder = combine(rows, 'ingest');
       Object.assign(figures, reportIngest(rows, totalRequests));
+    }
+
+    if (sections.has('smtp')) {
+      const smtp = await measureSmtpReceiver(stack, { perRound, concurrency: CONCURRENCY, warmUp: WARM_UP_REQUESTS });
+      Object.assign(figures, printSmtpReport(smtp, totalRequests));
     }
 
     if (sections.has('stall')) {
@@ -274,6 +285,65 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
       `${seconds.toFixed(1)} s`,
   );
   return figures;
+}
+
+/** Prints the SMTP receiver table (forwarder and SMTP, per round and in total); returns the figures for the JSON line. */
+function printSmtpReport({ rows, dataEndToSignalledMs }: SmtpFigures, totalRequests: number) {
+  const labels: Record<SmtpWorkload, string> = { forwarder: 'forwarder endpoint (HTTP)', smtp: 'SMTP receiver' };
+  const total = (workload: SmtpWorkload): Measurement => {
+    const measurements = rows.filter((row) => row.workload === workload).map((row) => row.measurement);
+    return {
+      requests: measurements.reduce((sum, m) => sum + m.requests, 0),
+      seconds: measurements.reduce((sum, m) => sum + m.seconds, 0),
+      latenciesMs: measurements.flatMap((m) => m.latenciesMs),
+      failures: 0,
+    };
+  };
+  const allRows = [
+    ...rows,
+    ...(['forwarder', 'smtp'] as const).map((workload) => ({ round: 'total', workload, measurement: total(workload) })),
+  ];
+  const ratioOf = (round: string) => {
+    const of = (workload: SmtpWorkload) => allRows.find((row) => row.round === round && row.workload === workload)!.measurement;
+    return rate(of('smtp')) / rate(of('forwarder'));
+  };
+  const rounds = [...new Set(rows.map((row) => row.round))];
+  const ratio = ratioOf('total');
+  console.log(
+    `
+SMTP receiver next to the forwarder endpoint: N = ${totalRequests} of each in ${rounds.length} rounds (ABBA), ` +
+      `${CONCURRENCY} in flight (SMTP: ${CONCURRENCY} pooled connections), ${WARM_UP_REQUESTS} of each to warm up`,
+  );
+  printTable(
+    ['round', 'measurement', 'mails', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
+    allRows.map(({ round, workload, measurement }) => [
+      round,
+      labels[workload],
+      String(measurement.requests),
+      measurement.seconds.toFixed(2),
+      rate(measurement).toFixed(1),
+      percentile(measurement.latenciesMs, 0.5).toFixed(1),
+      percentile(measurement.latenciesMs, 0.95).toFixed(1),
+    ]),
+  );
+  console.log(
+    `ratio SMTP/forwarder: ${ratio.toFixed(3)} (per round: ${rounds.map((round) => ratioOf(round).toFixed(3)).join(', ')}); ` +
+      `goal at least ${SMTP_RATIO_GOAL}: ${ratio >= SMTP_RATIO_GOAL ? 'met' : 'MISSED'}`,
+  );
+  const p50 = percentile(dataEndToSignalledMs, 0.5);
+  const p95 = percentile(dataEndToSignalledMs, 0.95);
+  console.log(
+    `SMTP end of DATA → conversation signalled (signalled_at), ${dataEndToSignalledMs.length} mails: p50 ${p50.toFixed(1)} ms, ` +
+      `p95 ${p95.toFixed(1)} ms. Both paths start conversation workflows with signalWithStart on a queue no worker polls.`,
+  );
+  return {
+    smtpMailsPerSecond: round1(rate(total('smtp'))),
+    smtpForwarderMailsPerSecond: round1(rate(total('forwarder'))),
+    smtpToForwarderRatio: round3(ratio),
+    smtpRoundRatios: rounds.map((round) => round3(ratioOf(round))),
+    smtpDataEndToSignalledP50Ms: round1(p50),
+    smtpDataEndToSignalledP95Ms: round1(p95),
+  };
 }
 
 /** Prints the event-loop stall table; returns the figures for the JSON line. */

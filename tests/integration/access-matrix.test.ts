@@ -67,6 +67,7 @@ const ROUTES: RouteCase[] = [
     // The same address again answers 200.
     body: () => ({ username: 'support', subdomain: 'acme-matrix' }),
   },
+  { op: 'GET /v1/channels/{channelId}/forwarding-confirmations', access: 'admin' },
   { op: 'GET /v1/channels/{channelId}/smtp', access: 'admin' },
   {
     op: 'PUT /v1/channels/{channelId}/smtp',
