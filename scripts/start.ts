@@ -217,7 +217,6 @@ ${
 `
     : ''
 }
-
 Press Ctrl+C to stop.
 `);
 
