@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAgentToChannel, createApiKey, createChannel, createUser } from '../../src/db/seed.js';
@@ -79,6 +79,12 @@ const ROUTES: RouteCase[] = [
   // Port 1 refuses at once: the answer is 200 with ok false, quickly.
   { op: 'POST /v1/channels/{channelId}/smtp/test', access: 'admin', body: () => ({ host: '127.0.0.1', port: 1, secure: false }) },
   { op: 'GET /v1/channels/{channelId}/imap', access: 'admin' },
+  // Mailbox imports. An upload is no JSON: its 415 comes after every access check. An ended import answers a cancel 409.
+  { op: 'POST /v1/channels/{channelId}/imports', access: 'admin', alsoAllowed: [415] },
+  { op: 'GET /v1/channels/{channelId}/imports', access: 'admin' },
+  { op: 'GET /v1/channels/{channelId}/imports/{importId}', access: 'admin' },
+  { op: 'DELETE /v1/channels/{channelId}/imports/{importId}', access: 'admin', alsoAllowed: [409] },
+  { op: 'POST /v1/channels/{channelId}/imports/{importId}/cancel', access: 'admin', alsoAllowed: [409] },
   {
     op: 'PUT /v1/channels/{channelId}/imap',
     access: 'admin',
@@ -254,6 +260,8 @@ interface Fixtures {
   ruleId: string;
   teamId: string;
   memberKeyId: string;
+  /** A mailbox import of channel 1 that has ended. */
+  importId: string;
   b: {
     channel: { id: string; forwarderSecret: string };
     conversationId: string;
@@ -351,6 +359,24 @@ async function throwawayUser(options: { agentOfChannel?: boolean } = {}): Promis
   return user.id;
 }
 
+/** A mailbox import of channel 1 that has ended. */
+async function endedImport(): Promise<string> {
+  const id = randomUUID();
+  await stack.db
+    .insertInto('mailbox_imports')
+    .values({
+      id,
+      account_id: fx.accountA,
+      channel_id: fx.channel.id,
+      state: 'completed',
+      format: 'mbox',
+      compressed: false,
+      not_imported: '[]',
+    })
+    .execute();
+  return id;
+}
+
 const channelPath = (suffix: string) => `/v1/channels/${fx.channel.id}${suffix}`;
 const throwawayAiAgent = async () => (await must(fx.adminA.apiKey, 'POST', channelPath('/ai-agents'), aiAgentBody())).id;
 const throwawayArticle = async () => (await must(fx.adminA.apiKey, 'POST', channelPath('/knowledge-articles'), articleBody())).id;
@@ -376,6 +402,7 @@ function defaultParams(): Params {
     teamId: fx.teamId,
     userId: fx.member.id,
     keyId: fx.memberKeyId,
+    importId: fx.importId,
     label: 'matrix',
   };
 }
@@ -458,6 +485,7 @@ describe('access matrix: every operation × admin, agent of the channel, agent o
       channel: a.channel,
       memberKeyId: memberKey.id,
     } as Fixtures;
+    fx.importId = await endedImport();
 
     // Channel 1's conversation, with an attachment.
     const raw = await new MailComposer({

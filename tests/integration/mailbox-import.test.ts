@@ -467,7 +467,7 @@ describe('hostile exports', () => {
     expect(pieces).toEqual([]);
   }, 180_000);
 
-  it('refuses other media types, and anyone but an admin', async () => {
+  it('refuses other media types, anyone but an admin, and other methods', async () => {
     expect(await upload('From a\n', 'text/plain')).toMatchObject({ status: 415, body: { title: 'Not a mailbox export type' } });
     expect(await upload('From a\n', 'application/mbox', { 'content-encoding': 'br' })).toMatchObject({ status: 415 });
     const byAgent = await fetch(`${stack.api.url}/v1/channels/${team.channel.id}/imports`, {
@@ -478,5 +478,18 @@ describe('hostile exports', () => {
     expect(byAgent.status).toBe(403);
     const list = await callApi(stack.api.url, agentKey, 'GET', `/v1/channels/${team.channel.id}/imports`);
     expect(list.status).toBe(403);
+    const anonymous = await fetch(`${stack.api.url}/v1/channels/${team.channel.id}/imports`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/mbox' },
+      body: 'From a\n',
+    });
+    expect(anonymous.status).toBe(401);
+    const put = await fetch(`${stack.api.url}/v1/channels/${team.channel.id}/imports`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/mbox' },
+      body: 'From a\n',
+    });
+    expect(put).toMatchObject({ status: 405 });
+    expect(put.headers.get('allow')).toBe('GET, POST');
   });
 });

@@ -235,6 +235,23 @@ export function mailboxImportRoutes({ db, temporal, taskQueue, config }: ApiDeps
     return row;
   }
 
+  app.openapi(listRoute, async (c) => {
+    const user = c.get('user');
+    requireAdmin(user, 'reads mailbox imports');
+    const { channelId } = c.req.valid('param');
+    const { cursor, limit } = c.req.valid('query');
+    const channel = await findChannel(db, user, channelId, 'configure');
+    let query = db
+      .selectFrom('mailbox_imports as i')
+      .selectAll('i')
+      .where('i.channel_id', '=', channel.id)
+      .orderBy('i.created_at', 'desc')
+      .orderBy('i.id', 'desc')
+      .limit(limit + 1);
+    if (cursor) query = query.where(afterCursor('mailbox_imports', 'i', decodeCursor(cursor)));
+    return c.json(toPage(await query.execute(), limit, toMailboxImport), 200);
+  });
+
   app.openapi(uploadRoute, async (c) => {
     const user = c.get('user');
     requireAdmin(user, 'imports mailbox exports');
@@ -283,23 +300,6 @@ export function mailboxImportRoutes({ db, temporal, taskQueue, config }: ApiDeps
     const row = await findImport(user.accountId, channel.id, id);
     c.header('Location', `/v1/channels/${channel.id}/imports/${id}`);
     return c.json(toMailboxImport(row), 202);
-  });
-
-  app.openapi(listRoute, async (c) => {
-    const user = c.get('user');
-    requireAdmin(user, 'reads mailbox imports');
-    const { channelId } = c.req.valid('param');
-    const { cursor, limit } = c.req.valid('query');
-    const channel = await findChannel(db, user, channelId, 'configure');
-    let query = db
-      .selectFrom('mailbox_imports as i')
-      .selectAll('i')
-      .where('i.channel_id', '=', channel.id)
-      .orderBy('i.created_at', 'desc')
-      .orderBy('i.id', 'desc')
-      .limit(limit + 1);
-    if (cursor) query = query.where(afterCursor('mailbox_imports', 'i', decodeCursor(cursor)));
-    return c.json(toPage(await query.execute(), limit, toMailboxImport), 200);
   });
 
   app.openapi(getRoute, async (c) => {
