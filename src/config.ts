@@ -108,6 +108,18 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(25 * 1024 * 1024),
+  /** Largest mailbox export (mbox or Maildir tar, as uploaded, gzipped or not) an admin may upload for import. */
+  MAX_IMPORT_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 * 1024 ** 3),
+  /** How large a gzipped export may unpack to; reading stops there (a decompression bomb). */
+  MAX_IMPORT_UNPACKED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(20 * 1024 ** 3),
   /** Mails a minute one channel's forwarder may post (and at once, after a pause); 0 = unlimited. */
   RATE_LIMIT_INBOUND_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_INBOUND_PER_MINUTE),
   /** Survey page views and submits a minute from one client address (IPv6: one /64); 0 = unlimited. */
@@ -135,6 +147,11 @@ export type Config = z.infer<typeof envSchema>;
 export function openAiCompatibleSettings(config: Config) {
   if (!config.AI_BASE_URL) return undefined;
   return { baseUrl: config.AI_BASE_URL, model: config.AI_MODEL, ...(config.AI_API_KEY ? { apiKey: config.AI_API_KEY } : {}) };
+}
+
+/** How large a mail of an uploaded mailbox export (as any inbound mail), and a gzipped export unpacked, may be. */
+export function mailboxImportLimits(config: Config) {
+  return { maxMailBytes: config.MAX_INBOUND_BYTES, maxUnpackedBytes: config.MAX_IMPORT_UNPACKED_BYTES };
 }
 
 export class ConfigError extends Error {
