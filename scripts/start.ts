@@ -8,7 +8,13 @@ import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
-import { loadConfig, LOOPBACK_NETWORKS, mailboxImportLimits, openAiCompatibleSettings } from '../src/config.js';
+import {
+  deploymentOAuthClients,
+  loadConfig,
+  LOOPBACK_NETWORKS,
+  mailboxImportLimits,
+  openAiCompatibleSettings,
+} from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
@@ -173,6 +179,7 @@ async function main() {
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
       mailboxImports: mailboxImportLimits(config),
+      oauthClients: deploymentOAuthClients(config),
     },
     shutdownGraceTime: graceMs,
   });

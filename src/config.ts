@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { MICROSOFT_TENANT, type DeploymentOAuthClients } from './oauth/providers.js';
 import { TASK_QUEUE } from './workflows/ids.js';
 
 /** A comma-separated list of CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`; empty by default. */
@@ -126,6 +127,19 @@ const envSchema = z.object({
   RATE_LIMIT_SURVEY_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_SURVEY_PER_MINUTE),
   /** /v1 requests a minute with one API key; 0 = unlimited. */
   RATE_LIMIT_API_KEY_PER_MINUTE: rateLimit(RATE_LIMIT_DEFAULTS.RATE_LIMIT_API_KEY_PER_MINUTE),
+  /**
+   * The deployment's OAuth clients for mailboxes at Google and Microsoft (registered with PUBLIC_URL's callback,
+   * PUBLIC_URL + /v1/oauth/callback, as redirect URI); a channel may bring its own client instead.
+   */
+  OAUTH_GOOGLE_CLIENT_ID: z.string().min(1).optional(),
+  OAUTH_GOOGLE_CLIENT_SECRET: z.string().min(1).optional(),
+  OAUTH_MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
+  OAUTH_MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
+  /** 'organizations' (any work or school account), 'common', 'consumers', or one tenant's id or domain. */
+  OAUTH_MICROSOFT_TENANT: z
+    .string()
+    .regex(MICROSOFT_TENANT, 'OAUTH_MICROSOFT_TENANT must be organizations, common, consumers, a tenant id or a domain')
+    .default('organizations'),
   /** An OpenAI-compatible chat-completions endpoint for AI agents, e.g. https://api.openai.com/v1; optional. */
   AI_BASE_URL: z.url().optional(),
   AI_API_KEY: z.string().optional(),
@@ -147,6 +161,34 @@ export type Config = z.infer<typeof envSchema>;
 export function openAiCompatibleSettings(config: Config) {
   if (!config.AI_BASE_URL) return undefined;
   return { baseUrl: config.AI_BASE_URL, model: config.AI_MODEL, ...(config.AI_API_KEY ? { apiKey: config.AI_API_KEY } : {}) };
+}
+
+export type OAuthClientSettings = Pick<
+  Config,
+  | 'OAUTH_GOOGLE_CLIENT_ID'
+  | 'OAUTH_GOOGLE_CLIENT_SECRET'
+  | 'OAUTH_MICROSOFT_CLIENT_ID'
+  | 'OAUTH_MICROSOFT_CLIENT_SECRET'
+  | 'OAUTH_MICROSOFT_TENANT'
+>;
+
+/** The deployment's OAuth clients, for the providers it has one for. */
+export function deploymentOAuthClients(config: Partial<OAuthClientSettings>): DeploymentOAuthClients {
+  const secret = (value: string | undefined) => (value ? { clientSecret: value } : {});
+  return {
+    ...(config.OAUTH_GOOGLE_CLIENT_ID
+      ? { google: { clientId: config.OAUTH_GOOGLE_CLIENT_ID, ...secret(config.OAUTH_GOOGLE_CLIENT_SECRET) } }
+      : {}),
+    ...(config.OAUTH_MICROSOFT_CLIENT_ID
+      ? {
+          microsoft: {
+            clientId: config.OAUTH_MICROSOFT_CLIENT_ID,
+            tenant: config.OAUTH_MICROSOFT_TENANT ?? 'organizations',
+            ...secret(config.OAUTH_MICROSOFT_CLIENT_SECRET),
+          },
+        }
+      : {}),
+  };
 }
 
 /** How large a mail of an uploaded mailbox export (as any inbound mail), and a gzipped export unpacked, may be. */

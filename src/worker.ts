@@ -12,7 +12,7 @@ import {
 } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
 import type { MailboxSyncResult } from './activities/mailbox.js';
-import { loadConfig, mailboxImportLimits, openAiCompatibleSettings } from './config.js';
+import { deploymentOAuthClients, loadConfig, mailboxImportLimits, openAiCompatibleSettings } from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
@@ -163,6 +163,7 @@ async function main() {
       allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS,
       openAiCompatible: openAiCompatibleSettings(config),
       mailboxImports: mailboxImportLimits(config),
+      oauthClients: deploymentOAuthClients(config),
     },
     shutdownGraceTime: graceMs,
     shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,

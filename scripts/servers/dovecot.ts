@@ -1,6 +1,7 @@
 // A private Dovecot IMAP server for tests: loopback only, plaintext logins, Maildir under a directory of its own.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
+  appendFileSync,
   chmodSync,
   chownSync,
   existsSync,
@@ -29,6 +30,12 @@ export interface DovecotOptions {
   dir?: string;
   /** Whether CAPABILITY lists IDLE (default true); false lets tests exercise a client's polling fallback. */
   idle?: boolean;
+  /**
+   * OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) besides passwords: Dovecot's oauth2 passdb asks the provider's
+   * introspection endpoint (RFC 7662, POST, this URL with the client's credentials in it) whether a token is active
+   * and whose it is (its `sub` is the user name).
+   */
+  oauth2?: { introspectionUrl: string };
   /** A folder every account has, marked \Sent (RFC 6154 special use), as mail providers set one up; none when omitted. */
   sentFolder?: string;
 }
@@ -75,6 +82,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotSe
   prepareDir(dir);
   for (const [user, password] of users) writeUser(dir, user, password);
   writeFileSync(configFile, config(dir, port, opts.idle ?? true, opts.sentFolder));
+  if (opts.oauth2) appendFileSync(configFile, oauth2Settings(dir, opts.oauth2.introspectionUrl));
   const doveadm = async (...args: string[]) =>
     (await promisify(execFile)(doveadmBinary(), ['-c', configFile, ...args], { cwd: '/' })).stdout;
 
@@ -240,6 +248,33 @@ function sentFolderNamespace(folder: string): string {
     auto = create
   }
 }`;
+}
+
+/** A second passdb for XOAUTH2 and OAUTHBEARER, checking each token at the provider (a password login never gets here). */
+function oauth2Settings(dir: string, introspectionUrl: string): string {
+  if (/[\s"]/.test(introspectionUrl)) throw new Error(`Dovecot's config cannot hold ${JSON.stringify(introspectionUrl)}`);
+  const file = join(dir, 'dovecot-oauth2.conf.ext');
+  writeFileSync(
+    file,
+    [
+      'introspection_mode = post',
+      `introspection_url = ${introspectionUrl}`,
+      'username_attribute = sub',
+      'active_attribute = active',
+      'active_value = true',
+      // Every login asks the provider: a revoked token is refused at once.
+      'force_introspection = yes',
+      '',
+    ].join('\n'),
+  );
+  return `
+auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = ${file}
+}
+`;
 }
 
 /** Without root, every process runs as ourselves (the dovecot and dovenull users need root to switch to). */

@@ -3,6 +3,7 @@ import type { OpenAiCompatibleSettings } from './ai.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { MailboxImportLimits } from './mailbox-import.js';
 import type { MailTransport } from '../mail/transport.js';
+import type { DeploymentOAuthClients } from '../oauth/providers.js';
 
 /** What activities need from the outside world; built once by the worker, replaced in tests. */
 export interface ActivityDeps {
@@ -21,6 +22,8 @@ export interface ActivityDeps {
   inboundDomain?: string;
   /** The inbound path that IMAP mailboxes feed, the same one the forwarder endpoint uses. */
   ingest: Ingest;
+  /** The deployment's OAuth clients for Google and Microsoft mailboxes (OAUTH_*); channels may bring their own. */
+  oauthClients?: DeploymentOAuthClients;
   /** The OpenAI-compatible endpoint AI agents may use; without it only the offline knowledge-base provider works. */
   openAiCompatible?: OpenAiCompatibleSettings;
   /** How large a mail of an uploaded mailbox export, and a gzipped export unpacked, may be; the defaults unless given. */

@@ -9,9 +9,11 @@ import { signCsatToken } from '../domain/csat-token.js';
 import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
 import { composeMail, InvalidRecipientError } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
-import { classifySendFailure } from '../mail/send-failure.js';
+import { classifySendFailure, isLoginRefused } from '../mail/send-failure.js';
 import { DestinationRefusedError, DestinationUnresolvedError } from '../security/destinations.js';
-import { channelSmtpServer, type SmtpServer } from '../mail/transport.js';
+import { type SmtpServer } from '../mail/transport.js';
+import { createMailboxLogins, type MailboxLogins } from '../mail/mailbox-login.js';
+import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
 import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
 
@@ -85,7 +87,8 @@ async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promi
   return row.name;
 }
 
-export function createMailActivities({ db, mail, publicUrl, secretKey }: ActivityDeps) {
+export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPrivateNetworks, oauthClients }: ActivityDeps) {
+  const logins = createMailboxLogins({ db, secretKey, allowedPrivateNetworks, ...(oauthClients ? { oauthClients } : {}) });
   async function writeOutbox(
     trx: Transaction<Database>,
     conversation: MailConversation,
@@ -151,6 +154,8 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         'ch.smtp_secure',
         'ch.smtp_username',
         'ch.smtp_password_encrypted',
+        'ch.smtp_auth',
+        'c.channel_id',
       ])
       .where('o.id', '=', outboxId)
       .executeTakeFirst();
@@ -171,10 +176,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
       return sent; // sent or bounced
     }
     const { token } = claim;
-    let server: SmtpServer | undefined;
+    const server = await channelServer(row, outboxId, token);
     let message: Mail.Options;
     try {
-      server = channelSmtpServer(row, secretKey);
       const composed = composeMail({
         kind: row.kind,
         messageId: row.message_id,
@@ -209,7 +213,13 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
         await releaseClaim(db, { outboxId, token, reason: error.message });
         throw error;
       }
-      const failure = classifySendFailure(error, [server?.password]);
+      const failure = classifySendFailure(error, [server?.password, server?.accessToken]);
+      // A refused access token is refreshed and the mail sent again; a fresh one refused too ends the grant.
+      if (server?.accessToken && isLoginRefused(error)) {
+        await logins.refused(row.channel_id, server, 'SMTP');
+        await releaseClaim(db, { outboxId, token, reason: failure.reason });
+        throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
+      }
       if (failure.permanent) {
         await markFailed(db, { outboxId, token, reason: failure.reason });
         throw deliveryFailed(outboxId, failure.reason);
@@ -217,8 +227,32 @@ export function createMailActivities({ db, mail, publicUrl, secretKey }: Activit
       await releaseClaim(db, { outboxId, token, reason: failure.reason });
       throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
     }
+    if (server) await logins.accepted(row.channel_id, server);
     await markSent(db, outboxId);
     return sent;
+  }
+
+  /**
+   * The channel's own SMTP server with its login (see src/mail/mailbox-login.ts); undefined: the deployment's. Mail of
+   * a channel whose OAuth grant needs an admin stays queued, saying why, and is tried again every minute.
+   */
+  async function channelServer(
+    row: Parameters<MailboxLogins['smtpServer']>[0] & { channel_id: string },
+    outboxId: string,
+    token: string,
+  ): Promise<SmtpServer | undefined> {
+    try {
+      return await logins.smtpServer({ ...row, id: row.channel_id });
+    } catch (error) {
+      if (error instanceof ReauthorizationRequiredError) {
+        const reason = `waiting for an admin to connect the mailbox again (OAuth): ${error.reason}`;
+        await releaseClaim(db, { outboxId, token, reason });
+        throw ApplicationFailure.create({ type: 'SmtpReauthorizationRequired', message: reason, nextRetryDelay: '1 minute' });
+      }
+      const reason = error instanceof TokenRefreshFailedError ? error.message : 'the mail could not be prepared for sending';
+      await releaseClaim(db, { outboxId, token, reason });
+      throw error;
+    }
   }
 
   return {

@@ -6,15 +6,21 @@ import type { Channel } from '../db/schema.js';
 import { MailRejectedError, type IngestOptions, type MailSource } from '../ingest/ingest.js';
 import { messageIdIn } from '../mail/header-section.js';
 import { createImapClient, describeImapFailure, type ImapSettings } from '../mail/imap-connection.js';
+import { createMailboxLogins, ImapSettingsIncompleteError } from '../mail/mailbox-login.js';
 import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail/parse.js';
-import { decryptCredential } from '../security/credentials.js';
+import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
 import { DestinationRefusedError, DestinationUnresolvedError, resolveDestination } from '../security/destinations.js';
 import type { ActivityDeps } from './deps.js';
 import { openSentFolderSession } from './sent-folder.js';
 
 export interface MailboxSyncResult {
-  /** 'disabled': IMAP is switched off for the channel; the mailbox workflow ends. */
-  state: 'synced' | 'disabled';
+  /**
+   * 'disabled': IMAP is switched off for the channel; the mailbox workflow ends. 'reauthorization_required': the
+   * mailbox's OAuth grant needs an admin; the workflow waits for the reconnect's settings signal.
+   */
+  state: 'synced' | 'disabled' | 'reauthorization_required';
+  /** With reauthorization_required: the provider's or the server's reason. */
+  reason?: string;
   ingested: number;
   /** Without IDLE the workflow polls at this interval. */
   idleSupported: boolean;
@@ -64,21 +70,21 @@ interface RequestedMail {
   source_uid: string | null;
 }
 
-export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateNetworks }: ActivityDeps) {
-  function settingsOf(channel: Channel): ImapSettings {
-    if (!channel.imap_host || !channel.imap_port || !channel.imap_username || !channel.imap_password_encrypted) {
-      throw ApplicationFailure.nonRetryable(
-        `channel ${channel.id} has IMAP enabled but incomplete settings`,
-        'ImapSettingsIncomplete',
-      );
+export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateNetworks, oauthClients }: ActivityDeps) {
+  const logins = createMailboxLogins({ db, secretKey, allowedPrivateNetworks, ...(oauthClients ? { oauthClients } : {}) });
+
+  /** How to log in now (password, or a fresh enough access token); a grant that needs an admin is thrown as it is. */
+  async function settingsOf(channel: Channel): Promise<ImapSettings> {
+    try {
+      return await logins.imapSettings(channel);
+    } catch (error) {
+      if (error instanceof ImapSettingsIncompleteError) {
+        throw ApplicationFailure.nonRetryable(error.message, 'ImapSettingsIncomplete');
+      }
+      // The provider is away: the session is retried with backoff like any connection failure.
+      if (error instanceof TokenRefreshFailedError) throw ApplicationFailure.retryable(error.message, 'OAuthRefreshFailed');
+      throw error;
     }
-    return {
-      host: channel.imap_host,
-      port: channel.imap_port,
-      tls: channel.imap_tls,
-      username: channel.imap_username,
-      password: decryptCredential(channel.imap_password_encrypted, secretKey),
-    };
   }
 
   /** The IMAP host's address as the destination policy allows it; refused or unresolved, the session fails and is retried. */
@@ -515,7 +521,14 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       const disabled: MailboxSyncResult = { state: 'disabled', ingested: 0, idleSupported: false, pollIntervalSeconds: 0 };
       let channel = await loadChannel();
       if (!channel?.imap_enabled || !channel.enabled || channel.deleted_at) return disabled;
-      const settings = settingsOf(channel);
+      let settings: ImapSettings;
+      try {
+        settings = await settingsOf(channel);
+      } catch (error) {
+        // Retrying cannot help until an admin connects the mailbox again: the workflow waits for that.
+        if (!(error instanceof ReauthorizationRequiredError)) throw error;
+        return { ...disabled, state: 'reauthorization_required', reason: error.reason };
+      }
       const context = Context.current();
       // One clock for the whole session, drain and IDLE alike: a slow mail or a long drain never lets the heartbeat lapse.
       let doing = `connecting to ${settings.host}`;
@@ -529,6 +542,8 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
           await client.connect();
         } catch (error) {
           const failure = describeImapFailure(error);
+          // A refused access token is refreshed for the next session; a fresh one refused too ends the grant.
+          if (failure.reason === 'auth') await logins.refused(channel.id, settings, 'IMAP');
           // The server's own words stay with the operator (Temporal UI), as the cause; API answers never carry them.
           throw ApplicationFailure.create({
             message: `IMAP ${failure.reason} (${settings.host}): ${failure.message}`,
@@ -536,6 +551,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
             cause: error instanceof Error ? error : undefined,
           });
         }
+        await logins.accepted(channel.id, settings);
         try {
           const idleSupported = client.capabilities.has('IDLE');
           const deadline = Date.now() + SESSION_MS;
@@ -558,7 +574,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
             // a new server or password takes a new session.
             const current = await loadChannel();
             if (!current?.imap_enabled || !current.enabled || current.deleted_at) return { ...disabled, ingested };
-            if (JSON.stringify(settingsOf(current)) !== JSON.stringify(settings)) break;
+            if (!logins.sameImapLogin(current, channel)) break;
             channel = current;
           }
           return { state: 'synced', ingested, idleSupported, pollIntervalSeconds: channel.imap_poll_interval_seconds };

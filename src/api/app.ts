@@ -30,6 +30,7 @@ import { inboundMessageRoutes } from './routes/inbound-messages.js';
 import { forwardingConfirmationRoutes } from './routes/forwarding-confirmations.js';
 import { inboundRoutes } from './routes/inbound.js';
 import { mailboxRoutes } from './routes/mailboxes.js';
+import { mailboxOAuthRoutes, oauthCallbackRoutes } from './routes/mailbox-oauth.js';
 import { mailboxImportRoutes } from './routes/mailbox-imports.js';
 import { reportRoutes } from './routes/reports.js';
 
@@ -73,6 +74,8 @@ export function createApp(deps: ApiDeps) {
   const rateLimits = createRateLimits(deps.config, deps.clock);
   app.route('/', inboundRoutes(deps, rateLimits.inboundPerChannel));
   app.route('/', csatRoutes(deps, rateLimits.surveyPerClientAddress));
+  // The provider's redirect of an admin's browser, before the API key check: the state is its credential.
+  app.route('/', oauthCallbackRoutes(deps));
   const apiKey = requireApiKey(deps.db, rateLimits.perApiKey);
   // The development capture holds every mail sent: for a browser on this machine, or with an API key.
   if (deps.capture) app.route('/', capturedMailRoutes(deps.capture, loopbackOrApiKey(apiKey)));
@@ -98,6 +101,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
   app.route('/', mailboxRoutes(deps));
+  app.route('/', mailboxOAuthRoutes(deps));
   app.route('/', mailboxImportRoutes(deps));
   app.route('/', agentRoutes(deps));
   app.route('/', aiAgentRoutes(deps));

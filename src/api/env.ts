@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import type { Config, RateLimitSettings } from '../config.js';
+import type { Config, OAuthClientSettings, RateLimitSettings } from '../config.js';
 import type { Db } from '../db/connection.js';
 import type { UserRole } from '../domain/conversation.js';
 import type { Ingest } from '../ingest/ingest.js';
@@ -16,7 +16,8 @@ export interface ApiDeps {
    */
   config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
     Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>> &
-    Partial<Pick<Config, 'MAX_IMPORT_BYTES'>>;
+    Partial<Pick<Config, 'MAX_IMPORT_BYTES'>> &
+    Partial<OAuthClientSettings>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;

@@ -13,9 +13,10 @@ import * as queueMembership from './migrations/0011_queue_membership.js';
 import * as inboundResumeLease from './migrations/0012_inbound_resume_lease.js';
 import * as activityEffects from './migrations/0013_activity_effects.js';
 import * as inboundSources from './migrations/0014_inbound_sources.js';
-import * as sentFolder from './migrations/0018_sent_folder.js';
 import * as mailboxImports from './migrations/0016_mailbox_imports.js';
 import * as forwardingConfirmations from './migrations/0015_forwarding_confirmations.js';
+import * as oauthMailboxes from './migrations/0017_oauth_mailboxes.js';
+import * as sentFolder from './migrations/0018_sent_folder.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -33,9 +34,10 @@ const migrations: Record<string, Migration> = {
   '0012_inbound_resume_lease': inboundResumeLease,
   '0013_activity_effects': activityEffects,
   '0014_inbound_sources': inboundSources,
-  '0018_sent_folder': sentFolder,
   '0016_mailbox_imports': mailboxImports,
   '0015_forwarding_confirmations': forwardingConfirmations,
+  '0017_oauth_mailboxes': oauthMailboxes,
+  '0018_sent_folder': sentFolder,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -142,6 +142,9 @@ export interface ChannelsTable {
   automatic_mail_limit_per_channel_per_hour: Generated<number>;
   /** Days of existing mail the first sync of a folder imports; 0 starts at the folder's end. */
   imap_import_days: Generated<number>;
+  /** How the channel logs in to its IMAP and SMTP servers: a password, or an OAuth 2.0 access token (mailbox_oauth_grants). */
+  imap_auth: Generated<MailServerAuth>;
+  smtp_auth: Generated<MailServerAuth>;
   /** Where outgoing mail is copied and mailbox replies are read; null: the folder the server marks \Sent. */
   imap_sent_folder: string | null;
   /** Which kinds of outgoing mail are copied to the Sent folder. */
@@ -467,6 +470,51 @@ export interface ForwardingConfirmationsTable {
   created_at: CreatedAt;
 }
 
+export type MailServerAuth = 'password' | 'oauth2';
+export type OAuthProviderName = 'google' | 'microsoft' | 'generic';
+export type OAuthGrantState = 'connected' | 'reauthorization_required';
+
+/** A channel's OAuth 2.0 grant for its mailbox: the refresh token (encrypted), the current access token, the state. */
+export interface MailboxOAuthGrantsTable {
+  channel_id: string;
+  provider: OAuthProviderName;
+  /** Discovered at each use (presets and generic providers with an issuer); null: token_endpoint as given. */
+  issuer: string | null;
+  token_endpoint: string | null;
+  revocation_endpoint: string | null;
+  client_id: string;
+  /** Null: the deployment's secret for this provider, or none (a public client). */
+  client_secret_encrypted: string | null;
+  scopes: string;
+  /** The mailbox's address, the user name of IMAP and SMTP logins. */
+  account: string;
+  refresh_token_encrypted: string;
+  access_token_encrypted: string | null;
+  access_token_expires_at: Date | null;
+  token_refusals: Generated<number>;
+  state: Generated<OAuthGrantState>;
+  /** The provider's (or the mail server's) reason for reauthorization_required, bounded. */
+  reason: string | null;
+  state_since: ColumnType<Date, Date | string | undefined, Date | string>;
+  connected_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  refreshed_at: Date | null;
+  refresh_count: Generated<number>;
+}
+
+/** An authorization an admin started: the provider's callback finishes it once, within minutes. */
+export interface OAuthAuthorizationsTable {
+  id: string;
+  state_hash: string;
+  user_id: string;
+  channel_id: string;
+  code_verifier_encrypted: string;
+  nonce: string;
+  connection: ColumnType<unknown, string, string>;
+  expires_at: Timestamp;
+  used_at: Date | null;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   accounts: AccountsTable;
   users: UsersTable;
@@ -491,6 +539,8 @@ export interface Database {
   imap_cursors: ImapCursorsTable;
   sent_folder_cursors: SentFolderCursorsTable;
   activity_effects: ActivityEffectsTable;
+  mailbox_oauth_grants: MailboxOAuthGrantsTable;
+  oauth_authorizations: OAuthAuthorizationsTable;
   forwarding_confirmations: ForwardingConfirmationsTable;
 }
 

@@ -1,13 +1,13 @@
 import { ImapFlow } from 'imapflow';
 import type { Destination } from '../security/destinations.js';
 
-export interface ImapSettings {
+/** A login to an IMAP server: with a password, or with an OAuth 2.0 access token (XOAUTH2 / OAUTHBEARER). */
+export type ImapSettings = {
   host: string;
   port: number;
   tls: boolean;
   username: string;
-  password: string;
-}
+} & ({ password: string; accessToken?: undefined } | { accessToken: string; password?: undefined });
 
 /**
  * A client for one session, dialling the destination's checked address (see src/security/destinations.ts)
@@ -19,7 +19,10 @@ export function createImapClient(settings: ImapSettings, destination: Destinatio
     ...(destination.servername ? { servername: destination.servername } : {}),
     port: settings.port,
     secure: settings.tls,
-    auth: { user: settings.username, pass: settings.password },
+    auth:
+      settings.accessToken !== undefined
+        ? { user: settings.username, accessToken: settings.accessToken }
+        : { user: settings.username, pass: settings.password },
     logger: false,
     disableAutoIdle: true,
     // Servers drop IDLE after 30 min (RFC 2177); renew well before.

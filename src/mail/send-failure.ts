@@ -42,6 +42,11 @@ interface NodemailerError {
  * and anything unknown (retrying is safe: the outbox row keeps the mail and its Message-ID).
  * `secrets` (the channel's SMTP password) are blanked should a server echo them.
  */
+/** The server refused the login (AUTH): with an OAuth access token, a refreshed one may be taken. */
+export function isLoginRefused(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as NodemailerError).code === 'EAUTH';
+}
+
 export function classifySendFailure(error: unknown, secrets: ReadonlyArray<string | null | undefined> = []): SendFailure {
   const err = (typeof error === 'object' && error !== null ? error : {}) as NodemailerError;
   const code = err.name === 'AbortError' ? 'EABORT' : (err.code ?? '');

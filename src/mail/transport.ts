@@ -12,6 +12,8 @@ export interface SmtpServer {
   secure: boolean;
   username: string | null;
   password: string | null;
+  /** An OAuth 2.0 access token for username (XOAUTH2), instead of the password. */
+  accessToken?: string;
 }
 
 export interface MailTransport {
@@ -77,7 +79,13 @@ export function smtpServerTransport(
     ...(destination.servername ? { tls: { servername: destination.servername } } : {}),
     port: server.port,
     secure: server.secure,
-    ...(server.username ? { auth: { user: server.username, pass: server.password ?? '' } } : {}),
+    ...(server.username
+      ? {
+          auth: server.accessToken
+            ? { type: 'OAuth2' as const, user: server.username, accessToken: server.accessToken }
+            : { user: server.username, pass: server.password ?? '' },
+        }
+      : {}),
     pool: options.pool ?? true,
     ...timeouts,
   });
@@ -103,12 +111,23 @@ export function createMailTransport(
   const deployment = nodemailer.createTransport(url.toString());
   // One pool per distinct channel server and address; a changed password is a new key, the old pool idles out.
   const channelPools = new Map<string, ReturnType<typeof smtpServerTransport>>();
+  // An OAuth login's pool, keyed without its token: a refreshed token replaces the pool (and closes the old one).
+  const oauthPools = new Map<string, { accessToken: string; pool: ReturnType<typeof smtpServerTransport> }>();
   // Resolved at every send: a refused or unresolvable host fails the send (the activity retries it) before any connection.
   const poolFor = async (server: SmtpServer) => {
     const destination = await resolveDestination(server.host, allowedPrivateNetworks);
+    const { accessToken, ...login } = server;
     const key = createHash('sha256')
-      .update(JSON.stringify({ server, address: destination.address }))
+      .update(JSON.stringify({ server: login, address: destination.address }))
       .digest('hex');
+    if (accessToken) {
+      const current = oauthPools.get(key);
+      if (current?.accessToken === accessToken) return current.pool;
+      current?.pool.close();
+      const pool = smtpServerTransport(server, destination);
+      oauthPools.set(key, { accessToken, pool });
+      return pool;
+    }
     let pool = channelPools.get(key);
     if (!pool) {
       pool = smtpServerTransport(server, destination);
@@ -126,6 +145,7 @@ export function createMailTransport(
     close: () => {
       deployment.close();
       for (const pool of channelPools.values()) pool.close();
+      for (const { pool } of oauthPools.values()) pool.close();
     },
   };
 }

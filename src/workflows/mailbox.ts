@@ -67,6 +67,15 @@ export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Prom
       setCurrentDetails('IMAP is disabled for this channel');
       return;
     }
+    // Sessions that can only fail until an admin connects the mailbox again are not retried: the reconnect signals.
+    if (result.state === 'reauthorization_required' && patched('mailbox-waits-for-reauthorization')) {
+      setCurrentDetails(
+        `Waiting for an admin to connect the mailbox again (OAuth): ${result.reason ?? 'the grant was revoked or expired'}. ` +
+          'Mail arriving meanwhile is read from the UID cursor once it is connected.',
+      );
+      await condition(() => startOverRequested);
+      continue;
+    }
     if (!result.idleSupported) {
       setCurrentDetails(`The server has no IDLE: polling every ${result.pollIntervalSeconds} s`);
       await condition(() => startOverRequested, result.pollIntervalSeconds * 1000, {

@@ -53,6 +53,8 @@ export async function startTestStack(
     workerIngest?: (ingest: Ingest) => Ingest;
     /** Starts the mail reconciler on the stack's task queue at this pace; unless given, none runs. */
     reconciler?: MailReconcilerInput;
+    /** The API's port (any free one unless given), for a PUBLIC_URL that others must know first (an OAuth redirect URI). */
+    api?: { port: number; publicUrl: string };
     /** Mailbox export limits: the upload (MAX_IMPORT_BYTES), a mail of it (1 MiB, as MAX_INBOUND_BYTES here), unpacked gzip. */
     mailboxImports?: { maxImportBytes?: number; maxUnpackedBytes?: number };
   } = {},
@@ -62,6 +64,7 @@ export async function startTestStack(
     rateLimits: { clock, ...rateLimits } = {},
     workerIngest = (ingest: Ingest) => ingest,
     reconciler,
+    api: apiAddress,
     mailboxImports = {},
     ...activityOptions
   } = options;
@@ -84,7 +87,7 @@ export async function startTestStack(
       config: {
         SECRET_KEY: TEST_SECRET_KEY,
         MAX_INBOUND_BYTES: 1024 * 1024,
-        PUBLIC_URL: 'http://unused',
+        PUBLIC_URL: apiAddress?.publicUrl ?? 'http://unused',
         INBOUND_DOMAIN: TEST_INBOUND_DOMAIN,
         ALLOWED_PRIVATE_NETWORKS: allowedPrivateNetworks,
         RATE_LIMIT_INBOUND_PER_MINUTE: 0,
@@ -96,7 +99,7 @@ export async function startTestStack(
       logger,
       ...(clock ? { clock } : {}),
     },
-    { port: 0, host: '127.0.0.1' },
+    { port: apiAddress?.port ?? 0, host: '127.0.0.1' },
   );
   const workerConnection = await NativeConnection.connect({ address });
   const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });

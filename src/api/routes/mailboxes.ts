@@ -6,6 +6,10 @@ import { CredentialDecryptionError, decryptCredential, encryptCredential } from 
 import { isSameMailServerLogin } from '../../security/destinations.js';
 import { findChannel } from '../access.js';
 import { checkedMailServerHost } from '../mail-server-host.js';
+import { deploymentOAuthClients } from '../../config.js';
+import { createMailboxLogins } from '../../mail/mailbox-login.js';
+import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../../oauth/access-tokens.js';
+import { describeMailboxLogin, OAuthConnectionSchema } from './mailbox-oauth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 import { SENT_COPY_KINDS } from '../../domain/conversation.js';
@@ -39,6 +43,9 @@ const ImapSettingsSchema = z
     tls: z.boolean().openapi({ description: 'Implicit TLS (port 993); false for a plain connection' }),
     username: z.string().min(1).max(255).nullable(),
     passwordSet: z.boolean().openapi({ description: 'The password itself is never returned' }),
+    login: OAuthConnectionSchema.openapi({
+      description: 'A password, or an OAuth 2.0 grant (POST …/oauth/authorizations) with its state and reason',
+    }),
     folders: z.array(folderName).min(1).max(20),
     afterProcessing: z.enum(['none', 'mark_seen', 'move']),
     moveToFolder: folderName.nullable(),
@@ -74,7 +81,7 @@ const ImapSettingsInput = z
     username: z.string().min(1).max(255),
     password: z.string().min(1).max(1024).optional().openapi({
       description:
-        'Write-only; omit to keep the stored one, which is possible only while host, port, tls and username stay as stored',
+        'Write-only; omit to keep the stored one (or the OAuth grant), possible only while host, port, tls and username stay',
     }),
     folders: z.array(folderName).min(1).max(20).default(['INBOX']),
     afterProcessing: z.enum(['none', 'mark_seen', 'move']).default('none'),
@@ -175,6 +182,8 @@ const testRoute = createRoute({
 
 const PASSWORD_FOR_CHANGED_SERVER =
   'required again: host, port, tls or username differ from the stored settings, and the stored password only goes to the server and user it was saved for';
+const OAUTH_FOR_CHANGED_SERVER =
+  'required: host, port, tls or username differ from the OAuth connection, whose grant only goes to the server and account it was connected for (connect again, or give a password)';
 
 function passwordProblem(message: string): Problem {
   return new Problem(422, 'validation', 'Request validation failed', 'the password must be sent with these settings', [
@@ -183,6 +192,12 @@ function passwordProblem(message: string): Problem {
 }
 
 export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
+  const logins = createMailboxLogins({
+    db,
+    secretKey: config.SECRET_KEY,
+    allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS ?? [],
+    oauthClients: deploymentOAuthClients(config),
+  });
   const destinationOf = (host: string) => checkedMailServerHost(host, config.ALLOWED_PRIVATE_NETWORKS);
 
   const storedLogin = (channel: Channel) => ({
@@ -211,6 +226,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       tls: channel.imap_tls,
       username: channel.imap_username,
       passwordSet: channel.imap_password_encrypted !== null,
+      login: await describeMailboxLogin(db, channel),
       folders: channel.imap_folders,
       afterProcessing: channel.imap_after_processing,
       moveToFolder: channel.imap_move_to_folder,
@@ -258,9 +274,13 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
   app.openapi(putRoute, async (c) => {
     const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const input = c.req.valid('json');
-    if (!input.password && !channel.imap_password_encrypted) throw passwordProblem('required: no password is stored yet');
+    // Without a password an OAuth mailbox keeps its grant, which only goes to the server and account it was connected for.
+    const oauth = !input.password && channel.imap_auth === 'oauth2';
+    if (!input.password && !oauth && !channel.imap_password_encrypted) {
+      throw passwordProblem('required: no password is stored yet');
+    }
     if (!input.password && !isSameMailServerLogin(storedLogin(channel), input)) {
-      throw passwordProblem(PASSWORD_FOR_CHANGED_SERVER);
+      throw passwordProblem(oauth ? OAUTH_FOR_CHANGED_SERVER : PASSWORD_FOR_CHANGED_SERVER);
     }
     // Refused only for what it resolves to now; a name that does not resolve yet (or DNS being down) is saved.
     await destinationOf(input.host);
@@ -272,7 +292,9 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
         imap_port: input.port,
         imap_tls: input.tls,
         imap_username: input.username,
-        ...(input.password ? { imap_password_encrypted: encryptCredential(input.password, config.SECRET_KEY) } : {}),
+        ...(input.password
+          ? { imap_password_encrypted: encryptCredential(input.password, config.SECRET_KEY), imap_auth: 'password' as const }
+          : {}),
         imap_folders: JSON.stringify(input.folders),
         imap_after_processing: input.afterProcessing,
         imap_move_to_folder: input.moveToFolder ?? null,
@@ -300,6 +322,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
     const channel = await findChannel(db, c.get('user'), c.req.valid('param').channelId, 'configure');
     const given = c.req.valid('json') ?? {};
     const stored = channel.imap_password_encrypted;
+    const oauth = !given.password && channel.imap_auth === 'oauth2';
     const server = {
       host: given.host ?? channel.imap_host,
       port: given.port ?? channel.imap_port ?? 993,
@@ -307,7 +330,7 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       username: given.username ?? channel.imap_username,
     };
     const missing = (['host', 'username', 'password'] as const).filter((field) =>
-      field === 'password' ? !given.password && !stored : !server[field],
+      field === 'password' ? !given.password && !stored && !oauth : !server[field],
     );
     if (missing.length > 0) {
       throw new Problem(
@@ -319,9 +342,20 @@ export function mailboxRoutes({ db, temporal, config, taskQueue }: ApiDeps) {
       );
     }
     if (!given.password && !isSameMailServerLogin(storedLogin(channel), server)) {
-      throw passwordProblem(PASSWORD_FOR_CHANGED_SERVER);
+      throw passwordProblem(oauth ? OAUTH_FOR_CHANGED_SERVER : PASSWORD_FOR_CHANGED_SERVER);
     }
-    const settings = { ...server, password: given.password ?? storedPassword(stored!) } as ImapSettings;
+    let settings: ImapSettings;
+    if (oauth) {
+      try {
+        settings = await logins.imapSettings(channel);
+      } catch (error) {
+        // The grant needs an admin, or the provider is away: the login cannot be tried.
+        if (!(error instanceof ReauthorizationRequiredError || error instanceof TokenRefreshFailedError)) throw error;
+        return c.json({ ok: false as const, reason: 'auth' as const, message: IMAP_FAILURE_MESSAGES.auth }, 200);
+      }
+    } else {
+      settings = { ...server, password: given.password ?? storedPassword(stored!) } as ImapSettings;
+    }
     const destination = await destinationOf(settings.host);
     if (!destination) return c.json({ ok: false as const, reason: 'dns' as const, message: IMAP_FAILURE_MESSAGES.dns }, 200);
     const folders = given.folders ?? channel.imap_folders;
