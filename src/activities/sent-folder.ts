@@ -4,7 +4,8 @@ import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { Channel } from '../db/schema.js';
-import { isChannelAddress, referencedMessageIds } from '../domain/threading.js';
+import { isSendingIdentity } from '../domain/sending-identity.js';
+import { referencedMessageIds } from '../domain/threading.js';
 import { messageIdIn } from '../mail/header-section.js';
 import { describeImapFailure } from '../mail/imap-connection.js';
 import { parseMail, ParserBusyError, UnparseableMailError, type ParsedMail } from '../mail/parse.js';
@@ -241,7 +242,7 @@ async function readMailboxReplies(db: Db, client: ImapFlow, channel: Channel, fo
       for (const head of heads) {
         Context.current().cancellationSignal.throwIfAborted();
         // Downloaded only when it may be a reply from the mailbox: From the channel, with a Message-ID we did not send.
-        const candidate = head.from !== undefined && isSendingIdentity(head.from, channel) && head.messageId !== undefined;
+        const candidate = head.from !== undefined && sentByChannel(head.from, channel) && head.messageId !== undefined;
         if (candidate && !(await sentByMailroom(db, channel.id, head.messageId!))) {
           const mail = await readSentMail(client, channel, head);
           if (mail && (await recordMailboxReply(db, channel, folder, mail, head.internalDate))) recorded++;
@@ -338,11 +339,9 @@ async function readSentMail(client: ImapFlow, channel: Channel, head: SentHead):
   }
 }
 
-/** The addresses a mail of the channel may be sent from: the channel's address (also with a +tag) and the mailbox's login. */
-export function isSendingIdentity(address: string, channel: Pick<Channel, 'email_address' | 'imap_username'>): boolean {
-  if (isChannelAddress(address, channel.email_address)) return true;
-  const login = channel.imap_username?.toLowerCase();
-  return login !== undefined && login.includes('@') && address.toLowerCase() === login;
+/** The channel's sending identity, as the domain rule reads a channel row. */
+function sentByChannel(address: string, channel: Channel): boolean {
+  return isSendingIdentity(address, { emailAddress: channel.email_address, imapUsername: channel.imap_username });
 }
 
 /**
@@ -358,10 +357,10 @@ async function recordMailboxReply(
   mail: ParsedMail,
   internalDate: Date | undefined,
 ): Promise<boolean> {
-  if (!isSendingIdentity(mail.from.address, channel) || mail.classification !== 'ordinary') return false;
+  if (!sentByChannel(mail.from.address, channel) || mail.classification !== 'ordinary') return false;
   const recipients = [...mail.to, ...mail.cc]
     .map((r) => r.address)
-    .filter((address) => !isSendingIdentity(address, channel))
+    .filter((address) => !sentByChannel(address, channel))
     .slice(0, MAX_RECIPIENTS);
   const referenced = referencedMessageIds(mail.inReplyTo, mail.references).slice(0, MAX_REFERENCES);
   if (recipients.length === 0 || referenced.length === 0) return false;

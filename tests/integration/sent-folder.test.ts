@@ -333,6 +333,62 @@ describe('the shared mailbox shows the team’s answers', () => {
     expect(ownKinds.filter((kind: string) => kind === 'mailbox_reply')).toEqual([]);
   }, 120_000);
 
+  it('sends while the IMAP server is down, and copies the mail to the Sent folder once it is back', async () => {
+    const { conversationId } = await customerWritesIn(team.channel, 'hana@example.com');
+    await eventually(async () => ((await conversation(conversationId)).stage === 'assigned' ? true : undefined));
+    await dovecot.stop();
+    try {
+      const replied = await callApi(stack.api.url, team.admin.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, {
+        text: 'Sent while the mailbox is away.',
+      });
+      expect(replied.status).toBe(201);
+      await stack.capture.waitFor((mail) => mail.messageId === replied.body.messageId);
+      const reply = await eventually(async () => {
+        const found = (await outbound(conversationId, 'reply'))[0];
+        return found?.deliveryStatus === 'sent' ? found : undefined;
+      });
+      expect(reply.sentCopy).toMatchObject({ status: 'pending', folder: null, at: null });
+      // The conversation goes on: the agent resolves it meanwhile.
+      const resolved = await callApi(stack.api.url, team.admin.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`);
+      expect(resolved.status).toBe(200);
+    } finally {
+      await dovecot.start();
+    }
+    const messageId = (await outbound(conversationId, 'reply'))[0].messageId;
+    await eventually(async () => {
+      const copy = await sentCopyOf(conversationId, messageId);
+      return copy?.status === 'appended' ? copy : undefined;
+    }, 180_000);
+    expect((await folderMails(dovecot, 'Sent')).filter((mail) => mail.messageId === messageId)).toHaveLength(1);
+  }, 240_000);
+
+  it('records a reply over the channel’s size limit by its headers, saying its text was not read', async () => {
+    const { conversationId, customerMessageId } = await customerWritesIn(team.channel, 'ivy@example.com');
+    await stack.db.updateTable('channels').set({ max_inbound_bytes: 4096 }).where('id', '=', team.channel.id).execute();
+    try {
+      const replyId = `${randomUUID()}@acme.example`;
+      const large = mailboxReply({
+        messageId: replyId,
+        to: 'ivy@example.com',
+        inReplyTo: customerMessageId,
+        text: 'A long answer. '.repeat(1_000),
+      });
+      await appendMail(dovecot, account, 'Sent', large, ['\\Seen']);
+      const [recorded] = await eventually(async () => {
+        const found = await outbound(conversationId, 'mailbox_reply');
+        return found.length > 0 ? found : undefined;
+      }, 60_000);
+      expect(recorded.messageId).toBe(`<${replyId}>`);
+      expect(recorded.text).toMatch(/^\(not read: \d+ bytes, over the channel's size limit\)$/);
+    } finally {
+      await stack.db
+        .updateTable('channels')
+        .set({ max_inbound_bytes: 25 * 1024 * 1024 })
+        .where('id', '=', team.channel.id)
+        .execute();
+    }
+  }, 120_000);
+
   it('records no Sent mail from someone else, into another channel, or to someone outside the conversation', async () => {
     const { conversationId, customerMessageId } = await customerWritesIn(team.channel, 'fay@example.com');
     const billing = await customerWritesIn(other, 'gus@example.com');
