@@ -4,8 +4,9 @@
 #   - Temporal's Java time-skipping test server (for @temporalio/testing), behind a small wrapper script
 #   - PostgreSQL server binaries (skipped when DATABASE_URL is set)
 #   - Dovecot (dovecot and doveadm), the IMAP server the mailbox-sync tests run privately
+#   - Postfix, the MTA the SMTP receiver's tests run privately to relay mail to it (its master runs as root)
 # Idempotent, and fast when everything is already there. Prints one line per tool.
-# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres] [dovecot]   (no arguments: all four)
+# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres] [dovecot] [postfix]   (no arguments: all five)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -228,6 +229,45 @@ install_dovecot_without_its_service() {
   return "$status"
 }
 
+# --- Postfix ------------------------------------------------------------------------------------
+
+# Same search as postfixBinary() in scripts/servers/tools.ts.
+find_postfix() {
+  local path="$PATH:/usr/sbin:/usr/local/sbin"
+  PATH="$path" command -v postfix && PATH="$path" command -v postqueue >/dev/null
+}
+
+ensure_postfix() {
+  local postfix
+  if ! postfix="$(find_postfix)"; then
+    if ! running_as_root; then
+      report postfix "not installed (needs root: apt-get install postfix); the tests relaying through it are skipped"
+      return
+    fi
+    install_postfix_without_its_service || fail "apt-get install postfix failed"
+    postfix="$(find_postfix)" || fail "postfix was installed but postfix/postqueue are still not found"
+  fi
+  report postfix "$postfix"
+}
+
+# Tests run private Postfix instances only: the package's own configuration and service are not wanted
+# ("No configuration" leaves /etc/postfix without main.cf; the policy keeps the service from starting).
+install_postfix_without_its_service() {
+  local policy=/usr/sbin/policy-rc.d added_policy="" status=0
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# Written by scripts/ensure-tools.sh for the length of an apt-get install.\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    added_policy=1
+  fi
+  apt_install postfix || status=$?
+  [[ -z $added_policy ]] || rm -f "$policy"
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now postfix.service >/dev/null 2>&1 || true
+  fi
+  return "$status"
+}
+
 # ------------------------------------------------------------------------------------------------
 
 mkdir -p "$bin"
@@ -236,13 +276,14 @@ exec 9>"$cache/ensure-tools.lock"
 if command -v flock >/dev/null; then flock 9; fi
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres dovecot)
+[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres dovecot postfix)
 for tool in "${tools[@]}"; do
   case "$tool" in
     temporal) ensure_temporal_cli ;;
     temporal-test-server) ensure_time_skipping_server ;;
     postgres) ensure_postgres ;;
     dovecot) ensure_dovecot ;;
-    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server, postgres or dovecot)" ;;
+    postfix) ensure_postfix ;;
+    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server, postgres, dovecot or postfix)" ;;
   esac
 done

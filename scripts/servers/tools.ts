@@ -13,7 +13,7 @@ export function cacheDir(): string {
   return process.env.MAILROOM_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'mailroom');
 }
 
-export type Tool = 'temporal' | 'temporal-test-server' | 'postgres' | 'dovecot';
+export type Tool = 'temporal' | 'temporal-test-server' | 'postgres' | 'dovecot' | 'postfix';
 
 /** Runs scripts/ensure-tools.sh for the given tools, or all of them (idempotent; obtains only what is missing). */
 export async function ensureTools(tools: Tool[] = []): Promise<void> {
@@ -61,6 +61,20 @@ export function dovecotBinary(): string {
 /** `doveadm`, Dovecot's admin tool (Debian: /usr/bin/doveadm), searched like dovecotBinary(). */
 export function doveadmBinary(): string {
   return findOnPath('doveadm', sbinDirs) ?? missingDovecot();
+}
+
+/** `postfix`, the command that starts and stops a Postfix instance (Debian: /usr/sbin/postfix), searched like dovecotBinary(). */
+export function postfixBinary(): string {
+  const found = findOnPath('postfix', sbinDirs);
+  if (!found) throw new Error('Postfix not found: run scripts/ensure-tools.sh postfix (Debian/Ubuntu: apt-get install postfix)');
+  return found;
+}
+
+/** `postqueue`, Postfix's queue tool (Debian: /usr/sbin/postqueue). */
+export function postqueueBinary(): string {
+  const found = findOnPath('postqueue', sbinDirs);
+  if (!found) throw new Error('Postfix not found: run scripts/ensure-tools.sh postfix (Debian/Ubuntu: apt-get install postfix)');
+  return found;
 }
 
 function missingDovecot(): never {

@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPostfix, type RunningPostfix } from '../../scripts/servers/postfix.js';
 import { freePort } from '../../scripts/servers/tools.js';
 import { createIngest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
@@ -512,6 +513,83 @@ describe('SMTP receiver', () => {
         expect(await rowsOf('stalled@slow.example')).toHaveLength(0);
       } finally {
         await patient.receiver.close();
+      }
+    });
+  });
+  // Debian's Postfix as the team's mail server: it relays what it takes to the receiver, and queues and retries what
+  // the receiver answers 4xx. Postfix's master runs as root only.
+  describe.skipIf(userInfo().uid !== 0)('relayed by Postfix', () => {
+    let postfix: RunningPostfix;
+
+    beforeAll(async () => {
+      postfix = await startPostfix({ relayPort: port });
+    });
+
+    afterAll(async () => {
+      await postfix?.stop();
+    });
+
+    async function logOf(line: (text: string) => boolean) {
+      return eventually(async () => readFileSync(postfix.logFile, 'utf8').split('\n').find(line));
+    }
+
+    it('delivers what Postfix relays into a conversation, and Postfix bounces an unknown recipient the receiver refused', async () => {
+      await deliver(
+        postfix.port,
+        { from: 'max@example.com', to: [forwarding] },
+        customerMail({ messageId: 'via-postfix@example.com', from: '<max@example.com>' }),
+      );
+      const row = await conversationOf('via-postfix@example.com');
+      expect(row.received_via).toBe('smtp');
+      await stack.capture.waitFor((mail) => mail.envelope.to.includes('max@example.com'));
+
+      await deliver(
+        postfix.port,
+        { from: 'max@example.com', to: [`nobody@acme.${TEST_INBOUND_DOMAIN}`] },
+        customerMail({ messageId: 'via-postfix-unknown@example.com', from: '<max@example.com>' }),
+      );
+      const bounced = await logOf((line) => line.includes(`to=<nobody@acme.${TEST_INBOUND_DOMAIN}>`) && line.includes('status='));
+      expect(bounced).toContain('status=bounced');
+      expect(bounced).toContain('550 5.1.1');
+      expect(await rowsOf('via-postfix-unknown@example.com')).toHaveLength(0);
+    });
+
+    it('keeps a mail in the Postfix queue while Temporal is away (451, the mail stored), and it arrives once when it is back', async () => {
+      const temporal = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${await freePort()}` }) });
+      const away = await startReceiver(stack, { temporal });
+      try {
+        await postfix.relayTo(away.port);
+        await deliver(
+          postfix.port,
+          { from: 'noa@example.com', to: [forwarding] },
+          customerMail({ messageId: 'postfix-outage@example.com', from: '<noa@example.com>' }),
+        );
+        const deferred = await eventually(async () =>
+          (await postfix.queue()).find((mail) =>
+            mail.recipients.some((recipient) => recipient.delayReason?.includes('451 4.3.0')),
+          ),
+        );
+        expect(deferred).toMatchObject({ queueName: 'deferred', sender: 'noa@example.com' });
+        expect(await rowsOf('postfix-outage@example.com')).toMatchObject([{ status: 'threaded', signalled_at: null }]);
+
+        // Its next try goes to the receiver whose Temporal is there; flushed, as the queue's own retry comes later.
+        await postfix.relayTo(port);
+        await eventually(
+          async () => {
+            await postfix.flush();
+            return (await rowsOf('postfix-outage@example.com'))[0]?.signalled_at ?? undefined;
+          },
+          30_000,
+          1_000,
+        );
+        await conversationOf('postfix-outage@example.com');
+        await eventually(async () => ((await postfix.queue()).length === 0 ? true : undefined));
+        expect(await rowsOf('postfix-outage@example.com')).toHaveLength(1);
+        await stack.capture.waitFor((mail) => mail.envelope.to.includes('noa@example.com'));
+      } finally {
+        await postfix.relayTo(port);
+        await away.receiver.close();
+        await temporal.connection.close();
       }
     });
   });
