@@ -1,7 +1,8 @@
 import { Context } from '@temporalio/activity';
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { deleteExportPieces, readExportPieces } from '../db/export-pieces.js';
-import type { Channel, MailboxImportState, NotImportedMail } from '../db/schema.js';
+import type { Channel, MailboxImportsTable, NotImportedMail } from '../db/schema.js';
+import { describeImport, type MailboxImportProgress } from '../domain/mailbox-import.js';
 import { MailRejectedError, ParserBusyError } from '../ingest/ingest.js';
 import { messageIdIn, readHeaderSection } from '../mail/header-section.js';
 import {
@@ -23,6 +24,8 @@ export interface MailboxImportLimits {
   maxMailBytes: number;
   /** Config.MAX_IMPORT_UNPACKED_BYTES. */
   maxUnpackedBytes: number;
+  /** How long a run over an export as uploaded works before it returns its progress; 30 s unless given (tests: 0, a mail a run). */
+  runMs?: number;
 }
 
 export const DEFAULT_MAILBOX_IMPORT_LIMITS: MailboxImportLimits = {
@@ -30,20 +33,8 @@ export const DEFAULT_MAILBOX_IMPORT_LIMITS: MailboxImportLimits = {
   maxUnpackedBytes: 20 * 1024 ** 3,
 };
 
-/** Where an import stands, as its workflow shows it. */
-export interface MailboxImportProgress {
-  state: MailboxImportState;
-  bytesTotal: number;
-  bytesProcessed: number;
-  imported: number;
-  duplicates: number;
-  rejected: number;
-  skipped: number;
-  failureReason: string | null;
-}
-
-// One activity run works this long, then returns, so the workflow's details show the progress and its history
-// stays short; the next run goes on from the position the row keeps.
+// One run over an export as uploaded works this long, then returns, so the workflow's details show the progress;
+// the next run goes on from the position the row keeps.
 const RUN_MS = 30_000;
 const HEARTBEAT_EVERY_MS = 5_000;
 // The parser pool's queue is full: the same mail is handed over again after this pause.
@@ -59,7 +50,10 @@ type Outcome = 'imported' | 'duplicate' | 'rejected';
 
 export function createMailboxImportActivities({ db, ingest, mailboxImports = DEFAULT_MAILBOX_IMPORT_LIMITS }: ActivityDeps) {
   async function progressOf(importId: string): Promise<MailboxImportProgress> {
-    const row = await db.selectFrom('mailbox_imports').selectAll().where('id', '=', importId).executeTakeFirstOrThrow();
+    return progressFrom(await db.selectFrom('mailbox_imports').selectAll().where('id', '=', importId).executeTakeFirstOrThrow());
+  }
+
+  function progressFrom(row: Selectable<MailboxImportsTable>): MailboxImportProgress {
     return {
       state: row.state,
       bytesTotal: Number(row.bytes_total),
@@ -128,7 +122,10 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
     };
   }
 
-  /** The export's mails from the position the row keeps. */
+  /**
+   * The export's mails from the position the row keeps: the first byte of the next mail, or of the next tar entry's
+   * first header. An export as uploaded is read from there; a gzipped one is unpacked again from its start up to it.
+   */
   async function itemsOf(
     row: {
       id: string;
@@ -140,40 +137,41 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
     },
     onRead: (readTo: number) => void,
   ): Promise<{ format: ExportFormat; items: AsyncIterable<ExportItem> }> {
-    const limits = { maxMailBytes: mailboxImports.maxMailBytes };
-    if (!row.compressed) {
-      const format = row.format!;
-      // An mbox resumes at the byte of its next mail; a tar is read from its start, passing over entries done.
-      if (format === 'mbox') {
-        const bytes = readExportPieces(db, row.id, row.resume_offset, onRead);
-        return { format, items: mboxItems(bytes, { ...limits, startOffset: row.resume_offset }) };
+    const { resume_offset: startOffset, resume_entry: firstEntry } = row;
+    let format = row.format;
+    let bytes: AsyncIterable<Buffer>;
+    if (row.compressed) {
+      const maxUnpacked = Math.min(mailboxImports.maxUnpackedBytes, row.bytes_total * MAX_GZIP_RATIO);
+      const unpacked = gunzipBounded(readExportPieces(db, row.id, 0, onRead), maxUnpacked);
+      if (!format) {
+        ({ format, bytes } = await recogniseFormat(unpacked));
+        await db.updateTable('mailbox_imports').set({ format }).where('id', '=', row.id).execute();
+      } else {
+        bytes = unpacked;
       }
-      return {
-        format,
-        items: maildirItems(readExportPieces(db, row.id, 0, onRead), { ...limits, startEntry: row.resume_entry }),
-      };
+      bytes = skipBytes(bytes, startOffset);
+    } else {
+      bytes = readExportPieces(db, row.id, startOffset, onRead);
     }
-    const maxUnpacked = Math.min(mailboxImports.maxUnpackedBytes, row.bytes_total * MAX_GZIP_RATIO);
-    const unpacked = gunzipBounded(readExportPieces(db, row.id, 0, onRead), maxUnpacked);
-    const { format, bytes } = row.format ? { format: row.format, bytes: unpacked } : await recogniseFormat(unpacked);
-    if (!row.format) await db.updateTable('mailbox_imports').set({ format }).where('id', '=', row.id).execute();
-    if (format === 'mbox') {
-      return { format, items: mboxItems(skipBytes(bytes, row.resume_offset), { ...limits, startOffset: row.resume_offset }) };
-    }
-    return { format, items: maildirItems(bytes, { ...limits, startEntry: row.resume_entry }) };
+    const { maxMailBytes } = mailboxImports;
+    const items =
+      format === 'mbox'
+        ? mboxItems(bytes, { maxMailBytes, startOffset })
+        : maildirItems(bytes, { maxMailBytes, startOffset, firstEntry });
+    return { format: format!, items };
   }
 
   return {
     /**
-     * Imports an uploaded export for up to half a minute, mail by mail in file order, each through the ingest as
-     * imported (stored and threaded, never answered automatically), and returns where the import stands. Counts
-     * and the position of the next mail are written after each mail, so a retried or the next run goes on there
-     * (the ingest dedupes the mail that was in hand). Mail the channel refuses, unparseable or duplicate mail is
-     * counted and the import goes on; an export that cannot be read as what it claims ends the import as failed.
+     * Imports an uploaded export mail by mail in file order, each through the ingest as imported (stored and
+     * threaded, never answered automatically), and returns where the import stands: an export as uploaded for up to
+     * half a minute a run, a gzipped one (which cannot be entered in the middle) to its end. Counts and the position
+     * of the next mail are written after each mail and heartbeated, so a retried or the next run goes on there (the
+     * ingest dedupes the mail that was in hand). Mail the channel refuses, unparseable or duplicate mail is counted
+     * and the import goes on; an export that cannot be read as what it claims ends the import as failed.
      */
     async importMailboxExport({ importId }: { importId: string }): Promise<MailboxImportProgress> {
       const context = Context.current();
-      const deadline = Date.now() + RUN_MS;
       const started = await db
         .updateTable('mailbox_imports')
         .set({ state: 'running', started_at: sql<Date>`coalesce(started_at, now())` })
@@ -203,8 +201,12 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
       let unsaved = 0;
       let firstMail = true;
       let cancelled = false;
-      // An mbox as uploaded is read up to the mail in hand exactly; gzip and tar up to the stored piece in hand.
-      let exact = !started.compressed && started.format === 'mbox';
+      // An export as uploaded is read up to the mail in hand exactly, and entered where the last run stopped;
+      // a gzipped one is read up to the stored piece in hand, and unpacked from its start.
+      const seekable = !started.compressed;
+      const deadline = seekable ? Date.now() + (mailboxImports.runMs ?? RUN_MS) : Number.POSITIVE_INFINITY;
+      let progress = '';
+      const heartbeat = () => context.heartbeat({ ...position, progress });
 
       /** Writes the counts and the position; true when a cancel was asked for meanwhile. */
       const save = async (oversized?: NotImportedMail): Promise<boolean> => {
@@ -213,7 +215,7 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
           .set({
             resume_offset: position.offset,
             resume_entry: position.entry,
-            bytes_processed: sql<number>`greatest(bytes_processed, ${exact ? position.offset : readTo})`,
+            bytes_processed: sql<number>`greatest(bytes_processed, ${seekable ? position.offset : readTo})`,
             mails_imported: sql<number>`mails_imported + ${counts.imported}`,
             mails_duplicate: sql<number>`mails_duplicate + ${counts.duplicate}`,
             mails_rejected: sql<number>`mails_rejected + ${counts.rejected}`,
@@ -226,18 +228,20 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
               : {}),
           })
           .where('id', '=', importId)
-          .returning('cancel_requested_at')
+          .returningAll()
           .executeTakeFirstOrThrow();
         counts.imported = counts.duplicate = counts.rejected = counts.skipped = 0;
         unsaved = 0;
-        context.heartbeat(position);
+        // In words, for the Temporal UI's pending activity: the workflow's details change only between runs.
+        progress = describeImport(progressFrom(row));
+        heartbeat();
         return row.cancel_requested_at !== null;
       };
 
       // A slow mail (the parser pool full, Temporal slow to answer) never times the run out.
-      const heartbeats = setInterval(() => context.heartbeat(position), HEARTBEAT_EVERY_MS);
+      const heartbeats = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
       try {
-        const { format, items } = await itemsOf(
+        const { items } = await itemsOf(
           {
             id: importId,
             format: started.format,
@@ -248,7 +252,6 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
           },
           (to) => (readTo = to),
         );
-        exact = !started.compressed && format === 'mbox';
         for await (const item of items) {
           context.cancellationSignal.throwIfAborted(); // the worker stops: Temporal retries from the saved position
           position = item.next;
@@ -264,7 +267,7 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
             cancelled = await save();
           }
           if (cancelled) break; // between mails: what is imported stays
-          if (Date.now() > deadline) {
+          if (item.kind !== 'directory' && item.kind !== 'skipped' && Date.now() >= deadline) {
             await save();
             return progressOf(importId);
           }

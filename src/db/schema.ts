@@ -1,6 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type { AssignmentStrategy } from '../domain/assignment.js';
 import type { BusinessHours } from '../domain/business-hours.js';
+import type { MailboxImportState } from '../domain/mailbox-import.js';
 import type { Priority, RoutingActions, RoutingCondition } from '../domain/routing-rules.js';
 import type {
   ConversationStage,
@@ -307,7 +308,6 @@ export interface InboundMessagesTable {
   resume_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
-export type MailboxImportState = 'uploading' | 'uploaded' | 'running' | 'completed' | 'failed' | 'cancelled';
 export type MailboxExportFormat = 'mbox' | 'maildir';
 /** pg reads bigint as a string, PGlite as a number. */
 type BigCount = ColumnType<string | number, number | undefined, number>;
@@ -334,9 +334,9 @@ export interface MailboxImportsTable {
   compressed: boolean;
   bytes_total: BigCount;
   bytes_processed: BigCount;
-  /** The byte offset of the next mail in the (unpacked) mbox. */
+  /** Where the next mail starts in the (unpacked) mbox, or the next entry's first header in the (unpacked) tar. */
   resume_offset: BigCount;
-  /** The index of the next tar entry. */
+  /** The index of the next tar entry (to name entries in the report). */
   resume_entry: Generated<number>;
   mails_imported: Generated<number>;
   mails_duplicate: Generated<number>;

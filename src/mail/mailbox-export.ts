@@ -1,6 +1,6 @@
 // Reads a mailbox export as a stream of its mails: an mbox, or a Maildir (also Maildir++) packed as tar, either of
 // them gzipped. Nothing is held but the mail in hand (up to a bound) and a few MiB of buffers; an import resumes at
-// the byte offset of its next mail (mbox) or the index of its next tar entry.
+// the byte offset of its next mail (mbox) or of its next tar entry's first header.
 
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,7 +10,7 @@ import { MboxSplitter, NotAnMboxError, OVERSIZED_HEAD_BYTES } from './mbox-split
 
 export type ExportFormat = 'mbox' | 'maildir';
 
-/** Where to go on after an item: the unpacked byte offset of the next mail (mbox), the index of the next tar entry. */
+/** Where to go on after an item: the (unpacked) byte offset of the next mail, or of the next tar entry and its index. */
 export interface ExportPosition {
   offset: number;
   entry: number;
@@ -157,10 +157,16 @@ export function isMaildirMail(name: string): boolean {
   return (folder === 'cur' || folder === 'new') && !parts[parts.length - 1]!.startsWith('.');
 }
 
-/** The mails of a Maildir tar from entry `startEntry` on; entries before it are passed over unread. */
+/** Where an entry's data starts in the bytes given to tar-stream (3.x sets it on every header it reads). */
+type HeaderWithOffset = tar.Header & { byteOffset?: number };
+
+/**
+ * The mails of a Maildir tar. `source` starts at byte `startOffset` of the tar, the first header of entry
+ * `firstEntry` (where an import resumes); each item says where the next entry's first header is.
+ */
 export async function* maildirItems(
   source: AsyncIterable<Buffer>,
-  { startEntry, maxMailBytes }: { startEntry: number; maxMailBytes: number },
+  { startOffset = 0, firstEntry = 0, maxMailBytes }: { startOffset?: number; firstEntry?: number; maxMailBytes: number },
 ): AsyncGenerator<ExportItem> {
   const extract = tar.extract();
   let sourceError: unknown;
@@ -177,16 +183,14 @@ export async function* maildirItems(
     ),
     extract,
   ).catch(() => undefined); // its error reaches the loop below
-  let index = 0;
+  let index = firstEntry;
   try {
     for await (const entry of extract) {
-      const { name, type, size = 0 } = entry.header;
+      const { name, type, size = 0, byteOffset = Number.NaN } = entry.header as HeaderWithOffset;
       const here = index++;
-      const next = { offset: 0, entry: index };
-      if (here < startEntry) {
-        entry.resume();
-        continue;
-      }
+      // Data padded to a whole 512-byte block; a directory has none, whatever its size field says.
+      const dataBytes = type === 'directory' ? 0 : Math.ceil(size / 512) * 512;
+      const next = { offset: startOffset + byteOffset + dataBytes, entry: index };
       if (type === 'directory') {
         entry.resume();
         yield { kind: 'directory', next };

@@ -56,10 +56,12 @@ export class MboxSplitter {
   /** The size of the last complete line when it was empty (1 for "\n", 2 for "\r\n"), else 0. */
   private emptyLineBytes = 0;
   private atStart = true;
+  private readonly startOffset: number;
 
   constructor({ maxMailBytes, startOffset = 0 }: MboxSplitterOptions) {
     this.maxMailBytes = maxMailBytes;
     this.position = startOffset;
+    this.startOffset = startOffset;
   }
 
   /** Takes the next bytes; returns the mails they complete, in order. */
@@ -95,7 +97,8 @@ export class MboxSplitter {
   end(): MboxMail[] {
     const done: MboxMail[] = [];
     if (!this.lineDecided && this.lineHead.length > 0) this.decideLine(this.position - this.lineHead.length, done);
-    if (this.atStart) throw new NotAnMboxError('the export is empty');
+    // No mail at all: an empty file, or one resumed at its end (its last mail was done), where nothing is left.
+    if (this.atStart && this.startOffset === 0) throw new NotAnMboxError('the export is empty');
     // A last mail that ends with an empty line (most writers add one after every mail) ends before it.
     if (this.mail) done.push(this.finish(this.position, this.lineLength === 0 ? this.emptyLineBytes : 0));
     this.mail = null;

@@ -79,6 +79,20 @@ const ROUTES: RouteCase[] = [
   // Port 1 refuses at once: the answer is 200 with ok false, quickly.
   { op: 'POST /v1/channels/{channelId}/smtp/test', access: 'admin', body: () => ({ host: '127.0.0.1', port: 1, secure: false }) },
   { op: 'GET /v1/channels/{channelId}/imap', access: 'admin' },
+  // OAuth: endpoints given need no request to the provider when starting; a channel without a grant answers 409.
+  { op: 'GET /v1/channels/{channelId}/oauth', access: 'admin' },
+  {
+    op: 'POST /v1/channels/{channelId}/oauth/authorizations',
+    access: 'admin',
+    body: () => ({
+      provider: 'generic',
+      clientId: 'matrix',
+      authorizationEndpoint: 'http://127.0.0.1:1/authorize',
+      tokenEndpoint: 'http://127.0.0.1:1/token',
+      imap: { host: '127.0.0.1' },
+    }),
+  },
+  { op: 'DELETE /v1/channels/{channelId}/oauth', access: 'admin', alsoAllowed: [409] },
   // Mailbox imports. An upload is no JSON: its 415 comes after every access check. An ended import answers a cancel 409.
   { op: 'POST /v1/channels/{channelId}/imports', access: 'admin', alsoAllowed: [415] },
   { op: 'GET /v1/channels/{channelId}/imports', access: 'admin' },
@@ -576,7 +590,8 @@ describe('access matrix: every operation × admin, agent of the channel, agent o
     const withoutApiKey = operations
       .filter((o) => o.op.split(' ')[1]!.startsWith('/v1/') && !apiKeyOperations().includes(o.op))
       .map((o) => o.op);
-    expect(withoutApiKey).toEqual(['POST /v1/channels/{channelId}/inbound']);
+    // The OAuth callback is the provider's redirect of an admin's browser: its state is its credential.
+    expect(withoutApiKey).toEqual(['POST /v1/channels/{channelId}/inbound', 'GET /v1/oauth/callback']);
   });
 
   it('answers 401 problem+json to every API-key operation without a key, with an unknown, a revoked or a channel secret', async () => {

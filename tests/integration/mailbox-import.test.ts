@@ -63,7 +63,8 @@ let adminKey: string;
 let agentKey: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ workerIngest: control.wrap, mailboxImports: { maxImportBytes: MAX_IMPORT_BYTES } });
+  // A run of the import activity per mail: the workflow's details change between two mails.
+  stack = await startTestStack({ workerIngest: control.wrap, mailboxImports: { maxImportBytes: MAX_IMPORT_BYTES, runMs: 0 } });
   team = await seedSupportTeam(stack.db, {
     name: 'Support',
     emailAddress: 'support@acme.example',
@@ -278,6 +279,14 @@ describe('importing an mbox', () => {
     expect(during.bytesProcessed).toBeLessThan(during.bytesTotal);
     const listed = await callApi(stack.api.url, adminKey, 'GET', `/v1/channels/${team.channel.id}/imports?limit=1`);
     expect(listed.body.data).toEqual([during]);
+    // The Temporal UI says the same in words.
+    const percent = Math.floor((during.bytesProcessed / during.bytesTotal) * 100);
+    const metadata = (await stack.temporal.workflow
+      .getHandle(mailboxImportWorkflowId(uploaded.body.id))
+      .query('__temporal_workflow_metadata')) as { currentDetails: string };
+    expect(metadata.currentDetails).toBe(
+      `Importing: ${percent}% of ${during.bytesTotal} bytes read; 2 imported, 0 duplicates, 0 rejected`,
+    );
     hold.release();
     expect(await waitForEnd(uploaded.body.id)).toMatchObject({ state: 'completed', mails: { imported: 5 } });
     expect(await inboundRows(ids)).toHaveLength(5);
@@ -368,6 +377,24 @@ describe('importing a Maildir as tar', () => {
       '<tar-sent@example.com>',
     ]);
     expect(rows.every((row) => row.status === 'threaded' && row.imported)).toBe(true);
+  }, 180_000);
+
+  it('resumes after an attempt dies at the entry after the one in hand, as uploaded and gzipped', async () => {
+    control.failOnceAfter('resume-tar-new@example.com');
+    const plain = await importToTheEnd(await maildir('resume-tar'), 'application/x-tar');
+    expect(plain).toMatchObject({ state: 'completed', mails: { imported: 3, duplicates: 0, rejected: 0, skipped: 3 } });
+    control.failOnceAfter('resume-tgz-new@example.com');
+    const gzipped = await importToTheEnd(gzipSync(await maildir('resume-tgz')), 'application/gzip');
+    expect(gzipped).toMatchObject({ state: 'completed', mails: { imported: 3, duplicates: 0, rejected: 0, skipped: 3 } });
+    for (const done of [plain, gzipped]) {
+      const history = await stack.temporal.workflow.getHandle(mailboxImportWorkflowId(done.id)).fetchHistory();
+      const attempts = (history.events ?? []).flatMap((event) => event.activityTaskStartedEventAttributes?.attempt ?? []);
+      expect(Math.max(...attempts)).toBe(2);
+    }
+    const rows = await inboundRows(
+      ['cur', 'new', 'sent'].flatMap((kind) => [`resume-tar-${kind}@example.com`, `resume-tgz-${kind}@example.com`]),
+    );
+    expect(rows).toHaveLength(6);
   }, 180_000);
 
   it('imports it gzipped, recognised as a tar', async () => {

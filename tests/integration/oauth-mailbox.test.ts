@@ -151,6 +151,27 @@ describe('a mailbox connected with OAuth 2.0', () => {
     expect(smtp.logins.every((login) => login.user === ACCOUNT && login.accepted)).toBe(true);
   }, 90_000);
 
+  it('tests the connected logins with the grant, and never lets settings naming another server have it', async () => {
+    const imapPath = `/v1/channels/${team.channel.id}/imap`;
+    expect((await asAdmin('POST', `${imapPath}/test`, {})).body).toMatchObject({ ok: true, idle: true });
+    expect((await asAdmin('POST', `/v1/channels/${team.channel.id}/smtp/test`, {})).body).toEqual({ ok: true });
+    expect((await asAdmin('GET', `/v1/channels/${team.channel.id}/smtp`)).body).toMatchObject({
+      oauth: true,
+      passwordSet: false,
+    });
+
+    const elsewhere = { enabled: true, host: '127.0.0.2', port: dovecot.port, tls: false, username: ACCOUNT };
+    const moved = await asAdmin('PUT', imapPath, elsewhere);
+    expect(moved.status).toBe(422);
+    expect(moved.body.errors).toEqual([{ field: 'password', message: expect.stringContaining('OAuth connection') }]);
+    const tested = await asAdmin('POST', `${imapPath}/test`, { host: '127.0.0.2' });
+    expect(tested.status).toBe(422);
+    const smtpElsewhere = { host: '127.0.0.2', port: smtp.port, secure: false, username: ACCOUNT };
+    expect((await asAdmin('PUT', `/v1/channels/${team.channel.id}/smtp`, smtpElsewhere)).status).toBe(422);
+    expect((await asAdmin('POST', `/v1/channels/${team.channel.id}/smtp/test`, { host: '127.0.0.2' })).status).toBe(422);
+    expect((await asAdmin('GET', oauthPath())).body).toMatchObject({ method: 'oauth2', smtp: true });
+  }, 60_000);
+
   it('refreshes the access token ahead of its expiry, keeps the rotated refresh token, and never presents an expired token', async () => {
     const before = await grantRow();
     const firstToken = provider.grants.find((grant) => grant.grantType === 'authorization_code')!;

@@ -55,8 +55,8 @@ export async function startTestStack(
     reconciler?: MailReconcilerInput;
     /** The API's port (any free one unless given), for a PUBLIC_URL that others must know first (an OAuth redirect URI). */
     api?: { port: number; publicUrl: string };
-    /** Mailbox export limits: the upload (MAX_IMPORT_BYTES), a mail of it (1 MiB, as MAX_INBOUND_BYTES here), unpacked gzip. */
-    mailboxImports?: { maxImportBytes?: number; maxUnpackedBytes?: number };
+    /** Mailbox export limits: the upload (MAX_IMPORT_BYTES), a mail of it (1 MiB, as MAX_INBOUND_BYTES here), unpacked gzip; a run's length. */
+    mailboxImports?: { maxImportBytes?: number; maxUnpackedBytes?: number; runMs?: number };
   } = {},
 ): Promise<TestStack> {
   const {
@@ -116,7 +116,11 @@ export async function startTestStack(
         publicUrl: api.url,
         secretKey: TEST_SECRET_KEY,
         allowedPrivateNetworks,
-        mailboxImports: { maxMailBytes: 1024 * 1024, maxUnpackedBytes: mailboxImports.maxUnpackedBytes ?? 1024 ** 3 },
+        mailboxImports: {
+          maxMailBytes: 1024 * 1024,
+          maxUnpackedBytes: mailboxImports.maxUnpackedBytes ?? 1024 ** 3,
+          ...(mailboxImports.runMs === undefined ? {} : { runMs: mailboxImports.runMs }),
+        },
         ...activityOptions,
       },
     });

@@ -112,6 +112,12 @@ describe('the mbox splitter', () => {
     expect(mail!.head.length).toBeLessThanOrEqual(256 * 1024);
   });
 
+  it('has nothing left when resumed at the end of the file', () => {
+    const file = Buffer.from('From a\nSubject: x\n\nhi\n\n');
+    const [mail] = split(file);
+    expect(split(file.subarray(mail!.nextOffset), { startOffset: mail!.nextOffset })).toEqual([]);
+  });
+
   it('refuses bytes that are not an mbox, and an empty one', () => {
     expect(() => split(Buffer.from('Subject: hello\n\nbody\n'))).toThrow(NotAnMboxError);
     expect(() => split(Buffer.from('\nFrom a\n'))).toThrow('does not begin with a "From " line');

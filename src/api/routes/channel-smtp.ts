@@ -3,6 +3,9 @@ import type { Channel } from '../../db/schema.js';
 import { checkSmtpServer, SMTP_FAILURE_MESSAGES, type SmtpServer } from '../../mail/transport.js';
 import { CredentialDecryptionError, decryptCredential, encryptCredential } from '../../security/credentials.js';
 import { isSameMailServerLogin } from '../../security/destinations.js';
+import { deploymentOAuthClients } from '../../config.js';
+import { createMailboxLogins } from '../../mail/mailbox-login.js';
+import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../../oauth/access-tokens.js';
 import { findChannel } from '../access.js';
 import { checkedMailServerHost } from '../mail-server-host.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
@@ -41,6 +44,9 @@ const ChannelSmtpSchema = z
     secure,
     username: z.string().nullable().openapi({ description: 'Null: the server is used without authentication' }),
     passwordSet: z.boolean().openapi({ description: 'The password itself is never returned' }),
+    oauth: z.boolean().openapi({
+      description: "Logs in with the mailbox's OAuth 2.0 grant (see …/oauth); a PUT with a password replaces it",
+    }),
   })
   .openapi('ChannelSmtp');
 
@@ -135,7 +141,9 @@ const testRoute = createRoute({
 });
 
 function describe(channel: Channel): z.infer<typeof ChannelSmtpSchema> {
-  if (!channel.smtp_host) return { usesDefault: true, host: null, port: null, secure: false, username: null, passwordSet: false };
+  if (!channel.smtp_host) {
+    return { usesDefault: true, host: null, port: null, secure: false, username: null, passwordSet: false, oauth: false };
+  }
   return {
     usesDefault: false,
     host: channel.smtp_host,
@@ -143,6 +151,7 @@ function describe(channel: Channel): z.infer<typeof ChannelSmtpSchema> {
     secure: channel.smtp_secure,
     username: channel.smtp_username,
     passwordSet: channel.smtp_password_encrypted !== null,
+    oauth: channel.smtp_auth === 'oauth2',
   };
 }
 
@@ -161,6 +170,12 @@ const storedLogin = (channel: Channel) => ({
 });
 
 export function channelSmtpRoutes({ db, config }: ApiDeps) {
+  const logins = createMailboxLogins({
+    db,
+    secretKey: config.SECRET_KEY,
+    allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS ?? [],
+    oauthClients: deploymentOAuthClients(config),
+  });
   const channelOf = (user: AuthenticatedUser, channelId: string) => findChannel(db, user, channelId, 'configure');
   const destinationOf = (host: string) => checkedMailServerHost(host, config.ALLOWED_PRIVATE_NETWORKS);
 
@@ -191,6 +206,8 @@ export function channelSmtpRoutes({ db, config }: ApiDeps) {
           smtp_secure: input.secure,
           smtp_username: input.username,
           // Without a login no password is kept; a new one replaces the stored one.
+          // The settings an admin sends are a password login: an OAuth grant never goes to a server named here.
+          smtp_auth: 'password',
           smtp_password_encrypted: !input.username
             ? null
             : input.password
@@ -208,15 +225,20 @@ export function channelSmtpRoutes({ db, config }: ApiDeps) {
 
   app.openapi(deleteRoute, async (c) => {
     const channel = await channelOf(c.get('user'), c.req.valid('param').channelId);
-    await db
-      .transaction()
-      .execute((trx) =>
-        trx
-          .updateTable('channels')
-          .set({ smtp_host: null, smtp_port: null, smtp_secure: false, smtp_username: null, smtp_password_encrypted: null })
-          .where('id', '=', channel.id)
-          .execute(),
-      );
+    await db.transaction().execute((trx) =>
+      trx
+        .updateTable('channels')
+        .set({
+          smtp_host: null,
+          smtp_port: null,
+          smtp_secure: false,
+          smtp_username: null,
+          smtp_password_encrypted: null,
+          smtp_auth: 'password',
+        })
+        .where('id', '=', channel.id)
+        .execute(),
+    );
     return c.body(null, 204);
   });
 
@@ -229,9 +251,24 @@ export function channelSmtpRoutes({ db, config }: ApiDeps) {
     const login = given.username !== undefined ? given.username : channel.smtp_username;
     const serverPort = given.port ?? channel.smtp_port ?? (serverSecure ? 465 : 587);
     let secret: string | null = given.password ?? null;
+    const requested = { host: serverHost, port: serverPort, tls: serverSecure, username: login };
+    // The OAuth login as connected: only to its own server and account.
+    if (!secret && channel.smtp_auth === 'oauth2' && isSameMailServerLogin(storedLogin(channel), requested)) {
+      let server;
+      try {
+        server = await logins.smtpServer(channel);
+      } catch (error) {
+        if (!(error instanceof ReauthorizationRequiredError || error instanceof TokenRefreshFailedError)) throw error;
+        return c.json({ ok: false as const, reason: 'auth' as const, message: SMTP_FAILURE_MESSAGES.auth }, 200);
+      }
+      const destination = server && (await destinationOf(server.host));
+      if (!server || !destination) {
+        return c.json({ ok: false as const, reason: 'dns' as const, message: SMTP_FAILURE_MESSAGES.dns }, 200);
+      }
+      return c.json(await checkSmtpServer(server, destination, TEST_TIMEOUT_MS), 200);
+    }
     if (login && !secret) {
       if (!channel.smtp_password_encrypted) missingField('password', 'required with a username: none is stored');
-      const requested = { host: serverHost, port: serverPort, tls: serverSecure, username: login };
       if (!isSameMailServerLogin(storedLogin(channel), requested)) missingField('password', PASSWORD_FOR_CHANGED_SERVER);
       try {
         secret = decryptCredential(channel.smtp_password_encrypted, config.SECRET_KEY);

@@ -4,6 +4,7 @@ import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { deleteExportPieces, ExportTooLargeError, storeExportPieces } from '../../db/export-pieces.js';
 import type { MailboxExportFormat, MailboxImportsTable, NotImportedMail } from '../../db/schema.js';
+import { MAILBOX_IMPORT_STATES } from '../../domain/mailbox-import.js';
 import { startMailboxImport } from '../../temporal/mailbox-import.js';
 import { findChannel } from '../access.js';
 import { requireAdmin } from '../auth.js';
@@ -34,14 +35,15 @@ const MailboxImportSchema = z
   .object({
     id: z.uuid(),
     channelId: z.uuid(),
-    state: z.enum(['uploading', 'uploaded', 'running', 'completed', 'failed', 'cancelled']).openapi({
+    state: z.enum(MAILBOX_IMPORT_STATES).openapi({
       description: 'uploading while the export is received; uploaded until the worker starts it; then running until it ends',
     }),
     format: z.enum(['mbox', 'maildir']).nullable().openapi({ description: 'null for a gzip not read yet' }),
     compressed: z.boolean(),
     bytesTotal: z.number().int().openapi({ description: 'Bytes uploaded (as sent, compressed or not)' }),
     bytesProcessed: z.number().int().openapi({
-      description: 'Of those, how many are read; gzip and tar exports are read up to a few MiB ahead of the mail in hand',
+      description:
+        'Of those, how many are imported; of a gzipped export, how many are read (up to a few MiB ahead of the mail in hand)',
     }),
     mails: z.object({
       imported: z.number().int().openapi({ description: 'Stored and threaded into conversations' }),

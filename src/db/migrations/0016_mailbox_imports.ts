@@ -17,7 +17,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('compressed', 'boolean', (c) => c.notNull())
     .addColumn('bytes_total', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('bytes_processed', 'bigint', (c) => c.notNull().defaultTo(0))
-    // Where the next mail starts: the byte offset in the (unpacked) mbox, or the index of the next tar entry.
+    // Where the next mail starts in the (unpacked) mbox, or the next tar entry's first header, and that entry's index.
     .addColumn('resume_offset', 'bigint', (c) => c.notNull().defaultTo(0))
     .addColumn('resume_entry', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('mails_imported', 'integer', (c) => c.notNull().defaultTo(0))
