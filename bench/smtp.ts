@@ -64,6 +64,7 @@ export async function measureSmtpReceiver(
     maxRecipients: 50,
     maxBadRecipients: 10,
     socketTimeoutMs: 60_000,
+    maxBufferedBytes: 256 * 1024 * 1024,
     closeTimeoutMs: 1_000,
   });
   const { port } = await receiver.listen(0, '127.0.0.1');

@@ -103,6 +103,12 @@ const envSchema = z.object({
   SMTP_RECEIVER_MAX_BAD_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(10),
   /** Seconds a client may stay silent, also in the middle of a mail, before it is disconnected. */
   SMTP_RECEIVER_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
+  /** Bytes of mail all connections together may hold while they arrive; beyond, 451 (one mail alone always fits). */
+  SMTP_RECEIVER_MAX_BUFFERED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024 * 1024),
   /** Largest raw message the inbound endpoint accepts. */
   MAX_INBOUND_BYTES: z.coerce
     .number()

@@ -42,6 +42,7 @@ export function createConfiguredSmtpReceiver(config: Config, deps: { db: Db; ing
     maxRecipients: config.SMTP_RECEIVER_MAX_RECIPIENTS,
     maxBadRecipients: config.SMTP_RECEIVER_MAX_BAD_RECIPIENTS,
     socketTimeoutMs: config.SMTP_RECEIVER_TIMEOUT_SECONDS * 1000,
+    maxBufferedBytes: config.SMTP_RECEIVER_MAX_BUFFERED_BYTES,
     closeTimeoutMs: config.SHUTDOWN_GRACE_SECONDS * 1000,
   });
 }

@@ -39,6 +39,11 @@ export interface SmtpReceiverOptions {
   maxBadRecipients: number;
   /** A client silent for this long (also in the middle of DATA) is disconnected. */
   socketTimeoutMs: number;
+  /**
+   * Bytes of mail all sessions together may hold while they arrive; past it a mail is answered 451 and dropped from
+   * memory (its sender tries again), unless it is the only one arriving: one mail up to SIZE always fits.
+   */
+  maxBufferedBytes: number;
   /** On close(), how long sessions may finish before they are cut off (421); 30 s unless given. */
   closeTimeoutMs?: number;
 }
@@ -72,6 +77,7 @@ export interface SmtpReceiver {
 export function createSmtpReceiver(options: SmtpReceiverOptions): SmtpReceiver {
   const { db, ingest, logger, inboundDomain } = options;
   const perChannel = new RateLimiter(options.perChannelPerMinute);
+  const buffered = { bytes: 0, transfers: 0 };
   const sessions = new WeakMap<SMTPServerSession, SessionState>();
   const stateOf = (session: SMTPServerSession) => {
     let state = sessions.get(session);
@@ -171,8 +177,10 @@ export function createSmtpReceiver(options: SmtpReceiverOptions): SmtpReceiver {
 
   async function onMail(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const limit = server.options.size ?? options.maxInboundBytes;
-    const raw = await readBounded(stream, limit);
-    if (!raw) throw reply(552, `5.3.4 Message too large: this server takes mail up to ${limit} bytes`);
+    const read = await readBounded(stream, limit, buffered, options.maxBufferedBytes);
+    if (read === 'too large') throw reply(552, `5.3.4 Message too large: this server takes mail up to ${limit} bytes`);
+    if (read === 'busy') throw reply(451, '4.3.2 Too many mails arriving at once, try again later');
+    const raw = read;
     const channels = new Map<string, Channel>();
     for (const recipient of session.envelope.rcptTo) {
       const channel = stateOf(session).recipients.get(recipient.address.toLowerCase());
@@ -232,24 +240,52 @@ export function createSmtpReceiver(options: SmtpReceiverOptions): SmtpReceiver {
   };
 }
 
-/** The mail's bytes, or null once they pass `limit` (the rest is read and dropped, so the reply can be sent). */
-function readBounded(stream: SMTPServerDataStream, limit: number): Promise<Buffer | null> {
+/**
+ * The mail's bytes; 'too large' once they pass `limit`, 'busy' once all sessions together would hold more than
+ * `budget` (the rest is read and dropped either way, so that the reply can be sent). `buffered` is shared by all.
+ */
+function readBounded(
+  stream: SMTPServerDataStream,
+  limit: number,
+  buffered: { bytes: number; transfers: number },
+  budget: number,
+): Promise<Buffer | 'too large' | 'busy'> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
-    let over = false;
+    let dropped: 'too large' | 'busy' | null = null;
+    buffered.transfers += 1;
+    const release = () => {
+      buffered.bytes -= length;
+      buffered.transfers -= 1;
+      length = 0;
+      chunks.length = 0;
+    };
     stream.on('data', (chunk: Buffer) => {
-      if (over) return;
-      length += chunk.length;
-      if (length > limit) {
-        over = true;
-        chunks.length = 0;
+      if (dropped) return;
+      if (length + chunk.length > limit) dropped = 'too large';
+      else if (buffered.bytes + chunk.length > budget && buffered.transfers > 1) dropped = 'busy';
+      if (dropped) {
+        release();
         return;
       }
       chunks.push(chunk);
+      length += chunk.length;
+      buffered.bytes += chunk.length;
     });
-    stream.on('error', reject);
-    stream.on('end', () => resolve(over || stream.sizeExceeded ? null : Buffer.concat(chunks, length)));
+    stream.on('error', (error) => {
+      if (!dropped) release();
+      reject(error);
+    });
+    stream.on('end', () => {
+      if (dropped || stream.sizeExceeded) {
+        if (!dropped) release();
+        return resolve(dropped ?? 'too large');
+      }
+      const raw = Buffer.concat(chunks, length);
+      release();
+      resolve(raw);
+    });
   });
 }
 

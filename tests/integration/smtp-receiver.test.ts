@@ -45,6 +45,7 @@ async function startReceiver(
     maxRecipients: 5,
     maxBadRecipients: 3,
     socketTimeoutMs: 60_000,
+    maxBufferedBytes: 64 * MAX_INBOUND_BYTES,
     closeTimeoutMs: 1_000,
     ...rest,
   });
@@ -513,6 +514,44 @@ describe('SMTP receiver', () => {
         expect(await rowsOf('stalled@slow.example')).toHaveLength(0);
       } finally {
         await patient.receiver.close();
+      }
+    });
+
+    it('answers 451 when the mails arriving at once hold more than their budget, and takes mail again once they are gone', async () => {
+      const tight = await startReceiver(stack, { maxBufferedBytes: 4_000 });
+      try {
+        const hog = await RawSmtpClient.open(tight.port);
+        await hog.command('EHLO hog.example');
+        await hog.command('MAIL FROM:<hog@hog.example>');
+        await hog.command(`RCPT TO:<${forwarding}>`);
+        expect(await hog.command('DATA')).toMatch(/^354/);
+        hog.write(`From: <hog@hog.example>\r\nMessage-ID: <hog@hog.example>\r\nX-Fill: ${'h'.repeat(3_000)}\r\n`);
+        // Once the receiver holds the hog's bytes (it reads them as they come), a second mail does not fit.
+        let attempt = 0;
+        const busy = await eventually(async () => {
+          attempt += 1;
+          const mail = customerMail({ messageId: `budget-${attempt}@example.com`, text: 'b'.repeat(1_500) });
+          const answer = await deliver(tight.port, { from: 'ola@example.com', to: [forwarding] }, mail).then(
+            () => undefined,
+            (error: { responseCode: number; response: string }) => error,
+          );
+          return answer?.responseCode === 451 ? answer : undefined;
+        });
+        expect(busy.response).toMatch(/^451 4\.3\.2 /);
+        expect(await rowsOf(`budget-${attempt}@example.com`)).toHaveLength(0);
+
+        hog.close();
+        await hog.closed;
+        const info = await eventually(async () =>
+          deliver(
+            tight.port,
+            { from: 'ola@example.com', to: [forwarding] },
+            customerMail({ messageId: 'after-the-hog@example.com', text: 'b'.repeat(1_500) }),
+          ).catch(() => undefined),
+        );
+        expect(info.response).toMatch(/^250/);
+      } finally {
+        await tight.receiver.close();
       }
     });
   });
