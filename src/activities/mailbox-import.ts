@@ -14,6 +14,7 @@ import {
   skipBytes,
   type ExportFormat,
   type ExportItem,
+  type ExportPlace,
   type ExportPosition,
 } from '../mail/mailbox-export.js';
 import type { ActivityDeps } from './deps.js';
@@ -46,7 +47,23 @@ const NOT_IMPORTED_LISTED = 100;
 // A gzip of text packs a few times over, a mailing list's archive some tens; far beyond is a bomb.
 const MAX_GZIP_RATIO = 200;
 
-type Outcome = 'imported' | 'duplicate' | 'rejected';
+/** What became of a mail: counted as such, or refused by the database for something in it (named). */
+type Outcome = 'imported' | 'duplicate' | 'rejected' | { refused: string };
+
+/**
+ * PostgreSQL's data exceptions (class 22, e.g. a NUL byte in a Message-ID) and check violations: the same mail
+ * fails the same way on every attempt, so it is reported and passed, never retried for ever.
+ */
+function refusalOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code === '23514') ? (error as Error).message : undefined;
+}
+
+/** Text from an export as the import's report may hold it (jsonb takes no NUL): control characters as "?", bounded. */
+function printable(text: string, maxLength = 300): string {
+  const bounded = text.length > maxLength ? `${text.slice(0, maxLength)}…` : text;
+  return [...bounded].map((char) => (char < ' ' || char === '\x7f' ? '?' : char)).join('');
+}
 
 export function createMailboxImportActivities({ db, ingest, mailboxImports = DEFAULT_MAILBOX_IMPORT_LIMITS }: ActivityDeps) {
   async function progressOf(importId: string): Promise<MailboxImportProgress> {
@@ -101,24 +118,25 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
         return 'duplicate';
       } catch (error) {
         if (error instanceof ParserBusyError) {
-          context.heartbeat();
           await context.sleep(PARSER_BUSY_PAUSE_MS); // the same mail again: the position stays before it
           continue;
         }
         if (error instanceof MailRejectedError) return 'rejected'; // kept with its reason, listed as rejected mail
+        const refused = refusalOf(error);
+        if (refused) return { refused };
         throw error; // the database or Temporal is away: the activity is retried from the mail in hand
       }
     }
   }
 
-  /** What an oversized mail is called in the import's report. */
-  function notImported(item: Extract<ExportItem, { kind: 'oversized' }>): NotImportedMail {
-    const headers = readHeaderSection(item.head);
+  /** A mail in the import's report: where it is in the export, how large, what it calls itself, and why. */
+  function notImported(place: ExportPlace, sizeBytes: number, head: Buffer, reason: string): NotImportedMail {
+    const messageId = messageIdIn(readHeaderSection(head)?.['message-id']?.[0]);
     return {
-      ...item.place,
-      sizeBytes: item.sizeBytes,
-      messageId: messageIdIn(headers?.['message-id']?.[0]) ?? null,
-      reason: `too large: ${item.sizeBytes} bytes, Mailroom takes mails up to ${mailboxImports.maxMailBytes} bytes; not stored`,
+      ...('name' in place ? { entry: place.entry, name: printable(place.name) } : place),
+      sizeBytes,
+      messageId: messageId ? printable(messageId) : null,
+      reason: printable(reason, 1000),
     };
   }
 
@@ -260,11 +278,19 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
             if (++unsaved >= SKIPPED_PER_UPDATE) cancelled = await save();
           } else if (item.kind === 'oversized') {
             counts.rejected++;
-            cancelled = await save(notImported(item));
+            const reason = `too large: ${item.sizeBytes} bytes, Mailroom takes mails up to ${mailboxImports.maxMailBytes} bytes; not stored`;
+            cancelled = await save(notImported(item.place, item.sizeBytes, item.head, reason));
           } else {
-            counts[await ingestOne(channel, item.raw, resumedAfterFailure && firstMail, started.started_at!)]++;
+            const outcome = await ingestOne(channel, item.raw, resumedAfterFailure && firstMail, started.started_at!);
             firstMail = false;
-            cancelled = await save();
+            if (typeof outcome === 'string') {
+              counts[outcome]++;
+              cancelled = await save();
+            } else {
+              counts.rejected++;
+              const reason = `the database refused it: ${outcome.refused}`;
+              cancelled = await save(notImported(item.place, item.raw.length, item.raw, reason));
+            }
           }
           if (cancelled) break; // between mails: what is imported stays
           if (item.kind !== 'directory' && item.kind !== 'skipped' && Date.now() >= deadline) {

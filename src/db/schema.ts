@@ -312,7 +312,7 @@ export type MailboxExportFormat = 'mbox' | 'maildir';
 /** pg reads bigint as a string, PGlite as a number. */
 type BigCount = ColumnType<string | number, number | undefined, number>;
 
-/** A mail of an export that could not even be stored (over the largest mail Mailroom takes), as the import reports it. */
+/** A mail of an export that could not be stored (too large, refused by the database), as the import reports it. */
 export interface NotImportedMail {
   /** Where it starts in the (unpacked) mbox, or its tar entry's index and name. */
   offset?: number;

@@ -54,7 +54,7 @@ const MailboxImportSchema = z
         .openapi({
           description:
             'Kept with the reason but no conversation (not a mail, no sender, over the channel’s size limit: ' +
-            'GET /v1/inbound-messages?status=rejected), or too large to store at all (listed in notImported)',
+            'GET /v1/inbound-messages?status=rejected), or too large to store, or refused by the database (listed in notImported)',
         }),
       skipped: z.number().int().openapi({ description: 'Entries of a Maildir tar that are no mail (tmp/, server files, links)' }),
     }),
@@ -69,7 +69,9 @@ const MailboxImportSchema = z
           reason: z.string(),
         }),
       )
-      .openapi({ description: 'The first 100 mails that were too large to store, where they are in the export and why' }),
+      .openapi({
+        description: 'The first 100 mails too large to store or refused by the database: where they are in the export and why',
+      }),
     failureReason: z.string().nullable().openapi({ description: 'Why a failed import stopped (the export could not be read)' }),
     cancelRequested: z.boolean(),
     createdAt: z.iso.datetime(),

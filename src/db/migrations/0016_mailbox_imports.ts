@@ -24,7 +24,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('mails_duplicate', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('mails_rejected', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('entries_skipped', 'integer', (c) => c.notNull().defaultTo(0))
-    // The first mails that could not even be stored (over the largest mail Mailroom takes): where and why.
+    // The first mails that could not be stored (too large, refused by the database): where and why.
     .addColumn('not_imported', 'jsonb', (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
     .addColumn('failure_reason', 'text')
     .addColumn('cancel_requested_at', 'timestamptz')
