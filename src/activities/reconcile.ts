@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { MailRejectedError, ParserBusyError, WorkflowsUnavailableError } from '../ingest/ingest.js';
 import type { ActivityDeps } from './deps.js';
 import { forgetOldActivityEffects } from './once.js';
+import { forgetAbandonedUploads } from '../db/export-pieces.js';
 
 // Mail that was stored but never reached its conversation: the forwarder got a 503 (Temporal away, parser pool
 // busy) and did not post again, or the process or IMAP session died between the steps. The mail reconciler
@@ -87,6 +88,8 @@ export function createReconcileActivities({ db, ingest }: Pick<ActivityDeps, 'db
       const context = Context.current();
       // Housekeeping that rides along: results kept so that activity retries do nothing twice (src/activities/once.ts).
       await forgetOldActivityEffects(db);
+      // ... and the pieces of mailbox exports whose upload was cut off (src/db/export-pieces.ts).
+      await forgetAbandonedUploads(db);
       const claim = await claimStalledMail(graceMs, limit);
       const pass: StalledMailPass = { found: claim.ids.length, resumed: 0, quarantined: 0, failed: 0 };
       const startedAt = Date.now();

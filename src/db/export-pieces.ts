@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from './connection.js';
 
 // An uploaded mailbox export is kept in the database in pieces of equal size (the last one shorter), so the
@@ -81,4 +82,17 @@ export async function* readExportPieces(
 /** Frees the space of an export whose import has ended. */
 export async function deleteExportPieces(db: Db, importId: string): Promise<void> {
   await db.deleteFrom('mailbox_import_pieces').where('import_id', '=', importId).execute();
+}
+
+// An upload cut off with its API process (a crash, a kill) is left in state uploading with the pieces it got;
+// after this long nobody is still sending it.
+const ABANDONED_AFTER = '1 day';
+
+/** Deletes uploads that were cut off, with their pieces. For the mail reconciler's pass. */
+export async function forgetAbandonedUploads(db: Db): Promise<void> {
+  await db
+    .deleteFrom('mailbox_imports')
+    .where('state', '=', 'uploading')
+    .where('created_at', '<', sql<Date>`now() - ${ABANDONED_AFTER}::interval`)
+    .execute();
 }

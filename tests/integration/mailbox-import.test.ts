@@ -1,8 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { sql } from 'kysely';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createReconcileActivities } from '../../src/activities/reconcile.js';
 import { createApiKey } from '../../src/db/seed.js';
-import type { Ingest } from '../../src/ingest/ingest.js';
+import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
 import { conversationWorkflowId, mailboxImportWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postEndlessBody, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
@@ -509,6 +514,56 @@ describe('hostile exports', () => {
       .execute();
     expect(pieces).toEqual([]);
   }, 180_000);
+
+  it("forgets an upload cut off a day ago with its pieces, in the mail reconciler's pass, and no other", async () => {
+    const upload = async (state: 'uploading' | 'completed', age: string) => {
+      const id = randomUUID();
+      await stack.db
+        .insertInto('mailbox_imports')
+        .values({
+          id,
+          account_id: team.account.id,
+          channel_id: team.channel.id,
+          state,
+          format: 'mbox',
+          compressed: false,
+          not_imported: '[]',
+          created_at: sql<Date>`now() - ${age}::interval`,
+        })
+        .execute();
+      await stack.db
+        .insertInto('mailbox_import_pieces')
+        .values({ import_id: id, position: 0, data: Buffer.from('From a\n') })
+        .execute();
+      return id;
+    };
+    const cutOff = await upload('uploading', '25 hours');
+    const stillArriving = await upload('uploading', '23 hours');
+    const ended = await upload('completed', '3 days');
+    const { resumeStalledMail } = createReconcileActivities({
+      db: stack.db,
+      ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: stack.taskQueue }),
+    });
+    await new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') }).run(resumeStalledMail, { graceMs: 0 });
+    const left = await stack.db
+      .selectFrom('mailbox_imports as i')
+      .leftJoin('mailbox_import_pieces as p', 'p.import_id', 'i.id')
+      .select(['i.id', 'p.position'])
+      .where('i.id', 'in', [cutOff, stillArriving, ended])
+      .execute();
+    expect(left.sort((x, y) => x.id.localeCompare(y.id))).toEqual(
+      [
+        { id: stillArriving, position: 0 },
+        { id: ended, position: 0 },
+      ].sort((x, y) => x.id.localeCompare(y.id)),
+    );
+    const orphans = await stack.db
+      .selectFrom('mailbox_import_pieces')
+      .select('import_id')
+      .where('import_id', '=', cutOff)
+      .execute();
+    expect(orphans).toEqual([]);
+  });
 
   it('refuses other media types, anyone but an admin, and other methods', async () => {
     expect(await upload('From a\n', 'text/plain')).toMatchObject({ status: 415, body: { title: 'Not a mailbox export type' } });
