@@ -1,17 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { sql } from 'kysely';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/servers/tools.js';
 import { createReconcileActivities } from '../../src/activities/reconcile.js';
+import { startApiServer } from '../../src/api/server.js';
 import { createApiKey } from '../../src/db/seed.js';
 import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
+import { createLogger } from '../../src/logger.js';
 import { conversationWorkflowId, mailboxImportWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postEndlessBody, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
-import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 // Whole mailbox exports through the real upload, the real workflow and the real ingest: what each mail becomes,
 // what is counted, that nothing is sent to anyone, and what hostile exports come to.
@@ -514,6 +518,40 @@ describe('hostile exports', () => {
       .execute();
     expect(pieces).toEqual([]);
   }, 180_000);
+
+  it('answers 503 when Temporal is away, and keeps nothing of the upload', async () => {
+    const temporal = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${await freePort()}` }) });
+    const away = await startApiServer(
+      {
+        db: stack.db,
+        temporal,
+        ingest: createIngest({ db: stack.db, temporal, taskQueue: stack.taskQueue }),
+        config: {
+          SECRET_KEY: TEST_SECRET_KEY,
+          MAX_INBOUND_BYTES: 1024 * 1024,
+          PUBLIC_URL: 'http://unused',
+          INBOUND_DOMAIN: 'inbound.mailroom.test',
+        },
+        logger: createLogger('silent'),
+        taskQueue: stack.taskQueue,
+      },
+      { port: 0, host: '127.0.0.1' },
+    );
+    try {
+      const before = await stack.db.selectFrom('mailbox_imports').select('id').execute();
+      const response = await fetch(`${away.url}/v1/channels/${team.channel.id}/imports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/mbox' },
+        body: fiveMails('away').file,
+      });
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({ detail: 'the upload was not kept; upload the export again' });
+      expect(await stack.db.selectFrom('mailbox_imports').select('id').execute()).toEqual(before);
+    } finally {
+      await away.close();
+      await temporal.connection.close();
+    }
+  }, 60_000);
 
   it("forgets an upload cut off a day ago with its pieces, in the mail reconciler's pass, and no other", async () => {
     const upload = async (state: 'uploading' | 'completed', age: string) => {
