@@ -685,6 +685,7 @@ describe('channels API', () => {
         secure: false,
         username: null,
         passwordSet: false,
+        oauth: false,
       });
     });
 
