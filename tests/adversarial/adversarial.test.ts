@@ -1,9 +1,13 @@
+import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.js';
+import { createIngest } from '../../src/ingest/ingest.js';
+import { createLogger } from '../../src/logger.js';
+import { createSmtpReceiver, type SmtpReceiver } from '../../src/receiver/smtp-receiver.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually } from '../support/http.js';
 import { appendMail } from '../support/imap.js';
-import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, type TestStack } from '../support/stack.js';
 import {
   ADVERSARIAL_CHANNEL,
   adversarialCorpus,
@@ -16,7 +20,8 @@ import {
 // Issue 9's "done when": every hostile mail of the corpus, posted through the real forwarder endpoint (PostgreSQL, the
 // Temporal dev server, the worker, the SMTP sink), is stored or refused as its case says, with the reason; automatic
 // mail goes to the one sender, if anyone; and none of them keeps the ordinary mail behind it from being greeted.
-// Then a subset through IMAP on a real Dovecot, and a burst of concurrent posts against the bounded parser queue.
+// Then every case again over SMTP to the SMTP receiver (the answer an MTA gets: 250, 552 or 554 with the reason), a
+// subset through IMAP on a real Dovecot, and a burst of concurrent posts against the bounded parser queue.
 
 type Stack = TestStack;
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
@@ -246,6 +251,111 @@ describe('the adversarial corpus', () => {
     });
   });
 
+  describe('through the SMTP receiver: each delivered to the forwarding address, then an ordinary mail', () => {
+    const forwarding = `support@acme-smtp.${TEST_INBOUND_DOMAIN}`;
+    let smtpTeam: Team;
+    let receiver: SmtpReceiver;
+    let port: number;
+
+    beforeAll(async () => {
+      smtpTeam = await adversarialTeam('Acme SMTP', { greeting: true });
+      const set = await callApi(
+        stack.api.url,
+        smtpTeam.admin.apiKey,
+        'PUT',
+        `/v1/channels/${smtpTeam.channel.id}/forwarding-address`,
+        {
+          username: 'support',
+          subdomain: 'acme-smtp',
+        },
+      );
+      expect(set.status).toBe(200);
+      receiver = createSmtpReceiver({
+        db: stack.db,
+        ingest: createIngest({
+          db: stack.db,
+          temporal: stack.temporal,
+          taskQueue: stack.taskQueue,
+          inboundDomain: TEST_INBOUND_DOMAIN,
+        }),
+        logger: createLogger('silent'),
+        inboundDomain: TEST_INBOUND_DOMAIN,
+        maxInboundBytes: 1024 * 1024,
+        perChannelPerMinute: 0,
+        maxClients: 20,
+        maxRecipients: 5,
+        maxBadRecipients: 3,
+        socketTimeoutMs: 60_000,
+        maxBufferedBytes: 64 * 1024 * 1024,
+        closeTimeoutMs: 1_000,
+      });
+      ({ port } = await receiver.listen(0, '127.0.0.1'));
+    });
+
+    afterAll(async () => {
+      await receiver?.close();
+    });
+
+    /** One SMTP transaction as an MTA makes it (nodemailer); the final answer, 250 or the refusal. */
+    async function deliver(raw: Buffer): Promise<string> {
+      const transport = createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+      try {
+        return (await transport.sendMail({ envelope: { from: 'mta@relay.example', to: [forwarding] }, raw })).response;
+      } catch (error) {
+        return (error as { response?: string }).response ?? String(error);
+      } finally {
+        transport.close();
+      }
+    }
+
+    corpus.forEach((hostile, index) => {
+      const expected = hostile.expected;
+      const answers =
+        expected.outcome === 'stored'
+          ? '250, stored'
+          : expected.status === 413
+            ? '552, nothing kept'
+            : '554 5.6.0 with the reason, kept';
+      it(`${hostile.name} → ${answers}; the ordinary mail after it is greeted`, async () => {
+        for (const before of hostile.before ?? []) expect(await deliver(before)).toMatch(/^250 /);
+        const rowsBefore = await rowsOf(smtpTeam.channel.id);
+        const answer = await deliver(hostile.raw);
+        const rows = await rowsOf(smtpTeam.channel.id);
+        const added = rows.filter((row) => !rowsBefore.some((before) => before.id === row.id));
+        if (expected.outcome === 'stored') {
+          expect(answer).toMatch(/^250 2\.0\.0 OK: stored as /);
+          expect(added).toHaveLength(1);
+          expect(added[0]).toMatchObject({
+            status: 'threaded',
+            received_via: 'smtp',
+            from_address: expected.sender,
+            classification: expected.classification,
+            sender_verdict: expected.verdict,
+          });
+        } else if (expected.status === 413) {
+          expect(answer).toMatch(/^552 5\.3\.4 /);
+          expect(added).toEqual([]);
+        } else {
+          expect(answer).toMatch(/^554 5\.6\.0 The mail cannot be processed: /);
+          expect(answer).toMatch(expected.reason);
+          expect(added).toHaveLength(1);
+          expect(added[0]).toMatchObject({ status: 'rejected', received_via: 'smtp', conversation_id: null });
+          expect(added[0]!.rejection_reason).toMatch(expected.reason);
+        }
+
+        const probe = ordinaryMail(index, 'smtp-probe');
+        expect(await deliver(probe.raw)).toMatch(/^250 /);
+        const row = await stack.db
+          .selectFrom('inbound_messages')
+          .select('conversation_id')
+          .where('channel_id', '=', smtpTeam.channel.id)
+          .where('message_id', '=', probe.messageId)
+          .executeTakeFirstOrThrow();
+        await greetingTo(row.conversation_id!, probe.sender);
+      });
+    });
+  });
+
   describe('through IMAP on a real Dovecot: a subset appended to a synced mailbox, then an ordinary mail', () => {
     const IMAP_SUBSET = [
       'message-id-at-storm-64k',
@@ -429,6 +539,7 @@ describe('the adversarial corpus', () => {
         c.expected.outcome === 'stored' && c.expected.automaticMail.kind === 'greeting' ? [c.expected.sender] : [],
       ),
       ...corpus.map((_, index) => ordinaryMail(index).sender),
+      ...corpus.map((_, index) => ordinaryMail(index, 'smtp-probe').sender),
       ordinaryMail(1000, 'after-imap').sender,
       BOUNCED_CUSTOMER.address, // greeted for the mail the forged bounce names
     ]);
