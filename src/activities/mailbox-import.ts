@@ -226,8 +226,8 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
       let progress = '';
       const heartbeat = () => context.heartbeat({ ...position, progress });
 
-      /** Writes the counts and the position; true when a cancel was asked for meanwhile. */
-      const save = async (oversized?: NotImportedMail): Promise<boolean> => {
+      /** Writes the counts, the position and a mail for the report; true when a cancel was asked for meanwhile. */
+      const save = async (reported?: NotImportedMail): Promise<boolean> => {
         const row = await db
           .updateTable('mailbox_imports')
           .set({
@@ -238,10 +238,10 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
             mails_duplicate: sql<number>`mails_duplicate + ${counts.duplicate}`,
             mails_rejected: sql<number>`mails_rejected + ${counts.rejected}`,
             entries_skipped: sql<number>`entries_skipped + ${counts.skipped}`,
-            ...(oversized
+            ...(reported
               ? {
                   not_imported: sql<string>`case when jsonb_array_length(not_imported) < ${NOT_IMPORTED_LISTED}
-                    then not_imported || ${JSON.stringify([oversized])}::jsonb else not_imported end`,
+                    then not_imported || ${JSON.stringify([reported])}::jsonb else not_imported end`,
                 }
               : {}),
           })
@@ -293,10 +293,8 @@ export function createMailboxImportActivities({ db, ingest, mailboxImports = DEF
             }
           }
           if (cancelled) break; // between mails: what is imported stays
-          if (item.kind !== 'directory' && item.kind !== 'skipped' && Date.now() >= deadline) {
-            await save();
-            return progressOf(importId);
-          }
+          // After a mail (saved above), so that the next run starts where this one stopped.
+          if (item.kind !== 'directory' && item.kind !== 'skipped' && Date.now() >= deadline) return progressOf(importId);
         }
       } catch (error) {
         if (!(error instanceof ExportUnreadableError)) throw error;
