@@ -123,7 +123,7 @@ interface SignalledMail {
 }
 
 /**
- * The one path every inbound mail takes, from the forwarder endpoint or an IMAP mailbox:
+ * The one path every inbound mail takes, from the forwarder endpoint, the SMTP receiver or an IMAP mailbox:
  * store raw → parse → contact and thread → signal the conversation workflow. Each step can be
  * repeated: a second delivery of the same mail resumes where the first stopped and creates nothing twice.
  */
