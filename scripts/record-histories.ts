@@ -18,11 +18,13 @@ const histories = process.env.RECORD_HISTORIES ?? path.join(root, 'tests/fixture
 const SUGGEST_CONTINUE_AS_NEW_EVENTS = 500;
 
 // The conversation on the time-skipping server, every stage and escalation; on the dev server the
-// mailbox, the assignment queue, a conversation that continues as new and the mailbox imports.
+// mailbox (also waiting for its OAuth grant to be connected again), the assignment queue, a conversation that
+// continues as new and the mailbox imports.
 const DEFAULT_TESTS = [
   'tests/workflows/',
   'tests/integration/assignment.test.ts',
   'tests/integration/imap-mailbox.test.ts',
+  'tests/integration/oauth-mailbox.test.ts',
   'tests/integration/long-conversation.test.ts',
   'tests/integration/mailbox-import.test.ts',
 ];
