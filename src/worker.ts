@@ -55,7 +55,7 @@ const MAILBOX_SESSION_SLOTS = 500;
 export interface MailroomWorker {
   /** Every workflow, and every activity but the mailbox sessions, on the main task queue. */
   readonly main: Worker;
-  /** The IMAP mailbox sessions (syncMailbox) on the mailbox queue, with slots of their own. */
+  /** The IMAP mailbox sessions (syncMailbox) and mailbox imports on the mailbox queue, with slots of their own. */
   readonly mailbox: Worker;
   /** Runs both until shutdown; when one fails, the other is shut down too and the failure is thrown. */
   run(): Promise<void>;
@@ -104,7 +104,8 @@ export async function createMailroomWorker({
     namespace,
     taskQueue: mailboxTaskQueue(taskQueue),
     ...shutdownTimes,
-    activities: { syncMailbox },
+    // A mailbox import's run holds its slot for as long as it reads: here it never takes a conversation's.
+    activities: { syncMailbox, importMailboxExport: activities.importMailboxExport },
     maxConcurrentActivityTaskExecutions: MAILBOX_SESSION_SLOTS,
   });
   const workers = [main, mailbox];

@@ -3,8 +3,9 @@
 export const TASK_QUEUE = 'mailroom';
 
 /**
- * The queue of the IMAP mailbox sessions that go with a main queue: a session holds its activity slot for
- * minutes of IDLE, so they run on a worker of their own and never take the slots of conversation activities.
+ * The queue of the IMAP mailbox sessions (and mailbox imports) that go with a main queue: a session holds its
+ * activity slot for minutes of IDLE, an import for as long as it reads, so they run on a worker of their own and
+ * never take the slots of conversation activities.
  */
 export function mailboxTaskQueue(taskQueue: string): string {
   return `${taskQueue}-mailbox`;

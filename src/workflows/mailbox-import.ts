@@ -1,5 +1,6 @@
 import { continueAsNew, proxyActivities, setCurrentDetails, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { mailboxTaskQueue } from './ids.js';
 import { describeImport, type MailboxImportProgress } from '../domain/mailbox-import.js';
 
 // Each run heartbeats the position of the next mail, which the import's row keeps too: a worker that dies mid-run
@@ -27,8 +28,12 @@ const RUNS_PER_WORKFLOW_RUN = 500;
 export async function mailboxImport({ importId }: MailboxImportInput): Promise<MailboxImportProgress> {
   setCurrentDetails("Importing: the running activity's heartbeat details say how far");
   for (let runs = 0; runs < RUNS_PER_WORKFLOW_RUN && !workflowInfo().continueAsNewSuggested; runs++) {
+    // On the mailbox sessions' queue: a run may read for hours (a gzipped export), never in a conversation's slot.
     const progress = await importer.importMailboxExport.executeWithOptions(
-      { summary: 'Import the next mails of the export through the ingest' },
+      {
+        summary: 'Import the next mails of the export through the ingest',
+        taskQueue: mailboxTaskQueue(workflowInfo().taskQueue),
+      },
       [{ importId }],
     );
     setCurrentDetails(describeImport(progress));

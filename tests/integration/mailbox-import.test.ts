@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/servers/tools.js';
 import { createReconcileActivities } from '../../src/activities/reconcile.js';
 import { startApiServer } from '../../src/api/server.js';
-import { createApiKey } from '../../src/db/seed.js';
+import { createAccount, createApiKey, createChannel, createUser } from '../../src/db/seed.js';
 import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { conversationWorkflowId, mailboxImportWorkflowId } from '../../src/workflows/ids.js';
@@ -601,7 +601,46 @@ describe('hostile exports', () => {
       .where('import_id', '=', cutOff)
       .execute();
     expect(orphans).toEqual([]);
+    await stack.db.deleteFrom('mailbox_imports').where('id', 'in', [stillArriving, ended]).execute();
   });
+
+  it('runs at most three imports of an account at once, and says so', async () => {
+    const account = await createAccount(stack.db, 'Busy');
+    const admin = await createUser(stack.db, {
+      accountId: account.id,
+      name: 'Busy Admin',
+      email: 'admin@busy.example',
+      role: 'admin',
+    });
+    const key = (await createApiKey(stack.db, admin.id, 'admin')).key;
+    const channel = await createChannel(stack.db, { accountId: account.id, name: 'Busy', emailAddress: 'support@busy.example' });
+    await stack.db
+      .insertInto('mailbox_imports')
+      .values(
+        (['uploading', 'uploaded', 'running'] as const).map((state) => ({
+          id: randomUUID(),
+          account_id: account.id,
+          channel_id: channel.id,
+          state,
+          format: 'mbox' as const,
+          compressed: false,
+          not_imported: '[]',
+        })),
+      )
+      .execute();
+    const response = await fetch(`${stack.api.url}/v1/channels/${channel.id}/imports`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/mbox' },
+      body: fiveMails('busy').file,
+    });
+    expect(response.status).toBe(409);
+    expect(await response.json()).toMatchObject({
+      detail: 'at most 3 imports of an account run at once; wait for one to end, or cancel one',
+    });
+    // Another account's imports are not held back by these.
+    const ours = await importToTheEnd(fiveMails('not-busy').file, 'application/mbox');
+    expect(ours).toMatchObject({ state: 'completed', mails: { imported: 5 } });
+  }, 180_000);
 
   it('refuses other media types, anyone but an admin, and other methods', async () => {
     expect(await upload('From a\n', 'text/plain')).toMatchObject({ status: 415, body: { title: 'Not a mailbox export type' } });

@@ -20,6 +20,8 @@ const security = [{ apiKey: [] }];
 const channelParams = z.object({ channelId: z.uuid() });
 const importParams = z.object({ channelId: z.uuid(), importId: z.uuid() });
 const DEFAULT_MAX_IMPORT_BYTES = 2 * 1024 ** 3;
+// Imports run one activity each on the worker's mailbox queue: an account may not fill it with its own.
+export const MAX_IMPORTS_IN_PROGRESS = 3;
 
 /** The media types an export is uploaded as, and what each says about it (a gzip's content is recognised when read). */
 const EXPORT_TYPES: Record<string, { format: MailboxExportFormat | null; compressed: boolean }> = {
@@ -91,7 +93,8 @@ const uploadRoute = createRoute({
     'gzipped (`application/gzip`, or the type with `Content-Encoding: gzip`). It is stored, answered 202 with the ' +
     'import, and imported in the background in file order: every mail through the ingest as history (stored and ' +
     'threaded, never answered automatically). A body over the limit (MAX_IMPORT_BYTES) is answered 413 and nothing is ' +
-    'kept. Idempotency-Key is not honoured here: an upload repeated is a second import, whose mails are duplicates.',
+    'kept. An account runs at most 3 imports at once (409 beyond). Idempotency-Key is not honoured here: an upload ' +
+    'repeated is a second import, whose mails are duplicates.',
   security,
   request: {
     params: channelParams,
@@ -106,7 +109,7 @@ const uploadRoute = createRoute({
       headers: { Location: { description: 'The import', required: true, schema: { type: 'string' as const } } },
       content: { 'application/json': { schema: MailboxImportSchema } },
     },
-    ...problemResponses(400, 401, 403, 404, 413, 415, 422, 503),
+    ...problemResponses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     415: {
       ...problemResponses(415)[415]!,
       description:
@@ -262,6 +265,20 @@ export function mailboxImportRoutes({ db, temporal, taskQueue, config }: ApiDeps
     const { channelId } = c.req.valid('param');
     const channel = await findChannel(db, user, channelId, 'configure');
     const kind = exportKind(c.req.header('content-type'), c.req.header('content-encoding'));
+    const inProgress = await db
+      .selectFrom('mailbox_imports')
+      .select((eb) => eb.fn.countAll<string>().as('count'))
+      .where('account_id', '=', user.accountId)
+      .where('state', 'in', ['uploading', 'uploaded', 'running'])
+      .executeTakeFirstOrThrow();
+    if (Number(inProgress.count) >= MAX_IMPORTS_IN_PROGRESS) {
+      throw new Problem(
+        409,
+        'imports-in-progress',
+        'Too many imports at once',
+        `at most ${MAX_IMPORTS_IN_PROGRESS} imports of an account run at once; wait for one to end, or cancel one`,
+      );
+    }
     const declared = Number(c.req.header('content-length') ?? Number.NaN);
     if (declared > maxBytes) throw tooLarge();
     const body = c.req.raw.body;
