@@ -46,6 +46,11 @@ function optionalSetting() {
   return z.preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional());
 }
 
+/** Optional text; empty (docker-compose passes `${NAME:-}`) is unset. */
+function optionalText() {
+  return z.preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional());
+}
+
 // Catches milliseconds written as seconds: no deploy should wait longer than five minutes for one process.
 const MAX_SHUTDOWN_GRACE_SECONDS = 300;
 
@@ -137,15 +142,18 @@ const envSchema = z.object({
    * The deployment's OAuth clients for mailboxes at Google and Microsoft (registered with PUBLIC_URL's callback,
    * PUBLIC_URL + /v1/oauth/callback, as redirect URI); a channel may bring its own client instead.
    */
-  OAUTH_GOOGLE_CLIENT_ID: z.string().min(1).optional(),
-  OAUTH_GOOGLE_CLIENT_SECRET: z.string().min(1).optional(),
-  OAUTH_MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
-  OAUTH_MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
+  OAUTH_GOOGLE_CLIENT_ID: optionalText(),
+  OAUTH_GOOGLE_CLIENT_SECRET: optionalText(),
+  OAUTH_MICROSOFT_CLIENT_ID: optionalText(),
+  OAUTH_MICROSOFT_CLIENT_SECRET: optionalText(),
   /** 'organizations' (any work or school account), 'common', 'consumers', or one tenant's id or domain. */
-  OAUTH_MICROSOFT_TENANT: z
-    .string()
-    .regex(MICROSOFT_TENANT, 'OAUTH_MICROSOFT_TENANT must be organizations, common, consumers, a tenant id or a domain')
-    .default('organizations'),
+  OAUTH_MICROSOFT_TENANT: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z
+      .string()
+      .regex(MICROSOFT_TENANT, 'OAUTH_MICROSOFT_TENANT must be organizations, common, consumers, a tenant id or a domain')
+      .default('organizations'),
+  ),
   /** An OpenAI-compatible chat-completions endpoint for AI agents, e.g. https://api.openai.com/v1; optional. */
   AI_BASE_URL: z.url().optional(),
   AI_API_KEY: z.string().optional(),

@@ -1,6 +1,7 @@
 import { sql, type Selectable } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { MailboxOAuthGrantsTable } from '../db/schema.js';
+import { accessTokenRefreshDue } from '../domain/token-refresh.js';
 import { decryptCredential, encryptCredential } from '../security/credentials.js';
 import {
   bounded,
@@ -39,9 +40,6 @@ export interface MailboxAccessToken {
   accessToken: string;
 }
 
-/** Refresh when less than this is left, or a third of the token's lifetime, whichever is less. */
-const REFRESH_MARGIN_MS = 5 * 60_000;
-
 type Grant = Selectable<MailboxOAuthGrantsTable>;
 
 export interface AccessTokenDeps {
@@ -66,12 +64,9 @@ export function grantLocation(grant: Grant, secretKey: string, deploymentClients
 }
 
 export function createAccessTokens({ db, secretKey, allowedPrivateNetworks, deploymentClients }: AccessTokenDeps) {
-  const needsRefresh = (grant: Grant, now: number) => {
-    if (!grant.access_token_encrypted || !grant.access_token_expires_at) return true;
-    const expiresAt = grant.access_token_expires_at.getTime();
-    const issuedAt = (grant.refreshed_at ?? grant.connected_at).getTime();
-    return expiresAt - now < Math.min(REFRESH_MARGIN_MS, (expiresAt - issuedAt) / 3);
-  };
+  const needsRefresh = (grant: Grant, now: number) =>
+    !grant.access_token_encrypted ||
+    accessTokenRefreshDue({ expiresAt: grant.access_token_expires_at, issuedAt: grant.refreshed_at ?? grant.connected_at }, now);
 
   /** Marks the grant as needing an admin, with the reason; the caller throws after its transaction commits. */
   const endGrant = (channelId: string, reason: string) =>

@@ -4,6 +4,8 @@ import { startDovecot, type DovecotServer } from '../../scripts/servers/dovecot.
 import { hashToken, startOidcProvider, type OidcTestProvider } from '../../scripts/servers/oidc-provider.js';
 import { freePort } from '../../scripts/servers/tools.js';
 import { startXoauth2Smtp, type Xoauth2SmtpServer } from '../../scripts/servers/xoauth2-smtp.js';
+import { LOOPBACK_NETWORKS } from '../../src/config.js';
+import { createAccessTokens } from '../../src/oauth/access-tokens.js';
 import { decryptCredential } from '../../src/security/credentials.js';
 import { mailboxWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually } from '../support/http.js';
@@ -206,6 +208,25 @@ describe('a mailbox connected with OAuth 2.0', () => {
     expect(smtp.logins.every((login) => login.accepted && lifetimes.has(login.tokenHash))).toBe(true);
   }, 120_000);
 
+  it('refreshes a grant once however many sessions and sends want a token at the same moment (the row lock)', async () => {
+    // Five worker processes' worth of token sources, as each would build its own.
+    const sources = Array.from({ length: 5 }, () =>
+      createAccessTokens({ db: stack.db, secretKey: TEST_SECRET_KEY, allowedPrivateNetworks: LOOPBACK_NETWORKS }),
+    );
+    await stack.db
+      .updateTable('mailbox_oauth_grants')
+      .set({ access_token_expires_at: new Date(Date.now() - 1_000) })
+      .where('channel_id', '=', team.channel.id)
+      .execute();
+    const refreshesBefore = provider.grants.filter((grant) => grant.grantType === 'refresh_token').length;
+    const tokens = await Promise.all(sources.map((source) => source.accessTokenFor(team.channel.id)));
+    expect(new Set(tokens.map((token) => token.accessToken)).size).toBe(1);
+    expect(provider.grants.filter((grant) => grant.grantType === 'refresh_token')).toHaveLength(refreshesBefore + 1);
+    // With rotation, a second refresh with the same refresh token would have ended the grant at the provider.
+    expect((await grantRow()).state).toBe('connected');
+    expect((await provider.introspect(tokens[0]!.accessToken)).active).toBe(true);
+  }, 60_000);
+
   it('waits for an admin when the grant is revoked, keeps mail of the meantime, and drains it after the reconnect', async () => {
     provider.revokeAccount(ACCOUNT);
     await dovecot.kickAll();
@@ -218,7 +239,7 @@ describe('a mailbox connected with OAuth 2.0', () => {
     const waiting = await eventually(async () => {
       const { body } = await asAdmin('GET', oauthPath());
       return body.state === 'reauthorization_required' ? body : undefined;
-    }, 90_000);
+    }, 180_000);
     expect(waiting.reason).toMatch(/invalid_grant/);
     expect(waiting.since).toEqual(expect.any(String));
     const imap = await asAdmin('GET', `/v1/channels/${team.channel.id}/imap`);
@@ -256,7 +277,7 @@ describe('a mailbox connected with OAuth 2.0', () => {
     expect(ids).toHaveLength(4);
     // The queued reply goes out at its next attempt (a minute at most), with the new grant.
     await eventually(async () => smtp.mails.find((m) => m.raw.toString().includes(reply.body.messageId)), 120_000, 500);
-  }, 300_000);
+  }, 420_000);
 
   describe('hostile callbacks and providers', () => {
     it('answers an unknown, a replayed and an expired state with a 400 page and connects nothing', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, deploymentOAuthClients, loadConfig } from '../../src/config.js';
 
 const KEY = 'k'.repeat(32);
 
@@ -27,5 +27,23 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ SECRET_KEY: KEY, ALLOWED_PRIVATE_NETWORKS: '10.0.0.0/8,intranet' })).toThrow(
       /ALLOWED_PRIVATE_NETWORKS: "intranet" is not a CIDR range/,
     );
+  });
+
+  it('takes the OAuth clients of the providers it is given, empty as unset (docker-compose), and names a bad tenant', () => {
+    expect(
+      deploymentOAuthClients(loadConfig({ SECRET_KEY: KEY, OAUTH_GOOGLE_CLIENT_ID: '', OAUTH_MICROSOFT_TENANT: '' })),
+    ).toEqual({});
+    const config = loadConfig({
+      SECRET_KEY: KEY,
+      OAUTH_GOOGLE_CLIENT_ID: 'g-id',
+      OAUTH_GOOGLE_CLIENT_SECRET: 'g-secret',
+      OAUTH_MICROSOFT_CLIENT_ID: 'm-id',
+      OAUTH_MICROSOFT_TENANT: 'contoso.onmicrosoft.com',
+    });
+    expect(deploymentOAuthClients(config)).toEqual({
+      google: { clientId: 'g-id', clientSecret: 'g-secret' },
+      microsoft: { clientId: 'm-id', tenant: 'contoso.onmicrosoft.com' },
+    });
+    expect(() => loadConfig({ SECRET_KEY: KEY, OAUTH_MICROSOFT_TENANT: '../evil' })).toThrow(/OAUTH_MICROSOFT_TENANT must be/);
   });
 });
