@@ -2,6 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { sql, type Transaction } from 'kysely';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import { recordPathFailure, recordPathSuccess, type PathFailure } from '../db/channel-health.js';
 import type { Database } from '../db/schema.js';
 import type { ResolvedBy } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
@@ -89,6 +90,12 @@ async function aiAgentName(trx: Transaction<Database>, aiAgentId: string): Promi
 
 export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPrivateNetworks, oauthClients }: ActivityDeps) {
   const logins = createMailboxLogins({ db, secretKey, allowedPrivateNetworks, ...(oauthClients ? { oauthClients } : {}) });
+  // How the channel's sending is doing (GET …/health); a report that cannot be written changes nothing here.
+  const health = {
+    success: (channelId: string) => recordPathSuccess(db, channelId, 'smtp').catch(() => undefined),
+    failure: (channelId: string, failure: PathFailure) =>
+      recordPathFailure(db, channelId, 'smtp', failure).catch(() => undefined),
+  };
   async function writeOutbox(
     trx: Transaction<Database>,
     conversation: MailConversation,
@@ -210,12 +217,18 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     } catch (error) {
       // A host this deployment may not reach: said as it is and retried (an admin may correct the channel's settings).
       if (error instanceof DestinationRefusedError || error instanceof DestinationUnresolvedError) {
+        await health.failure(row.channel_id, { reason: 'destination_refused', message: error.message });
         await releaseClaim(db, { outboxId, token, reason: error.message });
         throw error;
       }
       const failure = classifySendFailure(error, [server?.password, server?.accessToken]);
+      const loginRefused = isLoginRefused(error);
+      await health.failure(row.channel_id, {
+        reason: loginRefused ? 'auth' : failure.permanent ? 'refused' : 'deferred',
+        message: failure.reason,
+      });
       // A refused access token is refreshed and the mail sent again; a fresh one refused too ends the grant.
-      if (server?.accessToken && isLoginRefused(error)) {
+      if (server?.accessToken && loginRefused) {
         await logins.refused(row.channel_id, server, 'SMTP');
         await releaseClaim(db, { outboxId, token, reason: failure.reason });
         throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
@@ -229,6 +242,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     }
     if (server) await logins.accepted(row.channel_id, server);
     await markSent(db, outboxId);
+    await health.success(row.channel_id);
     return sent;
   }
 
@@ -246,6 +260,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     } catch (error) {
       if (error instanceof ReauthorizationRequiredError) {
         const reason = `waiting for an admin to connect the mailbox again (OAuth): ${error.reason}`;
+        await health.failure(row.channel_id, { reason: 'reauthorization_required', message: reason });
         await releaseClaim(db, { outboxId, token, reason });
         throw ApplicationFailure.create({ type: 'SmtpReauthorizationRequired', message: reason, nextRetryDelay: '1 minute' });
       }

@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
+import { recordPathFailure, recordPathSuccess } from '../db/channel-health.js';
 import type { Channel } from '../db/schema.js';
 import { MailRejectedError, type IngestOptions, type MailSource } from '../ingest/ingest.js';
 import { messageIdIn } from '../mail/header-section.js';
-import { createImapClient, describeImapFailure, type ImapSettings } from '../mail/imap-connection.js';
+import { createImapClient, describeImapFailure, type ImapFailure, type ImapSettings } from '../mail/imap-connection.js';
 import { createMailboxLogins, ImapSettingsIncompleteError } from '../mail/mailbox-login.js';
 import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail/parse.js';
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
@@ -16,15 +17,24 @@ import { openSentFolderSession } from './sent-folder.js';
 export interface MailboxSyncResult {
   /**
    * 'disabled': IMAP is switched off for the channel; the mailbox workflow ends. 'reauthorization_required': the
-   * mailbox's OAuth grant needs an admin; the workflow waits for the reconnect's settings signal.
+   * mailbox's OAuth grant needs an admin; the workflow waits for the reconnect's settings signal. 'unreachable':
+   * connecting or logging in failed; the workflow says why and tries again after a pause.
    */
-  state: 'synced' | 'disabled' | 'reauthorization_required';
+  state: 'synced' | 'disabled' | 'reauthorization_required' | 'unreachable';
   /** With reauthorization_required: the provider's or the server's reason. */
   reason?: string;
+  /** With unreachable: what failed (coarse reason, fixed text), since when the mailbox has been failing, and the server's words. */
+  failure?: ImapFailure & { host: string; since: string; serverSaid: string };
   ingested: number;
   /** Without IDLE the workflow polls at this interval. */
   idleSupported: boolean;
   pollIntervalSeconds: number;
+}
+
+/** What the server itself said, one bounded line: for the operator's eyes in the Temporal UI only. */
+function serverWords(error: unknown): string {
+  const said = (error instanceof Error ? error.message : String(error)).replace(/\p{Cc}+/gu, ' ').trim();
+  return said.length > 200 ? `${said.slice(0, 200)}…` : said;
 }
 
 // One activity run is one IMAP session: drain, then IDLE until new mail, drain again, ... for this long.
@@ -527,6 +537,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       } catch (error) {
         // Retrying cannot help until an admin connects the mailbox again: the workflow waits for that.
         if (!(error instanceof ReauthorizationRequiredError)) throw error;
+        await recordPathFailure(db, channel.id, 'imap', { reason: 'reauthorization_required', message: error.reason });
         return { ...disabled, state: 'reauthorization_required', reason: error.reason };
       }
       const context = Context.current();
@@ -542,14 +553,16 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
           await client.connect();
         } catch (error) {
           const failure = describeImapFailure(error);
+          const since = await recordPathFailure(db, channel.id, 'imap', failure);
           // A refused access token is refreshed for the next session; a fresh one refused too ends the grant.
           if (failure.reason === 'auth') await logins.refused(channel.id, settings, 'IMAP');
-          // The server's own words stay with the operator (Temporal UI), as the cause; API answers never carry them.
-          throw ApplicationFailure.create({
-            message: `IMAP ${failure.reason} (${settings.host}): ${failure.message}`,
-            type: `Imap_${failure.reason}`,
-            cause: error instanceof Error ? error : undefined,
-          });
+          // The workflow says so in its details and tries again after a pause of its own. The server's own words
+          // go only to the operator there; API answers never carry them.
+          return {
+            ...disabled,
+            state: 'unreachable',
+            failure: { ...failure, host: settings.host, since: since.toISOString(), serverSaid: serverWords(error) },
+          };
         }
         await logins.accepted(channel.id, settings);
         try {
@@ -565,6 +578,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
             }
             // Copies of sent mail for the Sent folder, and replies written in the mailbox, on this connection.
             await sentFolder.pass(channel, report);
+            await recordPathSuccess(db, channel.id, 'imap');
             if (!idleSupported || Date.now() >= deadline || context.cancellationSignal.aborted) break;
             const idleFolder = channel.imap_folders[0] ?? 'INBOX';
             report(`${idleFolder}: waiting for new mail (IDLE)`);

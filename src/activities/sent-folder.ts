@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
+import { recordPathFailure, recordPathSuccess } from '../db/channel-health.js';
 import type { Db } from '../db/connection.js';
 import type { Channel } from '../db/schema.js';
 import { isSendingIdentity } from '../domain/sending-identity.js';
@@ -58,9 +59,16 @@ export function openSentFolderSession(db: Db, client: ImapFlow) {
     if (pending.length > 0) {
       if (!folder) {
         outcome.failed += await failCopies(db, pending, NO_SENT_FOLDER);
+        await recordPathFailure(db, channel.id, 'sent_folder', { reason: 'folder_missing', message: NO_SENT_FOLDER });
       } else {
         report(`${folder}: appending ${pending.length} sent mail`);
         Object.assign(outcome, await appendCopies(db, client, folder, pending));
+        if (outcome.failed > 0) {
+          const message = `${outcome.failed} cop${outcome.failed === 1 ? 'y' : 'ies'} could not be appended to "${folder}": the conversations' timelines say why`;
+          await recordPathFailure(db, channel.id, 'sent_folder', { reason: 'append_failed', message });
+        } else if (outcome.appended > 0) {
+          await recordPathSuccess(db, channel.id, 'sent_folder');
+        }
       }
     }
     if (folder && channel.record_mailbox_replies) {

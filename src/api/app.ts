@@ -15,6 +15,7 @@ import { createRateLimits, documentApiKeyRateLimit } from './rate-limit.js';
 import { agentRoutes } from './routes/agents.js';
 import { aiAgentRoutes } from './routes/ai-agents.js';
 import { channelRoutes } from './routes/channels.js';
+import { channelHealthRoutes } from './routes/channel-health.js';
 import { channelSmtpRoutes } from './routes/channel-smtp.js';
 import { contactRoutes } from './routes/contacts.js';
 import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
@@ -100,6 +101,7 @@ export function createApp(deps: ApiDeps) {
   app.use('/v1/channels/:channelId/imports', every(apiKey, contract.checkMethodAndBody));
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
+  app.route('/', channelHealthRoutes(deps));
   app.route('/', mailboxRoutes(deps));
   app.route('/', mailboxOAuthRoutes(deps));
   app.route('/', mailboxImportRoutes(deps));

@@ -17,6 +17,7 @@ import * as mailboxImports from './migrations/0016_mailbox_imports.js';
 import * as forwardingConfirmations from './migrations/0015_forwarding_confirmations.js';
 import * as oauthMailboxes from './migrations/0017_oauth_mailboxes.js';
 import * as sentFolder from './migrations/0018_sent_folder.js';
+import * as channelHealth from './migrations/0019_channel_health.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
 const migrations: Record<string, Migration> = {
@@ -38,6 +39,7 @@ const migrations: Record<string, Migration> = {
   '0015_forwarding_confirmations': forwardingConfirmations,
   '0017_oauth_mailboxes': oauthMailboxes,
   '0018_sent_folder': sentFolder,
+  '0019_channel_health': channelHealth,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

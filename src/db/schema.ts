@@ -452,6 +452,17 @@ export interface ActivityEffectsTable {
   created_at: CreatedAt;
 }
 
+/** How one of a channel's mail paths is doing: its last success, its last failure, and since when it fails. */
+export interface ChannelHealthTable {
+  channel_id: string;
+  path: string;
+  last_success_at: Date | null;
+  last_error_at: Date | null;
+  last_error_reason: string | null;
+  last_error_message: string | null;
+  failing_since: Date | null;
+}
+
 /** A provider's request to confirm forwarding to a channel's forwarding address (Gmail's code and link), for its admins. */
 export interface ForwardingConfirmationsTable {
   id: string;
@@ -539,6 +550,7 @@ export interface Database {
   imap_cursors: ImapCursorsTable;
   sent_folder_cursors: SentFolderCursorsTable;
   activity_effects: ActivityEffectsTable;
+  channel_health: ChannelHealthTable;
   mailbox_oauth_grants: MailboxOAuthGrantsTable;
   oauth_authorizations: OAuthAuthorizationsTable;
   forwarding_confirmations: ForwardingConfirmationsTable;

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { sql, type Insertable } from 'kysely';
+import { recordPathFailure, type MailPath, type PathFailure } from '../db/channel-health.js';
 import type { Db } from '../db/connection.js';
 import type { Channel, InboundMessage, InboundMessagesTable } from '../db/schema.js';
 import type { InboundSource, MailClassification } from '../domain/conversation.js';
@@ -9,6 +10,7 @@ import { chooseThread, isChannelAddress, referencedMessageIds, replyTokenIn, typ
 import {
   dedupeKey,
   NOT_MIME,
+  ParserBusyError,
   parseMail,
   readHeaderSection,
   UnparseableMailError,
@@ -20,7 +22,7 @@ import { markBounced } from '../activities/delivery-status.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { ownAddressesOf } from '../domain/forwarding-address.js';
 import { forwardingConfirmationIn, type ForwardingConfirmation } from '../domain/forwarding-confirmation.js';
-import { createConversationGateway } from '../temporal/gateway.js';
+import { createConversationGateway, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { TASK_QUEUE } from '../workflows/ids.js';
 
 export interface IngestResult {
@@ -133,6 +135,25 @@ function senderTrustOf(channel: Channel): SenderTrust {
     trustedAuthservIds: channel.trusted_authserv_ids,
     trustUnnamedAuthenticationResults: channel.trust_unnamed_authentication_results,
     trustSpamHeaders: channel.trust_spam_headers,
+  };
+}
+
+/** The ways in whose failures each mail reports (IMAP reports per session, not per mail). */
+const FAILURE_PATH_OF: Partial<Record<InboundSource, MailPath>> = { forwarder: 'forwarder', smtp: 'smtp_receiver' };
+
+function pathFailureOf(error: unknown): PathFailure {
+  if (error instanceof WorkflowsUnavailableError) {
+    return {
+      reason: 'workflows_unavailable',
+      message: 'Temporal could not be reached: the mail is stored and handed over later',
+    };
+  }
+  if (error instanceof ParserBusyError) {
+    return { reason: 'busy', message: 'every parser thread was busy: the mail is stored and handed over later' };
+  }
+  return {
+    reason: 'storage_unavailable',
+    message: 'the mail could not be stored or threaded; its sender is asked to deliver it again',
   };
 }
 
@@ -516,8 +537,18 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   return {
     async ingestRawMail(channel: Channel, raw: Buffer, options: IngestOptions = {}): Promise<IngestResult> {
       const via = options.via ?? 'forwarder';
-      const stored = await storeRaw(channel, raw, via, options);
-      return completeStored(channel, stored, via, options.contactId);
+      try {
+        const stored = await storeRaw(channel, raw, via, options);
+        return await completeStored(channel, stored, via, options.contactId);
+      } catch (error) {
+        // A mail that cannot become a conversation is the mail's trouble, not its path's. A mail handed over is the
+        // path's success, read from the mail itself (src/db/channel-health.ts).
+        const path = FAILURE_PATH_OF[via];
+        if (path && !(error instanceof MailRejectedError)) {
+          await recordPathFailure(db, channel.id, path, pathFailureOf(error)).catch(() => undefined);
+        }
+        throw error;
+      }
     },
 
     /**

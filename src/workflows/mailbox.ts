@@ -30,6 +30,9 @@ export interface MailboxWorkflowInput {
 
 // Keeps the history short: each session is a handful of events.
 const SESSIONS_PER_RUN = 200;
+// The pause after a session that could not connect, doubled each time up to the maximum (as the activity's retries were).
+const UNREACHABLE_FIRST_PAUSE_SECONDS = 5;
+const UNREACHABLE_MAX_PAUSE_SECONDS = 300;
 
 /**
  * Keeps one channel's IMAP mailbox in sync for as long as IMAP is enabled on it: IDLE push where
@@ -46,9 +49,11 @@ export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Prom
   setHandler(mailboxSettingsChangedSignal, startOver);
   setHandler(quarantinedMailRequestedSignal, startOver);
 
+  let failedSessions = 0;
+  let lastSession = '';
   for (let sessions = 0; sessions < SESSIONS_PER_RUN && !workflowInfo().continueAsNewSuggested; sessions++) {
     startOverRequested = false;
-    setCurrentDetails('Syncing the mailbox (IDLE keeps the session open for new mail)');
+    setCurrentDetails(`Syncing the mailbox (IDLE keeps the session open for new mail)${lastSession}`);
     session = new CancellationScope();
     // Sessions scheduled before the mailbox queue existed ran on the workflow's own queue; replays keep them there.
     const sessionQueue = patched('mailbox-task-queue') ? { taskQueue: mailboxTaskQueue(workflowInfo().taskQueue) } : {};
@@ -67,6 +72,21 @@ export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Prom
       setCurrentDetails('IMAP is disabled for this channel');
       return;
     }
+    // Connecting or logging in failed: said in the details (the channel's health says the same), tried again after a pause.
+    if (result.state === 'unreachable' && patched('mailbox-says-why-unreachable')) {
+      failedSessions++;
+      const pauseSeconds = Math.min(UNREACHABLE_FIRST_PAUSE_SECONDS * 2 ** (failedSessions - 1), UNREACHABLE_MAX_PAUSE_SECONDS);
+      const { reason, message, host, since, serverSaid } = result.failure!;
+      setCurrentDetails(
+        `The mailbox at ${host} cannot be reached since ${since}: ${message} (${reason}; the server said: ${serverSaid}). ` +
+          `Trying again in ${pauseSeconds} s; mail arriving meanwhile is read from the UID cursor then.`,
+      );
+      await condition(() => startOverRequested, pauseSeconds * 1000, {
+        summary: `Try the mailbox again in ${pauseSeconds} s (${reason})`,
+      });
+      continue;
+    }
+    failedSessions = 0;
     // Sessions that can only fail until an admin connects the mailbox again are not retried: the reconnect signals.
     if (result.state === 'reauthorization_required' && patched('mailbox-waits-for-reauthorization')) {
       setCurrentDetails(
@@ -76,6 +96,7 @@ export async function mailboxWorkflow({ channelId }: MailboxWorkflowInput): Prom
       await condition(() => startOverRequested);
       continue;
     }
+    lastSession = `; the last session ended ${new Date().toISOString()} with ${result.ingested} new mail`;
     if (!result.idleSupported) {
       setCurrentDetails(`The server has no IDLE: polling every ${result.pollIntervalSeconds} s`);
       await condition(() => startOverRequested, result.pollIntervalSeconds * 1000, {

@@ -68,6 +68,7 @@ const ROUTES: RouteCase[] = [
     body: () => ({ username: 'support', subdomain: 'acme-matrix' }),
   },
   { op: 'GET /v1/channels/{channelId}/forwarding-confirmations', access: 'admin' },
+  { op: 'GET /v1/channels/{channelId}/health', access: 'work' },
   { op: 'GET /v1/channels/{channelId}/smtp', access: 'admin' },
   {
     op: 'PUT /v1/channels/{channelId}/smtp',

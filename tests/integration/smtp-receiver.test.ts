@@ -4,79 +4,19 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostfix, type RunningPostfix } from '../../scripts/servers/postfix.js';
 import { freePort } from '../../scripts/servers/tools.js';
-import { createIngest } from '../../src/ingest/ingest.js';
-import { createLogger } from '../../src/logger.js';
-import { createSmtpReceiver, type SmtpReceiver, type SmtpReceiverOptions } from '../../src/receiver/smtp-receiver.js';
+import type { SmtpReceiver } from '../../src/receiver/smtp-receiver.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
+import { deliver, MAX_INBOUND_BYTES, refusal, startReceiver } from '../support/receiver.js';
 import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, type TestStack } from '../support/stack.js';
 
 // The SMTP receiver as a sending MTA meets it: nodemailer delivering over SMTP on loopback (and a raw socket for what
 // no well-behaved MTA does), into the real ingest, PostgreSQL and Temporal of the test stack.
 
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
-
-const MAX_INBOUND_BYTES = 1024 * 1024;
-
-/** A receiver on the stack's database and task queue; `temporal` replaces the stack's (e.g. one that is away). */
-async function startReceiver(
-  stack: TestStack,
-  options: Partial<SmtpReceiverOptions> & { temporal?: Client } = {},
-): Promise<{ receiver: SmtpReceiver; port: number }> {
-  const { temporal = stack.temporal, ...rest } = options;
-  const receiver = createSmtpReceiver({
-    db: stack.db,
-    ingest: createIngest({
-      db: stack.db,
-      temporal,
-      taskQueue: stack.taskQueue,
-      inboundDomain: TEST_INBOUND_DOMAIN,
-      temporalTimeoutMs: 2_000,
-    }),
-    logger: createLogger('silent'),
-    inboundDomain: TEST_INBOUND_DOMAIN,
-    maxInboundBytes: MAX_INBOUND_BYTES,
-    perChannelPerMinute: 0,
-    maxClients: 20,
-    maxRecipients: 5,
-    maxBadRecipients: 3,
-    socketTimeoutMs: 60_000,
-    maxBufferedBytes: 64 * MAX_INBOUND_BYTES,
-    closeTimeoutMs: 1_000,
-    ...rest,
-  });
-  const { port } = await receiver.listen(0, '127.0.0.1');
-  return { receiver, port };
-}
-
-/** Delivers as an MTA does: one SMTP transaction with this envelope; resolves with nodemailer's info, rejects with the refusal. */
-async function deliver(port: number, envelope: { from: string; to: string[] }, raw: string | Buffer, tls?: { ca: Buffer }) {
-  const transport = createTransport({
-    host: '127.0.0.1',
-    port,
-    secure: false,
-    ...(tls ? { requireTLS: true, tls: { ca: tls.ca, servername: 'localhost' } } : { ignoreTLS: true }),
-  });
-  try {
-    return await transport.sendMail({ envelope, raw });
-  } finally {
-    transport.close();
-  }
-}
-
-/** What the SMTP server answered, from nodemailer's error. */
-async function refusal(delivery: Promise<unknown>): Promise<{ responseCode: number; response: string; command: string }> {
-  const error = await delivery.then(
-    () => undefined,
-    (reason: unknown) => reason as { responseCode: number; response: string; command: string },
-  );
-  if (!error) throw new Error('the mail was accepted');
-  return error;
-}
 
 /** A client that speaks SMTP line by line, for what MTAs never do (stall, flood). */
 class RawSmtpClient {
