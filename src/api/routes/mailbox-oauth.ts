@@ -163,6 +163,8 @@ const callbackRoute = createRoute({
     200: htmlPage('The mailbox is connected'),
     400: htmlPage('Not connected: unknown, used or expired state, a refusal by the provider; the page says which'),
     503: htmlPage('Connected, but the sync could not be started (Temporal is away)'),
+    // A parameter longer than any provider sends.
+    ...problemResponses(422),
   },
 });
 
