@@ -289,7 +289,7 @@ describe('a mailbox connected with OAuth 2.0', () => {
       const oversized = await fetch(`${publicUrl}/v1/oauth/callback?state=${'s'.repeat(600)}&code=x`);
       expect(oversized.status).toBe(422);
       expect(oversized.headers.get('content-type')).toContain('application/problem+json');
-      expect((await oversized.json()).errors).toEqual([expect.objectContaining({ field: 'state' })]);
+      expect(((await oversized.json()) as { errors: unknown[] }).errors).toEqual([expect.objectContaining({ field: 'state' })]);
 
       const replayed = await openCallback(firstCallback);
       expect(replayed.status).toBe(400);
