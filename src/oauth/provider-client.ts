@@ -192,7 +192,11 @@ export async function exchangeAuthorizationCode(
 }
 
 /** The account's address from the userinfo endpoint, where the provider has one and the token may read it. */
-export async function userInfoEmail(config: oidc.Configuration, accessToken: string, subject: string): Promise<string | undefined> {
+export async function userInfoEmail(
+  config: oidc.Configuration,
+  accessToken: string,
+  subject: string,
+): Promise<string | undefined> {
   if (!config.serverMetadata().userinfo_endpoint) return undefined;
   try {
     const info = await oidc.fetchUserInfo(config, accessToken, subject);
