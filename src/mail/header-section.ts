@@ -13,7 +13,8 @@ const MBOX_QUOTED_FROM = /^>(>*From )/gm;
 const MAIL_HEADERS = ['from', 'sender', 'to', 'subject', 'date', 'message-id', 'received', 'mime-version', 'return-path'];
 // A msg-id (RFC 5322 §3.6.4) is "<" id-left "@" id-right ">". No character class overlaps the next
 // token, so every attempt stops at the next delimiter: linear in the header's length, whatever it holds.
-const BRACKETED_MESSAGE_ID = /<([^<>\s@]+@[^<>\s]+)>/g;
+// No control characters: none is allowed in a Message-ID, and PostgreSQL text cannot hold a NUL.
+const BRACKETED_MESSAGE_ID = /<([^<>\s@\p{Cc}]+@[^<>\s\p{Cc}]+)>/gu;
 /** How much of a mail is read for its header section: enough for any real one, bounded for hostile ones. */
 const HEADER_WINDOW_BYTES = 256 * 1024;
 
@@ -73,7 +74,7 @@ export function messageIdsIn(value: string | undefined, limit = Number.POSITIVE_
   for (const word of value.split(/[\s,]+/)) {
     const bare = word.startsWith('<') ? word.slice(1) : word;
     const id = bare.endsWith('>') ? bare.slice(0, -1) : bare;
-    if (id.includes('@') && !id.startsWith('@') && !id.endsWith('@') && !/[<>]/.test(id)) ids.push(`<${id}>`);
+    if (id.includes('@') && !id.startsWith('@') && !id.endsWith('@') && !/[<>\p{Cc}]/u.test(id)) ids.push(`<${id}>`);
     if (ids.length >= limit) break;
   }
   return ids;

@@ -226,6 +226,22 @@ function cases(): AdversarialCase[] {
     ),
     expected: ordinary(name),
   }));
+  add(
+    'nul-in-message-ids',
+    'NUL bytes inside the Message-ID, In-Reply-To and References (a new conversation, keyed by its hash)',
+    (name) => ({
+      raw: mail(
+        name,
+        [
+          ['Message-ID', `<${name}\0@adversary.example>`],
+          ['In-Reply-To', '<earlier\0@adversary.example>'],
+          ['References', '<first\0@adversary.example> <earlier\0@adversary.example>'],
+        ],
+        'Body.\r\n',
+      ),
+      expected: ordinary(name),
+    }),
+  );
   add('nul-in-a-header-name', 'A NUL byte in a header name: no header section Mailroom can read', (name) => ({
     raw: mail(name, [['X-Nul\0Name', 'value']], 'Body.\r\n'),
     expected: {
