@@ -531,14 +531,17 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       const disabled: MailboxSyncResult = { state: 'disabled', ingested: 0, idleSupported: false, pollIntervalSeconds: 0 };
       let channel = await loadChannel();
       if (!channel?.imap_enabled || !channel.enabled || channel.deleted_at) return disabled;
+      // Retrying cannot help until an admin connects the mailbox again: the workflow waits for that.
+      const waitForAdmin = async (error: ReauthorizationRequiredError): Promise<MailboxSyncResult> => {
+        await recordPathFailure(db, channelId, 'imap', { reason: 'reauthorization_required', message: error.reason });
+        return { ...disabled, state: 'reauthorization_required', reason: error.reason };
+      };
       let settings: ImapSettings;
       try {
         settings = await settingsOf(channel);
       } catch (error) {
-        // Retrying cannot help until an admin connects the mailbox again: the workflow waits for that.
         if (!(error instanceof ReauthorizationRequiredError)) throw error;
-        await recordPathFailure(db, channel.id, 'imap', { reason: 'reauthorization_required', message: error.reason });
-        return { ...disabled, state: 'reauthorization_required', reason: error.reason };
+        return waitForAdmin(error);
       }
       const context = Context.current();
       // One clock for the whole session, drain and IDLE alike: a slow mail or a long drain never lets the heartbeat lapse.
@@ -547,22 +550,39 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       context.heartbeat(doing);
       const heartbeat = setInterval(() => context.heartbeat(doing), HEARTBEAT_EVERY_MS);
       try {
-        const client = createImapClient(settings, await destinationOf(settings));
-        client.on('error', () => undefined); // surfaced by the command that fails
-        try {
-          await client.connect();
-        } catch (error) {
-          const failure = describeImapFailure(error);
-          const since = await recordPathFailure(db, channel.id, 'imap', failure);
-          // A refused access token is refreshed for the next session; a fresh one refused too ends the grant.
-          if (failure.reason === 'auth') await logins.refused(channel.id, settings, 'IMAP');
-          // The workflow says so in its details and tries again after a pause of its own. The server's own words
-          // go only to the operator there; API answers never carry them.
-          return {
-            ...disabled,
-            state: 'unreachable',
-            failure: { ...failure, host: settings.host, since: since.toISOString(), serverSaid: serverWords(error) },
-          };
+        let client!: ImapFlow;
+        // A refused access token is dropped and the login tried once more at once with a fresh one; a fresh one
+        // refused too, or a provider that will not refresh, ends the grant.
+        for (let login = 1; ; login++) {
+          client = createImapClient(settings, await destinationOf(settings));
+          client.on('error', () => undefined); // surfaced by the command that fails
+          try {
+            await client.connect();
+            break;
+          } catch (error) {
+            const failure = describeImapFailure(error);
+            if (failure.reason === 'auth' && settings.accessToken !== undefined) {
+              await logins.refused(channel.id, settings, 'IMAP');
+              try {
+                const renewed = await settingsOf(channel);
+                if (login === 1) {
+                  settings = renewed;
+                  continue;
+                }
+              } catch (refreshError) {
+                if (!(refreshError instanceof ReauthorizationRequiredError)) throw refreshError;
+                return waitForAdmin(refreshError);
+              }
+            }
+            const since = await recordPathFailure(db, channel.id, 'imap', failure);
+            // The workflow says so in its details and tries again after a pause of its own. The server's own words
+            // go only to the operator there; API answers never carry them.
+            return {
+              ...disabled,
+              state: 'unreachable',
+              failure: { ...failure, host: settings.host, since: since.toISOString(), serverSaid: serverWords(error) },
+            };
+          }
         }
         await logins.accepted(channel.id, settings);
         try {
