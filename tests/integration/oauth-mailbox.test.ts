@@ -326,6 +326,20 @@ describe('a mailbox connected with OAuth 2.0', () => {
       expect((await start(connection(), `${oauthPath()}/authorizations`, other.admin.apiKey)).status).toBe(404);
     }, 60_000);
 
+    it('names what a preset lacks (this deployment has no OAuth client of its own) and refuses what it brings itself', async () => {
+      const fieldsOf = async (body: Record<string, unknown>) => {
+        const answer = await start(body as ReturnType<typeof connection>);
+        expect(answer.status).toBe(422);
+        return answer.body.errors.map((error: { field: string }) => error.field);
+      };
+      expect(await fieldsOf({ provider: 'google' })).toEqual(['clientId']);
+      expect(await fieldsOf({ provider: 'microsoft', tenant: '../common' })).toEqual(['tenant']);
+      expect(await fieldsOf({ provider: 'google', clientId: 'x', tenant: 'common' })).toEqual(['tenant']);
+      expect(await fieldsOf({ provider: 'google', clientId: 'x', issuer: provider.issuer })).toEqual(['issuer']);
+      expect(await fieldsOf({ provider: 'generic', clientSecret: 'x', issuer: provider.issuer })).toEqual(['clientSecret']);
+      expect(await fieldsOf({ provider: 'generic', clientId: 'x', imap: { host: dovecot.host } })).toEqual(['issuer']);
+    });
+
     it.each([
       ['a private address', 'http://10.20.30.40/'],
       ['the cloud metadata address', 'http://169.254.169.254/'],

@@ -19,6 +19,7 @@ import {
 import { ProviderConfigurationError } from '../../oauth/provider-client.js';
 import { MICROSOFT_TENANT, OAUTH_PROVIDERS, providerPreset } from '../../oauth/providers.js';
 import { encryptCredential } from '../../security/credentials.js';
+import { WorkflowsUnavailableError } from '../../temporal/gateway.js';
 import { applyMailboxSettings } from '../../temporal/mailbox.js';
 import { findChannel } from '../access.js';
 import { checkedMailServerHost } from '../mail-server-host.js';
@@ -145,7 +146,7 @@ const startRoute = createRoute({
   request: { params: channelParams, body: { required: true, content: json(ConnectInput) } },
   responses: {
     201: { description: 'Open authorizationUrl', content: json(ConnectResult) },
-    ...problemResponses(401, 403, 404, 409, 422),
+    ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
 
@@ -278,7 +279,8 @@ export function oauthCallbackRoutes(deps: ApiDeps) {
     const { channel, account } = finished;
     try {
       await applyMailboxSettings(temporal, channel, taskQueue, 'connected; the sync starts when Temporal is back');
-    } catch {
+    } catch (error) {
+      if (!(error instanceof WorkflowsUnavailableError)) throw error;
       return c.html(
         page(
           'Mailbox connected, sync not started',
@@ -389,6 +391,10 @@ export function mailboxOAuthRoutes(deps: ApiDeps) {
     try {
       started = await startAuthorization(flow, { userId: user.id, channelId: channel.id, connection, authorizationParams });
     } catch (error) {
+      // A preset's provider is not the admin's to fix: it could not be reached, try again later.
+      if (error instanceof ProviderConfigurationError && connection.provider !== 'generic') {
+        throw new Problem(503, 'provider-unavailable', 'The OAuth provider is unavailable', error.message);
+      }
       if (error instanceof ProviderConfigurationError) invalid(error.field, error.message);
       throw error;
     }
