@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
+import { htmlDocument, htmlResponse } from '../html-document.js';
 import { verifyCsatToken } from '../../domain/csat-token.js';
 import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import type { ApiDeps, AppEnv } from '../env.js';
@@ -14,9 +15,8 @@ import { clientAddressBehind, type RateLimiter } from '../rate-limit.js';
 
 // No token is longer: a longer one (a mangled link) is answered like any unknown one, with the 404 page.
 const tokenParams = z.object({ token: z.string().max(200) });
-const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
 const tooManyRequestsPage = {
-  ...htmlPage('Too many requests from this address; try again after Retry-After seconds'),
+  ...htmlResponse('Too many requests from this address; try again after Retry-After seconds'),
   headers: retryAfterHeader,
 };
 
@@ -35,9 +35,9 @@ const showRoute = createRoute({
   summary: 'The survey page behind the link in the survey mail',
   request: { params: tokenParams },
   responses: {
-    200: htmlPage('The rating form'),
-    404: htmlPage('Unknown link'),
-    410: htmlPage('The link has expired'),
+    200: htmlResponse('The rating form'),
+    404: htmlResponse('Unknown link'),
+    410: htmlResponse('The link has expired'),
     429: tooManyRequestsPage,
   },
 });
@@ -52,77 +52,60 @@ const submitRoute = createRoute({
     body: { required: true, content: { 'application/x-www-form-urlencoded': { schema: RatingFormSchema } } },
   },
   responses: {
-    200: htmlPage('Thank-you page'),
-    404: htmlPage('Unknown link'),
-    410: htmlPage('The link has expired'),
-    413: htmlPage('The form is larger than any rating needs'),
-    422: htmlPage('The form again, with what to correct'),
+    200: htmlResponse('Thank-you page'),
+    404: htmlResponse('Unknown link'),
+    410: htmlResponse('The link has expired'),
+    413: htmlResponse('The form is larger than any rating needs'),
+    422: htmlResponse('The form again, with what to correct'),
     429: tooManyRequestsPage,
-    503: htmlPage('Try again later'),
+    503: htmlResponse('Try again later'),
   },
 });
 
+// The rating form's own look, beside the common page's.
+const RATING_STYLE = `
+fieldset {
+  border: 0;
+  padding: 0;
+  display: flex;
+  gap: 0.5rem;
+}
+label.star {
+  border: 1px solid #cbd2d9;
+  border-radius: 0.5rem;
+  padding: 0.6rem 0.9rem;
+  cursor: pointer;
+}
+label.star:has(input:checked) {
+  background: #2563eb;
+  color: white;
+  border-color: #2563eb;
+}
+label.star input {
+  position: absolute;
+  opacity: 0;
+}
+textarea {
+  width: 100%;
+  min-height: 6rem;
+  margin-top: 1rem;
+}
+button {
+  margin-top: 1rem;
+  padding: 0.6rem 1.2rem;
+  border: 0;
+  border-radius: 0.5rem;
+  background: #2563eb;
+  color: white;
+  font-size: 1rem;
+}
+.error {
+  color: #b91c1c;
+}
+`;
+
 function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
-  return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="robots" content="noindex" />
-        <title>${title}</title>
-        <style>
-          body {
-            font-family: system-ui, sans-serif;
-            max-width: 32rem;
-            margin: 3rem auto;
-            padding: 0 1rem;
-            color: #1f2933;
-          }
-          fieldset {
-            border: 0;
-            padding: 0;
-            display: flex;
-            gap: 0.5rem;
-          }
-          label.star {
-            border: 1px solid #cbd2d9;
-            border-radius: 0.5rem;
-            padding: 0.6rem 0.9rem;
-            cursor: pointer;
-          }
-          label.star:has(input:checked) {
-            background: #2563eb;
-            color: white;
-            border-color: #2563eb;
-          }
-          label.star input {
-            position: absolute;
-            opacity: 0;
-          }
-          textarea {
-            width: 100%;
-            min-height: 6rem;
-            margin-top: 1rem;
-          }
-          button {
-            margin-top: 1rem;
-            padding: 0.6rem 1.2rem;
-            border: 0;
-            border-radius: 0.5rem;
-            background: #2563eb;
-            color: white;
-            font-size: 1rem;
-          }
-          .error {
-            color: #b91c1c;
-          }
-        </style>
-      </head>
-      <body>
-        <h1>${title}</h1>
-        ${body}
-      </body>
-    </html>`;
+  return htmlDocument(title, body, RATING_STYLE);
 }
 
 /** The page for a link that is not (or no longer) a survey's: a wrong, mangled or overlong token. */

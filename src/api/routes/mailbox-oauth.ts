@@ -1,7 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { html } from 'hono/html';
-import type { HtmlEscapedString } from 'hono/utils/html';
 import { deploymentOAuthClients } from '../../config.js';
 import type { Db } from '../../db/connection.js';
 import type { Channel } from '../../db/schema.js';
@@ -24,6 +23,7 @@ import { applyMailboxSettings } from '../../temporal/mailbox.js';
 import { findChannel } from '../access.js';
 import { checkedMailServerHost } from '../mail-server-host.js';
 import type { ApiDeps, AppEnv } from '../env.js';
+import { htmlDocument, htmlResponse } from '../html-document.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // A channel's mailbox connected with OAuth 2.0 (Google Workspace, Microsoft 365, any OAuth provider): an admin
@@ -129,8 +129,6 @@ const CallbackQuery = z.object({
   iss: z.string().max(2048).optional(),
 });
 
-const htmlPage = (description: string) => ({ description, content: { 'text/html': { schema: z.string() } } });
-
 const startRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/oauth/authorizations',
@@ -161,9 +159,9 @@ const callbackRoute = createRoute({
   security: [],
   request: { query: CallbackQuery },
   responses: {
-    200: htmlPage('The mailbox is connected'),
-    400: htmlPage('Not connected: unknown, used or expired state, a refusal by the provider; the page says which'),
-    503: htmlPage('Connected, but the sync could not be started (Temporal is away)'),
+    200: htmlResponse('The mailbox is connected'),
+    400: htmlResponse('Not connected: unknown, used or expired state, a refusal by the provider; the page says which'),
+    503: htmlResponse('Connected, but the sync could not be started (Temporal is away)'),
     // A parameter longer than any provider sends.
     ...problemResponses(422),
   },
@@ -228,30 +226,6 @@ function invalid(field: string, message: string): never {
   throw new Problem(422, 'validation', 'Request validation failed', `${field}: ${message}`, [{ field, message }]);
 }
 
-function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
-  return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="robots" content="noindex" />
-        <title>${title}</title>
-        <style>
-          body {
-            font-family: system-ui, sans-serif;
-            max-width: 32rem;
-            margin: 3rem auto;
-            padding: 0 1rem;
-          }
-        </style>
-      </head>
-      <body>
-        <h1>${title}</h1>
-        ${body}
-      </body>
-    </html>`;
-}
-
 function flowDeps({ db, config }: ApiDeps): FlowDeps {
   return {
     db,
@@ -274,7 +248,7 @@ export function oauthCallbackRoutes(deps: ApiDeps) {
       finished = await finishAuthorization(flow, new URL(c.req.url));
     } catch (error) {
       if (!(error instanceof AuthorizationFailedError)) throw error;
-      return c.html(page('The mailbox was not connected', html`<p>${error.message}</p>`), 400);
+      return c.html(htmlDocument('The mailbox was not connected', html`<p>${error.message}</p>`), 400);
     }
     const { channel, account } = finished;
     try {
@@ -282,7 +256,7 @@ export function oauthCallbackRoutes(deps: ApiDeps) {
     } catch (error) {
       if (!(error instanceof WorkflowsUnavailableError)) throw error;
       return c.html(
-        page(
+        htmlDocument(
           'Mailbox connected, sync not started',
           html`<p>
             ${account} is connected to ${channel.name}, but the sync could not be started now. Save the channel's IMAP settings
@@ -293,7 +267,7 @@ export function oauthCallbackRoutes(deps: ApiDeps) {
       );
     }
     return c.html(
-      page(
+      htmlDocument(
         'Mailbox connected',
         html`<p>${account} is connected to ${channel.name}. Mail is read from now on; you can close this window.</p>`,
       ),
