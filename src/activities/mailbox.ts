@@ -1,12 +1,18 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
+import type { ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
 import { recordPathFailure, recordPathSuccess } from '../db/channel-health.js';
 import type { Channel } from '../db/schema.js';
 import { MailRejectedError, type IngestOptions, type MailSource } from '../ingest/ingest.js';
-import { messageIdIn } from '../mail/header-section.js';
-import { createImapClient, describeImapFailure, type ImapFailure, type ImapSettings } from '../mail/imap-connection.js';
+import {
+  createImapClient,
+  describeImapFailure,
+  fetchMailHeads,
+  type ImapFailure,
+  type ImapSettings,
+  type MailHead,
+} from '../mail/imap-connection.js';
 import { createMailboxLogins, ImapSettingsIncompleteError } from '../mail/mailbox-login.js';
 import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail/parse.js';
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
@@ -58,14 +64,6 @@ interface FolderCursor {
 }
 
 /** What the server says about a mail before its download. */
-interface MailHead {
-  uid: number;
-  size: number;
-  internalDate: Date | undefined;
-  /** The envelope's Message-ID, as the ingest would key it (`<id@host>`). */
-  messageId: string | undefined;
-}
-
 type MailPlan = { head: MailHead; imported: boolean } & (
   { action: 'skip'; why: 'older than the import days' | 'stored already' } | { action: 'quarantine' } | { action: 'download' }
 );
@@ -183,28 +181,6 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       .where('uid_validity', '=', uidValidity.toString())
       .where('last_uid', '<', String(uid))
       .execute();
-  }
-
-  /** UID, RFC822.SIZE, INTERNALDATE and the envelope's Message-ID of these mails, in UID order; no body. */
-  async function fetchHeads(client: ImapFlow, uids: number[]): Promise<MailHead[]> {
-    const heads: MailHead[] = [];
-    for await (const message of client.fetch(
-      uids.join(','),
-      { uid: true, size: true, internalDate: true, envelope: true },
-      { uid: true },
-    )) {
-      heads.push(headOf(message));
-    }
-    return heads.sort((a, b) => a.uid - b.uid);
-  }
-
-  function headOf(message: FetchMessageObject): MailHead {
-    return {
-      uid: message.uid,
-      size: message.size ?? 0,
-      internalDate: message.internalDate ? new Date(message.internalDate) : undefined,
-      messageId: messageIdIn(message.envelope?.messageId),
-    };
   }
 
   /** The key a mail without a Message-ID is quarantined under before its download: stable for its place on the server. */
@@ -334,7 +310,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       const uids = found.filter((uid) => uid > cursor.lastUid).sort((a, b) => a - b);
       let ingested = 0;
       for (let start = 0; start < uids.length && Date.now() < deadline; start += FETCH_BATCH) {
-        const plans = await planMail(channel, cursor, await fetchHeads(client, uids.slice(start, start + FETCH_BATCH)));
+        const plans = await planMail(channel, cursor, await fetchMailHeads(client, uids.slice(start, start + FETCH_BATCH)));
         const processed: number[] = [];
         let bodies = new Map<number, Buffer>();
         for (const [index, plan] of plans.entries()) {

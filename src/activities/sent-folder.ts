@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
-import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
+import type { ImapFlow, MailboxObject } from 'imapflow';
 import { sql } from 'kysely';
 import { recordPathFailure, recordPathSuccess } from '../db/channel-health.js';
 import type { Db } from '../db/connection.js';
 import type { Channel } from '../db/schema.js';
 import { isSendingIdentity } from '../domain/sending-identity.js';
 import { referencedMessageIds } from '../domain/threading.js';
-import { messageIdIn } from '../mail/header-section.js';
-import { describeImapFailure } from '../mail/imap-connection.js';
+import { describeImapFailure, fetchMailHeads, type MailHead } from '../mail/imap-connection.js';
 import { parseMail, ParserBusyError, UnparseableMailError, type ParsedMail } from '../mail/parse.js';
 import { recordEvent } from './timeline.js';
 
@@ -246,7 +245,7 @@ async function readMailboxReplies(db: Db, client: ImapFlow, channel: Channel, fo
       .slice(0, REPLIES_PER_PASS);
     let recorded = 0;
     for (let start = 0; start < uids.length; start += FETCH_BATCH) {
-      const heads = await fetchHeads(client, uids.slice(start, start + FETCH_BATCH));
+      const heads = await fetchMailHeads(client, uids.slice(start, start + FETCH_BATCH));
       for (const head of heads) {
         Context.current().cancellationSignal.throwIfAborted();
         // Downloaded only when it may be a reply from the mailbox: From the channel, with a Message-ID we did not send.
@@ -278,39 +277,6 @@ async function lastUidIn(client: ImapFlow, mailbox: MailboxObject): Promise<numb
   return newest ? newest.uid : Number(mailbox.uidNext) - 1;
 }
 
-interface SentHead {
-  uid: number;
-  size: number;
-  internalDate: Date | undefined;
-  messageId: string | undefined;
-  /** The envelope's one From address; undefined for none or several. */
-  from: string | undefined;
-}
-
-async function fetchHeads(client: ImapFlow, uids: number[]): Promise<SentHead[]> {
-  const heads: SentHead[] = [];
-  for await (const message of client.fetch(
-    uids.join(','),
-    { uid: true, size: true, internalDate: true, envelope: true },
-    { uid: true },
-  )) {
-    heads.push(headOf(message));
-  }
-  return heads.sort((a, b) => a.uid - b.uid);
-}
-
-function headOf(message: FetchMessageObject): SentHead {
-  const from = message.envelope?.from ?? [];
-  const address = from.length === 1 ? from[0]?.address : undefined;
-  return {
-    uid: message.uid,
-    size: message.size ?? 0,
-    internalDate: message.internalDate ? new Date(message.internalDate) : undefined,
-    messageId: messageIdIn(message.envelope?.messageId),
-    from: typeof address === 'string' ? address.toLowerCase() : undefined,
-  };
-}
-
 /** The Message-ID is one of the mails Mailroom sent (or recorded) in this channel: our own copy, nothing to record. */
 async function sentByMailroom(db: Db, channelId: string, messageId: string): Promise<boolean> {
   const row = await db
@@ -324,7 +290,7 @@ async function sentByMailroom(db: Db, channelId: string, messageId: string): Pro
 }
 
 /** The Sent mail parsed, its header section alone when the whole is over the channel's size limit; undefined when unreadable. */
-async function readSentMail(client: ImapFlow, channel: Channel, head: SentHead): Promise<ParsedMail | undefined> {
+async function readSentMail(client: ImapFlow, channel: Channel, head: MailHead): Promise<ParsedMail | undefined> {
   const whole = head.size <= channel.max_inbound_bytes;
   const fetched = await client.fetchOne(String(head.uid), whole ? { uid: true, source: true } : { uid: true, headers: true }, {
     uid: true,

@@ -1,5 +1,6 @@
 import { ImapFlow } from 'imapflow';
 import type { Destination } from '../security/destinations.js';
+import { messageIdIn } from './header-section.js';
 
 /** A login to an IMAP server: with a password, or with an OAuth 2.0 access token (XOAUTH2 / OAUTHBEARER). */
 export type ImapSettings = {
@@ -131,4 +132,36 @@ export async function checkImapConnection(
     clearTimeout(timer);
     await client.logout().catch(() => client.close());
   }
+}
+
+/** What the server says about a mail before its download: UID, RFC822.SIZE, INTERNALDATE and the envelope. */
+export interface MailHead {
+  uid: number;
+  size: number;
+  internalDate: Date | undefined;
+  /** The envelope's Message-ID, as the ingest would key it (`<id@host>`). */
+  messageId: string | undefined;
+  /** The envelope's one From address, lower-cased; undefined for none or several. */
+  from: string | undefined;
+}
+
+/** The heads of these mails of the selected folder, in UID order; no body is fetched. */
+export async function fetchMailHeads(client: ImapFlow, uids: number[]): Promise<MailHead[]> {
+  const heads: MailHead[] = [];
+  for await (const message of client.fetch(
+    uids.join(','),
+    { uid: true, size: true, internalDate: true, envelope: true },
+    { uid: true },
+  )) {
+    const from = message.envelope?.from ?? [];
+    const address = from.length === 1 ? from[0]?.address : undefined;
+    heads.push({
+      uid: message.uid,
+      size: message.size ?? 0,
+      internalDate: message.internalDate ? new Date(message.internalDate) : undefined,
+      messageId: messageIdIn(message.envelope?.messageId),
+      from: typeof address === 'string' ? address.toLowerCase() : undefined,
+    });
+  }
+  return heads.sort((a, b) => a.uid - b.uid);
 }
