@@ -6,6 +6,7 @@ import { createMailActivities } from './mail.js';
 import { createMailboxActivities } from './mailbox.js';
 import { createMailboxImportActivities } from './mailbox-import.js';
 import { createReconcileActivities } from './reconcile.js';
+import { createReplyTimingActivities } from './reply-timing.js';
 import { createRoutingActivities } from './routing.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createMailboxActivities(deps),
     ...createMailboxImportActivities(deps),
     ...createReconcileActivities(deps),
+    ...createReplyTimingActivities(deps),
   };
 }
 

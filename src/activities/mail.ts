@@ -17,6 +17,7 @@ import { createMailboxLogins, type MailboxLogins } from '../mail/mailbox-login.j
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
 import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
+import { holdReply } from './reply-timing.js';
 
 export interface SentMail {
   outboundMessageId: string;
@@ -296,12 +297,15 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       authorId: string;
       text: string;
       subject?: string;
+      /** Held back until then (undo grace period, send later): the workflow's timer releases it. */
+      scheduledFor?: string;
     }): Promise<SentMail> {
       return db.transaction().execute(async (trx) => {
         const author = await trx.selectFrom('users').select('name').where('id', '=', input.authorId).executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, { ...input, kind: 'reply', senderName: author.name });
+        if (input.scheduledFor) await holdReply(trx, { ...input, scheduledFor: input.scheduledFor });
         await trx
           .updateTable('conversations')
           .set({ first_response_at: sql<Date>`coalesce(first_response_at, now())` })

@@ -35,7 +35,11 @@ export type TimelineEventType =
   /** A reply written in the channel's mailbox, found in its Sent folder: { outboundMessageId, from, fromName }. */
   | 'answered_from_mailbox'
   /** A sent mail could not be copied to the mailbox's Sent folder: { outboundMessageId, kind, reason }. */
-  | 'sent_copy_failed';
+  | 'sent_copy_failed'
+  /** An agent's reply waits (undo grace period, send later): { outboundMessageId, authorId, scheduledFor }. */
+  | 'agent_reply_scheduled'
+  /** A held reply went nowhere: { outboundMessageId, authorId, reason: undone | customer_wrote, byId?, byName? }. */
+  | 'agent_reply_cancelled';
 
 /** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
 export async function recordEvent(

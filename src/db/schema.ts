@@ -152,6 +152,8 @@ export interface ChannelsTable {
   sent_copy_kinds: Json<SentCopyKind[]>;
   /** Whether replies written in the mailbox (found in its Sent folder) are recorded in their conversations. */
   record_mailbox_replies: Generated<boolean>;
+  /** Undo send: how long an agent's reply waits before it goes out (0 to 30 s). */
+  undo_send_seconds: Generated<number>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -394,6 +396,20 @@ export interface OutboundMessagesTable {
   sent_copy_error: ColumnType<string | null, string | null | undefined, string | null>;
   /** A mailbox session appending the copy holds it until then. */
   sent_copy_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** A reply held back (undo grace period, send later) goes out then, unless cancelled first. */
+  scheduled_for: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  cancelled_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** The agent who undid it; null when it was cancelled because the customer wrote first. */
+  cancelled_by: ColumnType<string | null, string | null | undefined, string | null>;
+  cancel_reason: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** An agent writing a reply in a conversation, until expires_at unless renewed (the collision guard shows it). */
+export interface DraftLeasesTable {
+  conversation_id: string;
+  user_id: string;
+  since: ColumnType<Date, Date | string | undefined, Date | string>;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
 }
 
 /** A mailbox's Sent folder, read for replies written there, above this UID. */
@@ -545,6 +561,7 @@ export interface Database {
   mailbox_import_pieces: MailboxImportPiecesTable;
   attachments: AttachmentsTable;
   outbound_messages: OutboundMessagesTable;
+  draft_leases: DraftLeasesTable;
   conversation_events: ConversationEventsTable;
   csat_surveys: CsatSurveysTable;
   imap_cursors: ImapCursorsTable;

@@ -106,9 +106,10 @@ export type SentCopyStatus = (typeof SENT_COPY_STATUSES)[number];
 
 /**
  * Where an outgoing mail stands: queued (not out yet, or being retried), sent (the SMTP server took it),
- * failed (the server refused it for good) or bounced (a delivery report came back for it).
+ * failed (the server refused it for good) or bounced (a delivery report came back for it); an agent's
+ * reply may first be scheduled (undo grace period, send later) and end cancelled instead of going out.
  */
-export const DELIVERY_STATUSES = ['queued', 'sent', 'failed', 'bounced'] as const;
+export const DELIVERY_STATUSES = ['queued', 'sent', 'failed', 'bounced', 'scheduled', 'cancelled'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
 /** Mail Mailroom sends on its own, which loop safety may hold back. */

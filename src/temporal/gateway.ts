@@ -12,6 +12,7 @@ import { conversationWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
 import {
   agentReplyUpdate,
   assignUpdate,
+  cancelReplyUpdate,
   csatRatingSignal,
   inboundMessageSignal,
   notSpamSignal,
@@ -20,6 +21,7 @@ import {
   type AgentReplyInput,
   type AgentReplyResult,
   type AssignResult,
+  type CancelReplyResult,
   type CsatRatingInput,
   type InboundMessageInput,
   type ReopenResult,
@@ -130,6 +132,11 @@ export function createConversationGateway(
       return call(() =>
         handle(conversationId).executeUpdate(agentReplyUpdate, { args: [reply], ...(requestId ? { updateId: requestId } : {}) }),
       );
+    },
+
+    /** Undoes a reply that still waits (undo grace period, send later); `ReplyNotHeld` once it went out. */
+    cancelReply(conversationId: string, outboxId: string, by: Actor): Promise<CancelReplyResult> {
+      return call(() => handle(conversationId).executeUpdate(cancelReplyUpdate, { args: [{ outboxId, by }] }));
     },
 
     resolve(conversationId: string, resolvedBy: Actor): Promise<ResolveResult> {

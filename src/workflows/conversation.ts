@@ -6,6 +6,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -29,6 +30,7 @@ import { conversationWorkflowId } from './ids.js';
 import {
   agentReplyUpdate,
   assignmentChangedSignal,
+  cancelReplyUpdate,
   assignUpdate,
   conversationSnapshotQuery,
   csatRatingSignal,
@@ -124,9 +126,22 @@ export interface ConversationState {
   resolvedBy: ResolvedBy | null;
   resolvedAt: number | null;
   survey: { id: string; expiresAt: number } | null;
+  /** Agents' replies waiting for their moment (undo grace period, send later); absent in runs before undo send. */
+  scheduledReplies?: ScheduledReply[];
   /** What the Temporal UI says about the stage. */
   details: string;
   inbox: Inbox;
+}
+
+/** An agent's reply held in the outbox until `sendAt` (epoch ms), unless cancelled first. */
+export interface ScheduledReply {
+  outboxId: string;
+  author: Actor;
+  sendAt: number;
+  /** Send later: the customer writing first cancels it. Undo send: only an agent does. */
+  cancelsOnCustomerMail: boolean;
+  /** Set by an agent's undo or by the customer's mail; the timer's waiter acts on it. */
+  cancel?: { reason: 'undone' | 'customer_wrote'; by?: Actor };
 }
 
 export interface CustomerConversationInput {
@@ -157,6 +172,8 @@ interface Run {
   refused: { assign?: string; reopen?: string };
   /** False from taking an agent's request until the stage it led to is recorded: their update answers then. */
   answerable: boolean;
+  /** Held replies whose cancellation is being recorded: the agent's undo answers once it is. */
+  cancelling: Set<string>;
 }
 
 const RECENT_MESSAGES_KEPT = 200;
@@ -201,10 +218,18 @@ export function initialState(conversationId: string): ConversationState {
  * that returns the next; `moveTo` is the one place the stage changes.
  */
 export async function customerConversation(input: CustomerConversationInput): Promise<ConversationOutcome> {
-  const run: Run = { state: input.state ?? initialState(input.conversationId), sendsInFlight: 0, refused: {}, answerable: true };
+  const run: Run = {
+    state: input.state ?? initialState(input.conversationId),
+    sendsInFlight: 0,
+    refused: {},
+    answerable: true,
+    cancelling: new Set(),
+  };
   registerHandlers(run);
   const { state } = run;
   if (input.state) describeStage(run, state.details);
+  // Replies an earlier run held back wait on here (continue-as-new carries them).
+  for (const reply of state.scheduledReplies ?? []) void sendWhenDue(run, reply);
 
   for (;;) {
     const next = await STAGES[state.stage](run);
@@ -861,6 +886,83 @@ function sendInBackground(run: Run, kind: string, send: () => Promise<unknown>) 
   void sendAutomaticMail(run, kind, send);
 }
 
+/** At most this far ahead and this many waiting per conversation: a held reply is a timer and part of the state. */
+export const SEND_LATER_MAX_DAYS = 30;
+export const SCHEDULED_REPLIES_MAX = 10;
+
+function holdUntilOf(undoSeconds: number | undefined, sendAt: number | undefined): number {
+  return sendAt ?? Date.now() + (undoSeconds ?? 0) * 1000;
+}
+
+function validateReplyTiming(state: ConversationState, reply: { undoSeconds?: number; sendAt?: number }) {
+  const refuse = (message: string) => ApplicationFailure.nonRetryable(message, 'InvalidReplyTiming');
+  if (reply.undoSeconds !== undefined && !(reply.undoSeconds >= 0 && reply.undoSeconds <= 30)) {
+    throw refuse('the undo grace period is 0 to 30 seconds');
+  }
+  if (reply.sendAt === undefined) return;
+  if (!Number.isFinite(reply.sendAt) || reply.sendAt > Date.now() + SEND_LATER_MAX_DAYS * 86_400_000) {
+    throw refuse(`a reply can be scheduled at most ${SEND_LATER_MAX_DAYS} days ahead`);
+  }
+  if ((state.scheduledReplies?.length ?? 0) >= SCHEDULED_REPLIES_MAX) {
+    throw refuse(`at most ${SCHEDULED_REPLIES_MAX} replies may wait in a conversation`);
+  }
+}
+
+/** Holds the written reply (its outbox row says scheduled) until its moment, unless cancelled first. */
+function holdReply(run: Run, reply: ScheduledReply) {
+  (run.state.scheduledReplies ??= []).push(reply);
+  void sendWhenDue(run, reply);
+}
+
+/** The customer wrote: replies scheduled for later go nowhere (the agent may want to say something else). */
+function cancelScheduledReplies(state: ConversationState) {
+  for (const reply of state.scheduledReplies ?? []) {
+    if (reply.cancelsOnCustomerMail && !reply.cancel) reply.cancel = { reason: 'customer_wrote' };
+  }
+}
+
+function describeHold(reply: ScheduledReply): string {
+  const seconds = Math.round((reply.sendAt - Date.now()) / 1000);
+  if (!reply.cancelsOnCustomerMail)
+    return `Sending the reply of ${reply.author.name} in ${describeSeconds(seconds)} unless undone`;
+  return `Sending the reply of ${reply.author.name} at ${new Date(reply.sendAt).toISOString()} unless undone or the customer writes first`;
+}
+
+/** The timer of one held reply: then it goes out, or its cancellation is recorded. */
+async function sendWhenDue(run: Run, reply: ScheduledReply) {
+  const { state } = run;
+  const left = reply.sendAt - Date.now();
+  if (left > 0 && !reply.cancel) await condition(() => reply.cancel !== undefined, left, { summary: describeHold(reply) });
+  const { cancel } = reply;
+  run.sendsInFlight += 1;
+  if (cancel) run.cancelling.add(reply.outboxId);
+  state.scheduledReplies = (state.scheduledReplies ?? []).filter((held) => held !== reply);
+  const conversationId = state.conversationId;
+  try {
+    if (cancel) {
+      const who = cancel.by ? `${cancel.by.name} undid it` : 'the customer wrote first';
+      await db.cancelScheduledReply.executeWithOptions({ summary: `Do not send the reply of ${reply.author.name}: ${who}` }, [
+        { conversationId, outboxId: reply.outboxId, reason: cancel.reason, ...(cancel.by ? { by: cancel.by } : {}) },
+      ]);
+      return;
+    }
+    await sendAutomaticMail(run, 'reply', async () => {
+      const released = await db.releaseScheduledReply.executeWithOptions(
+        { summary: `The reply of ${reply.author.name} goes out now` },
+        [{ outboxId: reply.outboxId }],
+      );
+      if (released) {
+        await smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${reply.author.name}` }, [
+          { outboxId: reply.outboxId },
+        ]);
+      }
+    });
+  } finally {
+    run.sendsInFlight -= 1;
+    run.cancelling.delete(reply.outboxId);
+  }
+}
+
 // ── Stage descriptions ────────────────────────────────────────────────────────────────────────────
 
 function openStage(state: ConversationState): Move {
@@ -895,6 +997,7 @@ function registerHandlers(run: Run) {
     inbox.seenMailIds.push(mail.inboundMessageId);
     if (inbox.seenMailIds.length > RECENT_MESSAGES_KEPT) inbox.seenMailIds.shift();
     inbox.mails.push(mail);
+    if (!mail.facts || isFromPerson(mail.facts)) cancelScheduledReplies(state);
   });
   setHandler(csatRatingSignal, (rating) => void inbox.ratings.push(rating));
   setHandler(assignmentChangedSignal, ({ reason }) => void (inbox.assignmentChanged = reason));
@@ -902,13 +1005,27 @@ function registerHandlers(run: Run) {
 
   setHandler(
     agentReplyUpdate,
-    async ({ author, text, subject }) => {
+    async ({ author, text, subject, undoSeconds, sendAt }) => {
       const outboxId = uuid4();
+      // Undo send and send later: a timer in this workflow; replies of earlier releases went out at once.
+      const holdUntil = (undoSeconds || sendAt) && patched('reply-timing') ? holdUntilOf(undoSeconds, sendAt) : undefined;
+      const scheduledFor = holdUntil === undefined ? undefined : new Date(holdUntil).toISOString();
       const written = await db.writeAgentReply.executeWithOptions({ summary: `Write the reply of ${author.name}` }, [
-        { conversationId: state.conversationId, outboxId, authorId: author.id, text, ...(subject ? { subject } : {}) },
+        {
+          conversationId: state.conversationId,
+          outboxId,
+          authorId: author.id,
+          text,
+          ...(subject ? { subject } : {}),
+          ...(scheduledFor ? { scheduledFor } : {}),
+        },
       ]);
       state.firstResponded = true;
       if (state.stage === 'ai') inbox.humanReplied = author; // a person took over from the AI agent
+      if (holdUntil !== undefined) {
+        holdReply(run, { outboxId, author, sendAt: holdUntil, cancelsOnCustomerMail: sendAt !== undefined });
+        return { ...written, scheduledFor: scheduledFor! };
+      }
       // The agent is answered once the reply is in the outbox; sending waits out a mail server outage.
       sendInBackground(run, 'reply', () =>
         smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [{ outboxId }]),
@@ -919,6 +1036,28 @@ function registerHandlers(run: Run) {
       validator: (reply) => {
         if (!reply.text.trim()) throw ApplicationFailure.nonRetryable('the reply text is empty', 'InvalidReply');
         if (state.stage === 'closed') throw ApplicationFailure.nonRetryable('the conversation is closed', 'ConversationClosed');
+        validateReplyTiming(state, reply);
+      },
+    },
+  );
+
+  setHandler(
+    cancelReplyUpdate,
+    async ({ outboxId, by }) => {
+      const reply = state.scheduledReplies!.find((held) => held.outboxId === outboxId)!;
+      reply.cancel = { reason: 'undone', by };
+      await condition(() => !run.cancelling.has(outboxId) && !state.scheduledReplies!.includes(reply)); // recorded
+      return { status: 'cancelled' as const };
+    },
+    {
+      validator: ({ outboxId }) => {
+        const reply = state.scheduledReplies?.find((held) => held.outboxId === outboxId);
+        if (!reply || reply.cancel) {
+          throw ApplicationFailure.nonRetryable(
+            `the reply ${outboxId} no longer waits: it was sent or cancelled`,
+            'ReplyNotHeld',
+          );
+        }
       },
     },
   );
@@ -998,7 +1137,7 @@ function registerHandlers(run: Run) {
 async function lastWords(run: Run): Promise<Move | undefined> {
   const { state } = run;
   const goesOn = () => state.inbox.spamRelease !== undefined || customerOrAgentReopens(state.inbox);
-  await condition(() => (allHandlersFinished() && run.sendsInFlight === 0) || goesOn());
+  await condition(() => (allHandlersFinished() && run.sendsInFlight === 0 && !state.scheduledReplies?.length) || goesOn());
   if (!goesOn()) return undefined;
   if (state.stage === 'spam') return { to: 'triage', details: 'Triage again: a mail or a release from spam arrived' };
   return reopen(run);

@@ -27,13 +27,30 @@ export interface AgentReplyInput {
   text: string;
   /** Defaults to "Re: <conversation subject>". */
   subject?: string;
+  /** Undo send: the reply waits this long (the channel's grace period) before it goes out, unless undone. */
+  undoSeconds?: number;
+  /** Send later (epoch ms): the reply waits until then, and is cancelled when the customer writes first. */
+  sendAt?: number;
 }
 export interface AgentReplyResult {
   outboundMessageId: string;
   messageId: string;
+  /** Set when the reply waits (undo grace period, send later): when it goes out unless cancelled. */
+  scheduledFor?: string;
 }
 /** An agent answers the customer; resolves once the mail is sent. */
 export const agentReplyUpdate = defineUpdate<AgentReplyResult, [AgentReplyInput]>('agentReply');
+
+export interface CancelReplyInput {
+  /** The reply's outbound message id. */
+  outboxId: string;
+  by: Actor;
+}
+export interface CancelReplyResult {
+  status: 'cancelled';
+}
+/** An agent undoes a reply that still waits (undo grace period, send later); refused once it went out. */
+export const cancelReplyUpdate = defineUpdate<CancelReplyResult, [CancelReplyInput]>('cancelReply');
 
 export interface ResolveInput {
   resolvedBy: Actor;

@@ -270,6 +270,10 @@ export function useWorkflowHarness(hooks: {
       sendGreeting: async (input) => (await record('sendGreeting', input), sent(input)),
       writeAgentReply: async (input) => (await record('writeAgentReply', input), sent(input)),
       deliverOutbox: async (input) => (await record('deliverOutbox', input), null),
+      releaseScheduledReply: async (input) => (await record('releaseScheduledReply', input), true),
+      cancelScheduledReply: async (input) => {
+        await record('cancelScheduledReply', input);
+      },
       sendAiReply: async (input) => (await record('sendAiReply', input), sent(input)),
       sendHandoverNote: async (input) => (await record('sendHandoverNote', input), sent(input)),
       sendOutOfOffice: async (input) => {
