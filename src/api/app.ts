@@ -20,6 +20,7 @@ import { channelSmtpRoutes } from './routes/channel-smtp.js';
 import { contactRoutes } from './routes/contacts.js';
 import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
 import { replyPreviewRoutes } from './routes/reply-preview.js';
+import { replyTimingRoutes } from './routes/reply-timing.js';
 import { routingRuleRoutes } from './routes/routing-rules.js';
 import { teamRoutes } from './routes/teams.js';
 import { userRoutes } from './routes/users.js';
@@ -114,6 +115,7 @@ export function createApp(deps: ApiDeps) {
   app.route('/', conversationRoutes(deps));
   app.route('/', formConversationRoutes(deps));
   app.route('/', replyPreviewRoutes(deps));
+  app.route('/', replyTimingRoutes(deps));
   app.route('/', contactRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
   app.route('/', forwardingConfirmationRoutes(deps));

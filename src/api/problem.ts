@@ -11,6 +11,19 @@ export const ProblemSchema = z
     status: z.number().int().openapi({ example: 422 }),
     detail: z.string().optional(),
     errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    newMessages: z
+      .array(
+        z.object({
+          id: z.uuid(),
+          direction: z.enum(['inbound', 'outbound']),
+          from: z.string().nullable(),
+          authorId: z.uuid().nullable(),
+          at: z.iso.datetime(),
+          text: z.string().nullable(),
+        }),
+      )
+      .optional()
+      .openapi({ description: 'A reply collision (409 reply-collision): what was written since the message the agent saw' }),
   })
   .openapi('Problem');
 
@@ -26,6 +39,8 @@ export class Problem extends Error {
     readonly errors?: ProblemBody['errors'],
     /** Headers the answer carries besides the problem (Allow on a 405). */
     readonly headers: Record<string, string> = {},
+    /** Members beside the standard ones (RFC 9457 extensions), e.g. newMessages of a reply collision. */
+    readonly extensions: Partial<Pick<ProblemBody, 'newMessages'>> = {},
   ) {
     super(detail ?? title);
   }
@@ -37,6 +52,7 @@ export class Problem extends Error {
       status: this.status,
       ...(this.detail ? { detail: this.detail } : {}),
       ...(this.errors ? { errors: this.errors } : {}),
+      ...this.extensions,
     };
   }
 }

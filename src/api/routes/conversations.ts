@@ -20,6 +20,7 @@ import { IdempotencyHeadersSchema } from '../idempotency.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ReplyInputSchema } from './reply-preview.js';
+import { activeDrafts, collision, DraftingSchema, newSince, releaseDraft, replyTiming } from './reply-timing.js';
 
 // Conversations as backend services and agents' tools see them: lists with filters, the whole record
 // (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
@@ -104,12 +105,24 @@ const MessageSchema = z
       .openapi({
         description:
           'Outgoing messages: queued (not sent yet, or retried after a temporary failure), sent (the SMTP server took it), ' +
-          'failed (the SMTP server refused it for good), bounced (a delivery report came back for it); null for inbound messages',
+          'failed (the SMTP server refused it for good), bounced (a delivery report came back for it), ' +
+          "scheduled (an agent's reply waiting: undo grace period or send later), cancelled (it waited and was not sent); null for inbound messages",
       }),
     deliveryError: z.string().nullable().openapi({
       description:
         'Failed or bounced: what the SMTP server or the delivery report said; queued: why the last attempt did not go out; else null',
     }),
+    scheduledFor: z.iso.datetime().nullable().openapi({
+      description: "An agent's reply that waited (undo grace period, send later): when it goes or went out; else null",
+    }),
+    cancelled: z
+      .object({
+        at: z.iso.datetime(),
+        byId: z.uuid().nullable().openapi({ description: 'The agent who undid it; null when the customer wrote first' }),
+        reason: z.enum(['undone', 'customer_wrote']),
+      })
+      .nullable()
+      .openapi({ description: 'A waiting reply that was not sent (deliveryStatus cancelled), and why' }),
     sentCopy: z
       .object({
         status: z.enum(SENT_COPY_STATUSES).openapi({
@@ -146,6 +159,9 @@ const ConversationDetailSchema = ConversationSchema.extend({
   messages: z.array(MessageSchema),
   timeline: z.array(EventSchema),
   notes: z.array(NoteSchema).openapi({ description: 'Internal notes of agents, oldest first; never mailed' }),
+  drafting: z
+    .array(DraftingSchema)
+    .openapi({ description: 'Agents writing a reply right now (PUT …/drafting); a lease runs out unless renewed' }),
 }).openapi('ConversationDetail');
 
 // Lower-cased like the labels routing rules set; no commas, which separate labels in the list filter.
@@ -251,7 +267,16 @@ const attachmentRoute = createRoute({
   },
 });
 
-export const SentReplySchema = z.object({ outboundMessageId: z.uuid(), messageId: z.string() }).openapi('SentReply');
+export const SentReplySchema = z
+  .object({
+    outboundMessageId: z.uuid(),
+    messageId: z.string(),
+    scheduledFor: z.iso.datetime().optional().openapi({
+      description:
+        "Set when the reply waits (the channel's undo grace period, or sendAt): it goes out then unless undone with DELETE …/replies/{replyId}",
+    }),
+  })
+  .openapi('SentReply');
 
 const replyRoute = createRoute({
   method: 'post',
@@ -532,7 +557,7 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
-export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: ApiDeps) {
+export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock = Date.now }: ApiDeps) {
   const conversations = createConversationGateway(temporal, { taskQueue });
   /** Another account's conversation answers exactly like a missing one; another channel's is 403 for an agent. */
   async function findConversation(user: AuthenticatedUser, conversationId: string): Promise<ConversationRow> {
@@ -686,6 +711,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         sentAt: m.sent_at?.toISOString() ?? null,
         deliveryStatus: null,
         deliveryError: null,
+        scheduledFor: null,
+        cancelled: null,
         sentCopy: null,
       })),
       ...outbound.map((m) => ({
@@ -709,6 +736,10 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         sentAt: m.sent_at?.toISOString() ?? null,
         deliveryStatus: m.delivery_status,
         deliveryError: m.delivery_error,
+        scheduledFor: m.scheduled_for?.toISOString() ?? null,
+        cancelled: m.cancelled_at
+          ? { at: m.cancelled_at.toISOString(), byId: m.cancelled_by, reason: m.cancel_reason as 'undone' | 'customer_wrote' }
+          : null,
         sentCopy: m.sent_copy_status
           ? {
               status: m.sent_copy_status,
@@ -729,7 +760,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
         text: String(e.data.text),
         createdAt: e.created_at.toISOString(),
       }));
-    return c.json({ ...toConversation(conversation), messages, timeline, notes }, 200);
+    const drafting = await activeDrafts(db, conversationId, clock());
+    return c.json({ ...toConversation(conversation), messages, timeline, notes, drafting }, 200);
   });
 
   app.openapi(attachmentRoute, async (c) => {
@@ -763,18 +795,25 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE }: Api
 
   app.openapi(replyRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
-    const { text, subject } = c.req.valid('json');
+    const input = c.req.valid('json');
+    const { text, subject } = input;
     const user = c.get('user');
     const conversation = await findConversation(user, conversationId);
     requireNotSpam(conversation);
     if (!conversation.contact_email) throw noAddress();
+    if (input.lastSeenMessageId && !input.force) {
+      const written = await newSince(db, conversationId, input.lastSeenMessageId, user.id);
+      if (written.length > 0) throw collision(written);
+    }
+    const timing = await replyTiming(db, conversation, input.sendAt, clock());
     // A repeat with the same Idempotency-Key (the first answer was lost, or timed out) is the same update: sent once.
     const idempotencyKey = c.req.header('idempotency-key');
     const sent = await conversations.reply(
       conversationId,
-      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}) },
+      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}), ...timing },
       idempotencyKey ? `reply:${user.id}:${idempotencyKey}` : undefined,
     );
+    await releaseDraft(db, conversationId, user.id);
     return c.json(sent, 201);
   });
 

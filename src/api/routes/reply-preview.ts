@@ -4,6 +4,7 @@ import { draftMail, loadOutgoingContext, readAsRecipient, renderMessage, threadO
 import { requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { ReplyTimingFields } from './reply-timing.js';
 
 // A5: the reply as the customer will receive it, built by the same code that writes the outbox row and
 // rendered to MIME by the same composer that hands it to SMTP, then read back as a mail client would.
@@ -18,6 +19,7 @@ export const ReplyInputSchema = z
       .max(998)
       .optional()
       .openapi({ description: 'Defaults to the channel\'s default subject, else "Re: <conversation subject>"' }),
+    ...ReplyTimingFields,
   })
   .openapi('ReplyInput');
 

@@ -221,6 +221,15 @@ const SendersSchema = z
   });
 
 const CloseAfterSeconds = seconds(0).openapi({ description: 'Quiet time after resolution after which a conversation closes' });
+const UndoSendSeconds = z
+  .number()
+  .int()
+  .min(0, 'the undo grace period is 0 to 30 seconds')
+  .max(30, 'the undo grace period is 0 to 30 seconds')
+  .openapi({
+    description:
+      "Undo send: how long an agent's reply waits before it goes out; DELETE /v1/conversations/{id}/replies/{replyId} cancels it meanwhile. 0 (the default) sends at once",
+  });
 
 export const ChannelSchema = z
   .object({
@@ -242,6 +251,7 @@ export const ChannelSchema = z
     ai: AiSchema,
     languages: LanguagesSchema,
     closeAfterSeconds: CloseAfterSeconds,
+    undoSendSeconds: UndoSendSeconds,
     limits: LimitsSchema,
     senders: SendersSchema,
   })
@@ -274,6 +284,7 @@ const settingsInput = {
   ai: AiSchema.partial().strict().optional(),
   languages: LanguagesSchema.optional(),
   closeAfterSeconds: CloseAfterSeconds.optional(),
+  undoSendSeconds: UndoSendSeconds.optional(),
   limits: LimitsSchema.partial().strict().optional(),
   senders: SendersSchema.partial().strict().optional(),
 };
@@ -331,6 +342,7 @@ export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
     },
     languages: row.languages,
     closeAfterSeconds: row.close_after_seconds,
+    undoSendSeconds: row.undo_send_seconds,
     limits: {
       maxInboundBytes: row.max_inbound_bytes,
       maxAttachmentBytes: row.max_attachment_bytes,
@@ -374,6 +386,7 @@ export function settingsColumns(input: ChannelSettingsInput, current: Channel): 
   // Repeated codes would only repeat the phrase tables.
   assign('languages', input.languages && JSON.stringify([...new Set(input.languages)]));
   assign('close_after_seconds', input.closeAfterSeconds);
+  assign('undo_send_seconds', input.undoSendSeconds);
   assign('max_inbound_bytes', input.limits?.maxInboundBytes);
   assign('max_attachment_bytes', input.limits?.maxAttachmentBytes);
   assign('automatic_mail_limit_per_hour', input.limits?.automaticMailLimitPerHour);
