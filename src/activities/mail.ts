@@ -17,6 +17,8 @@ import { createMailboxLogins, type MailboxLogins } from '../mail/mailbox-login.j
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
 import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
+import type { ReplyContent } from '../workflows/messages.js';
+import { attachReplyFiles, replyFilesOf } from './reply-attachments.js';
 import { holdReply } from './reply-timing.js';
 
 export interface SentMail {
@@ -120,6 +122,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         in_reply_to: draft.inReplyTo,
         reference_ids: JSON.stringify(draft.references),
         reply_to: draft.replyTo,
+        cc_addresses: JSON.stringify(draft.cc ?? []),
+        bcc_addresses: JSON.stringify(draft.bcc ?? []),
+        html_body: draft.html ?? null,
       })
       // A retry, or a second greeting for the same conversation, writes nothing.
       .onConflict((oc) => oc.doNothing())
@@ -197,6 +202,10 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         inReplyTo: row.in_reply_to,
         references: row.reference_ids,
         replyTo: row.reply_to,
+        cc: row.cc_addresses,
+        bcc: row.bcc_addresses,
+        html: row.html_body,
+        attachments: await replyFilesOf(db, outboxId),
       });
       // The first attempt fixes the bytes (Date, MIME boundaries); a retry resends them, and the Sent copy appends them.
       const mime = await keepMime(outboxId, token, composed);
@@ -299,12 +308,21 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       subject?: string;
       /** Held back until then (undo grace period, send later): the workflow's timer releases it. */
       scheduledFor?: string;
+      content?: ReplyContent;
     }): Promise<SentMail> {
       return db.transaction().execute(async (trx) => {
         const author = await trx.selectFrom('users').select('name').where('id', '=', input.authorId).executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
         const conversation = await loadMailConversation(trx, input.conversationId);
-        await writeOutbox(trx, conversation, { ...input, kind: 'reply', senderName: author.name });
+        await writeOutbox(trx, conversation, {
+          ...input,
+          kind: 'reply',
+          senderName: author.name,
+          html: input.content?.html ?? null,
+          cc: input.content?.cc ?? [],
+          bcc: input.content?.bcc ?? [],
+        });
+        await attachReplyFiles(trx, { ...input, attachmentIds: input.content?.attachmentIds ?? [] });
         if (input.scheduledFor) await holdReply(trx, { ...input, scheduledFor: input.scheduledFor });
         await trx
           .updateTable('conversations')

@@ -20,6 +20,8 @@ import { channelSmtpRoutes } from './routes/channel-smtp.js';
 import { contactRoutes } from './routes/contacts.js';
 import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
 import { replyPreviewRoutes } from './routes/reply-preview.js';
+import { REPLY_UPLOAD_PATH, replyAttachmentRoutes } from './routes/reply-attachments.js';
+import { conversationParticipantRoutes } from './routes/conversation-participants.js';
 import { replyTimingRoutes } from './routes/reply-timing.js';
 import { routingRuleRoutes } from './routes/routing-rules.js';
 import { teamRoutes } from './routes/teams.js';
@@ -94,12 +96,14 @@ export function createApp(deps: ApiDeps) {
   app.use(
     '/v1/*',
     except(
-      ['/v1/channels/:channelId/inbound', '/v1/captured-mail', '/v1/channels/:channelId/imports'],
+      ['/v1/channels/:channelId/inbound', '/v1/captured-mail', '/v1/channels/:channelId/imports', REPLY_UPLOAD_PATH],
       every(jsonLimit, apiKey, contract.checkMethodAndBody, rejectNul, idempotent),
     ),
   );
   // Mailbox exports are uploaded as they are, streamed to the database up to their own limit (MAX_IMPORT_BYTES).
   app.use('/v1/channels/:channelId/imports', every(apiKey, contract.checkMethodAndBody));
+  // Reply attachments are streamed to the database up to the channel's own limit (limits.maxAttachmentBytes).
+  app.use(REPLY_UPLOAD_PATH, every(apiKey, contract.checkMethodAndBody));
   app.route('/', channelRoutes(deps));
   app.route('/', channelSmtpRoutes(deps));
   app.route('/', channelHealthRoutes(deps));
@@ -115,6 +119,8 @@ export function createApp(deps: ApiDeps) {
   app.route('/', conversationRoutes(deps));
   app.route('/', formConversationRoutes(deps));
   app.route('/', replyPreviewRoutes(deps));
+  app.route('/', replyAttachmentRoutes(deps));
+  app.route('/', conversationParticipantRoutes(deps));
   app.route('/', replyTimingRoutes(deps));
   app.route('/', contactRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));

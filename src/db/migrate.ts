@@ -18,6 +18,7 @@ import * as forwardingConfirmations from './migrations/0015_forwarding_confirmat
 import * as oauthMailboxes from './migrations/0017_oauth_mailboxes.js';
 import * as sentFolder from './migrations/0018_sent_folder.js';
 import * as channelHealth from './migrations/0019_channel_health.js';
+import * as replyContent from './migrations/0020_reply_content.js';
 import * as replyTiming from './migrations/0022_reply_timing.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
@@ -41,6 +42,7 @@ const migrations: Record<string, Migration> = {
   '0017_oauth_mailboxes': oauthMailboxes,
   '0018_sent_folder': sentFolder,
   '0019_channel_health': channelHealth,
+  '0020_reply_content': replyContent,
   '0022_reply_timing': replyTiming,
 };
 

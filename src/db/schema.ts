@@ -82,6 +82,9 @@ export interface ChannelsTable {
   csat_link_validity_seconds: Generated<number>;
   /** Larger attachments are recorded with their metadata and a note, without their bytes. */
   max_attachment_bytes: Generated<number>;
+  /** Files one agent reply carries at most, and what they weigh together at most. */
+  max_reply_attachments: Generated<number>;
+  max_reply_attachment_bytes: Generated<number>;
   created_at: CreatedAt;
   imap_enabled: Generated<boolean>;
   imap_host: string | null;
@@ -396,6 +399,11 @@ export interface OutboundMessagesTable {
   sent_copy_error: ColumnType<string | null, string | null | undefined, string | null>;
   /** A mailbox session appending the copy holds it until then. */
   sent_copy_claimed_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** Who else gets the mail (lower-cased single mailboxes); Bcc is in the envelope only, never in a header. */
+  cc_addresses: ColumnType<string[], string | undefined, string>;
+  bcc_addresses: ColumnType<string[], string | undefined, string>;
+  /** An agent's HTML reply, sanitized as inbound HTML is; the text part is derived from it. */
+  html_body: ColumnType<string | null, string | null | undefined, string | null>;
   /** A reply held back (undo grace period, send later) goes out then, unless cancelled first. */
   scheduled_for: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   cancelled_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
@@ -419,6 +427,25 @@ export interface SentFolderCursorsTable {
   uid_validity: ColumnType<string, string | number | bigint, string | number | bigint>;
   last_uid: ColumnType<string, string | number | bigint, string | number | bigint>;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+/** A file of an agent's reply: uploaded (waiting for a reply while outbound_message_id is null) or forwarded. */
+export interface ReplyAttachmentsTable {
+  id: string;
+  conversation_id: string;
+  outbound_message_id: ColumnType<string | null, string | null | undefined, string | null>;
+  uploaded_by: string | null;
+  source_attachment_id: ColumnType<string | null, string | null | undefined, string | null>;
+  position: Generated<number>;
+  filename: string;
+  content_type: string;
+  size_bytes: number;
+  sha256: string | null;
+  /** pg reads it as a Buffer, PGlite as a Uint8Array. */
+  content: Uint8Array;
+  /** False while an upload is being streamed in. */
+  complete: Generated<boolean>;
+  created_at: CreatedAt;
 }
 
 export interface AttachmentsTable {
@@ -560,6 +587,7 @@ export interface Database {
   mailbox_imports: MailboxImportsTable;
   mailbox_import_pieces: MailboxImportPiecesTable;
   attachments: AttachmentsTable;
+  reply_attachments: ReplyAttachmentsTable;
   outbound_messages: OutboundMessagesTable;
   draft_leases: DraftLeasesTable;
   conversation_events: ConversationEventsTable;

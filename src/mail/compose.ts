@@ -13,6 +13,18 @@ export interface OutgoingMail {
   inReplyTo: string | null;
   references: readonly string[];
   replyTo: string | null;
+  /** Who else gets it: Cc in the header and the envelope, Bcc in the envelope only. */
+  cc?: readonly string[];
+  bcc?: readonly string[];
+  /** Sanitized HTML typed by an agent; else the HTML is made from the text. */
+  html?: string | null;
+  attachments?: readonly OutgoingAttachment[];
+}
+
+export interface OutgoingAttachment {
+  filename: string;
+  contentType: string;
+  content: Buffer;
 }
 
 // Mail we send on our own (not typed by a person, the AI agent's included): RFC 3834 marks it so that
@@ -28,18 +40,27 @@ export class InvalidRecipientError extends Error {
 export function composeMail(mail: OutgoingMail): Mail.Options {
   if (!isSingleMailbox(mail.to))
     throw new InvalidRecipientError(`not a single mailbox: ${JSON.stringify(mail.to.slice(0, 300))}`);
+  const cc = [...(mail.cc ?? [])];
+  const bcc = [...(mail.bcc ?? [])];
+  for (const address of [...cc, ...bcc]) {
+    if (!isSingleMailbox(address))
+      throw new InvalidRecipientError(`not a single mailbox: ${JSON.stringify(address.slice(0, 300))}`);
+  }
   return {
     // Set explicitly, so SMTP's RCPT TO is this one address and nothing nodemailer might read out of the headers.
-    envelope: { from: mail.from.address, to: [mail.to] },
+    // Bcc is named here and nowhere in the headers.
+    envelope: { from: mail.from.address, to: [mail.to, ...cc, ...bcc] },
     messageId: mail.messageId,
     from: { name: mail.from.name, address: mail.from.address },
     to: mail.to,
+    cc: cc.length > 0 ? cc : undefined,
     subject: mail.subject,
     text: mail.text,
-    html: textToHtml(mail.text),
+    html: mail.html ?? textToHtml(mail.text),
     replyTo: mail.replyTo ?? undefined,
     inReplyTo: mail.inReplyTo ?? undefined,
     references: mail.references.length > 0 ? [...mail.references] : undefined,
     headers: AUTOMATIC_KINDS.has(mail.kind) ? { 'Auto-Submitted': 'auto-replied' } : undefined,
+    attachments: mail.attachments?.map(({ filename, contentType, content }) => ({ filename, contentType, content })),
   };
 }

@@ -5,7 +5,8 @@ import type { Database } from '../db/schema.js';
 import type { OutboundKind } from '../domain/conversation.js';
 import { outgoingFromName, outgoingSubject } from '../domain/outgoing-templates.js';
 import { outboundMessageId, outboundThreadHeaders, replyTokenAddress, type ThreadMessage } from '../domain/threading.js';
-import type { OutgoingMail } from './compose.js';
+import type { OutgoingAttachment, OutgoingMail } from './compose.js';
+import { sanitizeMailHtml } from './sanitize-mail-html.js';
 import { composeMail } from './compose.js';
 
 // Everything an outgoing mail is made of, decided in one place for the mail that is sent and for the
@@ -64,6 +65,11 @@ export interface DraftInput {
   /** A fixed subject for this kind of mail, built from the default one (the survey's). */
   subjectFrom?: (defaultSubject: string) => string;
   text: string;
+  /** An agent's reply: HTML (sanitized here, for the sent mail and the preview alike), Cc, Bcc and files. */
+  html?: string | null;
+  cc?: readonly string[];
+  bcc?: readonly string[];
+  attachments?: readonly OutgoingAttachment[];
 }
 
 /** The mail as it will go out, for a contact whose address is known. */
@@ -97,6 +103,10 @@ export function draftMail(
     inReplyTo: inReplyTo ?? null,
     references,
     replyTo: replyTokenAddress(context.channelAddress, context.reply_token),
+    cc: input.cc ?? [],
+    bcc: input.bcc ?? [],
+    html: input.html ? sanitizeMailHtml(input.html) : null,
+    attachments: input.attachments ?? [],
   };
 }
 
@@ -130,5 +140,6 @@ export async function readAsRecipient(raw: Buffer | string) {
     headers,
     text: parsed.text ?? '',
     html: typeof parsed.html === 'string' ? parsed.html : '',
+    attachments: parsed.attachments.map((a) => ({ filename: a.filename ?? '', contentType: a.contentType, sizeBytes: a.size })),
   };
 }

@@ -1005,7 +1005,7 @@ function registerHandlers(run: Run) {
 
   setHandler(
     agentReplyUpdate,
-    async ({ author, text, subject, undoSeconds, sendAt }) => {
+    async ({ author, text, subject, content, undoSeconds, sendAt }) => {
       const outboxId = uuid4();
       // Undo send and send later: a timer in this workflow; replies of earlier releases went out at once.
       const holdUntil = (undoSeconds || sendAt) && patched('reply-timing') ? holdUntilOf(undoSeconds, sendAt) : undefined;
@@ -1018,6 +1018,7 @@ function registerHandlers(run: Run) {
           text,
           ...(subject ? { subject } : {}),
           ...(scheduledFor ? { scheduledFor } : {}),
+          ...(content ? { content } : {}),
         },
       ]);
       state.firstResponded = true;

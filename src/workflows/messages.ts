@@ -27,10 +27,21 @@ export interface AgentReplyInput {
   text: string;
   /** Defaults to "Re: <conversation subject>". */
   subject?: string;
+  /** What the reply carries beyond its text (HTML, Cc, Bcc, files), resolved by the API; passed to the outbox as is. */
+  content?: ReplyContent;
   /** Undo send: the reply waits this long (the channel's grace period) before it goes out, unless undone. */
   undoSeconds?: number;
   /** Send later (epoch ms): the reply waits until then, and is cancelled when the customer writes first. */
   sendAt?: number;
+}
+export interface ReplyContent {
+  /** The agent's HTML (sanitized when drafted); `text` is derived from it when the agent typed none. */
+  html?: string;
+  /** Lower-cased single mailboxes: Cc (header and envelope) and Bcc (envelope only). */
+  cc?: string[];
+  bcc?: string[];
+  /** Files the reply carries, in order: the agent's uploads in this conversation, or files of the customer's mail. */
+  attachmentIds?: string[];
 }
 export interface AgentReplyResult {
   outboundMessageId: string;

@@ -20,6 +20,7 @@ import { IdempotencyHeadersSchema } from '../idempotency.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ReplyInputSchema } from './reply-preview.js';
+import { replyFileContent, resolveReply, sentReplyFiles } from '../reply-content.js';
 import { activeDrafts, collision, DraftingSchema, newSince, releaseDraft, replyTiming } from './reply-timing.js';
 
 // Conversations as backend services and agents' tools see them: lists with filters, the whole record
@@ -77,6 +78,8 @@ const MessageSchema = z
     receivedVia: z.enum(INBOUND_SOURCES).nullable().openapi({ description: 'How an inbound message came in' }),
     from: z.string().nullable().openapi({ description: 'Null for a web-form submission without an address' }),
     to: z.string().nullable(),
+    cc: z.array(z.string()).openapi({ description: 'Cc recipients (lower-cased)' }),
+    bcc: z.array(z.string()).openapi({ description: 'Outgoing messages: Bcc recipients (in the envelope only); inbound: []' }),
     subject: z.string().nullable(),
     text: z.string().nullable(),
     replyText: z.string().nullable().openapi({ description: 'The new part of the text, without the quoted history' }),
@@ -557,7 +560,7 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
-export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock = Date.now }: ApiDeps) {
+export function conversationRoutes({ db, config, temporal, taskQueue = TASK_QUEUE, clock = Date.now }: ApiDeps) {
   const conversations = createConversationGateway(temporal, { taskQueue });
   /** Another account's conversation answers exactly like a missing one; another channel's is 403 for an agent. */
   async function findConversation(user: AuthenticatedUser, conversationId: string): Promise<ConversationRow> {
@@ -650,6 +653,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
           'text_body',
           'reply_text',
           'html_body',
+          'cc_addresses',
           'classification',
           'sender_verdict',
           'sender_verdict_reasons',
@@ -689,6 +693,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
           contentId: a.content_id,
           omittedReason: a.omitted_reason,
         }));
+    const replyFilesOf = await sentReplyFiles(db, conversationId);
     const messages: z.infer<typeof MessageSchema>[] = [
       ...inbound.map((m) => ({
         id: m.id,
@@ -698,6 +703,8 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
         receivedVia: m.received_via,
         from: m.from_address,
         to: null,
+        cc: m.cc_addresses,
+        bcc: [],
         subject: m.subject,
         text: m.text_body,
         replyText: m.reply_text,
@@ -723,11 +730,13 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
         receivedVia: null,
         from: m.from_address,
         to: m.to_address,
+        cc: m.cc_addresses,
+        bcc: m.bcc_addresses,
         subject: m.subject,
         text: m.text_body,
         replyText: m.text_body, // what we send quotes nothing
-        html: null,
-        attachments: [],
+        html: m.html_body,
+        attachments: replyFilesOf(m.id),
         classification: null,
         sender: null,
         authorId: m.author_id,
@@ -767,13 +776,14 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
   app.openapi(attachmentRoute, async (c) => {
     const { conversationId, attachmentId } = c.req.valid('param');
     await findConversation(c.get('user'), conversationId);
-    const attachment = await db
-      .selectFrom('attachments as a')
-      .innerJoin('inbound_messages as m', 'm.id', 'a.inbound_message_id')
-      .select(['a.filename', 'a.content_type', 'a.content', 'a.omitted_reason'])
-      .where('a.id', '=', attachmentId)
-      .where('m.conversation_id', '=', conversationId)
-      .executeTakeFirst();
+    const attachment =
+      (await db
+        .selectFrom('attachments as a')
+        .innerJoin('inbound_messages as m', 'm.id', 'a.inbound_message_id')
+        .select(['a.filename', 'a.content_type', 'a.content', 'a.omitted_reason'])
+        .where('a.id', '=', attachmentId)
+        .where('m.conversation_id', '=', conversationId)
+        .executeTakeFirst()) ?? (await replyFileContent(db, conversationId, attachmentId));
     if (!attachment)
       throw new Problem(404, 'not-found', 'Attachment not found', `no attachment ${attachmentId} in this conversation`);
     if (!attachment.content) {
@@ -796,7 +806,7 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
   app.openapi(replyRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const input = c.req.valid('json');
-    const { text, subject } = input;
+    const { subject } = input;
     const user = c.get('user');
     const conversation = await findConversation(user, conversationId);
     requireNotSpam(conversation);
@@ -808,9 +818,17 @@ export function conversationRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock
     const timing = await replyTiming(db, conversation, input.sendAt, clock());
     // A repeat with the same Idempotency-Key (the first answer was lost, or timed out) is the same update: sent once.
     const idempotencyKey = c.req.header('idempotency-key');
+    // Recipients and files resolved as the preview resolves them; the workflow passes them to the outbox as they are.
+    const { text, content } = await resolveReply(
+      db,
+      config.INBOUND_DOMAIN,
+      { id: conversationId, channelId: conversation.channel_id, contactEmail: conversation.contact_email },
+      input,
+      { repeatable: Boolean(idempotencyKey) },
+    );
     const sent = await conversations.reply(
       conversationId,
-      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}), ...timing },
+      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}), content, ...timing },
       idempotencyKey ? `reply:${user.id}:${idempotencyKey}` : undefined,
     );
     await releaseDraft(db, conversationId, user.id);

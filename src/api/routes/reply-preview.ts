@@ -4,6 +4,7 @@ import { draftMail, loadOutgoingContext, readAsRecipient, renderMessage, threadO
 import { requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { ReplyContentFields, resolveReply } from '../reply-content.js';
 import { ReplyTimingFields } from './reply-timing.js';
 
 // A5: the reply as the customer will receive it, built by the same code that writes the outbox row and
@@ -11,7 +12,9 @@ import { ReplyTimingFields } from './reply-timing.js';
 
 export const ReplyInputSchema = z
   .object({
-    text: z.string().trim().min(1, 'the reply text is empty').max(100_000),
+    text: z.string().trim().min(1, 'the reply text is empty').max(100_000).optional().openapi({
+      description: 'The reply as plain text; may be left out when `html` is given (the text is then derived from it)',
+    }),
     subject: z
       .string()
       .trim()
@@ -19,7 +22,12 @@ export const ReplyInputSchema = z
       .max(998)
       .optional()
       .openapi({ description: 'Defaults to the channel\'s default subject, else "Re: <conversation subject>"' }),
+    ...ReplyContentFields,
     ...ReplyTimingFields,
+  })
+  .refine((reply) => reply.text !== undefined || reply.html !== undefined, {
+    message: 'a reply has a text or an HTML body',
+    path: ['text'],
   })
   .openapi('ReplyInput');
 
@@ -36,6 +44,11 @@ const MailPreviewSchema = z
       .openapi({ description: 'Every header of the mail but Message-ID and Date (set when it is sent) and the MIME structure' }),
     text: z.string(),
     html: z.string(),
+    cc: z.array(z.string()).openapi({ description: 'Cc recipients (also in the headers)' }),
+    bcc: z.array(z.string()).openapi({ description: 'Bcc recipients: in the envelope only, in no header' }),
+    attachments: z
+      .array(z.object({ filename: z.string(), contentType: z.string(), sizeBytes: z.number().int() }))
+      .openapi({ description: "The files as the recipient's mail client lists them" }),
   })
   .openapi('MailPreview');
 
@@ -58,11 +71,12 @@ const previewRoute = createRoute({
   },
 });
 
-export function replyPreviewRoutes({ db }: ApiDeps) {
+export function replyPreviewRoutes({ db, config }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
   return app.openapi(previewRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
-    const { text, subject } = c.req.valid('json');
+    const input = c.req.valid('json');
+    const { subject } = input;
     const user = c.get('user');
     const owner = await db
       .selectFrom('conversations')
@@ -82,12 +96,22 @@ export function replyPreviewRoutes({ db }: ApiDeps) {
         'set the contact’s email address before mailing them',
       );
     }
+    const reply = await resolveReply(
+      db,
+      config.INBOUND_DOMAIN,
+      { id: conversationId, channelId: owner.channel_id, contactEmail },
+      input,
+    );
     const draft = draftMail({ ...context, contactEmail }, await threadOf(db, conversationId), {
       kind: 'reply',
       outboxId: randomUUID(),
       senderName: user.name,
       subject,
-      text,
+      text: reply.text,
+      html: reply.content.html ?? null,
+      cc: reply.content.cc ?? [],
+      bcc: reply.content.bcc ?? [],
+      attachments: reply.attachments,
     });
     const received = await readAsRecipient(await renderMessage(draft));
     return c.json(
@@ -97,6 +121,8 @@ export function replyPreviewRoutes({ db }: ApiDeps) {
         replyTo: draft.replyTo,
         inReplyTo: draft.inReplyTo,
         references: [...draft.references],
+        cc: [...(draft.cc ?? [])],
+        bcc: [...(draft.bcc ?? [])],
         ...received,
       },
       200,

@@ -177,7 +177,22 @@ const LimitsSchema = z
       .int()
       .min(0)
       .max(INT_MAX)
-      .openapi({ description: 'Larger attachments are kept as metadata with a note, without their bytes' }),
+      .openapi({
+        description:
+          'Larger attachments are kept as metadata with a note, without their bytes; a larger upload for a reply is refused (413)',
+      }),
+    maxReplyAttachments: z
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .openapi({ description: 'Files one agent reply carries at most (uploaded or forwarded); more is refused (422)' }),
+    maxReplyAttachmentBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(INT_MAX)
+      .openapi({ description: 'What the files of one agent reply weigh together at most; more is refused (422)' }),
     automaticMailLimitPerHour: z.number().int().min(0).max(10_000).openapi({
       description:
         'Automatic mails (greeting, survey, out of office, AI answer, handover note) one recipient gets per hour at most (mail loops)',
@@ -346,6 +361,8 @@ export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
     limits: {
       maxInboundBytes: row.max_inbound_bytes,
       maxAttachmentBytes: row.max_attachment_bytes,
+      maxReplyAttachments: row.max_reply_attachments,
+      maxReplyAttachmentBytes: row.max_reply_attachment_bytes,
       automaticMailLimitPerHour: row.automatic_mail_limit_per_hour,
       automaticMailLimitPerDomainPerHour: row.automatic_mail_limit_per_domain_per_hour,
       automaticMailLimitPerChannelPerHour: row.automatic_mail_limit_per_channel_per_hour,
@@ -389,6 +406,8 @@ export function settingsColumns(input: ChannelSettingsInput, current: Channel): 
   assign('undo_send_seconds', input.undoSendSeconds);
   assign('max_inbound_bytes', input.limits?.maxInboundBytes);
   assign('max_attachment_bytes', input.limits?.maxAttachmentBytes);
+  assign('max_reply_attachments', input.limits?.maxReplyAttachments);
+  assign('max_reply_attachment_bytes', input.limits?.maxReplyAttachmentBytes);
   assign('automatic_mail_limit_per_hour', input.limits?.automaticMailLimitPerHour);
   assign('automatic_mail_limit_per_domain_per_hour', input.limits?.automaticMailLimitPerDomainPerHour);
   assign('automatic_mail_limit_per_channel_per_hour', input.limits?.automaticMailLimitPerChannelPerHour);
