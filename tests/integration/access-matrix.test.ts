@@ -216,6 +216,16 @@ const ROUTES: RouteCase[] = [
   { op: 'GET /v1/conversations/{conversationId}/attachments/{attachmentId}', access: 'work' },
   { op: 'POST /v1/conversations/{conversationId}/replies', access: 'work', body: () => ({ text: 'Thanks, we are on it.' }) },
   { op: 'POST /v1/conversations/{conversationId}/replies/preview', access: 'work', body: () => ({ text: 'A draft' }) },
+  { op: 'GET /v1/conversations/{conversationId}/replies/scheduled', access: 'work' },
+  // A reply that does not wait (the channel has no undo grace period): an allowed caller is answered 409 reply-already-sent.
+  {
+    op: 'DELETE /v1/conversations/{conversationId}/replies/{replyId}',
+    access: 'work',
+    params: async (): Promise<Params> => ({ replyId: await writtenReply() }),
+    alsoAllowed: [409],
+  },
+  { op: 'PUT /v1/conversations/{conversationId}/drafting', access: 'work' },
+  { op: 'DELETE /v1/conversations/{conversationId}/drafting', access: 'work' },
   // Resolving and reopening change the conversation: each allowed call gets one of its own.
   {
     op: 'POST /v1/conversations/{conversationId}/resolve',
@@ -348,6 +358,12 @@ async function freshConversation(): Promise<string> {
   return posted.body.conversationId;
 }
 
+/** A reply of account A's admin in channel 1's conversation. */
+async function writtenReply(): Promise<string> {
+  const sent = await must(fx.adminA.apiKey, 'POST', `/v1/conversations/${fx.conversationId}/replies`, { text: 'Written' });
+  return sent.outboundMessageId;
+}
+
 async function resolvedConversation(): Promise<string> {
   const conversationId = await freshConversation();
   await must(fx.adminA.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`);
@@ -418,6 +434,7 @@ function defaultParams(): Params {
     userId: fx.member.id,
     keyId: fx.memberKeyId,
     importId: fx.importId,
+    replyId: randomUUID(), // the DELETE of a reply names its own
     label: 'matrix',
   };
 }
