@@ -216,6 +216,9 @@ const ROUTES: RouteCase[] = [
   { op: 'GET /v1/conversations/{conversationId}/attachments/{attachmentId}', access: 'work' },
   { op: 'POST /v1/conversations/{conversationId}/replies', access: 'work', body: () => ({ text: 'Thanks, we are on it.' }) },
   { op: 'POST /v1/conversations/{conversationId}/replies/preview', access: 'work', body: () => ({ text: 'A draft' }) },
+  // Past the access checks, a body that is not multipart/form-data is answered 415.
+  { op: 'POST /v1/conversations/{conversationId}/attachments', access: 'work', alsoAllowed: [415] },
+  { op: 'GET /v1/conversations/{conversationId}/participants', access: 'work' },
   { op: 'GET /v1/conversations/{conversationId}/replies/scheduled', access: 'work' },
   // A reply that does not wait (the channel has no undo grace period): an allowed caller is answered 409 reply-already-sent.
   {
