@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
@@ -53,11 +54,11 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     return { conversationId, firstMessageId: detail.messages[0].id };
   }
 
-  async function customerWritesAgain(conversationId: string, from: string, inReplyTo: string) {
+  async function customerWritesAgain(conversationId: string, from: string, inReplyTo: string, text = 'Any news?') {
     const posted = await postMail(
       stack.api.url,
       team.channel,
-      customerMail({ messageId: `${randomUUID()}@example.com`, from, inReplyTo, text: 'Any news?' }),
+      customerMail({ messageId: `${randomUUID()}@example.com`, from, inReplyTo, text }),
     );
     expect(posted.body.conversationId).toBe(conversationId);
     return posted.body.inboundMessageId as string;
@@ -184,6 +185,40 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     expect(stack.capture.mails.filter((mail) => mail.envelope.to.includes(customer))).toHaveLength(0);
   });
 
+  it("schedules a reply for when the channel's business hours open next, cancellable like any waiting reply", async () => {
+    const closedAllWeek = { timeZone: 'Europe/Berlin', weekly: {}, closedDates: [] };
+    const { conversationId } = await openConversation('hours@example.com');
+    const path = `/v1/conversations/${conversationId}/replies`;
+    // Open only on one weekday, a few days from now: "business_hours" is that opening.
+    const opensOn = DateTime.now()
+      .setZone('Europe/Berlin')
+      .plus({ days: 3 })
+      .set({ hour: 9, minute: 0, second: 0, millisecond: 0 });
+    const weekday = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'][opensOn.weekday - 1]!;
+    await stack.db
+      .updateTable('channels')
+      .set({
+        business_hours_enabled: true,
+        business_hours: JSON.stringify({ ...closedAllWeek, weekly: { [weekday]: [{ start: '09:00', end: '10:00' }] } }),
+      })
+      .where('id', '=', team.channel.id)
+      .execute();
+    try {
+      const later = await api(alice().apiKey, 'POST', path, { text: 'First thing when we open.', sendAt: 'business_hours' });
+      expect(later.status).toBe(201);
+      expect(Date.parse(later.body.scheduledFor)).toBe(opensOn.toMillis());
+      expect((await outboxRow(later.body.outboundMessageId)).scheduled_for?.getTime()).toBe(opensOn.toMillis());
+      const undone = await api(bob().apiKey, 'DELETE', `${path}/${later.body.outboundMessageId}`);
+      expect(undone.status).toBe(200);
+      expect(await outboxRow(later.body.outboundMessageId)).toMatchObject({
+        delivery_status: 'cancelled',
+        cancelled_by: bob().id,
+      });
+    } finally {
+      await stack.db.updateTable('channels').set({ business_hours_enabled: false }).where('id', '=', team.channel.id).execute();
+    }
+  });
+
   it('refuses a moment it cannot keep, naming the field', async () => {
     const { conversationId } = await openConversation('bad-moment@example.com');
     const path = `/v1/conversations/${conversationId}/replies`;
@@ -217,7 +252,13 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     const bobs = await api(bob().apiKey, 'POST', path, { text: 'Bob here, checking.', lastSeenMessageId: firstMessageId });
     expect(bobs.status).toBe(201);
     await stack.capture.waitFor((mail) => mail.messageId === bobs.body.messageId);
-    const newMailId = await customerWritesAgain(conversationId, customer, bobs.body.messageId);
+    // A long mail: the 409 shows the start of it, never the whole mail.
+    const newMailId = await customerWritesAgain(
+      conversationId,
+      customer,
+      bobs.body.messageId,
+      `Any news? ${'Still waiting. '.repeat(2000)}`,
+    );
 
     const collided = await api(alice().apiKey, 'POST', path, { text: 'Alice here.', lastSeenMessageId: firstMessageId });
     expect(collided.status).toBe(409);
@@ -231,6 +272,7 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
         text: expect.stringContaining('Any news?'),
       }),
     ]);
+    expect(collided.body.newMessages[1].text.length).toBeLessThanOrEqual(500);
     // Nothing was written for the refused reply.
     const replies = await stack.db
       .selectFrom('outbound_messages')

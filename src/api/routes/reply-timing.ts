@@ -16,6 +16,9 @@ import { Problem, problemResponses, type ProblemBody } from '../problem.js';
 /** A draft lease runs out this long after its last renewal (PUT …/drafting). */
 export const DRAFT_LEASE_MS = 60_000;
 const NEW_MESSAGES_SHOWN = 20;
+/** Enough of each new message to tell what it says; a 409 never carries whole mails. */
+const NEW_MESSAGE_TEXT_CHARS = 500;
+const excerpt = (text: string | null) => (text === null ? null : text.slice(0, NEW_MESSAGE_TEXT_CHARS));
 
 export const ReplyTimingFields = {
   sendAt: z
@@ -148,7 +151,7 @@ export async function newSince(db: Db, conversationId: string, lastSeenMessageId
       from: m.from_address,
       authorId: null,
       at: m.received_at.toISOString(),
-      text: m.reply_text ?? m.text_body,
+      text: excerpt(m.reply_text ?? m.text_body),
     })),
     ...outbound.map((m) => ({
       id: m.id,
@@ -156,7 +159,7 @@ export async function newSince(db: Db, conversationId: string, lastSeenMessageId
       from: m.from_address,
       authorId: m.author_id,
       at: m.created_at.toISOString(),
-      text: m.text_body,
+      text: excerpt(m.text_body),
     })),
   ]
     .sort((a, b) => a.at.localeCompare(b.at))
