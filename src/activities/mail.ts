@@ -7,7 +7,7 @@ import type { Database } from '../db/schema.js';
 import type { ResolvedBy } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { signCsatToken } from '../domain/csat-token.js';
-import { csatSurveyText, greetingText, handoverText, outOfOfficeText } from '../domain/templates.js';
+import { greetingDraft, handoverDraft, opensAtFor, outOfOfficeDraft, surveyDraft } from '../mail/automatic-mail.js';
 import { composeMail, InvalidRecipientError } from '../mail/compose.js';
 import { draftMail, loadOutgoingContext, threadOf, type DraftInput } from '../mail/outgoing.js';
 import { classifySendFailure, isLoginRefused } from '../mail/send-failure.js';
@@ -19,6 +19,7 @@ import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from '.
 import type { ActivityDeps } from './deps.js';
 import type { ReplyContent } from '../workflows/messages.js';
 import { attachReplyFiles, replyFilesOf } from './reply-attachments.js';
+import { recordEvent } from './timeline.js';
 import { holdReply } from './reply-timing.js';
 
 export interface SentMail {
@@ -122,6 +123,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         in_reply_to: draft.inReplyTo,
         reference_ids: JSON.stringify(draft.references),
         reply_to: draft.replyTo,
+        signature_text: draft.signature?.text ?? null,
+        signature_html: draft.signature?.html ?? null,
+        list_unsubscribe: draft.listUnsubscribe ?? null,
         cc_addresses: JSON.stringify(draft.cc ?? []),
         bcc_addresses: JSON.stringify(draft.bcc ?? []),
         html_body: draft.html ?? null,
@@ -202,6 +206,11 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         inReplyTo: row.in_reply_to,
         references: row.reference_ids,
         replyTo: row.reply_to,
+        signature:
+          row.signature_text !== null || row.signature_html !== null
+            ? { text: row.signature_text ?? '', html: row.signature_html }
+            : null,
+        listUnsubscribe: row.list_unsubscribe,
         cc: row.cc_addresses,
         bcc: row.bcc_addresses,
         html: row.html_body,
@@ -288,9 +297,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         await writeOutbox(trx, conversation, {
           outboxId,
           conversationId,
-          kind: 'greeting',
-          senderName: null,
-          text: greetingText(conversation.greeting_text),
+          ...greetingDraft(conversation),
         });
       });
       return deliver(outboxId);
@@ -311,13 +318,18 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       content?: ReplyContent;
     }): Promise<SentMail> {
       return db.transaction().execute(async (trx) => {
-        const author = await trx.selectFrom('users').select('name').where('id', '=', input.authorId).executeTakeFirst();
+        const author = await trx
+          .selectFrom('users')
+          .select(['name', 'signature_text', 'signature_html'])
+          .where('id', '=', input.authorId)
+          .executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, {
           ...input,
           kind: 'reply',
           senderName: author.name,
+          agentSignature: { text: author.signature_text, html: author.signature_html },
           html: input.content?.html ?? null,
           cc: input.content?.cc ?? [],
           bcc: input.content?.bcc ?? [],
@@ -360,9 +372,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, {
           ...input,
-          kind: 'handover',
-          senderName: name,
-          text: handoverText(conversation.channelName),
+          ...handoverDraft(conversation, name),
         });
       });
       return (await deliver(input.outboxId))!;
@@ -374,9 +384,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, {
           ...input,
-          kind: 'out_of_office',
-          senderName: null,
-          text: outOfOfficeText(conversation.out_of_office_text, input.opensAtText),
+          ...outOfOfficeDraft(conversation, opensAtFor(conversation, input.opensAtText)),
         });
       });
       return deliver(input.outboxId);
@@ -389,9 +397,17 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       surveyId: string;
       /** Whom the rating is about, for the CSAT report. */
       resolvedBy: ResolvedBy | null;
-    }): Promise<{ expiresAt: string }> {
-      const { expiresAt } = await db.transaction().execute(async (trx) => {
+    }): Promise<{ expiresAt: string } | null> {
+      const survey = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, input.conversationId);
+        // A contact who unsubscribed (one click, RFC 8058) gets no survey; the timeline says why.
+        if (conversation.surveys_unsubscribed_at) {
+          await recordEvent(trx, input.conversationId, 'automatic_mail_suppressed', {
+            kind: 'csat_survey',
+            reason: 'the contact unsubscribed from surveys',
+          });
+          return null;
+        }
         const expiresAt = new Date(Date.now() + conversation.csat_link_validity_seconds * 1000);
         await trx
           .insertInto('csat_surveys')
@@ -414,18 +430,10 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
           { surveyId: input.surveyId, expiresAt: Math.floor(survey.expires_at.getTime() / 1000) },
           secretKey,
         );
-        const text = csatSurveyText({
-          channelName: conversation.channelName,
-          surveyUrl: `${publicUrl}/csat/${token}`,
-          validUntil: survey.expires_at,
-        });
         await writeOutbox(trx, conversation, {
           outboxId: input.outboxId,
           conversationId: input.conversationId,
-          kind: 'csat_survey',
-          senderName: null,
-          subjectFrom: (subject: string) => `How did we do? ${subject}`,
-          text,
+          ...surveyDraft(conversation, { publicUrl, secretKey, token, expiresAt: survey.expires_at }),
         });
         await trx
           .updateTable('csat_surveys')
@@ -434,8 +442,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
           .execute();
         return { expiresAt: survey.expires_at };
       });
+      if (!survey) return null;
       await deliver(input.outboxId);
-      return { expiresAt: expiresAt.toISOString() };
+      return { expiresAt: survey.expiresAt.toISOString() };
     },
   };
 }

@@ -22,6 +22,8 @@ export type TimelineEventType =
   | 'sla_started'
   | 'sla_breached'
   | 'labels_changed'
+  /** An agent set the customer's language: { from, to, by }. */
+  | 'language_changed'
   /** An agent's internal note: on the timeline only, never mailed. */
   | 'note_added'
   /** Its first mail was spam (a forged sender, a spam verdict): kept out of the queue. */

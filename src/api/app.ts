@@ -37,6 +37,9 @@ import { mailboxRoutes } from './routes/mailboxes.js';
 import { mailboxOAuthRoutes, oauthCallbackRoutes } from './routes/mailbox-oauth.js';
 import { mailboxImportRoutes } from './routes/mailbox-imports.js';
 import { reportRoutes } from './routes/reports.js';
+import { automaticMailPreviewRoutes } from './routes/automatic-mail-preview.js';
+import { conversationLanguageRoutes } from './routes/conversation-language.js';
+import { surveyUnsubscribeRoutes } from './routes/survey-unsubscribe.js';
 
 export const OPENAPI_PATH = '/openapi.json';
 /** Largest JSON body of any /v1 route but the forwarder's (which takes raw mail up to MAX_INBOUND_BYTES). */
@@ -78,6 +81,7 @@ export function createApp(deps: ApiDeps) {
   const rateLimits = createRateLimits(deps.config, deps.clock);
   app.route('/', inboundRoutes(deps, rateLimits.inboundPerChannel));
   app.route('/', csatRoutes(deps, rateLimits.surveyPerClientAddress));
+  app.route('/', surveyUnsubscribeRoutes(deps, rateLimits.surveyPerClientAddress));
   // The provider's redirect of an admin's browser, before the API key check: the state is its credential.
   app.route('/', oauthCallbackRoutes(deps));
   const apiKey = requireApiKey(deps.db, rateLimits.perApiKey);
@@ -122,6 +126,8 @@ export function createApp(deps: ApiDeps) {
   app.route('/', replyAttachmentRoutes(deps));
   app.route('/', conversationParticipantRoutes(deps));
   app.route('/', replyTimingRoutes(deps));
+  app.route('/', conversationLanguageRoutes(deps));
+  app.route('/', automaticMailPreviewRoutes(deps));
   app.route('/', contactRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
   app.route('/', forwardingConfirmationRoutes(deps));

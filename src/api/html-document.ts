@@ -7,9 +7,9 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 type Body = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** A page titled `title` (escaped like the body's values); `style` is the page's own CSS, ours and never input. */
-export function htmlDocument(title: string, body: Body, style = '') {
+export function htmlDocument(title: string, body: Body, style = '', lang = 'en') {
   return html`<!doctype html>
-    <html lang="en">
+    <html lang="${lang}">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />

@@ -40,6 +40,9 @@ export interface UsersTable {
   role: UserRole;
   available: Generated<boolean>;
   created_at: CreatedAt;
+  /** The agent's signature below their replies; may hold {{agent.name}} and {{channel.name}}. */
+  signature_text: ColumnType<string | null, string | null | undefined, string | null>;
+  signature_html: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ApiKeysTable {
@@ -157,6 +160,12 @@ export interface ChannelsTable {
   record_mailbox_replies: Generated<boolean>;
   /** Undo send: how long an agent's reply waits before it goes out (0 to 30 s). */
   undo_send_seconds: Generated<number>;
+  /** The channel's signature (templated: {{agent.name}}, {{channel.name}}); the agent's own comes first when set. */
+  signature_text: ColumnType<string | null, string | null | undefined, string | null>;
+  signature_html: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The greeting and out-of-office texts per language (ISO 639-1), beside the one text for every language. */
+  greeting_texts: ColumnType<Record<string, string>, string | undefined, string>;
+  out_of_office_texts: ColumnType<Record<string, string>, string | undefined, string>;
 }
 
 export type ImapAfterProcessing = 'none' | 'mark_seen' | 'move';
@@ -235,6 +244,8 @@ export interface ContactsTable {
   /** Facts about the contact that routing rules may test (plan, country, ...). */
   attributes: Json<Record<string, string | number | boolean | null>>;
   created_at: CreatedAt;
+  /** Unsubscribed from survey mail (one click, RFC 8058): no further survey goes to this contact. */
+  surveys_unsubscribed_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface ConversationsTable {
@@ -264,6 +275,8 @@ export interface ConversationsTable {
   sla_due_at: Timestamp | null;
   sla_breached_at: Timestamp | null;
   closed_at: Timestamp | null;
+  /** The customer's language (ISO 639-1), detected from the first mail or set by an agent; null: the channel's first. */
+  language: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface InboundMessagesTable {
@@ -410,6 +423,11 @@ export interface OutboundMessagesTable {
   /** The agent who undid it; null when it was cancelled because the customer wrote first. */
   cancelled_by: ColumnType<string | null, string | null | undefined, string | null>;
   cancel_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The signature below the body, as sent (text and HTML). */
+  signature_text: ColumnType<string | null, string | null | undefined, string | null>;
+  signature_html: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Survey mail: the one-click unsubscribe URL (List-Unsubscribe, RFC 8058). */
+  list_unsubscribe: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** An agent writing a reply in a conversation, until expires_at unless renewed (the collision guard shows it). */

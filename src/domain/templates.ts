@@ -1,37 +1,60 @@
-// The words of Mailroom's automatic mail. Channels may override the greeting text.
+import { message, type CatalogLanguage } from './message-catalogs.js';
 
-export const DEFAULT_GREETING =
-  'Thank you for contacting us. We have received your message and will get back to you as soon as possible.';
+// The words of Mailroom's automatic mail in the conversation's language (src/domain/message-catalogs.ts).
+// A channel's own texts (greeting, out of office) are used as the admin wrote them: the one for the
+// conversation's language when given per language, else the one for every language, else ours.
 
-export function greetingText(configured: string | null): string {
-  return configured?.trim() || DEFAULT_GREETING;
+/** The admin's text for `language`, else their one text, else null. */
+function channelText(
+  perLanguage: Readonly<Record<string, string>> | null | undefined,
+  configured: string | null,
+  language: CatalogLanguage,
+): string | null {
+  return perLanguage?.[language]?.trim() || configured?.trim() || null;
 }
 
-export const DEFAULT_OUT_OF_OFFICE =
-  'Thank you for your message. Our team is out of the office right now; we will answer as soon as we are back.';
-
-/** The channel's out-of-office text (or ours), with when the team is back. */
-export function outOfOfficeText(configured: string | null, opensAtText: string): string {
-  return [configured?.trim() || DEFAULT_OUT_OF_OFFICE, '', `We are back ${opensAtText}.`].join('\n');
+export interface ChannelTexts {
+  text: string | null;
+  texts?: Readonly<Record<string, string>> | null;
 }
 
-/** The AI agent's last words before a person takes over. */
-export function handoverText(channelName: string): string {
+export function greetingText(configured: ChannelTexts, language: CatalogLanguage): string {
+  return channelText(configured.texts, configured.text, language) ?? message(language, 'greeting.default');
+}
+
+/** The channel's out-of-office text (or ours), with when the team is back (already in the customer's words). */
+export function outOfOfficeText(configured: ChannelTexts, language: CatalogLanguage, opensAtText: string): string {
   return [
-    'I am handing your request over to a colleague from our support team, who will get back to you personally.',
+    channelText(configured.texts, configured.text, language) ?? message(language, 'outOfOffice.default'),
     '',
-    `— ${channelName}`,
+    message(language, 'outOfOffice.back', { opensAt: opensAtText }),
   ].join('\n');
 }
 
-export function csatSurveyText(input: { channelName: string; surveyUrl: string; validUntil: Date }): string {
+/** The AI agent's last words before a person takes over; the channel's signature follows. */
+export function handoverText(language: CatalogLanguage): string {
+  return message(language, 'handover.text');
+}
+
+export const RATINGS = [1, 2, 3, 4, 5] as const;
+
+/** The survey mail: one link per rating (each opens the page with it chosen), how long they hold, and the unsubscribe. */
+export function csatSurveyText(input: {
+  language: CatalogLanguage;
+  ratingUrl: (rating: number) => string;
+  validUntilText: string;
+  daysValid: number;
+  unsubscribeUrl: string;
+}): string {
+  const { language } = input;
   return [
-    'Your request has been resolved. How satisfied are you with the help you received?',
+    message(language, 'survey.intro'),
     '',
-    `Rate us here (it takes one click and an optional comment): ${input.surveyUrl}`,
+    message(language, 'survey.choose'),
+    ...RATINGS.map((rating) => `${message(language, 'survey.rating', { rating })}: ${input.ratingUrl(rating)}`),
     '',
-    `The link is valid until ${input.validUntil.toUTCString()}.`,
+    message(language, 'survey.validUntil', { validUntil: input.validUntilText, days: input.daysValid }),
     '',
-    `— ${input.channelName}`,
+    message(language, 'survey.unsubscribe', { url: input.unsubscribeUrl }),
   ].join('\n');
 }

@@ -22,6 +22,7 @@ import { markBounced } from '../activities/delivery-status.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { ownAddressesOf } from '../domain/forwarding-address.js';
 import { forwardingConfirmationIn, type ForwardingConfirmation } from '../domain/forwarding-confirmation.js';
+import { detectLanguage } from '../domain/language-detection.js';
 import { createConversationGateway, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { TASK_QUEUE } from '../workflows/ids.js';
 
@@ -398,6 +399,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
             status: spam ? 'spam' : 'open',
             stage: spam ? 'spam' : 'triage',
             updated_at: new Date(),
+            // The customer's language, among the channel's, from their first mail; null: the channel's first.
+            language: detectLanguage(`${mail.subject}\n${mail.replyText ?? mail.text ?? ''}`, channel.languages),
           })
           .execute();
       }

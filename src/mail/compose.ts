@@ -1,6 +1,7 @@
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { OutboundKind } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
+import { signedParts, type Signature } from './signature.js';
 import { textToHtml } from './text-html.js';
 
 export interface OutgoingMail {
@@ -13,6 +14,10 @@ export interface OutgoingMail {
   inReplyTo: string | null;
   references: readonly string[];
   replyTo: string | null;
+  /** Below the body, in the text and the HTML part (src/mail/signature.ts). */
+  signature?: Signature | null;
+  /** Survey mail: one-click unsubscribe (List-Unsubscribe with List-Unsubscribe-Post, RFC 8058). */
+  listUnsubscribe?: string | null;
   /** Who else gets it: Cc in the header and the envelope, Bcc in the envelope only. */
   cc?: readonly string[];
   bcc?: readonly string[];
@@ -36,6 +41,16 @@ export class InvalidRecipientError extends Error {
   override name = 'InvalidRecipientError';
 }
 
+function headersOf(mail: OutgoingMail): Record<string, string> | undefined {
+  const headers: Record<string, string> = {};
+  if (AUTOMATIC_KINDS.has(mail.kind)) headers['Auto-Submitted'] = 'auto-replied';
+  if (mail.listUnsubscribe) {
+    headers['List-Unsubscribe'] = `<${mail.listUnsubscribe}>`;
+    headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+  }
+  return Object.keys(headers).length > 0 ? headers : undefined;
+}
+
 /** The exact message handed to SMTP: the preview and the send use this one function. */
 export function composeMail(mail: OutgoingMail): Mail.Options {
   if (!isSingleMailbox(mail.to))
@@ -55,12 +70,11 @@ export function composeMail(mail: OutgoingMail): Mail.Options {
     to: mail.to,
     cc: cc.length > 0 ? cc : undefined,
     subject: mail.subject,
-    text: mail.text,
-    html: mail.html ?? textToHtml(mail.text),
+    ...signedParts({ text: mail.text, html: mail.html ?? textToHtml(mail.text) }, mail.signature ?? null),
     replyTo: mail.replyTo ?? undefined,
     inReplyTo: mail.inReplyTo ?? undefined,
     references: mail.references.length > 0 ? [...mail.references] : undefined,
-    headers: AUTOMATIC_KINDS.has(mail.kind) ? { 'Auto-Submitted': 'auto-replied' } : undefined,
+    headers: headersOf(mail),
     attachments: mail.attachments?.map(({ filename, contentType, content }) => ({ filename, contentType, content })),
   };
 }

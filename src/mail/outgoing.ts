@@ -3,11 +3,13 @@ import { simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type { Database } from '../db/schema.js';
 import type { OutboundKind } from '../domain/conversation.js';
+import { catalogLanguage } from '../domain/message-catalogs.js';
 import { outgoingFromName, outgoingSubject } from '../domain/outgoing-templates.js';
 import { outboundMessageId, outboundThreadHeaders, replyTokenAddress, type ThreadMessage } from '../domain/threading.js';
 import type { OutgoingAttachment, OutgoingMail } from './compose.js';
 import { sanitizeMailHtml } from './sanitize-mail-html.js';
 import { composeMail } from './compose.js';
+import { renderSignature, type Signature, type SignatureTemplate } from './signature.js';
 
 // Everything an outgoing mail is made of, decided in one place for the mail that is sent and for the
 // preview (A5): the channel's subject and From-name templates, the thread headers, the reply token.
@@ -36,11 +38,36 @@ export async function loadOutgoingContext(db: Reader, conversationId: string) {
       'ch.greeting_text',
       'ch.out_of_office_text',
       'ch.csat_link_validity_seconds',
+      'ch.languages',
+      'ch.signature_text',
+      'ch.signature_html',
+      'ch.greeting_texts',
+      'ch.out_of_office_texts',
+      'c.language as conversationLanguage',
+      'ct.id as contactId',
       'ct.email as contactEmail',
+      'ct.surveys_unsubscribed_at',
     ])
     .where('c.id', '=', conversationId)
     .executeTakeFirst();
-  return row && { ...row, timeZone: row.business_hours?.timeZone ?? 'UTC' };
+  return (
+    row && {
+      ...row,
+      timeZone: row.business_hours?.timeZone ?? 'UTC',
+      // The catalog language of the automatic mail: the conversation's, else the channel's first.
+      language: catalogLanguage(row.conversationLanguage, row.languages),
+    }
+  );
+}
+
+/** The agent's own signature, as their replies carry it (the channel's where they have none). */
+export async function agentSignatureOf(db: Reader, userId: string): Promise<SignatureTemplate> {
+  const row = await db
+    .selectFrom('users')
+    .select(['signature_text', 'signature_html'])
+    .where('id', '=', userId)
+    .executeTakeFirst();
+  return { text: row?.signature_text ?? null, html: row?.signature_html ?? null };
 }
 
 /** Every Message-ID of the conversation, oldest first: what the next mail's References are built from. */
@@ -65,6 +92,10 @@ export interface DraftInput {
   /** A fixed subject for this kind of mail, built from the default one (the survey's). */
   subjectFrom?: (defaultSubject: string) => string;
   text: string;
+  /** The writing agent's own signature (their replies); every other mail carries the channel's. */
+  agentSignature?: SignatureTemplate;
+  /** Survey mail: the one-click unsubscribe URL (RFC 8058). */
+  listUnsubscribe?: string;
   /** An agent's reply: HTML (sanitized here, for the sent mail and the preview alike), Cc, Bcc and files. */
   html?: string | null;
   cc?: readonly string[];
@@ -103,11 +134,22 @@ export function draftMail(
     inReplyTo: inReplyTo ?? null,
     references,
     replyTo: replyTokenAddress(context.channelAddress, context.reply_token),
+    signature: signatureOf(context, input),
+    listUnsubscribe: input.listUnsubscribe ?? null,
     cc: input.cc ?? [],
     bcc: input.bcc ?? [],
     html: input.html ? sanitizeMailHtml(input.html) : null,
     attachments: input.attachments ?? [],
   };
+}
+
+/** The signature step: the agent's own below their replies, else the channel's (AI answers and handover notes too). */
+function signatureOf(context: OutgoingContext, input: DraftInput): Signature | null {
+  const channel = { text: context.signature_text, html: context.signature_html };
+  return renderSignature(input.agentSignature ? [input.agentSignature, channel] : [channel], {
+    agentName: input.senderName ?? context.channelName,
+    channelName: context.channelName,
+  });
 }
 
 /** The message exactly as SMTP gets it (RFC 5322 bytes): what the preview shows. */

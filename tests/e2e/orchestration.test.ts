@@ -6,6 +6,7 @@ import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/connection.js';
 import { WEEKDAYS, type BusinessHours } from '../../src/domain/business-hours.js';
+import { formatDate } from '../../src/domain/message-catalogs.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
@@ -133,7 +134,8 @@ describe('a mail outside business hours: AI agent, escalation, assignment at ope
     expect(handover.headers.from).toContain('Mia');
     const outOfOffice = await capture.waitFor((mail) => mail.text.includes('Our team is out right now.'));
     const openingText = DateTime.fromMillis(opensAt, { zone: 'UTC' }).toFormat('ccc d LLL HH:mm');
-    expect(outOfOffice.text).toContain(`We are back ${openingText} UTC`);
+    // In the customer's language (English here) and the channel's time zone.
+    expect(outOfOffice.text).toContain(`We are back ${formatDate('en', new Date(opensAt), 'UTC')}.`);
     expect(outOfOffice.headers['auto-submitted']).toBe('auto-replied');
     const waiting = await eventually(async () => {
       const { body } = await callApi(api.url, alice!.apiKey, 'GET', `/v1/conversations/${conversationId}`);

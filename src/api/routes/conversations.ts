@@ -43,6 +43,11 @@ export const ConversationSchema = z
     teamId: z.uuid().nullable(),
     priority: z.enum(PRIORITIES),
     labels: z.array(z.string()),
+    language: z.string().openapi({
+      description:
+        "The customer's language (ISO 639-1): detected from their first mail among the channel's languages, else the channel's first; set with PUT …/language",
+      example: 'de',
+    }),
     sla: z.object({
       dueAt: z.iso.datetime().nullable().openapi({ description: 'First response due by (counted in business time)' }),
       breachedAt: z.iso.datetime().nullable(),
@@ -498,6 +503,9 @@ export function conversationQuery(db: Db, user: AuthenticatedUser) {
       'c.team_id',
       'c.priority',
       'c.labels',
+      sql<string>`coalesce(c.language, (select ch.languages->>0 from channels ch where ch.id = c.channel_id), 'en')`.as(
+        'language',
+      ),
       'c.sla_due_at',
       'c.sla_breached_at',
       'c.first_response_at',
@@ -526,6 +534,7 @@ export function toConversation(row: ConversationRow): z.infer<typeof Conversatio
     teamId: row.team_id,
     priority: row.priority,
     labels: row.labels,
+    language: row.language,
     sla: {
       dueAt: row.sla_due_at?.toISOString() ?? null,
       breachedAt: row.sla_breached_at?.toISOString() ?? null,

@@ -5,6 +5,7 @@ import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { htmlDocument, htmlResponse } from '../html-document.js';
 import { verifyCsatToken } from '../../domain/csat-token.js';
+import { catalogLanguage, message, type CatalogLanguage } from '../../domain/message-catalogs.js';
 import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { retryAfterHeader } from '../problem.js';
@@ -32,8 +33,13 @@ const showRoute = createRoute({
   method: 'get',
   path: '/csat/{token}',
   tags: ['CSAT survey (customers)'],
-  summary: 'The survey page behind the link in the survey mail',
-  request: { params: tokenParams },
+  summary: 'The survey page behind the links in the survey mail',
+  description:
+    "In the conversation's language. `rating` (one link per rating in the mail) chooses it on the form; only the form's POST records it.",
+  request: {
+    params: tokenParams,
+    query: z.object({ rating: z.string().max(10).optional().openapi({ description: 'The rating to show chosen, 1 to 5' }) }),
+  },
   responses: {
     200: htmlResponse('The rating form'),
     404: htmlResponse('Unknown link'),
@@ -104,8 +110,8 @@ button {
 }
 `;
 
-function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
-  return htmlDocument(title, body, RATING_STYLE);
+function page(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>, language: CatalogLanguage = 'en') {
+  return htmlDocument(title, body, RATING_STYLE, language);
 }
 
 /** The page for a link that is not (or no longer) a survey's: a wrong, mangled or overlong token. */
@@ -113,7 +119,12 @@ function notFoundPage(c: Context) {
   return c.html(page('Survey not found', html`<p>This link is not valid.</p>`), 404);
 }
 
-function ratingForm(token: string, current: { rating: number | null; comment: string | null }, error?: string) {
+function ratingForm(
+  token: string,
+  current: { rating: number | null; comment: string | null },
+  language: CatalogLanguage,
+  error?: string,
+) {
   const stars = [1, 2, 3, 4, 5].map(
     (n) =>
       html`<label class="star"
@@ -121,15 +132,16 @@ function ratingForm(token: string, current: { rating: number | null; comment: st
       >`,
   );
   return page(
-    'How satisfied are you with our help?',
+    message(language, 'page.title'),
     html`${error ? html`<p class="error">${error}</p>` : ''}
       <form method="post" action="/csat/${token}">
-        <p>1 = not at all, 5 = very satisfied</p>
+        <p>${message(language, 'page.scale')}</p>
         <fieldset>${stars}</fieldset>
-        <label for="comment">Anything you would like to tell us? (optional)</label>
+        <label for="comment">${message(language, 'page.comment')}</label>
         <textarea id="comment" name="comment" maxlength="2000">${current.comment ?? ''}</textarea>
-        <button type="submit">Send rating</button>
+        <button type="submit">${message(language, 'page.submit')}</button>
       </form>`,
+    language,
   );
 }
 
@@ -145,7 +157,18 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       ? await db.selectFrom('csat_surveys').selectAll().where('id', '=', check.claims.surveyId).executeTakeFirst()
       : undefined;
     if (!survey) return { page: notFoundPage(c) };
-    return { survey };
+    return { survey, language: await languageOf(survey.conversation_id) };
+  }
+
+  /** The conversation's language as the page speaks it (the channel's first when none was detected or set). */
+  async function languageOf(conversationId: string): Promise<CatalogLanguage> {
+    const row = await db
+      .selectFrom('conversations as c')
+      .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+      .select(['c.language', 'ch.languages'])
+      .where('c.id', '=', conversationId)
+      .executeTakeFirst();
+    return catalogLanguage(row?.language, row?.languages ?? []);
   }
 
   const app = new OpenAPIHono<AppEnv>();
@@ -176,7 +199,10 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       const { token } = c.req.valid('param');
       const found = await surveyFor(c, token);
       if (!found.survey) return found.page;
-      return c.html(ratingForm(token, found.survey), 200);
+      // A rating link of the mail chooses its rating on the form; recorded only when the customer sends it.
+      const chosen = Number(c.req.valid('query').rating);
+      const rating = Number.isInteger(chosen) && chosen >= 1 && chosen <= 5 ? chosen : found.survey.rating;
+      return c.html(ratingForm(token, { rating, comment: found.survey.comment }, found.language), 200);
     },
     // The only invalid parameter is an overlong token: a customer sees the page, not problem+json.
     (result, c) => (result.success ? undefined : notFoundPage(c)),
@@ -202,8 +228,9 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       }
       return c.html(
         page(
-          'Thank you!',
-          html`<p>Your rating of ${rating}/5 has been recorded. You can change it with the same link until it expires.</p>`,
+          message(found.language, 'page.thanks'),
+          html`<p>${message(found.language, 'page.recorded', { rating })}</p>`,
+          found.language,
         ),
         200,
       );
@@ -212,7 +239,7 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       if (result.success) return;
       if (result.target === 'param') return notFoundPage(c);
       const message = result.error.issues[0]?.message ?? 'the form is incomplete';
-      return c.html(ratingForm(c.req.param('token') ?? '', { rating: null, comment: null }, message), 422);
+      return c.html(ratingForm(c.req.param('token') ?? '', { rating: null, comment: null }, 'en', message), 422);
     },
   );
 

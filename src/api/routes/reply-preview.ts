@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { draftMail, loadOutgoingContext, readAsRecipient, renderMessage, threadOf } from '../../mail/outgoing.js';
+import {
+  agentSignatureOf,
+  draftMail,
+  loadOutgoingContext,
+  readAsRecipient,
+  renderMessage,
+  threadOf,
+} from '../../mail/outgoing.js';
 import { requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
@@ -106,6 +113,7 @@ export function replyPreviewRoutes({ db, config }: ApiDeps) {
       kind: 'reply',
       outboxId: randomUUID(),
       senderName: user.name,
+      agentSignature: await agentSignatureOf(db, user.id),
       subject,
       text: reply.text,
       html: reply.content.html ?? null,

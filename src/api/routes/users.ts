@@ -9,6 +9,7 @@ import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { IdempotencyHeadersSchema } from '../idempotency.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
+import { SignatureSchema } from '../schemas/channel.js';
 
 // The people of an account and their API keys (A2). Anyone reads the account's users; an admin adds,
 // changes and removes them; everyone manages their own keys, an admin anyone's in the account.
@@ -39,6 +40,9 @@ const UserSchema = z
     role: RoleSchema,
     available: z.boolean().openapi({ description: 'Whether the agent takes new conversations' }),
     createdAt: z.iso.datetime(),
+    signature: SignatureSchema.openapi({
+      description: "Below this agent's replies, instead of the channel's; null fields: the channel's signature",
+    }),
   })
   .openapi('User');
 
@@ -131,7 +135,7 @@ const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/users/{userId}',
   tags: ['Users'],
-  summary: "Change a user's name or role (admins); anyone may change their own name",
+  summary: "Change a user's name, signature or role (admins); anyone may change their own name and signature",
   description: 'The last admin of the account cannot become an agent (409).',
   security,
   request: {
@@ -141,8 +145,12 @@ const patchRoute = createRoute({
       content: {
         'application/json': {
           schema: z
-            .strictObject({ name: nameSchema.optional(), role: RoleSchema.optional() })
-            .refine((update) => Object.keys(update).length > 0, 'give name or role')
+            .strictObject({
+              name: nameSchema.optional(),
+              role: RoleSchema.optional(),
+              signature: SignatureSchema.partial().strict().optional(),
+            })
+            .refine((update) => Object.keys(update).length > 0, 'give name, signature or role')
             .openapi('UserUpdate', { minProperties: 1 }),
         },
       },
@@ -229,6 +237,8 @@ type UserRow = {
   role: UserRole;
   available: boolean;
   created_at: Date;
+  signature_text: string | null;
+  signature_html: string | null;
 };
 
 function toUser(row: UserRow): z.infer<typeof UserSchema> {
@@ -240,6 +250,7 @@ function toUser(row: UserRow): z.infer<typeof UserSchema> {
     role: row.role,
     available: row.available,
     createdAt: row.created_at.toISOString(),
+    signature: { text: row.signature_text, html: row.signature_html },
   };
 }
 
@@ -263,7 +274,17 @@ function toApiKey(row: KeyRow): z.infer<typeof ApiKeySchema> {
   };
 }
 
-const userColumns = ['id', 'account_id', 'name', 'email', 'role', 'available', 'created_at'] as const;
+const userColumns = [
+  'id',
+  'account_id',
+  'name',
+  'email',
+  'role',
+  'available',
+  'created_at',
+  'signature_text',
+  'signature_html',
+] as const;
 const keyColumns = ['id', 'name', 'key_prefix', 'created_at', 'last_used_at', 'revoked_at'] as const;
 
 function isUniqueViolation(error: unknown): boolean {
@@ -363,12 +384,17 @@ export function userRoutes({ db }: ApiDeps) {
       const target = await findUser(caller, userId, trx);
       const roleChanges = input.role !== undefined && input.role !== target.role;
       if (target.id !== caller.id || roleChanges)
-        requireAdmin(caller, roleChanges ? 'changes roles' : "changes another user's name");
+        requireAdmin(caller, roleChanges ? 'changes roles' : "changes another user's name or signature");
       if (roleChanges && target.role === 'admin') await requireAnotherAdmin(trx, caller.accountId, target.id, 'become an agent');
-      if (input.name === undefined && !roleChanges) return target;
+      if (input.name === undefined && input.signature === undefined && !roleChanges) return target;
       return trx
         .updateTable('users')
-        .set({ ...(input.name !== undefined ? { name: input.name } : {}), ...(roleChanges ? { role: input.role } : {}) })
+        .set({
+          ...(input.name !== undefined ? { name: input.name } : {}),
+          ...(roleChanges ? { role: input.role } : {}),
+          ...(input.signature?.text !== undefined ? { signature_text: input.signature.text } : {}),
+          ...(input.signature?.html !== undefined ? { signature_html: input.signature.html } : {}),
+        })
         .where('id', '=', target.id)
         .returning(userColumns)
         .executeTakeFirstOrThrow();

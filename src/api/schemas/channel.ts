@@ -10,6 +10,8 @@ import {
   type Weekday,
 } from '../../domain/business-hours.js';
 import { FROM_NAME_TOKENS, SUBJECT_TOKENS, templateProblem } from '../../domain/outgoing-templates.js';
+import { sanitizeMailHtml } from '../../mail/sanitize-mail-html.js';
+import { MAX_SIGNATURE_CHARS, SIGNATURE_TOKENS } from '../../mail/signature.js';
 import { Problem } from '../problem.js';
 import { forwardingAddressOf } from '../../domain/forwarding-address.js';
 
@@ -51,10 +53,22 @@ const EmailAddress = z
   .pipe(z.email())
   .openapi({ description: 'Where customers write; stored lower-cased', example: 'support@acme.example' });
 
+/** Texts per language (ISO 639-1 code: text), beside the one text for every language. */
+function perLanguage(max: number, what: string) {
+  return z
+    .record(z.string().regex(/^[a-z]{2}$/, 'an ISO 639-1 code: two lower-case letters'), text(max))
+    .refine((texts) => Object.keys(texts).length <= 50, 'at most 50 languages')
+    .openapi({
+      description: `${what} per language of the conversation (ISO 639-1 code: text), sent as written; a language without one gets the one text, else Mailroom's words in that language`,
+      example: { de: 'Vielen Dank, wir kümmern uns darum.' },
+    });
+}
+
 const GreetingSchema = z
   .object({
     enabled: z.boolean().openapi({ description: 'Send an automatic greeting to a customer who starts a conversation' }),
     text: text(10_000).nullable().openapi({ description: "The greeting's text; null uses Mailroom's default" }),
+    texts: perLanguage(10_000, "The greeting's text"),
   })
   .openapi('ChannelGreeting');
 
@@ -101,6 +115,7 @@ const BusinessHoursFields = {
   outOfOfficeText: text(10_000)
     .nullable()
     .openapi({ description: "Sent once per conversation outside business hours; null uses Mailroom's default" }),
+  outOfOfficeTexts: perLanguage(10_000, 'The out-of-office text'),
 };
 
 const BusinessHoursSchema = z.object({ ...BusinessHoursFields, weekly: WeeklySchema }).openapi('ChannelBusinessHours');
@@ -121,6 +136,39 @@ const OutgoingSchema = z
       }),
   })
   .openapi('ChannelOutgoing');
+
+/** A signature: text and HTML, each may use {{agent.name}} and {{channel.name}}; the HTML keeps only formatting markup. */
+export const SignatureSchema = z
+  .object({
+    text: z
+      .string()
+      .trim()
+      .min(1, 'empty: use null for none')
+      .max(MAX_SIGNATURE_CHARS)
+      .superRefine((value, ctx) => {
+        const problem = templateProblem(value, Object.values(SIGNATURE_TOKENS));
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .nullable()
+      .openapi({ description: 'Below the text part, after "-- "', example: `${SIGNATURE_TOKENS.agentName}\nAcme Support` }),
+    html: z
+      .string()
+      .trim()
+      .min(1, 'empty: use null for none')
+      .max(MAX_SIGNATURE_CHARS)
+      .superRefine((value, ctx) => {
+        const problem = templateProblem(value, Object.values(SIGNATURE_TOKENS));
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      // Kept as the allowlist of inbound mail leaves it (no scripts, no remote styles): what is stored is what is sent.
+      .transform((value) => sanitizeMailHtml(value))
+      .nullable()
+      .openapi({
+        description: 'Below the HTML part; null shows the text signature there. Sanitized like inbound mail',
+        example: `<p><b>${SIGNATURE_TOKENS.agentName}</b><br>${SIGNATURE_TOKENS.channelName}</p>`,
+      }),
+  })
+  .openapi('Signature');
 
 const AssignmentSchema = z
   .object({
@@ -261,6 +309,10 @@ export const ChannelSchema = z
     csat: CsatSchema,
     businessHours: BusinessHoursSchema,
     outgoing: OutgoingSchema,
+    signature: SignatureSchema.openapi({
+      description:
+        "Below every mail of the channel: automatic mail, AI answers, handover notes, and agents' replies unless the agent has their own",
+    }),
     assignment: AssignmentSchema,
     sla: SlaSchema,
     ai: AiSchema,
@@ -294,6 +346,7 @@ const settingsInput = {
     .partial()
     .optional(),
   outgoing: OutgoingSchema.partial().strict().optional(),
+  signature: SignatureSchema.partial().strict().optional(),
   assignment: AssignmentSchema.partial().strict().optional(),
   sla: SlaSchema.partial().strict().optional(),
   ai: AiSchema.partial().strict().optional(),
@@ -320,6 +373,11 @@ export const ChannelPatchInput = z
 
 export type ChannelSettingsInput = z.infer<typeof ChannelPatchInput>;
 
+/** The settings being edited, before they are saved (the automatic-mail preview): the patch body's shape. */
+export const ChannelSettingsDraft = z
+  .strictObject(patchFields)
+  .openapi('ChannelSettingsDraft', { description: 'The same groups and fields as PATCH /v1/channels/{id}; nothing is saved' });
+
 export { forwardingAddressOf };
 
 export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
@@ -331,7 +389,7 @@ export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
     enabled: row.enabled,
     forwardingAddress: forwardingAddressOf(row, inboundDomain),
     createdAt: row.created_at.toISOString(),
-    greeting: { enabled: row.greeting_enabled, text: row.greeting_text },
+    greeting: { enabled: row.greeting_enabled, text: row.greeting_text, texts: row.greeting_texts },
     csat: {
       enabled: row.csat_enabled,
       delaySeconds: row.csat_delay_seconds,
@@ -346,8 +404,10 @@ export function toChannel(row: Channel, inboundDomain: string): ChannelJson {
       >,
       closedDates: hours?.closedDates ?? [],
       outOfOfficeText: row.out_of_office_text,
+      outOfOfficeTexts: row.out_of_office_texts,
     },
     outgoing: { defaultSubject: row.default_subject, fromName: row.from_name },
+    signature: { text: row.signature_text, html: row.signature_html },
     assignment: { strategy: row.assignment_strategy, defaultAgentCapacity: row.default_agent_capacity },
     sla: { firstResponseSeconds: row.sla_first_response_seconds },
     ai: {
@@ -389,6 +449,9 @@ export function settingsColumns(input: ChannelSettingsInput, current: Channel): 
   assign('enabled', input.enabled);
   assign('greeting_enabled', input.greeting?.enabled);
   assign('greeting_text', input.greeting?.text);
+  assign('greeting_texts', input.greeting?.texts && JSON.stringify(input.greeting.texts));
+  assign('signature_text', input.signature?.text);
+  assign('signature_html', input.signature?.html);
   assign('csat_enabled', input.csat?.enabled);
   assign('csat_delay_seconds', input.csat?.delaySeconds);
   assign('csat_link_validity_seconds', input.csat?.linkValiditySeconds);
@@ -421,6 +484,7 @@ export function settingsColumns(input: ChannelSettingsInput, current: Channel): 
   const given = input.businessHours;
   if (given) {
     assign('out_of_office_text', given.outOfOfficeText);
+    assign('out_of_office_texts', given.outOfOfficeTexts && JSON.stringify(given.outOfOfficeTexts));
     const { timeZone, weekly, closedDates, enabled } = given;
     if (timeZone !== undefined || weekly !== undefined || closedDates !== undefined || enabled !== undefined) {
       const hours = mergedBusinessHours(given, current);

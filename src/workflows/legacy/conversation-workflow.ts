@@ -694,9 +694,12 @@ export async function conversationWorkflow(input: ConversationWorkflowInput): Pr
       return waitUntilClosed(context.closeAfterSeconds);
     }
     const surveyId = uuid4();
-    const { expiresAt } = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
+    const sent = await smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
       { conversationId, outboxId: uuid4(), surveyId, resolvedBy },
     ]);
+    // Null: the contact unsubscribed from surveys (the timeline says so); the quiet period goes on without one.
+    if (!sent) return waitUntilClosed(context.closeAfterSeconds);
+    const { expiresAt } = sent;
     survey = { id: surveyId, expiresAt: Date.parse(expiresAt) };
     enterStage('csat', `CSAT survey sent; the link is valid until ${expiresAt}`);
   }
