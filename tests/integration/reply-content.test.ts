@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -358,11 +358,104 @@ describe('what a reply carries', () => {
         .execute();
     }
 
+    // A file larger than one stored piece arrives whole.
+    const large = Buffer.from(Array.from({ length: 700 * 1024 }, (_, i) => (i * 7) % 256));
+    const stored = await upload(stack.api.url, key, second, { name: 'scan.tiff', type: 'image/tiff', bytes: large });
+    expect(stored.status).toBe(201);
+    const row = await stack.db
+      .selectFrom('reply_attachments')
+      .select(['content', 'size_bytes', 'sha256', 'complete'])
+      .where('id', '=', stored.body.id)
+      .executeTakeFirstOrThrow();
+    expect(row).toMatchObject({
+      size_bytes: large.length,
+      sha256: createHash('sha256').update(large).digest('hex'),
+      complete: true,
+    });
+    expect(Buffer.compare(Buffer.from(row.content), large)).toBe(0);
+
     const notMultipart = await fetch(`${stack.api.url}/v1/conversations/${first}/attachments`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/pdf' },
       body: INVOICE,
     });
     expect(notMultipart.status).toBe(415);
+  });
+
+  it('stops reading an endless file at the channel’s limit, and keeps nothing of it', async () => {
+    const conversationId = await openConversation(await mimeMail({ subject: 'Endless' }));
+    await stack.db.updateTable('channels').set({ max_attachment_bytes: 100_000 }).where('id', '=', team.channel.id).execute();
+    try {
+      const head = new TextEncoder().encode(
+        '--endless\r\nContent-Disposition: form-data; name="file"; filename="endless.bin"\r\n' +
+          'Content-Type: application/octet-stream\r\n\r\n',
+      );
+      const chunk = new Uint8Array(64 * 1024).fill(0x61);
+      let produced = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          // A client that would send 1 GiB unless the server stops it.
+          if (produced >= 1024 ** 3) return controller.close();
+          controller.enqueue(produced === 0 ? head : chunk);
+          produced += produced === 0 ? head.length : chunk.length;
+        },
+      });
+      const response = await fetch(`${stack.api.url}/v1/conversations/${conversationId}/attachments`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${team.admin.apiKey}`, 'content-type': 'multipart/form-data; boundary=endless' },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+      const answer = await response.json();
+      expect(response.status).toBe(413);
+      expect(answer.detail).toContain('100000 bytes');
+      expect(produced).toBeLessThan(1024 ** 3);
+      const kept = await stack.db
+        .selectFrom('reply_attachments')
+        .select('id')
+        .where('conversation_id', '=', conversationId)
+        .execute();
+      expect(kept).toEqual([]);
+    } finally {
+      await stack.db
+        .updateTable('channels')
+        .set({ max_attachment_bytes: 10 * 1024 * 1024 })
+        .where('id', '=', team.channel.id)
+        .execute();
+    }
+  });
+
+  it('sends a reply repeated with the same Idempotency-Key once, its upload included', async () => {
+    const conversationId = await openConversation(await mimeMail({ subject: 'Repeated' }));
+    const uploaded = await upload(stack.api.url, team.admin.apiKey, conversationId, {
+      name: 'receipt.pdf',
+      type: 'application/pdf',
+      bytes: INVOICE,
+    });
+    const send = () =>
+      fetch(`${stack.api.url}/v1/conversations/${conversationId}/replies`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${team.admin.apiKey}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'receipt-once',
+        },
+        body: JSON.stringify({ text: 'Your receipt', attachmentIds: [uploaded.body.id] }),
+      });
+    const first = await send();
+    expect(first.status).toBe(201);
+    const firstBody = await first.json();
+    const second = await send();
+    expect(second.status).toBe(201);
+    expect((await second.json()).messageId).toBe(firstBody.messageId);
+    const mail = await stack.capture.waitFor((m) => m.messageId === firstBody.messageId);
+    expect((await simpleParser(mail.raw)).attachments.map((a) => a.filename)).toEqual(['receipt.pdf']);
+    const replies = await stack.db
+      .selectFrom('outbound_messages')
+      .select('id')
+      .where('conversation_id', '=', conversationId)
+      .where('kind', '=', 'reply')
+      .execute();
+    expect(replies).toHaveLength(1);
   });
 });
