@@ -54,6 +54,7 @@ const ROUTES: RouteCase[] = [
   },
   { op: 'GET /v1/channels/{channelId}', access: 'work' },
   { op: 'PATCH /v1/channels/{channelId}', access: 'admin', body: () => ({ name: 'Acme Support' }) },
+  { op: 'POST /v1/channels/{channelId}/automatic-mail/preview', access: 'admin', body: () => ({ mail: 'greeting' }) },
   // Removal, secret rotation and a foreign SMTP or IMAP server would break channel 1 for later checks: throwaways.
   { op: 'DELETE /v1/channels/{channelId}', access: 'admin', params: async () => ({ channelId: await throwawayChannel() }) },
   {
@@ -216,6 +217,7 @@ const ROUTES: RouteCase[] = [
   { op: 'GET /v1/conversations/{conversationId}/attachments/{attachmentId}', access: 'work' },
   { op: 'POST /v1/conversations/{conversationId}/replies', access: 'work', body: () => ({ text: 'Thanks, we are on it.' }) },
   { op: 'POST /v1/conversations/{conversationId}/replies/preview', access: 'work', body: () => ({ text: 'A draft' }) },
+  { op: 'PUT /v1/conversations/{conversationId}/language', access: 'work', body: () => ({ language: 'en' }) },
   // Past the access checks, a body that is not multipart/form-data is answered 415.
   { op: 'POST /v1/conversations/{conversationId}/attachments', access: 'work', alsoAllowed: [415] },
   { op: 'GET /v1/conversations/{conversationId}/participants', access: 'work' },
