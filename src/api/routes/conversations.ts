@@ -20,8 +20,8 @@ import { IdempotencyHeadersSchema } from '../idempotency.js';
 import { afterCursor, decodeCursor, PageQuerySchema, pageSchema, toPage } from '../pagination.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ReplyInputSchema } from './reply-preview.js';
-import { replyFileContent, resolveReply, sentReplyFiles } from '../reply-content.js';
 import { activeDrafts, collision, DraftingSchema, newSince, releaseDraft, replyTiming } from './reply-timing.js';
+import { replyFileContent, resolveReply, sentReplyFiles } from '../reply-content.js';
 
 // Conversations as backend services and agents' tools see them: lists with filters, the whole record
 // (messages, attachments, timeline, internal notes), what agents do (reply, resolve, reopen, assign,
@@ -262,7 +262,7 @@ const attachmentRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}/attachments/{attachmentId}',
   tags: ['Conversations'],
-  summary: 'Download an attachment of a customer mail',
+  summary: 'Download an attachment of a customer mail or of a reply (sent, or uploaded for one)',
   description: 'Always as a download (Content-Disposition: attachment). 404 when its bytes were not stored (see omittedReason).',
   security,
   request: { params: z.object({ conversationId: z.uuid(), attachmentId: z.uuid() }) },
