@@ -20,7 +20,7 @@ import type { ActivityDeps } from './deps.js';
 import type { ReplyContent } from '../workflows/messages.js';
 import { attachReplyFiles, replyFilesOf } from './reply-attachments.js';
 import { recordEvent } from './timeline.js';
-import { holdReply } from './reply-timing.js';
+import { holdReply, markFirstResponse } from './reply-timing.js';
 
 export interface SentMail {
   outboundMessageId: string;
@@ -335,12 +335,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
           bcc: input.content?.bcc ?? [],
         });
         await attachReplyFiles(trx, { ...input, attachmentIds: input.content?.attachmentIds ?? [] });
+        // A held reply is the first response once it goes out (releaseScheduledReply), not while it can be undone.
         if (input.scheduledFor) await holdReply(trx, { ...input, scheduledFor: input.scheduledFor });
-        await trx
-          .updateTable('conversations')
-          .set({ first_response_at: sql<Date>`coalesce(first_response_at, now())` })
-          .where('id', '=', input.conversationId)
-          .execute();
+        else await markFirstResponse(trx, input.conversationId);
         const row = await trx
           .selectFrom('outbound_messages')
           .select(['id', 'message_id'])

@@ -29,20 +29,32 @@ export async function holdReply(
   });
 }
 
+/** The first response the SLA measures: an agent's reply that goes out (now, or when its wait is over). */
+export async function markFirstResponse(trx: Transaction<Database>, conversationId: string): Promise<void> {
+  await trx
+    .updateTable('conversations')
+    .set({ first_response_at: sql<Date>`coalesce(first_response_at, now())` })
+    .where('id', '=', conversationId)
+    .execute();
+}
+
 export type ReplyCancelReason = 'undone' | 'customer_wrote';
 
 export function createReplyTimingActivities({ db }: Pick<ActivityDeps, 'db'>) {
   return {
     /** The timer fired: the held reply may go out (scheduled → queued). False when it is no longer held. */
     async releaseScheduledReply({ outboxId }: { outboxId: string }): Promise<boolean> {
-      const released = await db
-        .updateTable('outbound_messages')
-        .set({ delivery_status: 'queued' })
-        .where('id', '=', outboxId)
-        .where('delivery_status', '=', 'scheduled')
-        .returning('id')
-        .executeTakeFirst();
-      return released !== undefined;
+      return db.transaction().execute(async (trx) => {
+        const released = await trx
+          .updateTable('outbound_messages')
+          .set({ delivery_status: 'queued' })
+          .where('id', '=', outboxId)
+          .where('delivery_status', '=', 'scheduled')
+          .returning('conversation_id')
+          .executeTakeFirst();
+        if (released) await markFirstResponse(trx, released.conversation_id);
+        return released !== undefined;
+      });
     },
 
     /** The held reply goes nowhere; the timeline says who undid it or that the customer wrote first. */

@@ -952,6 +952,7 @@ async function sendWhenDue(run: Run, reply: ScheduledReply) {
         [{ outboxId: reply.outboxId }],
       );
       if (released) {
+        run.state.firstResponded = true;
         await smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${reply.author.name}` }, [
           { outboxId: reply.outboxId },
         ]);
@@ -1021,7 +1022,7 @@ function registerHandlers(run: Run) {
           ...(content ? { content } : {}),
         },
       ]);
-      state.firstResponded = true;
+      if (holdUntil === undefined) state.firstResponded = true; // a held reply counts once it goes out
       if (state.stage === 'ai') inbox.humanReplied = author; // a person took over from the AI agent
       if (holdUntil !== undefined) {
         holdReply(run, { outboxId, author, sendAt: holdUntil, cancelsOnCustomerMail: sendAt !== undefined });

@@ -111,6 +111,10 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
         }),
       }),
     );
+    // An undone reply was no first response (the SLA still waits for one).
+    const conversationRow = () =>
+      stack.db.selectFrom('conversations').select('first_response_at').where('id', '=', conversationId).executeTakeFirstOrThrow();
+    expect((await conversationRow()).first_response_at).toBeNull();
     // Undoing twice is a conflict, not a second cancellation.
     const again = await api(
       alice().apiKey,
@@ -129,6 +133,7 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     await stack.capture.waitFor((mail) => mail.messageId === next.body.messageId);
     expect(stack.capture.mails.filter((mail) => mail.envelope.to.includes(customer))).toHaveLength(1);
     expect(stack.capture.mails.some((mail) => mail.messageId === row.message_id)).toBe(false);
+    expect((await conversationRow()).first_response_at).not.toBeNull();
   });
 
   it('answers 409 to an undo after the grace period: the reply went out', async () => {
