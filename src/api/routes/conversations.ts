@@ -295,7 +295,11 @@ const replyRoute = createRoute({
     'The reply is mailed threaded into the conversation (In-Reply-To, References) with a stable Message-ID. ' +
     'It is answered once the reply is in the outbox; the mail goes out as soon as the mail server takes it ' +
     '(the timeline records agent_reply_sent then). ' +
-    "409 no-address while the contact's email address is unknown (a web form without one).",
+    "409 no-address while the contact's email address is unknown (a web form without one). " +
+    "With the channel's undo grace period (undoSendSeconds) or sendAt the reply waits (scheduledFor in the answer) and " +
+    'DELETE /v1/conversations/{conversationId}/replies/{replyId} cancels it meanwhile. 409 reply-collision (with newMessages) ' +
+    'when lastSeenMessageId is given and the customer or another agent wrote since, unless force is true; ' +
+    '409 too-many-scheduled-replies when 10 replies wait already.',
   security,
   request: {
     params: idParams,
@@ -310,7 +314,10 @@ const replyRoute = createRoute({
     },
   },
   responses: {
-    201: { description: 'In the outbox, being sent', content: { 'application/json': { schema: SentReplySchema } } },
+    201: {
+      description: 'In the outbox, being sent (or waiting until scheduledFor)',
+      content: { 'application/json': { schema: SentReplySchema } },
+    },
     ...problemResponses(401, 403, 404, 409, 422, 503),
   },
 });
