@@ -1,5 +1,7 @@
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { customerConversation, initialState } from '../../src/workflows/conversation.js';
+import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { agentReplyUpdate, cancelReplyUpdate } from '../../src/workflows/messages.js';
 import { ALICE, BOB, nextLocalTime, useWorkflowHarness } from '../support/workflow-harness.js';
 
@@ -104,6 +106,42 @@ describe('undo send and send later in the conversation workflow (time skipping)'
       await expect(
         handle.executeUpdate(cancelReplyUpdate, { args: [{ outboxId: kept.outboundMessageId, by: ALICE }] }),
       ).rejects.toMatchObject({ cause: { type: 'ReplyNotHeld', message: expect.stringMatching(/no longer waits/) } });
+    });
+  });
+
+  it('keeps the replies a run held back when it continues as new: the next run sends them at their moment', async () => {
+    await t.withWorker(async (taskQueue) => {
+      const conversationId = `conversation-${taskQueue}`;
+      const sendAt = (await t.env.currentTimeMs()) + 2 * 3600 * 1000;
+      // The state a run hands over with continue-as-new while a reply waits.
+      const handle = await t.env.client.workflow.start(customerConversation, {
+        workflowId: conversationWorkflowId(conversationId),
+        taskQueue,
+        args: [
+          {
+            conversationId,
+            state: {
+              ...initialState(conversationId),
+              stage: 'assigned',
+              known: true,
+              assignee: ALICE,
+              details: 'Assigned to Alice Agent; open until resolved',
+              scheduledReplies: [{ outboxId: 'held-reply', author: ALICE, sendAt, cancelsOnCustomerMail: true }],
+            },
+          },
+        ],
+      });
+      await vi.waitFor(async () =>
+        expect(await t.timerSummaries(handle)).toContain(
+          `Sending the reply of Alice Agent at ${new Date(sendAt).toISOString()} unless undone or the customer writes first`,
+        ),
+      );
+      expect(t.callsOf('deliverOutbox')).toHaveLength(0);
+
+      await t.sleepUntil(sendAt + MINUTE);
+      const [delivery] = await t.waitForCalls('deliverOutbox');
+      expect(delivery!.input.outboxId).toBe('held-reply');
+      expect(delivery!.at).toBeGreaterThanOrEqual(sendAt);
     });
   });
 });
