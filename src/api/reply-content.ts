@@ -15,7 +15,8 @@ import { Problem } from './problem.js';
 // A reply's content as the reply request and its preview take it: HTML, Cc, Bcc and files, resolved once here so
 // that the preview shows exactly what the reply then sends.
 
-const MAX_HTML_CHARS = 500_000;
+// Well within what one workflow update may carry, in UTF-8, beside the text.
+const MAX_HTML_CHARS = 200_000;
 
 /** The fields a reply request has beside its text and subject. */
 export const ReplyContentFields = {

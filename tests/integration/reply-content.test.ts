@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccount, createChannel, createUser } from '../../src/db/seed.js';
 import { readAsRecipient } from '../../src/mail/outgoing.js';
@@ -374,6 +375,18 @@ describe('what a reply carries', () => {
     });
     expect(Buffer.compare(Buffer.from(row.content), large)).toBe(0);
 
+    // An upload no reply took for a week, or one cut off mid-stream an hour ago, goes with the next upload.
+    const stale = await upload(stack.api.url, key, second, { name: 'old.txt', type: 'text/plain', bytes: Buffer.from('old') });
+    await sql`update reply_attachments set created_at = now() - interval '8 days' where id = ${stale.body.id}`.execute(stack.db);
+    const fresh = await upload(stack.api.url, key, second, { name: 'new.txt', type: 'text/plain', bytes: Buffer.from('new') });
+    expect(fresh.status).toBe(201);
+    const waiting = await stack.db
+      .selectFrom('reply_attachments')
+      .select('id')
+      .where('id', 'in', [stale.body.id, fresh.body.id])
+      .execute();
+    expect(waiting.map((r) => r.id)).toEqual([fresh.body.id]);
+
     const notMultipart = await fetch(`${stack.api.url}/v1/conversations/${first}/attachments`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/pdf' },
@@ -406,7 +419,7 @@ describe('what a reply carries', () => {
         body,
         duplex: 'half',
       } as RequestInit);
-      const answer = await response.json();
+      const answer = (await response.json()) as { detail: string };
       expect(response.status).toBe(413);
       expect(answer.detail).toContain('100000 bytes');
       expect(produced).toBeLessThan(1024 ** 3);
@@ -444,10 +457,10 @@ describe('what a reply carries', () => {
       });
     const first = await send();
     expect(first.status).toBe(201);
-    const firstBody = await first.json();
+    const firstBody = (await first.json()) as { messageId: string };
     const second = await send();
     expect(second.status).toBe(201);
-    expect((await second.json()).messageId).toBe(firstBody.messageId);
+    expect(((await second.json()) as { messageId: string }).messageId).toBe(firstBody.messageId);
     const mail = await stack.capture.waitFor((m) => m.messageId === firstBody.messageId);
     expect((await simpleParser(mail.raw)).attachments.map((a) => a.filename)).toEqual(['receipt.pdf']);
     const replies = await stack.db

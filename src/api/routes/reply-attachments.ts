@@ -16,6 +16,10 @@ import { Problem, problemResponses } from '../problem.js';
 export const REPLY_UPLOAD_PATH = '/v1/conversations/:conversationId/attachments';
 /** Uploads that wait for a reply in one conversation at most: a client cannot fill the database through one. */
 export const MAX_WAITING_UPLOADS = 50;
+/** An upload no reply took within this long is removed (with the next upload to its conversation). */
+export const UPLOAD_KEPT_DAYS = 7;
+// An upload still incomplete after this long was cut off (the client or the API went away): removed likewise.
+const INCOMPLETE_KEPT_MINUTES = 60;
 // Written in pieces of this size: memory per upload stays this, whatever the file weighs.
 const PIECE_BYTES = 256 * 1024;
 // What a multipart body carries besides the file (boundaries, part headers), allowed on top of the limit.
@@ -41,7 +45,7 @@ const uploadRoute = createRoute({
     'multipart/form-data with one part named `file` (its filename and Content-Type are kept, the name cleaned of paths, ' +
     "control and direction characters). Streamed to storage. Over the channel's limits.maxAttachmentBytes: 413 naming the " +
     'limit, nothing kept. A reply names the upload in attachmentIds; once sent it is shown on the reply and cannot be sent again. ' +
-    `At most ${MAX_WAITING_UPLOADS} uploads wait for a reply in a conversation (409 beyond).`,
+    `At most ${MAX_WAITING_UPLOADS} uploads wait for a reply in a conversation (409 beyond), each for ${UPLOAD_KEPT_DAYS} days.`,
   security: [{ apiKey: [] }],
   request: {
     params: z.object({ conversationId: z.uuid() }),
@@ -247,6 +251,20 @@ export function replyAttachmentRoutes({ db }: ApiDeps) {
         `the channel's limit for one attachment (limits.maxAttachmentBytes) is ${maxBytes} bytes; nothing was kept`,
       );
     }
+    await db
+      .deleteFrom('reply_attachments')
+      .where('conversation_id', '=', conversationId)
+      .where('outbound_message_id', 'is', null)
+      .where((eb) =>
+        eb.or([
+          eb('created_at', '<', sql<Date>`now() - make_interval(days => ${UPLOAD_KEPT_DAYS})`),
+          eb.and([
+            eb('complete', '=', false),
+            eb('created_at', '<', sql<Date>`now() - make_interval(mins => ${INCOMPLETE_KEPT_MINUTES})`),
+          ]),
+        ]),
+      )
+      .execute();
     const waiting = await db
       .selectFrom('reply_attachments')
       .select((eb) => eb.fn.countAll<string>().as('count'))
