@@ -921,6 +921,7 @@ function cancelScheduledReplies(state: ConversationState) {
   }
 }
 
+/** What the Temporal UI shows for the wait, so that whoever looks knows what goes out when and what stops it. */
 function describeHold(reply: ScheduledReply): string {
   const seconds = Math.round((reply.sendAt - Date.now()) / 1000);
   if (!reply.cancelsOnCustomerMail)
