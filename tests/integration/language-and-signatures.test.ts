@@ -122,6 +122,13 @@ describe('the customer’s language and signatures', () => {
     expect(englishPage).toContain('How satisfied are you with our help?');
   });
 
+  it('reads only the start of a huge first mail for its language: the channel’s first language then', async () => {
+    // 600 kB of one-word lines, the English words after them.
+    const { conversationId, greeting } = await customerWrites(`${`${'x'.repeat(76)}\r\n`.repeat(8_000)}${ENGLISH}`, 'hugo');
+    expect((await admin('GET', `/v1/conversations/${conversationId}`)).body.language).toBe('de');
+    expect(greeting.text).toContain(message('de', 'greeting.default'));
+  });
+
   it('lets an agent set the language: one of the channel’s, on the timeline', async () => {
     const { conversationId } = await customerWrites(GERMAN, 'gustav');
     const [alice] = team.agents;
@@ -298,6 +305,8 @@ describe('the customer’s language and signatures', () => {
     expect(greetingDe.body.text).toMatch(/^Hallo!/);
     const handoverDe = await admin('POST', path, { mail: 'handover', language: 'de' });
     expect(handoverDe.body.text).toContain(message('de', 'handover.text'));
+    // The handover note carries the channel's signature as policy.
+    expect(handoverDe.body.text).toContain('-- \nIhr Team von Acme Support');
 
     // Bad drafts and callers are refused, naming the problem.
     const badToken = await admin('POST', path, { mail: 'greeting', settings: { signature: { text: '{{agent.email}}' } } });
