@@ -248,6 +248,20 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     ).toBe(0);
   });
 
+  it('lets at most 10 replies wait in a conversation', async () => {
+    const { conversationId } = await openConversation('many-later@example.com');
+    const path = `/v1/conversations/${conversationId}/replies`;
+    const sendAt = new Date(Date.now() + DAY).toISOString();
+    for (let i = 0; i < 10; i++) {
+      expect((await api(alice().apiKey, 'POST', path, { text: `Later ${i}`, sendAt })).status).toBe(201);
+    }
+    const eleventh = await api(alice().apiKey, 'POST', path, { text: 'One too many', sendAt });
+    expect(eleventh.status).toBe(409);
+    expect(eleventh.body.type).toBe('https://mailroom.dev/problems/too-many-scheduled-replies');
+    const listed = await api(alice().apiKey, 'GET', `${path}/scheduled`);
+    expect(listed.body.replies).toHaveLength(10);
+  });
+
   it('answers 409 with what is new when the customer or another agent wrote since, and sends the forced reply', async () => {
     const customer = 'collision@example.com';
     const { conversationId, firstMessageId } = await openConversation(customer);
