@@ -71,14 +71,14 @@ export async function renewClaim(db: Kysely<Database>, input: { outboxId: string
 }
 
 /** The server took the mail: sent, with its timeline event, unless it was marked before (or bounced meanwhile). */
-export async function markSent(db: Kysely<Database>, outboxId: string): Promise<void> {
+export async function markSent(db: Kysely<Database>, outboxId: string, refusedRecipients: string | null = null): Promise<void> {
   await db.transaction().execute(async (trx) => {
     const sent = await trx
       .updateTable('outbound_messages')
       .set({
         delivery_status: 'sent',
         sent_at: sql<Date>`now()`,
-        delivery_error: null,
+        delivery_error: refusedRecipients,
         claimed_until: null,
         claim_token: null,
         // The mailbox sync appends it to the Sent folder when the channel has a mailbox and copies this kind.

@@ -228,11 +228,12 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       await releaseClaim(db, { outboxId, token, reason: 'the mail could not be prepared for sending' });
       throw error;
     }
+    let refused: string[];
     try {
-      await onSendClock(
+      ({ rejected: refused } = await onSendClock(
         () => mail.send(message, server),
         () => renewClaim(db, { outboxId, token }),
-      );
+      ));
     } catch (error) {
       // A host this deployment may not reach: said as it is and retried (an admin may correct the channel's settings).
       if (error instanceof DestinationRefusedError || error instanceof DestinationUnresolvedError) {
@@ -260,7 +261,8 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
     }
     if (server) await logins.accepted(row.channel_id, server);
-    await markSent(db, outboxId);
+    // Sent to the others: the recipients the server refused are said on the message, never dropped silently.
+    await markSent(db, outboxId, refused.length > 0 ? `the mail server refused ${refused.join(', ')}; the others got it` : null);
     await health.success(row.channel_id);
     return sent;
   }

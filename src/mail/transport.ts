@@ -17,8 +17,11 @@ export interface SmtpServer {
 }
 
 export interface MailTransport {
-  /** Rejects with nodemailer's error (see classifySendFailure), or an AbortError past SEND_DEADLINE_MS. */
-  send(message: Mail.Options, server?: SmtpServer): Promise<void>;
+  /**
+   * Rejects with nodemailer's error (see classifySendFailure), or an AbortError past SEND_DEADLINE_MS. Resolves with the
+   * recipients the server refused while it took the mail for the others (a reply's Cc or Bcc, or its To).
+   */
+  send(message: Mail.Options, server?: SmtpServer): Promise<{ rejected: string[] }>;
   close(): void;
 }
 
@@ -140,7 +143,8 @@ export function createMailTransport(
       const deadline = AbortSignal.timeout(SEND_DEADLINE_MS);
       const transport = server ? await poolFor(server) : deployment;
       // Aborting fails this message and closes its connection; the pool's other deliveries go on.
-      await transport.sendMail({ ...message, signal: deadline });
+      const info = await transport.sendMail({ ...message, signal: deadline });
+      return { rejected: (info.rejected ?? []).map(String) };
     },
     close: () => {
       deployment.close();

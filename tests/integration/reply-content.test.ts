@@ -238,6 +238,25 @@ describe('what a reply carries', () => {
     expect(empty.body.errors).toEqual([expect.objectContaining({ field: 'html' })]);
   });
 
+  it('says on the reply which recipient the mail server refused while the others got it', async () => {
+    const conversationId = await openConversation(await mimeMail({ subject: 'Refused Cc' }));
+    // The first RCPT TO of the next mail (the contact's) is refused for good; the Cc's is taken.
+    stack.capture.refuse({ at: 'rcpt', code: 550, message: 'no such mailbox', times: 1 });
+    const sent = await api(team.admin.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, {
+      text: 'For both of you',
+      cc: ['max@example.com'],
+    });
+    expect(sent.status).toBe(201);
+    const received = await stack.capture.waitFor((mail) => mail.messageId === sent.body.messageId);
+    expect(received.envelope.to).toEqual(['max@example.com']);
+    const outbound = await eventually(async () => {
+      const { body } = await api(team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      const message = body.messages.find((m: { id: string }) => m.id === sent.body.outboundMessageId);
+      return message?.deliveryStatus === 'sent' ? message : undefined;
+    });
+    expect(outbound.deliveryError).toBe('the mail server refused zoe@example.com; the others got it');
+  });
+
   it('never mails anyone nobody chose: a hostile Cc list, our own addresses, another tenant’s channel', async () => {
     const other = await createAccount(stack.db, 'Globex');
     await createChannel(stack.db, { accountId: other.id, name: 'Globex Help', emailAddress: 'help@globex.example' });

@@ -116,10 +116,14 @@ const MessageSchema = z
           'failed (the SMTP server refused it for good), bounced (a delivery report came back for it), ' +
           "scheduled (an agent's reply waiting: undo grace period or send later), cancelled (it waited and was not sent); null for inbound messages",
       }),
-    deliveryError: z.string().nullable().openapi({
-      description:
-        'Failed or bounced: what the SMTP server or the delivery report said; queued: why the last attempt did not go out; else null',
-    }),
+    deliveryError: z
+      .string()
+      .nullable()
+      .openapi({
+        description:
+          'Failed or bounced: what the SMTP server or the delivery report said; queued: why the last attempt did not go out; ' +
+          'sent: the recipients the SMTP server refused while it took the mail for the others (a Cc, a Bcc); else null',
+      }),
     scheduledFor: z.iso.datetime().nullable().openapi({
       description: "An agent's reply that waited (undo grace period, send later): when it goes or went out; else null",
     }),
