@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/servers/tools.js';
 import { message } from '../../src/domain/message-catalogs.js';
+import { createChannel } from '../../src/db/seed.js';
 import { readAsRecipient } from '../../src/mail/outgoing.js';
 import type { CapturedMail } from '../../src/mail/smtp-capture.js';
 import { callApi, eventually, postMail } from '../support/http.js';
@@ -193,6 +194,63 @@ describe('the customer’s language and signatures', () => {
       expect(received.html).toBe(preview.body.html);
       expect(received.headers).toEqual(preview.body.headers);
     }
+  });
+
+  it('signs AI answers and handover notes with the channel’s signature, as policy', async () => {
+    const billing = await createChannel(stack.db, {
+      accountId: team.account.id,
+      name: 'Acme Billing',
+      emailAddress: 'billing@acme.example',
+    });
+    expect(
+      (await admin('PATCH', `/v1/channels/${billing.id}`, { signature: { text: '{{agent.name}} for {{channel.name}}' } })).status,
+    ).toBe(200);
+    await stack.db
+      .insertInto('ai_agents')
+      .values({ id: randomUUID(), channel_id: billing.id, name: 'Mia', position: 0, provider: 'knowledge_base' })
+      .execute();
+    await stack.db
+      .insertInto('knowledge_articles')
+      .values({
+        id: randomUUID(),
+        channel_id: billing.id,
+        title: 'Missing invoice',
+        body: 'Every invoice is in your account under Billing → Invoices. A missing invoice appears there within a day.',
+      })
+      .execute();
+    const address = `ian.${tag}@example.com`;
+    const messageId = `${randomUUID()}@example.com`;
+    const mail = (id: string, text: string, inReplyTo?: string) =>
+      customerMail({
+        messageId: id,
+        from: `Ian <${address}>`,
+        to: 'billing@acme.example',
+        subject: 'Invoice missing',
+        text,
+        ...(inReplyTo ? { inReplyTo } : {}),
+      });
+    expect(
+      (
+        await postMail(
+          stack.api.url,
+          billing,
+          mail(messageId, 'Hello, the invoice for March is missing in my account. Where can I find the invoice?'),
+        )
+      ).status,
+    ).toBe(202);
+    const answer = await stack.capture.waitFor((m) => m.inReplyTo === `<${messageId}>`);
+    expect(answer.text).toContain('Billing → Invoices');
+    expect(answer.text).toMatch(/\n-- \nMia for Acme Billing$/);
+
+    await postMail(
+      stack.api.url,
+      billing,
+      mail(`${randomUUID()}@example.com`, 'Thanks, but I would like to talk to a real person, please.', answer.messageId!),
+    );
+    const handover = await stack.capture.waitFor(
+      (m) => m.envelope.to.includes(address) && m.text.includes(message('en', 'handover.text')),
+    );
+    expect(handover.text).toMatch(/\n-- \nMia for Acme Billing$/);
   });
 
   it('unsubscribes a contact from surveys in one click (RFC 8058): no further survey, the timeline says why', async () => {
