@@ -75,7 +75,7 @@ const previewRoute = createRoute({
   },
   responses: {
     200: { description: 'The mail as it would go out', content: { 'application/json': { schema: PreviewSchema } } },
-    ...problemResponses(401, 403, 404, 422),
+    ...problemResponses(401, 403, 404, 409, 422),
   },
 });
 

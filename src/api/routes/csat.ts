@@ -218,11 +218,15 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       try {
         await conversations.rate(found.survey.conversation_id, { surveyId: found.survey.id, rating, comment: comment || null });
       } catch (error) {
+        const { language } = found;
         if (error instanceof ConversationStateError) {
-          return c.html(page('This survey has closed', html`<p>Ratings are no longer accepted for this request.</p>`), 410);
+          return c.html(
+            page(message(language, 'page.closed.title'), html`<p>${message(language, 'page.closed.text')}</p>`, language),
+            410,
+          );
         }
         return c.html(
-          page('Please try again', html`<p>We could not record your rating just now. Please try again in a minute.</p>`),
+          page(message(language, 'page.retry.title'), html`<p>${message(language, 'page.retry.text')}</p>`, language),
           503,
         );
       }
