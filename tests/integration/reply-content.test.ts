@@ -412,6 +412,22 @@ describe('what a reply carries', () => {
       body: INVOICE,
     });
     expect(notMultipart.status).toBe(415);
+    const noBoundary = await fetch(`${stack.api.url}/v1/conversations/${first}/attachments`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'multipart/form-data' },
+      body: 'x',
+    });
+    expect(noBoundary.status).toBe(400);
+    expect(noBoundary.headers.get('content-type')).toBe('application/problem+json');
+    const form = new FormData();
+    form.append('note', 'no file here');
+    const noFile = await fetch(`${stack.api.url}/v1/conversations/${first}/attachments`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+      body: form,
+    });
+    expect(noFile.status).toBe(422);
+    expect(((await noFile.json()) as { errors: unknown[] }).errors).toEqual([expect.objectContaining({ field: 'file' })]);
   });
 
   it('stops reading an endless file at the channel’s limit, and keeps nothing of it', async () => {
