@@ -20,7 +20,7 @@ import type { ActivityDeps } from './deps.js';
 import type { ReplyContent } from '../workflows/messages.js';
 import { attachReplyFiles, replyFilesOf } from './reply-attachments.js';
 import { recordEvent } from './timeline.js';
-import { holdReply, markFirstResponse } from './reply-timing.js';
+import { holdReply, markFirstResponse, refuseCollision } from './reply-timing.js';
 
 export interface SentMail {
   outboundMessageId: string;
@@ -317,6 +317,8 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       subject?: string;
       /** Held back until then (undo grace period, send later): the workflow's timer releases it. */
       scheduledFor?: string;
+      /** The collision guard: refused (ReplyCollision) when someone wrote since this message. */
+      lastSeenMessageId?: string;
       content?: ReplyContent;
     }): Promise<SentMail> {
       return db.transaction().execute(async (trx) => {
@@ -326,6 +328,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
           .where('id', '=', input.authorId)
           .executeTakeFirst();
         if (!author) throw ApplicationFailure.nonRetryable(`agent ${input.authorId} does not exist`, 'AgentNotFound');
+        if (input.lastSeenMessageId) await refuseCollision(trx, { ...input, lastSeenMessageId: input.lastSeenMessageId });
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, {
           ...input,

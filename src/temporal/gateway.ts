@@ -5,7 +5,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import type { Actor } from '../domain/conversation.js';
 import { customerConversation } from '../workflows/conversation.js';
 import { conversationWorkflowId, TASK_QUEUE } from '../workflows/ids.js';
@@ -72,7 +72,8 @@ export async function withTemporal<T>(
     return await temporal.withDeadline(Date.now() + deadlineMs, call);
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError) {
-      const cause = error.cause;
+      // A refusal from an activity the update ran (the collision guard) is named by the activity's failure.
+      const cause = error.cause instanceof ActivityFailure && error.cause.cause ? error.cause.cause : error.cause;
       const type = cause instanceof ApplicationFailure ? (cause.type ?? 'Refused') : 'Refused';
       throw new ConversationStateError(cause?.message ?? error.message, type);
     }

@@ -1007,7 +1007,7 @@ function registerHandlers(run: Run) {
 
   setHandler(
     agentReplyUpdate,
-    async ({ author, text, subject, content, undoSeconds, sendAt }) => {
+    async ({ author, text, subject, content, undoSeconds, sendAt, lastSeenMessageId }) => {
       const outboxId = uuid4();
       // Undo send and send later: a timer in this workflow; replies of earlier releases went out at once.
       const holdUntil = (undoSeconds || sendAt) && patched('reply-timing') ? holdUntilOf(undoSeconds, sendAt) : undefined;
@@ -1020,6 +1020,7 @@ function registerHandlers(run: Run) {
           text,
           ...(subject ? { subject } : {}),
           ...(scheduledFor ? { scheduledFor } : {}),
+          ...(lastSeenMessageId ? { lastSeenMessageId } : {}),
           ...(content ? { content } : {}),
         },
       ]);

@@ -33,6 +33,8 @@ export interface AgentReplyInput {
   undoSeconds?: number;
   /** Send later (epoch ms): the reply waits until then, and is cancelled when the customer writes first. */
   sendAt?: number;
+  /** The collision guard: the reply is refused (ReplyCollision) when someone wrote since this message. */
+  lastSeenMessageId?: string;
 }
 export interface ReplyContent {
   /** The agent's HTML (sanitized when drafted); `text` is derived from it when the agent typed none. */

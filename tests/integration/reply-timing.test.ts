@@ -312,6 +312,30 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     await stack.capture.waitFor((mail) => mail.messageId === forced.body.messageId);
   });
 
+  it('sends one of two replies to the same mail written at the same moment; the other answers 409 with the first', async () => {
+    const customer = 'same-moment@example.com';
+    const { conversationId, firstMessageId } = await openConversation(customer);
+    const path = `/v1/conversations/${conversationId}/replies`;
+    const answers = await Promise.all(
+      [alice(), bob()].map((agent) =>
+        api(agent.apiKey, 'POST', path, { text: `${agent.name} answers`, lastSeenMessageId: firstMessageId }),
+      ),
+    );
+    expect(answers.map((answer) => answer.status).sort()).toEqual([201, 409]);
+    const sent = answers.find((answer) => answer.status === 201)!;
+    const refused = answers.find((answer) => answer.status === 409)!;
+    expect(refused.body.newMessages).toEqual([
+      expect.objectContaining({ id: sent.body.outboundMessageId, direction: 'outbound' }),
+    ]);
+    await stack.capture.waitFor((mail) => mail.messageId === sent.body.messageId);
+    const written = await stack.db
+      .selectFrom('outbound_messages')
+      .select('id')
+      .where('conversation_id', '=', conversationId)
+      .execute();
+    expect(written.map((row) => row.id)).toEqual([sent.body.outboundMessageId]);
+  });
+
   it('shows who is writing a reply until the lease runs out or the reply is sent', async () => {
     const { conversationId } = await openConversation('drafting@example.com');
     const drafting = `/v1/conversations/${conversationId}/drafting`;

@@ -831,8 +831,9 @@ export function conversationRoutes({ db, config, temporal, taskQueue = TASK_QUEU
     const conversation = await findConversation(user, conversationId);
     requireNotSpam(conversation);
     if (!conversation.contact_email) throw noAddress();
-    if (input.lastSeenMessageId && !input.force) {
-      const written = await newSince(db, conversationId, input.lastSeenMessageId, user.id);
+    const lastSeenMessageId = input.force ? undefined : input.lastSeenMessageId;
+    if (lastSeenMessageId) {
+      const written = await newSince(db, conversationId, lastSeenMessageId, user.id);
       if (written.length > 0) throw collision(written);
     }
     const timing = await replyTiming(db, conversation, input.sendAt, clock());
@@ -846,11 +847,26 @@ export function conversationRoutes({ db, config, temporal, taskQueue = TASK_QUEU
       input,
       { repeatable: Boolean(idempotencyKey) },
     );
-    const sent = await conversations.reply(
-      conversationId,
-      { author: { id: user.id, name: user.name }, text, ...(subject ? { subject } : {}), content, ...timing },
-      idempotencyKey ? `reply:${user.id}:${idempotencyKey}` : undefined,
-    );
+    const sent = await conversations
+      .reply(
+        conversationId,
+        {
+          author: { id: user.id, name: user.name },
+          text,
+          ...(subject ? { subject } : {}),
+          content,
+          ...timing,
+          ...(lastSeenMessageId ? { lastSeenMessageId } : {}),
+        },
+        idempotencyKey ? `reply:${user.id}:${idempotencyKey}` : undefined,
+      )
+      .catch(async (error: unknown) => {
+        // Someone's reply was written between the check above and this one's: the guard where replies are written refused it.
+        if (lastSeenMessageId && error instanceof ConversationStateError && error.type === 'ReplyCollision') {
+          throw collision(await newSince(db, conversationId, lastSeenMessageId, user.id));
+        }
+        throw error;
+      });
     await releaseDraft(db, conversationId, user.id);
     return c.json(sent, 201);
   });

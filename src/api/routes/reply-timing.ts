@@ -1,13 +1,14 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.js';
+import { messagesSince, type NewMessage } from '../../activities/reply-timing.js';
 import { nextOpening } from '../../domain/business-hours.js';
 import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import { TASK_QUEUE } from '../../workflows/ids.js';
 import { SCHEDULED_REPLIES_MAX, SEND_LATER_MAX_DAYS } from '../../workflows/conversation.js';
 import { requireMembership } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
-import { Problem, problemResponses, type ProblemBody } from '../problem.js';
+import { Problem, problemResponses } from '../problem.js';
 
 // When an agent's reply goes out and whether it should: undo send (the channel's grace period), send later
 // (a moment, or when business hours open), the collision guard (what was written since the agent looked)
@@ -15,10 +16,6 @@ import { Problem, problemResponses, type ProblemBody } from '../problem.js';
 
 /** A draft lease runs out this long after its last renewal (PUT …/drafting). */
 export const DRAFT_LEASE_MS = 60_000;
-const NEW_MESSAGES_SHOWN = 20;
-/** Enough of each new message to tell what it says; a 409 never carries whole mails. */
-const NEW_MESSAGE_TEXT_CHARS = 500;
-const excerpt = (text: string | null) => (text === null ? null : text.slice(0, NEW_MESSAGE_TEXT_CHARS));
 
 export const ReplyTimingFields = {
   sendAt: z
@@ -43,8 +40,6 @@ export const ReplyTimingFields = {
     }),
   force: z.boolean().optional().openapi({ description: 'Send although something was written since lastSeenMessageId' }),
 };
-
-type NewMessage = NonNullable<ProblemBody['newMessages']>[number];
 
 /** What the reply waits for: the channel's undo grace period, or the moment it was scheduled for (epoch ms). */
 export async function replyTiming(
@@ -97,73 +92,16 @@ function invalidSendAt(message: string): Problem {
   return new Problem(422, 'validation', 'Request validation failed', message, [{ field: 'sendAt', message }]);
 }
 
-/**
- * The collision guard: what the customer (any inbound mail) or another agent or the AI agent (a reply not
- * cancelled) wrote after the message the agent saw last. 422 when that message is not in this conversation.
- */
+/** The collision guard before the reply is sent to the workflow (which checks again as it writes it); 422 for a foreign message. */
 export async function newSince(db: Db, conversationId: string, lastSeenMessageId: string, userId: string): Promise<NewMessage[]> {
-  const seen =
-    (await db
-      .selectFrom('inbound_messages')
-      .select('received_at as at')
-      .where('id', '=', lastSeenMessageId)
-      .where('conversation_id', '=', conversationId)
-      .executeTakeFirst()) ??
-    (await db
-      .selectFrom('outbound_messages')
-      .select('created_at as at')
-      .where('id', '=', lastSeenMessageId)
-      .where('conversation_id', '=', conversationId)
-      .executeTakeFirst());
-  if (!seen) {
+  const written = await messagesSince(db, { conversationId, lastSeenMessageId, authorId: userId });
+  if (!written) {
     const message = 'is not a message of this conversation';
     throw new Problem(422, 'validation', 'Request validation failed', `lastSeenMessageId ${message}`, [
       { field: 'lastSeenMessageId', message },
     ]);
   }
-  const [inbound, outbound] = await Promise.all([
-    db
-      .selectFrom('inbound_messages')
-      .select(['id', 'from_address', 'reply_text', 'text_body', 'received_at'])
-      .where('conversation_id', '=', conversationId)
-      .where('received_at', '>', seen.at)
-      .where('id', '!=', lastSeenMessageId)
-      .orderBy('received_at')
-      .limit(NEW_MESSAGES_SHOWN)
-      .execute(),
-    db
-      .selectFrom('outbound_messages')
-      .select(['id', 'from_address', 'author_id', 'text_body', 'created_at'])
-      .where('conversation_id', '=', conversationId)
-      .where('kind', 'in', ['reply', 'ai_reply'])
-      .where('delivery_status', '!=', 'cancelled')
-      .where('created_at', '>', seen.at)
-      .where('id', '!=', lastSeenMessageId)
-      .where((eb) => eb.or([eb('author_id', 'is', null), eb('author_id', '!=', userId)]))
-      .orderBy('created_at')
-      .limit(NEW_MESSAGES_SHOWN)
-      .execute(),
-  ]);
-  return [
-    ...inbound.map((m) => ({
-      id: m.id,
-      direction: 'inbound' as const,
-      from: m.from_address,
-      authorId: null,
-      at: m.received_at.toISOString(),
-      text: excerpt(m.reply_text ?? m.text_body),
-    })),
-    ...outbound.map((m) => ({
-      id: m.id,
-      direction: 'outbound' as const,
-      from: m.from_address,
-      authorId: m.author_id,
-      at: m.created_at.toISOString(),
-      text: excerpt(m.text_body),
-    })),
-  ]
-    .sort((a, b) => a.at.localeCompare(b.at))
-    .slice(0, NEW_MESSAGES_SHOWN);
+  return written;
 }
 
 export function collision(newMessages: NewMessage[]): Problem {
