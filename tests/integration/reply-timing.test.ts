@@ -318,7 +318,7 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     const path = `/v1/conversations/${conversationId}/replies`;
     const answers = await Promise.all(
       [alice(), bob()].map((agent) =>
-        api(agent.apiKey, 'POST', path, { text: `${agent.name} answers`, lastSeenMessageId: firstMessageId }),
+        api(agent.apiKey, 'POST', path, { text: `${agent.id} answers`, lastSeenMessageId: firstMessageId }),
       ),
     );
     expect(answers.map((answer) => answer.status).sort()).toEqual([201, 409]);
