@@ -194,6 +194,20 @@ describe('the customer’s language and signatures', () => {
       expect(received.html).toBe(preview.body.html);
       expect(received.headers).toEqual(preview.body.headers);
     }
+
+    // An HTML reply gets the signature in both parts too, its text part derived from the HTML.
+    const htmlReply = { html: '<p>Your invoice is <b>attached</b>.</p>' };
+    const path = `/v1/conversations/${conversationId}`;
+    const preview = await callApi(stack.api.url, alice!.apiKey, 'POST', `${path}/replies/preview`, htmlReply);
+    expect(preview.status).toBe(200);
+    expect(preview.body.html).toContain('<b>attached</b>');
+    expect(preview.body.html).toContain('<div class="signature"><p>Alice from <i>Acme Support</i></p></div>');
+    expect(preview.body.text).toMatch(/attached\.[\s\S]*\n-- \nAlice from Acme Support$/);
+    const sent = await callApi(stack.api.url, alice!.apiKey, 'POST', `${path}/replies`, htmlReply);
+    expect(sent.status).toBe(201);
+    const received = await readAsRecipient((await stack.capture.waitFor((mail) => mail.messageId === sent.body.messageId)).raw);
+    expect(received.text).toBe(preview.body.text);
+    expect(received.html).toBe(preview.body.html);
   });
 
   it('signs AI answers and handover notes with the channel’s signature, as policy', async () => {
