@@ -338,6 +338,27 @@ describe('the customer’s language and signatures', () => {
     expect(outbound).toEqual([]);
   });
 
+  it('previews the greeting a German customer was sent exactly as it was sent', async () => {
+    const { conversationId, greeting } = await customerWrites(GERMAN, 'hanna');
+    const preview = await admin('POST', `/v1/channels/${team.channel.id}/automatic-mail/preview`, {
+      mail: 'greeting',
+      conversationId,
+    });
+    expect(preview.status).toBe(200);
+    expect(preview.body.language).toBe('de');
+    const sent = await readAsRecipient(greeting.raw);
+    expect(sent.subject).toBe(preview.body.subject);
+    // Previewed after the greeting went out, its References also name the greeting itself; all else is the same.
+    type Header = { name: string; value: string };
+    const withoutReferences = (headers: Header[]) => headers.filter((header) => header.name.toLowerCase() !== 'references');
+    expect(withoutReferences(sent.headers)).toEqual(withoutReferences(preview.body.headers));
+    const references = (headers: Header[]) => headers.find((header) => header.name.toLowerCase() === 'references')!.value;
+    expect(references(preview.body.headers)).toBe(`${references(sent.headers)} ${greeting.messageId}`);
+    expect(sent.text).toBe(preview.body.text);
+    expect(sent.html).toBe(preview.body.html);
+    expect(sent.text).toContain(message('de', 'greeting.default'));
+  });
+
   it('previews an automatic mail from settings being edited exactly as it is sent once they are saved', async () => {
     const { conversationId, address } = await customerWrites(GERMAN, 'paula');
     const settings = {
