@@ -20,7 +20,7 @@ import {
   type OutgoingContext,
 } from '../../mail/outgoing.js';
 import type { ThreadMessage } from '../../domain/threading.js';
-import { requireAdmin } from '../auth.js';
+import { findChannel } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ChannelSettingsDraft, settingsColumns } from '../schemas/channel.js';
@@ -99,15 +99,8 @@ export function automaticMailPreviewRoutes({ db, config }: ApiDeps) {
     const { channelId } = c.req.valid('param');
     const input = c.req.valid('json');
     const user = c.get('user');
-    requireAdmin(user, 'previews automatic mail from channel settings');
-    const stored = await db
-      .selectFrom('channels')
-      .selectAll()
-      .where('id', '=', channelId)
-      .where('account_id', '=', user.accountId)
-      .where('deleted_at', 'is', null)
-      .executeTakeFirst();
-    if (!stored) throw new Problem(404, 'not-found', 'Channel not found', `no channel ${channelId}`);
+    // Admins only, as editing the settings it renders.
+    const stored = await findChannel(db, user, channelId, 'configure');
     const channel = withDraft(stored, input.settings ?? {});
 
     let base: OutgoingContext;

@@ -220,15 +220,10 @@ const LimitsSchema = z
       description:
         "Larger mail is refused by the forwarder endpoint (never more than the deployment's limit) and quarantined from IMAP",
     }),
-    maxAttachmentBytes: z
-      .number()
-      .int()
-      .min(0)
-      .max(INT_MAX)
-      .openapi({
-        description:
-          'Larger attachments are kept as metadata with a note, without their bytes; a larger upload for a reply is refused (413)',
-      }),
+    maxAttachmentBytes: z.number().int().min(0).max(INT_MAX).openapi({
+      description:
+        'Larger attachments are kept as metadata with a note, without their bytes; a larger upload for a reply is refused (413)',
+    }),
     maxReplyAttachments: z
       .number()
       .int()
