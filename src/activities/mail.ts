@@ -336,6 +336,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
           senderName: author.name,
           agentSignature: { text: author.signature_text, html: author.signature_html },
           html: input.content?.html ?? null,
+          ...(input.content?.to ? { to: input.content.to } : {}),
           cc: input.content?.cc ?? [],
           bcc: input.content?.bcc ?? [],
         });

@@ -20,6 +20,15 @@ const MAX_HTML_CHARS = 200_000;
 
 /** The fields a reply request has beside its text and subject. */
 export const ReplyContentFields = {
+  to: z
+    .string()
+    .max(320)
+    .optional()
+    .openapi({
+      description:
+        'Address the reply to another participant instead of the customer: someone who wrote in the conversation or was copied by ' +
+        'one of its replies. Nobody is copied by default then, the customer included: name them in `cc` to keep them in copy.',
+    }),
   html: z
     .string()
     .max(MAX_HTML_CHARS)
@@ -60,7 +69,14 @@ export async function resolveReply(
   db: Db,
   inboundDomain: string,
   conversation: { id: string; channelId: string; contactEmail: string },
-  input: { text?: string | undefined; html?: string | undefined; cc?: string[]; bcc?: string[]; attachmentIds?: string[] },
+  input: {
+    text?: string | undefined;
+    html?: string | undefined;
+    to?: string | undefined;
+    cc?: string[];
+    bcc?: string[];
+    attachmentIds?: string[];
+  },
   options: { repeatable?: boolean } = {},
 ): Promise<ResolvedReply> {
   const body = replyBody(input);
@@ -117,6 +133,7 @@ export async function resolveReply(
     text: body.text,
     attachments,
     content: {
+      ...(recipients.to ? { to: recipients.to } : {}),
       ...(body.html ? { html: body.html } : {}),
       cc: recipients.cc,
       bcc: recipients.bcc,

@@ -37,7 +37,7 @@ export function defaultCc(
   return [...kept].slice(0, MAX_REPLY_CC);
 }
 
-export type RecipientProblem = { field: 'cc' | 'bcc'; message: string };
+export type RecipientProblem = { field: 'to' | 'cc' | 'bcc'; message: string };
 
 /**
  * The Cc and Bcc an agent typed, lower-cased and each once (the contact and Cc'd people are not repeated in Bcc);

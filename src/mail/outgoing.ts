@@ -98,6 +98,8 @@ export interface DraftInput {
   listUnsubscribe?: string;
   /** An agent's reply: HTML (sanitized here, for the sent mail and the preview alike), Cc, Bcc and files. */
   html?: string | null;
+  /** Another participant an agent's reply is addressed to; the contact when left out. */
+  to?: string;
   cc?: readonly string[];
   bcc?: readonly string[];
   attachments?: readonly OutgoingAttachment[];
@@ -128,7 +130,7 @@ export function draftMail(
       }),
       address: context.channelAddress,
     },
-    to: context.contactEmail,
+    to: input.to ?? context.contactEmail,
     subject: input.subjectFrom ? input.subjectFrom(subject) : subject,
     text: input.text,
     inReplyTo: inReplyTo ?? null,

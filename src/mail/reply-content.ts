@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { isSingleMailbox } from '../domain/addresses.js';
 import { defaultCc, chosenRecipients, type RecipientProblem } from '../domain/reply-recipients.js';
 import { isChannelAddress } from '../domain/threading.js';
 import { ownAddressesOf } from '../domain/forwarding-address.js';
@@ -83,25 +84,61 @@ export class ReplyRecipientsError extends Error {
 }
 
 /** Cc and Bcc of a reply: as the agent chose them, else Cc derived from the customer's latest mail (reply-all), no Bcc. */
+/**
+ * Who a reply goes to: the contact, or another participant an agent addresses (`to`); then its Cc by default or as
+ * chosen, and its Bcc. A reply to a third party copies nobody on its own, the customer least of all: only whom the
+ * agent names in `cc`.
+ */
 export async function replyRecipients(
   db: Reader,
   context: { conversationId: string; channelId: string; contactEmail: string; inboundDomain: string },
-  chosen: { cc?: readonly string[] | undefined; bcc?: readonly string[] | undefined },
-): Promise<{ cc: string[]; bcc: string[] }> {
+  chosen: { to?: string | undefined; cc?: readonly string[] | undefined; bcc?: readonly string[] | undefined },
+): Promise<{ to?: string; cc: string[]; bcc: string[] }> {
   const channel = await db
     .selectFrom('channels')
     .select(['email_address', 'forwarding_username', 'forwarding_subdomain'])
     .where('id', '=', context.channelId)
     .executeTakeFirstOrThrow();
+  const named = chosen.to?.trim().toLowerCase();
+  const thirdParty = named && named !== context.contactEmail.toLowerCase() ? named : undefined;
   const latest =
-    chosen.cc === undefined ? await latestCustomerRecipients(db, context.conversationId, context.contactEmail) : undefined;
-  const candidates = [...(chosen.cc ?? [...(latest?.to ?? []), ...(latest?.cc ?? [])]), ...(chosen.bcc ?? [])].slice(0, 100);
+    chosen.cc === undefined && !thirdParty
+      ? await latestCustomerRecipients(db, context.conversationId, context.contactEmail)
+      : undefined;
+  const candidates = [
+    ...(thirdParty ? [thirdParty] : []),
+    ...(chosen.cc ?? [...(latest?.to ?? []), ...(latest?.cc ?? [])]),
+    ...(chosen.bcc ?? []),
+  ].slice(0, 100);
   const isOwn = await ownAddressTest(db, channel, context.inboundDomain, candidates);
-  const picked = chosenRecipients({ cc: chosen.cc ?? [], bcc: chosen.bcc ?? [] }, context.contactEmail, isOwn);
+  if (thirdParty) {
+    const problem = !isSingleMailbox(thirdParty)
+      ? `${JSON.stringify(thirdParty.slice(0, 300))} is not a single mailbox (local@domain)`
+      : isOwn(thirdParty)
+        ? `${thirdParty} is an address of a channel, not a person`
+        : !(await tookPart(db, context.conversationId, thirdParty))
+          ? `${thirdParty} has not taken part in this conversation: a reply goes to its customer, or to someone who wrote in it or was copied by a reply`
+          : undefined;
+    if (problem) throw new ReplyRecipientsError([{ field: 'to', message: problem }]);
+  }
+  const addressee = thirdParty ?? context.contactEmail;
+  const picked = chosenRecipients({ cc: chosen.cc ?? [], bcc: chosen.bcc ?? [] }, addressee, isOwn);
   if (picked.problems.length > 0) throw new ReplyRecipientsError(picked.problems);
-  if (chosen.cc !== undefined) return { cc: picked.cc, bcc: picked.bcc };
+  const to = thirdParty ? { to: thirdParty } : {};
+  if (chosen.cc !== undefined || thirdParty) return { ...to, cc: picked.cc, bcc: picked.bcc };
   const cc = defaultCc(latest, context.contactEmail, isOwn).filter((address) => !picked.bcc.includes(address));
   return { cc, bcc: picked.bcc };
+}
+
+/** Whether the address wrote into the conversation or was copied by one of its replies. */
+async function tookPart(db: Reader, conversationId: string, address: string): Promise<boolean> {
+  const asJson = JSON.stringify([address]);
+  const { rows } = await sql<{ one: number }>`
+    select 1 as one from inbound_messages where conversation_id = ${conversationId} and lower(from_address) = ${address}
+    union all
+    select 1 from outbound_messages where conversation_id = ${conversationId} and cc_addresses @> ${asJson}::jsonb
+    limit 1`.execute(db);
+  return rows.length > 0;
 }
 
 export interface ReplyAttachment extends OutgoingAttachment {

@@ -37,6 +37,8 @@ export interface AgentReplyInput {
   lastSeenMessageId?: string;
 }
 export interface ReplyContent {
+  /** Another participant the reply is addressed to instead of the contact (lower-cased); the contact when left out. */
+  to?: string;
   /** The agent's HTML (sanitized when drafted); `text` is derived from it when the agent typed none. */
   html?: string;
   /** Lower-cased single mailboxes: Cc (header and envelope) and Bcc (envelope only). */

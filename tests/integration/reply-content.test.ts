@@ -200,6 +200,30 @@ describe('what a reply carries', () => {
       { address: 'max@example.com', roles: ['wrote', 'cc'], lastWroteAt: expect.any(String) },
       { address: 'zoe@example.com', roles: ['contact', 'wrote'], lastWroteAt: expect.any(String) },
     ]);
+
+    // A reply to Max alone: To Max, and nobody copied on its own, the customer least of all.
+    const toMax = { text: 'Max, the credit note follows.', to: 'Max@Example.com' };
+    const toMaxPreview = await api(alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies/preview`, toMax);
+    expect(toMaxPreview.body).toMatchObject({ to: 'max@example.com', cc: [], bcc: [] });
+    const sentToMax = await api(alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, toMax);
+    expect(sentToMax.status).toBe(201);
+    const atMax = await stack.capture.waitFor((mail) => mail.messageId === sentToMax.body.messageId);
+    expect(atMax.envelope.to).toEqual(['max@example.com']);
+    // The customer in copy only when the agent names them.
+    const withZoe = await api(alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, {
+      text: 'Max, Zoë in copy.',
+      to: 'max@example.com',
+      cc: ['zoe@example.com'],
+    });
+    expect(withZoe.status).toBe(201);
+    const zoeInCopy = await stack.capture.waitFor((mail) => mail.messageId === withZoe.body.messageId);
+    expect([...zoeInCopy.envelope.to].sort()).toEqual(['max@example.com', 'zoe@example.com']);
+    // Only someone who took part: a stranger, our own address and a list of addresses are refused, naming `to`.
+    for (const to of ['stranger@example.com', 'support@acme.example', 'max@example.com, eve@example.com']) {
+      const refused = await api(alice!.apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, { text: 'Hi', to });
+      expect(refused.status).toBe(422);
+      expect(refused.body.errors).toEqual([expect.objectContaining({ field: 'to' })]);
+    }
   });
 
   it('puts Bcc in the envelope only, and sends HTML sanitized with a text part derived from it', async () => {

@@ -117,6 +117,7 @@ export function replyPreviewRoutes({ db, config }: ApiDeps) {
       subject,
       text: reply.text,
       html: reply.content.html ?? null,
+      ...(reply.content.to ? { to: reply.content.to } : {}),
       cc: reply.content.cc ?? [],
       bcc: reply.content.bcc ?? [],
       attachments: reply.attachments,
