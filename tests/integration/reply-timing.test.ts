@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAsRecipient } from '../../src/mail/outgoing.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
@@ -66,6 +67,15 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
 
   const outboxRow = (id: string) =>
     stack.db.selectFrom('outbound_messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+  /** The mail that arrived is the preview: subject, headers, text and HTML. */
+  async function expectAsPreviewed(raw: string, preview: { subject: string; headers: unknown; text: string; html: string }) {
+    const asRead = await readAsRecipient(raw);
+    expect(asRead.subject).toBe(preview.subject);
+    expect(asRead.headers).toEqual(preview.headers);
+    expect(asRead.text).toBe(preview.text);
+    expect(asRead.html).toBe(preview.html);
+  }
 
   async function timeline(conversationId: string) {
     const { body } = await api(team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
@@ -139,9 +149,14 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
   it('answers 409 to an undo after the grace period: the reply went out', async () => {
     await setUndoSeconds(1);
     const { conversationId } = await openConversation('late-undo@example.com');
+    const preview = await api(alice().apiKey, 'POST', `/v1/conversations/${conversationId}/replies/preview`, {
+      text: 'Here it is.',
+    });
     const sent = await api(alice().apiKey, 'POST', `/v1/conversations/${conversationId}/replies`, { text: 'Here it is.' });
     expect(sent.status).toBe(201);
-    await stack.capture.waitFor((mail) => mail.messageId === sent.body.messageId);
+    const received = await stack.capture.waitFor((mail) => mail.messageId === sent.body.messageId);
+    // Held for the grace period, it goes out exactly as previewed.
+    await expectAsPreviewed(received.raw, preview.body);
     await eventually(async () => ((await outboxRow(sent.body.outboundMessageId)).delivery_status === 'sent' ? true : undefined));
 
     const late = await api(
@@ -303,13 +318,15 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
     // Having seen the latest mail, no collision; or sent anyway with force.
     const current = await api(alice().apiKey, 'POST', `${path}/preview`, { text: 'x', lastSeenMessageId: newMailId });
     expect(current.status).toBe(200);
+    const forcedPreview = await api(alice().apiKey, 'POST', `${path}/preview`, { text: 'Alice here.' });
     const forced = await api(alice().apiKey, 'POST', path, {
       text: 'Alice here.',
       lastSeenMessageId: firstMessageId,
       force: true,
     });
     expect(forced.status).toBe(201);
-    await stack.capture.waitFor((mail) => mail.messageId === forced.body.messageId);
+    const forcedMail = await stack.capture.waitFor((mail) => mail.messageId === forced.body.messageId);
+    await expectAsPreviewed(forcedMail.raw, forcedPreview.body);
   });
 
   it('sends one of two replies to the same mail written at the same moment; the other answers 409 with the first', async () => {
