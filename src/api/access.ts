@@ -1,5 +1,5 @@
 import type { Db } from '../db/connection.js';
-import type { Channel } from '../db/schema.js';
+import type { Channel, Conversation } from '../db/schema.js';
 import type { AuthenticatedUser } from './env.js';
 import { Problem } from './problem.js';
 
@@ -59,4 +59,17 @@ export async function requireMembership(db: Db, user: AuthenticatedUser, channel
     .executeTakeFirst();
   if (!member)
     throw new Problem(403, 'forbidden', 'Not an agent of this channel', `you are not an agent of channel ${channelId}`);
+}
+
+/** The conversation, if the user may work it: another account's (or none) answers 404, another channel's 403 for an agent. */
+export async function findConversation(db: Db, user: AuthenticatedUser, conversationId: string): Promise<Conversation> {
+  const conversation = await db
+    .selectFrom('conversations')
+    .selectAll()
+    .where('id', '=', conversationId)
+    .where('account_id', '=', user.accountId)
+    .executeTakeFirst();
+  if (!conversation) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
+  await requireMembership(db, user, conversation.channel_id);
+  return conversation;
 }

@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { recordEvent } from '../../activities/timeline.js';
-import { requireMembership } from '../access.js';
+import { findConversation } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -40,18 +40,15 @@ export function conversationLanguageRoutes({ db }: ApiDeps) {
     const { conversationId } = c.req.valid('param');
     const { language } = c.req.valid('json');
     const user = c.get('user');
-    const conversation = await db
-      .selectFrom('conversations as c')
-      .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
-      .select(['c.channel_id', 'c.language', 'ch.languages'])
-      .where('c.id', '=', conversationId)
-      .where('c.account_id', '=', user.accountId)
-      .executeTakeFirst();
-    if (!conversation) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
-    await requireMembership(db, user, conversation.channel_id);
-    if (!conversation.languages.includes(language)) {
+    const conversation = await findConversation(db, user, conversationId);
+    const { languages } = await db
+      .selectFrom('channels')
+      .select('languages')
+      .where('id', '=', conversation.channel_id)
+      .executeTakeFirstOrThrow();
+    if (!languages.includes(language)) {
       throw new Problem(422, 'validation', 'Request validation failed', `not one of the channel's languages`, [
-        { field: 'language', message: `the channel's languages are ${conversation.languages.join(', ')}` },
+        { field: 'language', message: `the channel's languages are ${languages.join(', ')}` },
       ]);
     }
     await db.transaction().execute(async (trx) => {

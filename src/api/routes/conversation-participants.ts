@@ -1,8 +1,8 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
-import { requireMembership } from '../access.js';
+import { findConversation } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
-import { Problem, problemResponses } from '../problem.js';
+import { problemResponses } from '../problem.js';
 
 // Who took part in a conversation, read from its mail as stored: the contact, everyone who wrote into it (a Cc'd
 // colleague answering threads in like the customer) and everyone our replies went to in Cc or Bcc.
@@ -43,15 +43,12 @@ export function conversationParticipantRoutes({ db }: ApiDeps) {
   return app.openapi(participantsRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
-    const conversation = await db
-      .selectFrom('conversations as c')
-      .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
-      .select(['c.channel_id', 'ct.email'])
-      .where('c.id', '=', conversationId)
-      .where('c.account_id', '=', user.accountId)
-      .executeTakeFirst();
-    if (!conversation) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
-    await requireMembership(db, user, conversation.channel_id);
+    const conversation = await findConversation(db, user, conversationId);
+    const contact = await db
+      .selectFrom('contacts')
+      .select('email')
+      .where('id', '=', conversation.contact_id)
+      .executeTakeFirstOrThrow();
     const rows = await sql<{ address: string; role: Role; at: Date | null }>`
       select address, role, max(at) as at from (
         select lower(from_address) as address, 'wrote' as role, received_at as at
@@ -70,7 +67,7 @@ export function conversationParticipantRoutes({ db }: ApiDeps) {
       if (role === 'wrote' && at) entry.lastWroteAt = at;
       byAddress.set(address, entry);
     };
-    if (conversation.email) add(conversation.email.toLowerCase(), 'contact', null);
+    if (contact.email) add(contact.email.toLowerCase(), 'contact', null);
     for (const row of rows.rows) add(row.address, row.role, row.at ? new Date(row.at) : null);
     const participants = [...byAddress.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

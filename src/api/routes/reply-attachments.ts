@@ -6,7 +6,7 @@ import busboy from 'busboy';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.js';
 import { sanitizeFilename } from '../../domain/attachment-filename.js';
-import { requireMembership } from '../access.js';
+import { findConversation } from '../access.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
@@ -68,18 +68,15 @@ const uploadRoute = createRoute({
   },
 });
 
-/** The conversation as the caller may attach to it: another account's is not found, another channel's 403. */
-async function findConversation(db: Db, user: AuthenticatedUser, conversationId: string) {
-  const row = await db
-    .selectFrom('conversations as c')
-    .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
-    .select(['c.id', 'c.channel_id', 'ch.max_attachment_bytes'])
-    .where('c.id', '=', conversationId)
-    .where('c.account_id', '=', user.accountId)
-    .executeTakeFirst();
-  if (!row) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
-  await requireMembership(db, user, row.channel_id);
-  return row;
+/** The conversation as the caller may attach to it (see findConversation), with its channel's file limit. */
+async function conversationToAttachTo(db: Db, user: AuthenticatedUser, conversationId: string) {
+  const conversation = await findConversation(db, user, conversationId);
+  const { max_attachment_bytes } = await db
+    .selectFrom('channels')
+    .select('max_attachment_bytes')
+    .where('id', '=', conversation.channel_id)
+    .executeTakeFirstOrThrow();
+  return { id: conversation.id, channel_id: conversation.channel_id, max_attachment_bytes };
 }
 
 interface StoredUpload {
@@ -236,7 +233,7 @@ export function replyAttachmentRoutes({ db }: ApiDeps) {
   return app.openapi(uploadRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
-    const conversation = await findConversation(db, user, conversationId);
+    const conversation = await conversationToAttachTo(db, user, conversationId);
     const contentType = c.req.header('content-type') ?? '';
     if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
       throw new Problem(415, 'unsupported-media-type', 'Unsupported media type', 'upload the file as multipart/form-data');

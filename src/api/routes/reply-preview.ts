@@ -8,7 +8,7 @@ import {
   renderMessage,
   threadOf,
 } from '../../mail/outgoing.js';
-import { requireMembership } from '../access.js';
+import { findConversation } from '../access.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 import { ReplyContentFields, resolveReply } from '../reply-content.js';
@@ -85,14 +85,7 @@ export function replyPreviewRoutes({ db, config }: ApiDeps) {
     const input = c.req.valid('json');
     const { subject } = input;
     const user = c.get('user');
-    const owner = await db
-      .selectFrom('conversations')
-      .select('channel_id')
-      .where('id', '=', conversationId)
-      .where('account_id', '=', user.accountId)
-      .executeTakeFirst();
-    if (!owner) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
-    await requireMembership(db, user, owner.channel_id);
+    const owner = await findConversation(db, user, conversationId);
     const context = (await loadOutgoingContext(db, conversationId))!;
     const { contactEmail } = context;
     if (!contactEmail) {

@@ -6,8 +6,8 @@ import { nextOpening } from '../../domain/business-hours.js';
 import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import { TASK_QUEUE } from '../../workflows/ids.js';
 import { SCHEDULED_REPLIES_MAX, SEND_LATER_MAX_DAYS } from '../../workflows/conversation.js';
-import { requireMembership } from '../access.js';
-import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
+import { findConversation } from '../access.js';
+import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
 
 // When an agent's reply goes out and whether it should: undo send (the channel's grace period), send later
@@ -215,18 +215,6 @@ export function replyTimingRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock 
   const conversations = createConversationGateway(temporal, { taskQueue });
   const app = new OpenAPIHono<AppEnv>();
 
-  async function findConversation(user: AuthenticatedUser, conversationId: string) {
-    const row = await db
-      .selectFrom('conversations')
-      .select(['id', 'channel_id'])
-      .where('id', '=', conversationId)
-      .where('account_id', '=', user.accountId)
-      .executeTakeFirst();
-    if (!row) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
-    await requireMembership(db, user, row.channel_id);
-    return row;
-  }
-
   const alreadySent = (replyId: string) =>
     new Problem(
       409,
@@ -237,7 +225,7 @@ export function replyTimingRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock 
 
   app.openapi(listScheduledRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
-    await findConversation(c.get('user'), conversationId);
+    await findConversation(db, c.get('user'), conversationId);
     const rows = await db
       .selectFrom('outbound_messages')
       .select(['id', 'author_id', 'subject', 'text_body', 'scheduled_for'])
@@ -258,7 +246,7 @@ export function replyTimingRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock 
   app.openapi(cancelRoute, async (c) => {
     const { conversationId, replyId } = c.req.valid('param');
     const user = c.get('user');
-    await findConversation(user, conversationId);
+    await findConversation(db, user, conversationId);
     const reply = await db
       .selectFrom('outbound_messages')
       .select('delivery_status')
@@ -283,7 +271,7 @@ export function replyTimingRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock 
   app.openapi(renewDraftingRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
-    await findConversation(user, conversationId);
+    await findConversation(db, user, conversationId);
     const now = new Date(clock());
     const expiresAt = new Date(now.getTime() + DRAFT_LEASE_MS);
     // A lease that ran out starts again: "since" is when this stretch of writing began.
@@ -311,7 +299,7 @@ export function replyTimingRoutes({ db, temporal, taskQueue = TASK_QUEUE, clock 
   app.openapi(releaseDraftingRoute, async (c) => {
     const { conversationId } = c.req.valid('param');
     const user = c.get('user');
-    await findConversation(user, conversationId);
+    await findConversation(db, user, conversationId);
     await releaseDraft(db, conversationId, user.id);
     return c.body(null, 204);
   });
