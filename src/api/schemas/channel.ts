@@ -137,29 +137,25 @@ const OutgoingSchema = z
   })
   .openapi('ChannelOutgoing');
 
+/** One part of a signature: a template that may use only {{agent.name}} and {{channel.name}}. */
+const signatureTemplate = () =>
+  z
+    .string()
+    .trim()
+    .min(1, 'empty: use null for none')
+    .max(MAX_SIGNATURE_CHARS)
+    .superRefine((value, ctx) => {
+      const problem = templateProblem(value, Object.values(SIGNATURE_TOKENS));
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
+
 /** A signature: text and HTML, each may use {{agent.name}} and {{channel.name}}; the HTML keeps only formatting markup. */
 export const SignatureSchema = z
   .object({
-    text: z
-      .string()
-      .trim()
-      .min(1, 'empty: use null for none')
-      .max(MAX_SIGNATURE_CHARS)
-      .superRefine((value, ctx) => {
-        const problem = templateProblem(value, Object.values(SIGNATURE_TOKENS));
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
+    text: signatureTemplate()
       .nullable()
       .openapi({ description: 'Below the text part, after "-- "', example: `${SIGNATURE_TOKENS.agentName}\nAcme Support` }),
-    html: z
-      .string()
-      .trim()
-      .min(1, 'empty: use null for none')
-      .max(MAX_SIGNATURE_CHARS)
-      .superRefine((value, ctx) => {
-        const problem = templateProblem(value, Object.values(SIGNATURE_TOKENS));
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
+    html: signatureTemplate()
       // Kept as the allowlist of inbound mail leaves it (no scripts, no remote styles): what is stored is what is sent.
       .transform((value) => sanitizeMailHtml(value))
       .nullable()
