@@ -27,7 +27,7 @@ import type { Db } from '../src/db/connection.js';
 import { createChannel } from '../src/db/seed.js';
 import { businessHoursSchema, WEEKDAYS } from '../src/domain/business-hours.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
-import { WORKFLOWS_PATH } from '../src/worker.js';
+import { workflowBundleOptions } from '../src/worker.js';
 import { customerConversation } from '../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../src/workflows/ids.js';
 import { inboundMessageSignal } from '../src/workflows/messages.js';
@@ -116,8 +116,8 @@ export async function measureWaitingWorkflows(stack: BenchStack, options: Waitin
   const bundleDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-waiting-'));
   stack.addStop(async () => rmSync(bundleDir, { recursive: true, force: true }));
   const bundles = {
-    mailroom: await writeBundle(bundleDir, 'mailroom', WORKFLOWS_PATH),
-    bare: await writeBundle(bundleDir, 'bare', BARE_WORKFLOWS_PATH),
+    mailroom: await writeBundle(bundleDir, 'mailroom', workflowBundleOptions),
+    bare: await writeBundle(bundleDir, 'bare', { ...workflowBundleOptions, workflowsPath: BARE_WORKFLOWS_PATH }),
   };
   const capture = new SmtpCapture();
   const smtp = await capture.listen();
@@ -386,9 +386,9 @@ function cpuSecondsOf(pid: number): number | undefined {
 }
 
 /** The workflow bundle with the timer probe, written to a file for the worker process's `workflowBundle.codePath`. */
-async function writeBundle(dir: string, name: string, workflowsPath: string): Promise<string> {
+async function writeBundle(dir: string, name: string, options: typeof workflowBundleOptions): Promise<string> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath,
+    ...options,
     workflowInterceptorModules: [TIMER_PROBE_PATH],
     logger: new DefaultLogger('WARN'),
   });

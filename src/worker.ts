@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import {
+  bundleWorkflowCode,
   DefaultLogger,
   NativeConnection,
   Runtime,
@@ -8,6 +10,7 @@ import {
   type LogLevel,
   type LogMetadata,
   type State,
+  type BundleOptions,
   type WorkerOptions,
 } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
@@ -21,7 +24,17 @@ import { createLogger } from './logger.js';
 import { createMailTransport } from './mail/transport.js';
 import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
+// Under tsx the sources are .ts; compiled (npm run build) this file and the workflows are .js side by side.
+const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows/index${SOURCE_EXTENSION}`, import.meta.url));
+
+/** How the workflow bundle is built (all but the logger), the same for the production build, the tests and the bench. */
+export const workflowBundleOptions = {
+  workflowsPath: WORKFLOWS_PATH,
+} satisfies Omit<BundleOptions, 'logger'>;
+
+/** Where `npm run build` writes the prebuilt bundle: next to the compiled worker (under tsx there is none). */
+export const PREBUILT_WORKFLOW_BUNDLE_PATH = fileURLToPath(new URL('./workflow-bundle.js', import.meta.url));
 
 export interface MailroomWorkerOptions {
   connection: NativeConnection;
@@ -29,7 +42,7 @@ export interface MailroomWorkerOptions {
   /** Tests give each worker its own queue; everything else uses the default. The mailbox queue is derived from it. */
   taskQueue?: string;
   deps: ActivityDeps;
-  /** A prebuilt bundle (tests build one per file); otherwise the workflows are bundled at start. */
+  /** A prebuilt bundle (the production build's, or one per test file); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** After shutdown(), how long running activities may finish before they are cancelled; the SDK's default is 0. */
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
@@ -95,7 +108,8 @@ export async function createMailroomWorker({
     connection,
     namespace,
     taskQueue,
-    ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    workflowBundle:
+      workflowBundle ?? (await bundleWorkflowCode({ ...workflowBundleOptions, logger: Runtime.instance().logger })),
     activities: { ...activities, syncMailbox: handOverMailboxSession },
     ...shutdownTimes,
   });
@@ -168,6 +182,8 @@ async function main() {
     },
     shutdownGraceTime: graceMs,
     shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,
+    // The compiled worker starts from the bundle built with the image instead of bundling on every start.
+    ...(existsSync(PREBUILT_WORKFLOW_BUNDLE_PATH) ? { workflowBundle: { codePath: PREBUILT_WORKFLOW_BUNDLE_PATH } } : {}),
   });
   // One per task queue however many workers run: stored mail that never reached its conversation is finished.
   await startMailReconciler(temporal, config.TEMPORAL_TASK_QUEUE);
@@ -195,6 +211,7 @@ async function main() {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       mailboxTaskQueue: mailboxTaskQueue(config.TEMPORAL_TASK_QUEUE),
       temporal: config.TEMPORAL_ADDRESS,
+      workflowBundle: existsSync(PREBUILT_WORKFLOW_BUNDLE_PATH) ? 'prebuilt' : 'bundled at start',
     },
     'worker started',
   );

@@ -1,6 +1,6 @@
 import { bundleWorkflowCode, DefaultLogger, type WorkflowBundle } from '@temporalio/worker';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WORKFLOWS_PATH } from '../../src/worker.js';
+import { workflowBundleOptions } from '../../src/worker.js';
 import { describeFailures, quietReplayRuntime, recordedHistories, replay } from './recorded-histories.js';
 
 // Deploy safety: workflows that run today must go on with tomorrow's code. Each committed history was
@@ -15,7 +15,7 @@ describe('the workflow code replays every recorded history', () => {
 
   beforeAll(async () => {
     quietReplayRuntime();
-    workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+    workflowBundle = await bundleWorkflowCode({ ...workflowBundleOptions, logger: new DefaultLogger('WARN') });
   });
 
   for (const [workflowType, histories] of historiesByType) {

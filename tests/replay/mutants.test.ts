@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WORKFLOWS_PATH } from '../../src/worker.js';
+import { workflowBundleOptions } from '../../src/worker.js';
 import { quietReplayRuntime, recordedHistories, replay, type RecordedHistory } from './recorded-histories.js';
 
 // The replay test of the replay test: a workflow changed the way that breaks running workflows (a
@@ -93,7 +93,7 @@ describe('replay catches a workflow change that would break running workflows', 
       expect(affected.length, `recorded ${mutant.workflowType} histories that take the changed path`).toBeGreaterThan(0);
 
       const workflowBundle = await bundleWorkflowCode({
-        workflowsPath: WORKFLOWS_PATH,
+        ...workflowBundleOptions,
         logger: new DefaultLogger('WARN'),
         webpackConfigHook: (config) => {
           config.module?.rules?.push({

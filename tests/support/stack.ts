@@ -12,7 +12,7 @@ import { startMailReconciler } from '../../src/temporal/reconciler.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
-import { createMailroomWorker, MailroomRuntimeLogger, WORKFLOWS_PATH, type MailroomWorker } from '../../src/worker.js';
+import { createMailroomWorker, MailroomRuntimeLogger, workflowBundleOptions, type MailroomWorker } from '../../src/worker.js';
 import { mailReconcilerWorkflowId } from '../../src/workflows/ids.js';
 import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
@@ -102,7 +102,7 @@ export async function startTestStack(
     { port: apiAddress?.port ?? 0, host: '127.0.0.1' },
   );
   const workerConnection = await NativeConnection.connect({ address });
-  const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  const workflowBundle = await bundleWorkflowCode({ ...workflowBundleOptions, logger: quietBundlerLogger });
   const startWorker = async () => {
     const worker = await createMailroomWorker({
       connection: workerConnection,

@@ -10,7 +10,7 @@ import type { CustomerMessageFacts } from '../../src/domain/conversation.js';
 import type { RoutingDecision } from '../../src/activities/routing.js';
 import { addBusinessTime, describeInstant, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
 import { raisePriority, type Priority } from '../../src/domain/routing-rules.js';
-import { WORKFLOWS_PATH } from '../../src/worker.js';
+import { workflowBundleOptions } from '../../src/worker.js';
 import { customerConversation } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import {
@@ -155,7 +155,7 @@ export function useWorkflowHarness(hooks: {
   hooks.beforeAll(async () => {
     quietTemporalRuntime();
     harness.env = await createTimeSkippingEnvironment();
-    bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+    bundle = await bundleWorkflowCode({ ...workflowBundleOptions, logger: new DefaultLogger('WARN') });
   });
   hooks.afterAll(async () => {
     await harness.env?.teardown();
