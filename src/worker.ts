@@ -108,8 +108,7 @@ export async function createMailroomWorker({
     connection,
     namespace,
     taskQueue,
-    workflowBundle:
-      workflowBundle ?? (await bundleWorkflowCode({ ...workflowBundleOptions, logger: Runtime.instance().logger })),
+    workflowBundle: workflowBundle ?? (await bundleWorkflowCode({ ...workflowBundleOptions, logger: Runtime.instance().logger })),
     activities: { ...activities, syncMailbox: handOverMailboxSession },
     ...shutdownTimes,
   });
