@@ -141,7 +141,10 @@ export function createApp(deps: ApiDeps) {
       description:
         'The email channel of a support inbox: inbound mail, conversations, replies, CSAT. ' +
         'Errors are application/problem+json. Lists are cursor-paginated. No text may contain U+0000 (422 naming the field).',
+      license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
     },
+    // Where this deployment answers, so clients generated from the document know their base URL.
+    servers: [{ url: deps.config.PUBLIC_URL.replace(/\/+$/, ''), description: 'This Mailroom deployment (PUBLIC_URL)' }],
   });
   app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
 

@@ -27,6 +27,7 @@ const ChannelAgentSchema = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/agents',
+  operationId: 'listChannelAgents',
   tags: ['Agents'],
   summary: "The channel's human agents with their availability, capacity and current load",
   security,
@@ -43,6 +44,7 @@ const listRoute = createRoute({
 const putRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/agents/{userId}',
+  operationId: 'setChannelAgent',
   tags: ['Agents'],
   summary: 'Add a user of the account to the channel as an agent, or change their capacity',
   description:
@@ -81,6 +83,7 @@ const putRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/agents/{userId}',
+  operationId: 'removeChannelAgent',
   tags: ['Agents'],
   summary: 'Remove an agent from the channel; their open conversations go to other agents',
   security,
@@ -94,6 +97,7 @@ const deleteRoute = createRoute({
 const availabilityRoute = createRoute({
   method: 'put',
   path: '/v1/users/{userId}/availability',
+  operationId: 'setUserAvailability',
   tags: ['Agents'],
   summary: 'Set whether the agent takes new conversations (an agent sets their own; an admin anyone’s)',
   description: 'Going unavailable hands the agent’s open conversations to other agents; coming back takes from the queue.',

@@ -80,6 +80,7 @@ const OrderInput = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/ai-agents',
+  operationId: 'listAiAgents',
   tags,
   summary: "The channel's AI agents in order",
   security,
@@ -93,6 +94,7 @@ const listRoute = createRoute({
 const createAiAgentRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/ai-agents',
+  operationId: 'createAiAgent',
   tags,
   summary: 'Add an AI agent to the channel (admins)',
   security,
@@ -110,6 +112,7 @@ const createAiAgentRoute = createRoute({
 const orderRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/ai-agents/order',
+  operationId: 'reorderAiAgents',
   tags,
   summary: 'Put the channel’s AI agents in a new order (admins)',
   description: 'The first enabled AI agent in this order takes the next conversation that no routing rule sends elsewhere.',
@@ -127,6 +130,7 @@ const orderRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/ai-agents/{aiAgentId}',
+  operationId: 'getAiAgent',
   tags,
   summary: 'One AI agent of the channel',
   security,
@@ -140,6 +144,7 @@ const getRoute = createRoute({
 const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/channels/{channelId}/ai-agents/{aiAgentId}',
+  operationId: 'updateAiAgent',
   tags,
   summary: 'Rename, enable or disable an AI agent, or change its provider or model (admins)',
   description: 'Disabling it sends new conversations to the next enabled AI agent, or to people; it finishes the ones it has.',
@@ -157,6 +162,7 @@ const patchRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/ai-agents/{aiAgentId}',
+  operationId: 'deleteAiAgent',
   tags,
   summary: 'Remove an AI agent (admins)',
   description:

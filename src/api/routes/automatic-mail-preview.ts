@@ -63,6 +63,7 @@ const PreviewSchema = z
 const previewRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/automatic-mail/preview',
+  operationId: 'previewAutomaticMail',
   tags: ['Channels'],
   summary: 'Preview an automatic mail (greeting, out of office, handover note, survey) from settings being edited (admins)',
   description:

@@ -24,6 +24,7 @@ const loopbackOrApiKey: Array<Record<string, string[]>> = [{ apiKey: [] }, {}];
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/captured-mail',
+  operationId: 'listCapturedMail',
   tags: ['Development'],
   summary: 'Mail sent while no SMTP_URL is configured (newest first)',
   description:

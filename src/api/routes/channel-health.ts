@@ -43,6 +43,7 @@ const ChannelHealthSchema = z
 const route = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/health',
+  operationId: 'getChannelHealth',
   tags: ['Channels'],
   summary: "How the channel's ways in and out are doing: last mail, last success, last error and since when",
   description:

@@ -82,6 +82,7 @@ const SmtpTestResult = z
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/smtp',
+  operationId: 'getSmtpSettings',
   tags,
   summary: "The channel's own SMTP server for outgoing mail, or that it uses the deployment's (admins)",
   security,
@@ -95,6 +96,7 @@ const getRoute = createRoute({
 const putRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/smtp',
+  operationId: 'setSmtpSettings',
   tags,
   summary: 'Send the channel’s mail through its own SMTP server (admins)',
   description:
@@ -113,6 +115,7 @@ const putRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/smtp',
+  operationId: 'deleteSmtpSettings',
   tags,
   summary: "Forget the channel's SMTP server: its mail goes through the deployment's again (admins)",
   security,
@@ -126,6 +129,7 @@ const deleteRoute = createRoute({
 const testRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/smtp/test',
+  operationId: 'testSmtpSettings',
   tags,
   summary: 'Try SMTP settings: connect, TLS and log in, without sending (admins)',
   description:

@@ -33,6 +33,7 @@ const json = <T extends z.ZodType>(schema: T) => ({ 'application/json': { schema
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels',
+  operationId: 'listChannels',
   tags,
   summary: 'The channels the caller may see, newest first: all of the account for an admin, their own for an agent',
   security,
@@ -46,6 +47,7 @@ const listRoute = createRoute({
 const createChannelRoute = createRoute({
   method: 'post',
   path: '/v1/channels',
+  operationId: 'createChannel',
   tags,
   summary: 'Create a channel (admins)',
   description: 'Settings left out take their defaults. The answer holds the forwarder secret, which is not shown again.',
@@ -60,6 +62,7 @@ const createChannelRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}',
+  operationId: 'getChannel',
   tags,
   summary: 'One channel with all its settings',
   security,
@@ -73,6 +76,7 @@ const getRoute = createRoute({
 const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/channels/{channelId}',
+  operationId: 'updateChannel',
   tags,
   summary: 'Change settings (admins)',
   description:
@@ -89,6 +93,7 @@ const patchRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}',
+  operationId: 'deleteChannel',
   tags,
   summary: 'Remove a channel (admins)',
   description:
@@ -105,6 +110,7 @@ const deleteRoute = createRoute({
 const rotateSecretRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/forwarder-secret',
+  operationId: 'rotateForwarderSecret',
   tags,
   summary: 'Replace the forwarder secret (admins); the old one stops working at once',
   security,
@@ -152,6 +158,7 @@ const ForwardingAddressSchema = z
 const forwardingAddressRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/forwarding-address',
+  operationId: 'setForwardingAddress',
   tags,
   summary: 'Set the forwarding address username@subdomain.<inbound domain> (admins); it cannot be changed afterwards',
   description:

@@ -37,6 +37,7 @@ const ContactProfileSchema = ContactSchema.extend({
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/contacts',
+  operationId: 'listContacts',
   tags: ['Contacts'],
   summary: 'List the contacts of the account, newest first',
   security,
@@ -61,6 +62,7 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/contacts/{contactId}',
+  operationId: 'getContact',
   tags: ['Contacts'],
   summary: 'A contact with their attributes and the conversations the caller may read',
   security,
@@ -74,6 +76,7 @@ const getRoute = createRoute({
 const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/contacts/{contactId}',
+  operationId: 'updateContact',
   tags: ['Contacts'],
   summary: 'Change the name, the email address or the attributes of a contact',
   description:

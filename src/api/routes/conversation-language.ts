@@ -19,6 +19,7 @@ const LanguageSchema = z
 const putLanguageRoute = createRoute({
   method: 'put',
   path: '/v1/conversations/{conversationId}/language',
+  operationId: 'setConversationLanguage',
   tags: ['Conversations'],
   summary: "Set the customer's language",
   description:

@@ -23,6 +23,7 @@ const ParticipantSchema = z
 const participantsRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}/participants',
+  operationId: 'listConversationParticipants',
   tags: ['Conversations'],
   summary: 'Who took part: the contact, whoever wrote into the conversation, whoever replies went to in Cc or Bcc',
   security: [{ apiKey: [] }],

@@ -206,6 +206,7 @@ const instant = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/conversations',
+  operationId: 'listConversations',
   tags: ['Conversations'],
   summary: 'List conversations, newest first',
   description: "Only conversations of channels the caller works: an admin's account, an agent's own channels.",
@@ -252,6 +253,7 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}',
+  operationId: 'getConversation',
   tags: ['Conversations'],
   summary: 'One conversation with its messages, attachments, timeline and internal notes',
   security,
@@ -265,6 +267,7 @@ const getRoute = createRoute({
 const attachmentRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}/attachments/{attachmentId}',
+  operationId: 'downloadAttachment',
   tags: ['Conversations'],
   summary: 'Download an attachment of a customer mail or of a reply (sent, or uploaded for one)',
   description: 'Always as a download (Content-Disposition: attachment). 404 when its bytes were not stored (see omittedReason).',
@@ -293,6 +296,7 @@ export const SentReplySchema = z
 const replyRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/replies',
+  operationId: 'replyToConversation',
   tags: ['Conversations'],
   summary: 'Reply to the customer as the calling agent',
   description:
@@ -329,6 +333,7 @@ const replyRoute = createRoute({
 const resolveRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/resolve',
+  operationId: 'resolveConversation',
   tags: ['Conversations'],
   summary: 'Resolve the conversation; the CSAT survey follows when the channel has it on',
   security,
@@ -345,6 +350,7 @@ const resolveRoute = createRoute({
 const reopenRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/reopen',
+  operationId: 'reopenConversation',
   tags: ['Conversations'],
   summary: 'Reopen a resolved or closed conversation, back to its previous assignee',
   description:
@@ -373,6 +379,7 @@ const reopenRoute = createRoute({
 const notSpamRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/not-spam',
+  operationId: 'markConversationNotSpam',
   tags: ['Conversations'],
   summary: 'Release a conversation kept as spam: it is routed like a new one (greeting, rules, AI agent, queue)',
   description:
@@ -395,6 +402,7 @@ const notSpamRoute = createRoute({
 const assignmentRoute = createRoute({
   method: 'put',
   path: '/v1/conversations/{conversationId}/assignment',
+  operationId: 'assignConversation',
   tags: ['Conversations'],
   summary: 'Assign the conversation to an agent of its channel, or unassign it (assigneeId null)',
   description:
@@ -429,6 +437,7 @@ const labelsResponses = {
 const putLabelsRoute = createRoute({
   method: 'put',
   path: '/v1/conversations/{conversationId}/labels',
+  operationId: 'setConversationLabels',
   tags: ['Conversations'],
   summary: 'Replace the labels of the conversation',
   description: `Each label is trimmed and lower-cased (1–50 characters, no commas); duplicates collapse; at most ${MAX_LABELS}.`,
@@ -452,6 +461,7 @@ const putLabelsRoute = createRoute({
 const addLabelRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/labels',
+  operationId: 'addConversationLabel',
   tags: ['Conversations'],
   summary: 'Add one label (nothing changes when it is there already)',
   security,
@@ -468,6 +478,7 @@ const addLabelRoute = createRoute({
 const removeLabelRoute = createRoute({
   method: 'delete',
   path: '/v1/conversations/{conversationId}/labels/{label}',
+  operationId: 'removeConversationLabel',
   tags: ['Conversations'],
   summary: 'Remove one label (nothing changes when it is not there)',
   security,
@@ -478,6 +489,7 @@ const removeLabelRoute = createRoute({
 const noteRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/notes',
+  operationId: 'addConversationNote',
   tags: ['Conversations'],
   summary: 'Add an internal note for the team; it is never mailed',
   security,

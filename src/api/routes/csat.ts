@@ -32,7 +32,10 @@ const RatingFormSchema = z.object({
 const showRoute = createRoute({
   method: 'get',
   path: '/csat/{token}',
+  operationId: 'getSurveyPage',
   tags: ['CSAT survey (customers)'],
+  // Public: customers follow the link in their mail; the signed token is the credential.
+  security: [],
   summary: 'The survey page behind the links in the survey mail',
   description:
     "In the conversation's language. `rating` (one link per rating in the mail) chooses it on the form; only the form's POST records it.",
@@ -51,7 +54,9 @@ const showRoute = createRoute({
 const submitRoute = createRoute({
   method: 'post',
   path: '/csat/{token}',
+  operationId: 'submitSurveyRating',
   tags: ['CSAT survey (customers)'],
+  security: [],
   summary: 'Submit (or change) the rating',
   request: {
     params: tokenParams,

@@ -33,6 +33,7 @@ const ForwardingConfirmationSchema = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/forwarding-confirmations',
+  operationId: 'listForwardingConfirmations',
   tags: ['Channels'],
   summary: "Forwarding confirmations sent to the channel's forwarding address, newest first (admins)",
   description:

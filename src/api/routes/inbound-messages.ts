@@ -49,6 +49,7 @@ const InboundMessageSchema = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/inbound-messages',
+  operationId: 'listInboundMessages',
   tags: ['Inbound mail'],
   summary: 'Inbound mail of the account, newest first; status=rejected lists the quarantine',
   security,
@@ -81,6 +82,7 @@ const DownloadRequestedSchema = z
 const reprocessRoute = createRoute({
   method: 'post',
   path: '/v1/inbound-messages/{inboundMessageId}/reprocess',
+  operationId: 'reprocessInboundMessage',
   tags: ['Inbound mail'],
   summary: 'Run a quarantined mail through the ingest again (after raising a limit, or after a fix), or finish a stalled one',
   description:

@@ -39,6 +39,7 @@ const forwarderSecurity: Record<string, string[]>[] = [{ channelSecret: [] }, { 
 const route = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/inbound',
+  operationId: 'deliverInboundMail',
   tags: ['Inbound mail'],
   summary: 'Deliver a raw email to a channel (mail forwarders)',
   description:

@@ -35,6 +35,7 @@ const KnowledgeArticleInput = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/knowledge-articles',
+  operationId: 'listKnowledgeArticles',
   tags,
   summary: "The channel's knowledge articles, newest first",
   security,
@@ -51,6 +52,7 @@ const listRoute = createRoute({
 const createArticleRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/knowledge-articles',
+  operationId: 'createKnowledgeArticle',
   tags,
   summary: 'Add a knowledge article to the channel (admins)',
   security,
@@ -68,6 +70,7 @@ const createArticleRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/knowledge-articles/{articleId}',
+  operationId: 'getKnowledgeArticle',
   tags,
   summary: 'One knowledge article',
   security,
@@ -81,6 +84,7 @@ const getRoute = createRoute({
 const putRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/knowledge-articles/{articleId}',
+  operationId: 'replaceKnowledgeArticle',
   tags,
   summary: 'Replace the title and body of a knowledge article (admins)',
   security,
@@ -97,6 +101,7 @@ const putRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/knowledge-articles/{articleId}',
+  operationId: 'deleteKnowledgeArticle',
   tags,
   summary: 'Remove a knowledge article (admins); answers already sent keep their text',
   security,

@@ -85,6 +85,7 @@ const MailboxImportSchema = z
 const uploadRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/imports',
+  operationId: 'uploadMailboxImport',
   tags: ['Mailbox imports'],
   summary: 'Upload a mailbox export (mbox, or a Maildir as tar, gzipped or not) to import into the channel',
   description:
@@ -121,6 +122,7 @@ const uploadRoute = createRoute({
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/imports',
+  operationId: 'listMailboxImports',
   tags: ['Mailbox imports'],
   summary: "The channel's mailbox imports, newest first, with their progress",
   security,
@@ -137,6 +139,7 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/imports/{importId}',
+  operationId: 'getMailboxImport',
   tags: ['Mailbox imports'],
   summary: 'One mailbox import: its state, bytes read and mails counted so far',
   security,
@@ -158,6 +161,7 @@ const cancelResponses = {
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/imports/{importId}',
+  operationId: 'deleteMailboxImport',
   tags: ['Mailbox imports'],
   summary: 'Cancel a mailbox import',
   description: cancelDescription,
@@ -169,6 +173,7 @@ const deleteRoute = createRoute({
 const cancelRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/imports/{importId}/cancel',
+  operationId: 'cancelMailboxImport',
   tags: ['Mailbox imports'],
   summary: 'Cancel a mailbox import (the same as DELETE)',
   description: cancelDescription,

@@ -132,6 +132,7 @@ const CallbackQuery = z.object({
 const startRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/oauth/authorizations',
+  operationId: 'startMailboxAuthorization',
   tags,
   summary: "Connect the channel's mailbox with OAuth 2.0: the provider's authorization URL to open (admins)",
   description:
@@ -151,6 +152,7 @@ const startRoute = createRoute({
 const callbackRoute = createRoute({
   method: 'get',
   path: OAUTH_CALLBACK_PATH,
+  operationId: 'completeMailboxAuthorization',
   tags,
   summary: "The provider's redirect after sign-in and consent (the admin's browser)",
   description:
@@ -170,6 +172,7 @@ const callbackRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/oauth',
+  operationId: 'getMailboxOAuth',
   tags,
   summary: "How the channel's mailbox logs in, and the state of its OAuth grant (admins)",
   security,
@@ -183,6 +186,7 @@ const getRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/oauth',
+  operationId: 'disconnectMailboxOAuth',
   tags,
   summary: "Disconnect the mailbox's OAuth grant: revoked at the provider, removed, IMAP sync off (admins)",
   description:

@@ -133,6 +133,7 @@ const ConnectionTestResult = z
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/imap',
+  operationId: 'getImapSettings',
   tags: ['IMAP mailboxes'],
   summary: "The channel's IMAP settings and how far the sync has read each folder",
   security,
@@ -146,6 +147,7 @@ const getRoute = createRoute({
 const putRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/imap',
+  operationId: 'setImapSettings',
   tags: ['IMAP mailboxes'],
   summary: 'Set the IMAP settings; enabling starts the mailbox sync, disabling stops it',
   description:
@@ -163,6 +165,7 @@ const putRoute = createRoute({
 const testRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/imap/test',
+  operationId: 'testImapSettings',
   tags: ['IMAP mailboxes'],
   summary: 'Try the IMAP settings: connect, log in and open each folder; says what failed',
   description:

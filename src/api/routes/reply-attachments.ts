@@ -39,6 +39,7 @@ const UploadSchema = z
 const uploadRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/attachments',
+  operationId: 'uploadReplyAttachment',
   tags: ['Conversations'],
   summary: 'Upload a file to attach to a reply in this conversation',
   description:

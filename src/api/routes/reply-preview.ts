@@ -62,6 +62,7 @@ const MailPreviewSchema = z
 const previewRoute = createRoute({
   method: 'post',
   path: '/v1/conversations/{conversationId}/replies/preview',
+  operationId: 'previewReply',
   tags: ['Conversations'],
   summary: 'Preview a reply exactly as the customer will receive it, without sending it',
   description:

@@ -150,6 +150,7 @@ const ScheduledReplySchema = z
 const listScheduledRoute = createRoute({
   method: 'get',
   path: '/v1/conversations/{conversationId}/replies/scheduled',
+  operationId: 'listScheduledReplies',
   tags: ['Conversations'],
   summary: 'Replies that wait: in their undo grace period, or scheduled for later',
   description: 'Oldest moment first. Each can be cancelled with DELETE /v1/conversations/{conversationId}/replies/{replyId}.',
@@ -167,6 +168,7 @@ const listScheduledRoute = createRoute({
 const cancelRoute = createRoute({
   method: 'delete',
   path: '/v1/conversations/{conversationId}/replies/{replyId}',
+  operationId: 'undoReply',
   tags: ['Conversations'],
   summary: 'Undo a reply that still waits (undo grace period, send later)',
   description:
@@ -190,6 +192,7 @@ const cancelRoute = createRoute({
 const renewDraftingRoute = createRoute({
   method: 'put',
   path: '/v1/conversations/{conversationId}/drafting',
+  operationId: 'startDrafting',
   tags: ['Conversations'],
   summary: 'Say that the calling agent is writing a reply (renew every ~30 s)',
   description: `Others see it in the conversation's drafting list until it runs out, ${DRAFT_LEASE_MS / 1000} s after the last renewal.`,
@@ -204,6 +207,7 @@ const renewDraftingRoute = createRoute({
 const releaseDraftingRoute = createRoute({
   method: 'delete',
   path: '/v1/conversations/{conversationId}/drafting',
+  operationId: 'stopDrafting',
   tags: ['Conversations'],
   summary: 'Say that the calling agent stopped writing a reply',
   security,

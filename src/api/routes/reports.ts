@@ -32,6 +32,7 @@ const CsatGroupSchema = z
 const csatRoute = createRoute({
   method: 'get',
   path: '/v1/reports/csat',
+  operationId: 'getCsatReport',
   tags: ['Reports'],
   summary: 'CSAT per channel, per agent, or overall, for surveys sent in a period',
   security,
@@ -94,6 +95,7 @@ const ConversationPeriodSchema = z
 const conversationsRoute = createRoute({
   method: 'get',
   path: '/v1/reports/conversations',
+  operationId: 'getConversationReport',
   tags: ['Reports'],
   summary: 'Conversations created, resolved and open, and first-response times, per channel and period',
   description:

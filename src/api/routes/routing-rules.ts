@@ -70,6 +70,7 @@ const OrderInput = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/routing-rules',
+  operationId: 'listRoutingRules',
   tags,
   summary: "The channel's routing rules in the order they are evaluated",
   security,
@@ -86,6 +87,7 @@ const listRoute = createRoute({
 const createRuleRoute = createRoute({
   method: 'post',
   path: '/v1/channels/{channelId}/routing-rules',
+  operationId: 'createRoutingRule',
   tags,
   summary: 'Add a routing rule (admins)',
   security,
@@ -103,6 +105,7 @@ const createRuleRoute = createRoute({
 const orderRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/routing-rules/order',
+  operationId: 'reorderRoutingRules',
   tags,
   summary: 'Put the channel’s routing rules in a new evaluation order (admins)',
   description: 'The next conversation routed is evaluated in this order.',
@@ -120,6 +123,7 @@ const orderRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/channels/{channelId}/routing-rules/{ruleId}',
+  operationId: 'getRoutingRule',
   tags,
   summary: 'One routing rule',
   security,
@@ -133,6 +137,7 @@ const getRoute = createRoute({
 const putRoute = createRoute({
   method: 'put',
   path: '/v1/channels/{channelId}/routing-rules/{ruleId}',
+  operationId: 'replaceRoutingRule',
   tags,
   summary: 'Replace a routing rule (admins); with position, also move it',
   security,
@@ -149,6 +154,7 @@ const putRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/channels/{channelId}/routing-rules/{ruleId}',
+  operationId: 'deleteRoutingRule',
   tags,
   summary: 'Remove a routing rule (admins); conversations it routed keep their handler, priority and labels',
   security,

@@ -24,7 +24,10 @@ const pageResponses = {
 const showRoute = createRoute({
   method: 'get',
   path: '/unsubscribe/surveys/{token}',
+  operationId: 'getSurveyUnsubscribePage',
   tags: ['CSAT survey (customers)'],
+  // Public: customers follow the link in their mail; the signed token is the credential.
+  security: [],
   summary: 'The unsubscribe page behind the link of a survey mail: a button, nothing recorded',
   request: { params: tokenParams },
   responses: { 200: htmlResponse('The button that unsubscribes'), ...pageResponses },
@@ -33,7 +36,9 @@ const showRoute = createRoute({
 const unsubscribeRoute = createRoute({
   method: 'post',
   path: '/unsubscribe/surveys/{token}',
+  operationId: 'unsubscribeFromSurveys',
   tags: ['CSAT survey (customers)'],
+  security: [],
   summary: 'Unsubscribe the contact from survey mail (RFC 8058 one-click, or the page’s button)',
   description: 'The contact gets no further survey mail from any channel of the account; the conversation timeline says why.',
   request: { params: tokenParams },

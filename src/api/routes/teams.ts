@@ -35,6 +35,7 @@ const TeamSchema = z
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/teams',
+  operationId: 'listTeams',
   tags,
   summary: "The account's teams, newest first",
   security,
@@ -48,6 +49,7 @@ const listRoute = createRoute({
 const createTeamRoute = createRoute({
   method: 'post',
   path: '/v1/teams',
+  operationId: 'createTeam',
   tags,
   summary: 'Add a team (admins)',
   security,
@@ -71,6 +73,7 @@ const createTeamRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/teams/{teamId}',
+  operationId: 'getTeam',
   tags,
   summary: 'One team with its members',
   security,
@@ -84,6 +87,7 @@ const getRoute = createRoute({
 const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/teams/{teamId}',
+  operationId: 'renameTeam',
   tags,
   summary: 'Rename a team (admins)',
   security,
@@ -111,6 +115,7 @@ const patchRoute = createRoute({
 const membersRoute = createRoute({
   method: 'put',
   path: '/v1/teams/{teamId}/members',
+  operationId: 'setTeamMembers',
   tags,
   summary: "Replace a team's members (admins)",
   description:
@@ -133,6 +138,7 @@ const membersRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/teams/{teamId}',
+  operationId: 'deleteTeam',
   tags,
   summary: 'Remove a team (admins)',
   description:

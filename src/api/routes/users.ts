@@ -64,6 +64,7 @@ const NewApiKeySchema = ApiKeySchema.extend({
 const meRoute = createRoute({
   method: 'get',
   path: '/v1/me',
+  operationId: 'getCurrentUser',
   tags: ['Users'],
   summary: 'The user the API key belongs to',
   security,
@@ -76,6 +77,7 @@ const meRoute = createRoute({
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/users',
+  operationId: 'listUsers',
   tags: ['Users'],
   summary: "The account's users, newest first",
   security,
@@ -89,6 +91,7 @@ const listRoute = createRoute({
 const createUserRoute = createRoute({
   method: 'post',
   path: '/v1/users',
+  operationId: 'createUser',
   tags: ['Users'],
   summary: 'Add a user to the account (admins); answers their first API key, once',
   security,
@@ -121,6 +124,7 @@ const createUserRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/users/{userId}',
+  operationId: 'getUser',
   tags: ['Users'],
   summary: 'One user of the account',
   security,
@@ -134,6 +138,7 @@ const getRoute = createRoute({
 const patchRoute = createRoute({
   method: 'patch',
   path: '/v1/users/{userId}',
+  operationId: 'updateUser',
   tags: ['Users'],
   summary: "Change a user's name, signature or role (admins); anyone may change their own name and signature",
   description: 'The last admin of the account cannot become an agent (409).',
@@ -165,6 +170,7 @@ const patchRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'delete',
   path: '/v1/users/{userId}',
+  operationId: 'deleteUser',
   tags: ['Users'],
   summary: 'Remove a user from the account (admins); their API keys stop working at once',
   description:
@@ -182,6 +188,7 @@ const deleteRoute = createRoute({
 const listKeysRoute = createRoute({
   method: 'get',
   path: '/v1/users/{userId}/api-keys',
+  operationId: 'listApiKeys',
   tags: ['Users'],
   summary: "A user's API keys, revoked ones included, newest first (yourself, or an admin for anyone)",
   description: 'Never the keys themselves: they are shown once, when created.',
@@ -199,6 +206,7 @@ const listKeysRoute = createRoute({
 const createKeyRoute = createRoute({
   method: 'post',
   path: '/v1/users/{userId}/api-keys',
+  operationId: 'createApiKey',
   tags: ['Users'],
   summary: 'A new API key for a user (yourself, or an admin for anyone); the key is in this answer only',
   security,
@@ -219,6 +227,7 @@ const createKeyRoute = createRoute({
 const revokeKeyRoute = createRoute({
   method: 'delete',
   path: '/v1/users/{userId}/api-keys/{keyId}',
+  operationId: 'revokeApiKey',
   tags: ['Users'],
   summary: 'Revoke an API key (yourself, or an admin for anyone); it answers 401 from now on',
   security,

@@ -51,6 +51,7 @@ const FormConversationInputSchema = z
 const formConversationRoute = createRoute({
   method: 'post',
   path: '/v1/conversations',
+  operationId: 'createConversationFromWebForm',
   tags: ['Conversations'],
   summary: 'Open a conversation from a web form submission (A11)',
   description:
