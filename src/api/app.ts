@@ -16,6 +16,7 @@ import { agentRoutes } from './routes/agents.js';
 import { aiAgentRoutes } from './routes/ai-agents.js';
 import { channelRoutes } from './routes/channels.js';
 import { channelHealthRoutes } from './routes/channel-health.js';
+import { readinessRoutes } from './routes/readiness.js';
 import { channelSmtpRoutes } from './routes/channel-smtp.js';
 import { contactRoutes } from './routes/contacts.js';
 import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
@@ -76,6 +77,7 @@ export function createApp(deps: ApiDeps) {
   });
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
+  app.route('/', readinessRoutes(deps));
 
   // Per API process, in memory: N processes allow N times each rate.
   const rateLimits = createRateLimits(deps.config, deps.clock);
