@@ -1,7 +1,7 @@
 // The IMAP side of the benchmark: a private Dovecot, a Mailroom worker that syncs mailboxes, and channels with a mailbox
 // each. Everything it starts is added to the bench stack's stop().
 import { randomUUID } from 'node:crypto';
-import { NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { ImapFlow } from 'imapflow';
 import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
@@ -11,7 +11,9 @@ import { applyMailboxSettings } from '../src/temporal/mailbox.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { encryptCredential } from '../src/security/credentials.js';
-import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
+import { createMailroomWorker } from '../src/worker.js';
+import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
+import { createLogger } from '../src/logger.js';
 import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
 import { fixtureMail } from './throughput.js';
 
@@ -44,7 +46,7 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   stack.addStop(() => capture.close());
 
   // Must come before the first NativeConnection. No shutdown signals: bench/run.ts's SIGINT handler stops the worker.
-  Runtime.install({ logger: new MailroomRuntimeLogger('WARN'), shutdownSignals: [] });
+  await installTemporalRuntime({ logger: createLogger('warn'), metrics: false, shutdownSignals: [] });
   const connection = await NativeConnection.connect({ address: stack.temporalAddress });
   stack.addStop(() => connection.close());
   const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });

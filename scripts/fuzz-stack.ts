@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { pino } from 'pino';
 import { startApiServer } from '../src/api/server.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
@@ -14,7 +14,8 @@ import { addAgentToChannel, createAccount, createChannel, createUser } from '../
 import { createIngest } from '../src/ingest/ingest.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
-import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
+import { createMailroomWorker } from '../src/worker.js';
+import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import { startPostgres } from './servers/postgres.js';
 import { createScratchDatabase } from './servers/scratch-database.js';
 import { startTemporalDevServer } from './servers/temporal-dev-server.js';
@@ -47,9 +48,9 @@ async function createDatabase(serverUrl: string) {
 }
 
 async function main() {
-  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
   // Server errors are what the fuzz run looks for: log them, with their stacks, to stderr.
   const logger = pino({ level: 'warn', base: { service: 'mailroom' } }, pino.destination(2));
+  await installTemporalRuntime({ logger, metrics: false });
 
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { startApiServer } from '../src/api/server.js';
 import {
   deploymentOAuthClients,
@@ -25,7 +25,8 @@ import { createConfiguredSmtpReceiver } from '../src/receiver/server.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
-import { createMailroomWorker, MailroomRuntimeLogger } from '../src/worker.js';
+import { createMailroomWorker } from '../src/worker.js';
+import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import { isTemporalReachable, registerMissingSearchAttributes, startTemporalDevServer } from './servers/temporal-dev-server.js';
 import { ensureTools } from './servers/tools.js';
 
@@ -119,7 +120,7 @@ async function main() {
   });
   const logger = createLogger(config.LOG_LEVEL);
   // Ctrl+C and SIGTERM are handled at the end (the SDK would otherwise shut the worker down on its own).
-  Runtime.install({ logger: new MailroomRuntimeLogger('WARN'), shutdownSignals: [] });
+  await installTemporalRuntime({ logger, shutdownSignals: [] });
   const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
   const stops: Array<() => Promise<unknown> | unknown> = [];
 

@@ -159,6 +159,11 @@ const envSchema = z.object({
   AI_API_KEY: z.string().optional(),
   AI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Prometheus scrapers other than loopback send it as a bearer token to /metrics; unset: loopback only. */
+  METRICS_TOKEN: optionalSetting(),
+  /** The worker's and the SMTP receiver's /metrics port (the API serves /metrics on its own); unset: none. */
+  METRICS_PORT: z.preprocess((value) => (value === '' ? undefined : value), z.coerce.number().int().min(0).max(65535).optional()),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   /**
    * On SIGTERM or SIGINT, how long the API lets requests in flight finish, and the worker its running
    * activities, before cutting them off (Temporal retries a cut-off activity on another worker).

@@ -3,12 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import {
   bundleWorkflowCode,
-  DefaultLogger,
   NativeConnection,
   Runtime,
   Worker,
-  type LogLevel,
-  type LogMetadata,
   type State,
   type BundleOptions,
   type WorkerOptions,
@@ -21,6 +18,8 @@ import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
 import { startMailReconciler } from './temporal/reconciler.js';
 import { createLogger } from './logger.js';
+import { startMetricsServer } from './observability/metrics-endpoint.js';
+import { installTemporalRuntime } from './observability/temporal-runtime.js';
 import { createMailTransport } from './mail/transport.js';
 import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
 
@@ -48,17 +47,6 @@ export interface MailroomWorkerOptions {
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
   /** After shutdown(), when run() gives up on activities that ignore their cancellation and throws; unset: never. */
   shutdownForceTime?: WorkerOptions['shutdownForceTime'];
-}
-
-/**
- * The SDK's logger (Runtime.install), less its warning that the mailbox worker polls no workflows: that worker
- * runs activities only, as meant, and the warning would read like a fault at every start.
- */
-export class MailroomRuntimeLogger extends DefaultLogger {
-  override log(level: LogLevel, message: string, meta?: LogMetadata): void {
-    if (message.startsWith('No workflows registered') && String(meta?.taskQueue).endsWith(mailboxTaskQueue(''))) return;
-    super.log(level, message, meta);
-  }
 }
 
 // A mailbox session is mostly an idle IMAP connection: hundreds fit in one process.
@@ -150,11 +138,16 @@ async function main() {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   if (!config.SMTP_URL) throw new Error('SMTP_URL is required to run the worker on its own (npm start runs a capture instead)');
-  // Left to itself, the SDK's runtime would shut the workers down on SIGINT, SIGTERM, SIGQUIT and SIGUSR2, without
-  // closing anything else. The signals are handled below instead, where what they do can be read.
-  Runtime.install({ logger: new MailroomRuntimeLogger('INFO'), shutdownSignals: [] });
+  // The SDK's logs through pino, its worker metrics beside Mailroom's. Left to itself, the runtime would shut the
+  // workers down on SIGINT, SIGTERM, SIGQUIT and SIGUSR2 without closing anything else: the signals are handled
+  // below instead, where what they do can be read.
+  await installTemporalRuntime({ logger, shutdownSignals: [] });
   const db = await openDatabase(config);
   await migrateToLatest(db);
+  const metrics =
+    config.METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN, db });
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   // IMAP mailboxes feed the same ingest as the forwarder endpoint, which starts conversation workflows.
   const temporal = new Client({
@@ -211,10 +204,12 @@ async function main() {
       mailboxTaskQueue: mailboxTaskQueue(config.TEMPORAL_TASK_QUEUE),
       temporal: config.TEMPORAL_ADDRESS,
       workflowBundle: existsSync(PREBUILT_WORKFLOW_BUNDLE_PATH) ? 'prebuilt' : 'bundled at start',
+      ...(metrics ? { metrics: metrics.url } : {}),
     },
     'worker started',
   );
   await running;
+  await metrics?.close();
   mail.close();
   await db.destroy();
   await temporal.connection.close();

@@ -4,7 +4,8 @@ import type { Db } from '../db/connection.js';
 import { statusOfStage, type ConversationStage } from '../domain/conversation.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { forwardingAddressOf } from '../domain/forwarding-address.js';
-import { automaticMailBlock } from '../domain/loop-safety.js';
+import { automaticMailBlock, suppressionReasonCode } from '../domain/loop-safety.js';
+import { automaticMailSuppressed } from '../observability/metrics.js';
 import type {
   Actor,
   AutomaticMailKind,
@@ -196,6 +197,7 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
       await onceInTransaction(db, (trx) =>
         recordEvent(trx, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason }),
       );
+      automaticMailSuppressed.inc({ kind: input.kind, reason: suppressionReasonCode(input.reason) });
     },
 
     /** Hands over from the AI agent to people: on the timeline with the reason. */

@@ -15,6 +15,7 @@ import { DestinationRefusedError, DestinationUnresolvedError } from '../security
 import { type SmtpServer } from '../mail/transport.js';
 import { createMailboxLogins, type MailboxLogins } from '../mail/mailbox-login.js';
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
+import { automaticMailSuppressed, smtpSends } from '../observability/metrics.js';
 import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from './delivery-status.js';
 import type { ActivityDeps } from './deps.js';
 import type { ReplyContent } from '../workflows/messages.js';
@@ -237,12 +238,15 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     } catch (error) {
       // A host this deployment may not reach: said as it is and retried (an admin may correct the channel's settings).
       if (error instanceof DestinationRefusedError || error instanceof DestinationUnresolvedError) {
+        smtpSends.inc({ kind: row.kind, outcome: 'deferred' });
         await health.failure(row.channel_id, { reason: 'destination_refused', message: error.message });
         await releaseClaim(db, { outboxId, token, reason: error.message });
         throw error;
       }
       const failure = classifySendFailure(error, [server?.password, server?.accessToken]);
       const loginRefused = isLoginRefused(error);
+      const tokenRefused = Boolean(server?.accessToken) && loginRefused;
+      smtpSends.inc({ kind: row.kind, outcome: failure.permanent && !tokenRefused ? 'failed' : 'deferred' });
       await health.failure(row.channel_id, {
         reason: loginRefused ? 'auth' : failure.permanent ? 'refused' : 'deferred',
         message: failure.reason,
@@ -260,6 +264,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       await releaseClaim(db, { outboxId, token, reason: failure.reason });
       throw ApplicationFailure.retryable(failure.reason, 'DeliveryDeferred');
     }
+    smtpSends.inc({ kind: row.kind, outcome: 'sent' });
     if (server) await logins.accepted(row.channel_id, server);
     // Sent to the others: the recipients the server refused are said on the message, never dropped silently.
     await markSent(db, outboxId, refused.length > 0 ? `the mail server refused ${refused.join(', ')}; the others got it` : null);
@@ -409,6 +414,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
             kind: 'csat_survey',
             reason: 'the contact unsubscribed from surveys',
           });
+          automaticMailSuppressed.inc({ kind: 'csat_survey', reason: 'unsubscribed' });
           return null;
         }
         const expiresAt = new Date(Date.now() + conversation.csat_link_validity_seconds * 1000);

@@ -14,6 +14,7 @@ import {
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
+import { slaBreaches } from '../observability/metrics.js';
 import { recordEvent } from './timeline.js';
 
 /** Who takes the conversation after triage. */
@@ -235,14 +236,14 @@ export function createRoutingActivities({ db }: ActivityDeps) {
 
     /** Flags the breach and raises the priority one step. */
     async markSlaBreached({ conversationId }: { conversationId: string }): Promise<{ priority: Priority }> {
-      return db.transaction().execute(async (trx) => {
+      const { priority, breachedNow } = await db.transaction().execute(async (trx) => {
         const row = await trx
           .selectFrom('conversations')
           .select(['priority', 'sla_breached_at'])
           .where('id', '=', conversationId)
           .forUpdate()
           .executeTakeFirstOrThrow();
-        if (row.sla_breached_at) return { priority: row.priority };
+        if (row.sla_breached_at) return { priority: row.priority, breachedNow: false };
         const priority = raisePriority(row.priority);
         await trx
           .updateTable('conversations')
@@ -250,8 +251,10 @@ export function createRoutingActivities({ db }: ActivityDeps) {
           .where('id', '=', conversationId)
           .execute();
         await recordEvent(trx, conversationId, 'sla_breached', { priority });
-        return { priority };
+        return { priority, breachedNow: true };
       });
+      if (breachedNow) slaBreaches.inc();
+      return { priority };
     },
   };
 }

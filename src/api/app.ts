@@ -3,7 +3,9 @@ import { swaggerUI } from '@hono/swagger-ui';
 import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import { every, except } from 'hono/combine';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { InvalidRecipientError } from '../mail/compose.js';
+import { METRICS_CONTENT_TYPE, mayScrape, metricsText, SCRAPE_REFUSED } from '../observability/metrics-endpoint.js';
 import { ConversationStateError, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { loopbackOrApiKey, requireApiKey } from './auth.js';
 import { enforceContract } from './contract.js';
@@ -77,6 +79,13 @@ export function createApp(deps: ApiDeps) {
   });
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
+  // Prometheus' scrape: ops data, not part of the client contract (left out of the OpenAPI document).
+  app.get('/metrics', async (c) => {
+    if (!mayScrape(getConnInfo(c).remote.address, c.req.header('authorization'), deps.config.METRICS_TOKEN)) {
+      throw new Problem(403, 'forbidden', 'Metrics are not served to this client', SCRAPE_REFUSED);
+    }
+    return c.body(await metricsText(deps.db), 200, { 'content-type': METRICS_CONTENT_TYPE });
+  });
   app.route('/', readinessRoutes(deps));
 
   // Per API process, in memory: N processes allow N times each rate.

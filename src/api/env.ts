@@ -16,7 +16,7 @@ export interface ApiDeps {
    */
   config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
     Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>> &
-    Partial<Pick<Config, 'MAX_IMPORT_BYTES'>> &
+    Partial<Pick<Config, 'MAX_IMPORT_BYTES' | 'METRICS_TOKEN'>> &
     Partial<OAuthClientSettings>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */

@@ -54,3 +54,23 @@ export function automaticMailBlock(check: AutomaticMailCheck): string | null {
   }
   return null;
 }
+
+/** Why automatic mail was held back, as a code from a fixed set (metrics' labels): read from the reason's words above. */
+export function suppressionReasonCode(reason: string): string {
+  for (const [start, code] of SUPPRESSION_CODES) if (reason.startsWith(start)) return code;
+  // "<domain> had N automatic mails from this channel in the last hour"
+  if (reason.includes(' automatic mails from this channel in the last hour')) return 'domain_limit';
+  return 'other';
+}
+
+const SUPPRESSION_CODES: readonly (readonly [string, string])[] = [
+  ["the contact's email address is not known", 'address_unknown'],
+  ['the recipient is the channel itself', 'own_address'],
+  ['the recipient is a no-reply address', 'no_reply_address'],
+  ['the mail is spam', 'spam'],
+  ['the sender could not be verified', 'unverified_sender'],
+  ['the mail was imported', 'imported'],
+  ['the recipient had ', 'recipient_limit'],
+  ['the channel sent ', 'channel_limit'],
+  ['the contact unsubscribed', 'unsubscribed'],
+];

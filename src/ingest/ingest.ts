@@ -18,6 +18,7 @@ import {
   type ParsedMail,
 } from '../mail/parse.js';
 import { recordEvent } from '../activities/timeline.js';
+import { mailsQuarantined, mailsReceived, type MailOutcome } from '../observability/metrics.js';
 import { markBounced } from '../activities/delivery-status.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { ownAddressesOf } from '../domain/forwarding-address.js';
@@ -542,8 +543,11 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
       const via = options.via ?? 'forwarder';
       try {
         const stored = await storeRaw(channel, raw, via, options);
-        return await completeStored(channel, stored, via, options.contactId);
+        const result = await completeStored(channel, stored, via, options.contactId);
+        mailsReceived.inc({ via, outcome: result.duplicate ? 'duplicate' : 'accepted' });
+        return result;
       } catch (error) {
+        countFailedMail(via, error);
         // A mail that cannot become a conversation is the mail's trouble, not its path's. A mail handed over is the
         // path's success, read from the mail itself (src/db/channel-health.ts).
         const path = FAILURE_PATH_OF[via];
@@ -603,6 +607,8 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
      * sits, so that reprocessing fetches it by UID. A second call for the same mail changes nothing.
      */
     async quarantineUndownloaded(channel: Channel, mail: UndownloadedMail): Promise<InboundMessage> {
+      mailsReceived.inc({ via: 'imap', outcome: 'quarantined' });
+      mailsQuarantined.inc({ via: 'imap' });
       return storeOnce({
         id: randomUUID(),
         channel_id: channel.id,
@@ -619,6 +625,20 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
       });
     },
   };
+}
+
+/** How a mail that did not become (part of) a conversation ended, for the metrics. */
+function countFailedMail(via: InboundSource, error: unknown): void {
+  const outcome: MailOutcome =
+    error instanceof ForwardingConfirmationError
+      ? 'forwarding_confirmation'
+      : error instanceof MailRejectedError
+        ? 'quarantined'
+        : error instanceof ParserBusyError || error instanceof WorkflowsUnavailableError
+          ? 'deferred'
+          : 'failed';
+  mailsReceived.inc({ via, outcome });
+  if (outcome === 'quarantined') mailsQuarantined.inc({ via });
 }
 
 export type Ingest = ReturnType<typeof createIngest>;

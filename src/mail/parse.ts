@@ -1,4 +1,5 @@
 import { NO_SENDER_TRUST, type SenderTrust } from '../domain/sender-verdict.js';
+import { timeParse } from '../observability/metrics.js';
 import { parseOnPool } from './parser-pool.js';
 import type { ParsedMail } from './parsed-mail.js';
 
@@ -12,5 +13,5 @@ export { closeParserPool, ParserBusyError } from './parser-pool.js';
 
 /** Parses a stored raw mail into what Mailroom keeps of it. Throws UnparseableMailError with a reason. */
 export function parseMail(raw: Uint8Array, messageId: string, senderTrust: SenderTrust = NO_SENDER_TRUST): Promise<ParsedMail> {
-  return parseOnPool(raw, messageId, senderTrust);
+  return timeParse(() => parseOnPool(raw, messageId, senderTrust));
 }

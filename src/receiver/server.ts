@@ -6,6 +6,7 @@ import { openDatabase } from '../db/connection.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createIngest, type Ingest } from '../ingest/ingest.js';
 import { createLogger, type Logger } from '../logger.js';
+import { startMetricsServer } from '../observability/metrics-endpoint.js';
 import type { Db } from '../db/connection.js';
 import { createSmtpReceiver, type SmtpReceiver } from './smtp-receiver.js';
 
@@ -57,7 +58,14 @@ async function main() {
   const ingest = createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE, inboundDomain: config.INBOUND_DOMAIN });
   const receiver = createConfiguredSmtpReceiver(config, { db, ingest, logger });
   const { url } = await receiver.listen(config.SMTP_RECEIVER_PORT, config.SMTP_RECEIVER_HOST);
-  logger.info({ url, starttls: Boolean(config.SMTP_RECEIVER_TLS_CERT_FILE) }, 'SMTP receiver listening');
+  const metrics =
+    config.METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN, db });
+  logger.info(
+    { url, starttls: Boolean(config.SMTP_RECEIVER_TLS_CERT_FILE), ...(metrics ? { metrics: metrics.url } : {}) },
+    'SMTP receiver listening',
+  );
 
   // A mail cut off by the stop is not answered 250: its sender delivers it again, and the store dedupes.
   let stopping = false;
@@ -69,6 +77,7 @@ async function main() {
     receiver
       .close()
       .then(async () => {
+        await metrics?.close();
         await db.destroy();
         await temporal.connection.close();
         logger.info('SMTP receiver stopped');

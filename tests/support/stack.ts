@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Runtime } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
+import { pino } from 'pino';
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
@@ -12,7 +13,8 @@ import { startMailReconciler } from '../../src/temporal/reconciler.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
-import { createMailroomWorker, MailroomRuntimeLogger, workflowBundleOptions, type MailroomWorker } from '../../src/worker.js';
+import { createMailroomWorker, workflowBundleOptions, type MailroomWorker } from '../../src/worker.js';
+import { installTemporalRuntime } from '../../src/observability/temporal-runtime.js';
 import { mailReconcilerWorkflowId } from '../../src/workflows/ids.js';
 import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
@@ -68,7 +70,7 @@ export async function startTestStack(
     mailboxImports = {},
     ...activityOptions
   } = options;
-  quietTemporalRuntime();
+  await quietTemporalRuntime();
   const address = inject('temporalAddress');
   const taskQueue = `mailroom-test-${randomUUID()}`;
   const database = await createTestDatabase();
@@ -168,13 +170,26 @@ export async function startTestStack(
   };
 }
 
-let runtimeInstalled = false;
+let runtimeInstalled: Promise<void> | undefined;
+/** The newest lines the Temporal runtime logged in this test process (pino JSON), for tests of what they carry. */
+export const temporalRuntimeLog: Record<string, unknown>[] = [];
+const RUNTIME_LOG_KEPT = 500;
 
-/** The SDK logs every worker state change at INFO; tests want warnings only. Once per process. */
-export function quietTemporalRuntime() {
-  if (runtimeInstalled) return;
-  Runtime.install({ logger: new MailroomRuntimeLogger('WARN') });
-  runtimeInstalled = true;
+/**
+ * The SDK logs every worker state change at INFO; tests want warnings only (through pino, as in production: echoed
+ * to stderr and kept in temporalRuntimeLog), and its worker metrics on the stack's /metrics as in production.
+ * Once per process.
+ */
+export function quietTemporalRuntime(): Promise<void> {
+  const destination = {
+    write(line: string) {
+      process.stderr.write(line);
+      temporalRuntimeLog.push(JSON.parse(line) as Record<string, unknown>);
+      if (temporalRuntimeLog.length > RUNTIME_LOG_KEPT) temporalRuntimeLog.shift();
+    },
+  };
+  runtimeInstalled ??= installTemporalRuntime({ logger: pino({ level: 'warn', base: { service: 'mailroom' } }, destination) });
+  return runtimeInstalled;
 }
 
 const quietBundlerLogger = {

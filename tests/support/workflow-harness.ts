@@ -153,7 +153,7 @@ export function useWorkflowHarness(hooks: {
   } as WorkflowHarness;
 
   hooks.beforeAll(async () => {
-    quietTemporalRuntime();
+    await quietTemporalRuntime();
     harness.env = await createTimeSkippingEnvironment();
     bundle = await bundleWorkflowCode({ ...workflowBundleOptions, logger: new DefaultLogger('WARN') });
   });
