@@ -147,7 +147,7 @@ async function main() {
   const metrics =
     config.METRICS_PORT === undefined
       ? undefined
-      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN, db });
+      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN });
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   // IMAP mailboxes feed the same ingest as the forwarder endpoint, which starts conversation workflows.
   const temporal = new Client({

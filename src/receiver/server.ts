@@ -61,7 +61,7 @@ async function main() {
   const metrics =
     config.METRICS_PORT === undefined
       ? undefined
-      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN, db });
+      : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN });
   logger.info(
     { url, starttls: Boolean(config.SMTP_RECEIVER_TLS_CERT_FILE), ...(metrics ? { metrics: metrics.url } : {}) },
     'SMTP receiver listening',
