@@ -30,11 +30,13 @@ export interface MailroomProcess {
  * Killed when the test process exits, whatever happens.
  */
 export function startMailroomProcess(script: 'src/api/server.ts' | 'src/worker.ts', env: NodeJS.ProcessEnv): MailroomProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return startNodeProcess(['--import', 'tsx', script], { cwd: REPO_ROOT, env });
+}
+
+/** `node <args>` (this very node binary) in `cwd`, its pino output collected: e.g. the production build's entry points. */
+export function startNodeProcess(args: string[], { cwd, env }: { cwd: string; env: NodeJS.ProcessEnv }): MailroomProcess {
+  const script = args.join(' ');
+  const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters = new Set<() => void>();
   const wake = () => {

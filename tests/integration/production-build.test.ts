@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { parse } from 'yaml';
+import { LOOPBACK_NETWORKS } from '../../src/config.js';
+import { SmtpCapture } from '../../src/mail/smtp-capture.js';
+import { createTestDatabase } from '../support/database.js';
+import { imageCommand, imageHealthCheck } from '../support/dockerfile.js';
+import { postMail } from '../support/http.js';
+import { customerMail } from '../support/mail.js';
+import { startNodeProcess, type MailroomProcess } from '../support/mailroom-process.js';
+import { seedSupportTeam, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
+
+// The production image, as far as it goes without a Docker engine: `npm run build` (the Dockerfile's build step)
+// into a folder laid out like the image's /app — package.json, the production dependencies without tsx or any
+// other development dependency, dist/ — and the processes started there with the Dockerfile's and docker-compose's
+// own commands, by plain node: no loader, no NODE_OPTIONS, no TypeScript file anywhere to run.
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const GREETING = 'Thanks for writing, the compiled worker greets you.';
+const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true });
+
+/** Runs a command to its end: its exit code and the tail of its output. */
+async function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }) {
+  const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString('utf8')).slice(-8192));
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const code = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (exitCode) => resolve(exitCode ?? -1));
+  });
+  return { code, output };
+}
+
+/** node_modules of the image: every package of this checkout but the development dependencies (tsx among them). */
+function linkProductionDependencies(app: string): void {
+  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
+  const development = new Set(Object.keys(manifest.devDependencies));
+  const source = join(REPO_ROOT, 'node_modules');
+  const target = join(app, 'node_modules');
+  mkdirSync(target);
+  for (const entry of readdirSync(source)) {
+    if (entry.startsWith('.')) continue; // .bin (tsx's among them), npm's own files
+    if (entry.startsWith('@')) {
+      mkdirSync(join(target, entry));
+      for (const name of readdirSync(join(source, entry))) {
+        if (!development.has(`${entry}/${name}`)) symlinkSync(join(source, entry, name), join(target, entry, name));
+      }
+    } else if (!development.has(entry)) {
+      symlinkSync(join(source, entry), join(target, entry));
+    }
+  }
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(dir, join(entry.parentPath, entry.name)));
+}
+
+/** A command of the image (`node ...`) as this test runs it: this node binary, the same arguments. */
+function nodeArguments(command: string[]): string[] {
+  expect(command[0]).toBe('node');
+  return command.slice(1);
+}
+
+describe('the production build, started as the image starts it', () => {
+  let app: string;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let capture: SmtpCapture;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+  let env: NodeJS.ProcessEnv;
+  const processes: MailroomProcess[] = [];
+  let api: MailroomProcess;
+  let apiUrl: string;
+
+  beforeAll(async () => {
+    app = mkdtempSync(join(tmpdir(), 'mailroom-image-'));
+    const build = await run('npm', ['run', 'build', '--', '--out-dir', join(app, 'dist')], { cwd: REPO_ROOT, env: process.env });
+    if (build.code !== 0) throw new Error(`npm run build exited with ${build.code}:\n${build.output}`);
+    copyFileSync(join(REPO_ROOT, 'package.json'), join(app, 'package.json')); // "type": "module", as in the image
+    linkProductionDependencies(app);
+
+    database = await createTestDatabase();
+    team = await seedSupportTeam(database.db, {
+      name: 'Acme Support',
+      emailAddress: 'support@acme.example',
+      greeting: { text: GREETING },
+    });
+    capture = new SmtpCapture();
+    const smtp = await capture.listen();
+    // Only what the image's environment has: no NODE_OPTIONS (no --import of a loader), nothing of vitest's.
+    env = {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      DATABASE_URL: database.url,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_TASK_QUEUE: `mailroom-test-${randomUUID()}`,
+      SMTP_URL: smtp.url,
+      ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS.join(','),
+      SECRET_KEY: TEST_SECRET_KEY,
+      INBOUND_DOMAIN: TEST_INBOUND_DOMAIN,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+    };
+    api = startNodeProcess(nodeArguments(imageCommand()), { cwd: app, env });
+    processes.push(api);
+    apiUrl = String((await api.waitForLog('API listening')).url);
+  }, 15 * 60_000);
+
+  afterAll(async () => {
+    await Promise.all(processes.map((child) => child.stop()));
+    await capture?.close();
+    await database?.drop();
+    if (app) rmSync(app, { recursive: true, force: true });
+  });
+
+  it('is compiled JavaScript only, with the workflow bundle prebuilt next to the compiled worker, and no tsx to load', () => {
+    const files = filesUnder(join(app, 'dist'));
+    expect(files.filter((file) => !/\.(js|js\.map|mjs)$/.test(file))).toEqual([]);
+    expect(files).toEqual(
+      expect.arrayContaining([
+        join('src', 'api', 'server.js'),
+        join('src', 'worker.js'),
+        join('src', 'receiver', 'server.js'),
+        join('src', 'workflow-bundle.js'),
+        join('src', 'mail', 'parse-worker-loader.mjs'),
+      ]),
+    );
+    expect(existsSync(join(app, 'node_modules', 'tsx'))).toBe(false);
+    expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false);
+    expect(env.NODE_OPTIONS).toBeUndefined();
+  });
+
+  it("answers /health and /ready, and passes the Dockerfile's HEALTHCHECK", async () => {
+    expect(api.child.spawnargs).toEqual([process.execPath, ...nodeArguments(imageCommand())]);
+    const health = await fetch(`${apiUrl}/health`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${apiUrl}/ready`);
+    expect({ status: ready.status, body: await ready.json() }).toEqual({
+      status: 200,
+      body: { status: 'ready', checks: { postgresql: 'up', temporal: 'up' } },
+    });
+    const { command } = imageHealthCheck();
+    const port = new URL(apiUrl).port;
+    expect(await run(process.execPath, nodeArguments(command), { cwd: app, env: { ...env, PORT: port } })).toMatchObject({
+      code: 0,
+    });
+    // The same check fails where nothing listens: it does test something.
+    const refused = await run(process.execPath, nodeArguments(command), { cwd: app, env: { ...env, PORT: '1' } });
+    expect(refused.code).not.toBe(0);
+  });
+
+  it("greets a mail posted to the compiled API from the compiled worker running the prebuilt bundle (docker-compose's command)", async () => {
+    const worker = startNodeProcess(nodeArguments(compose.services.worker.command), { cwd: app, env });
+    processes.push(worker);
+    expect(await worker.waitForLog('worker started')).toMatchObject({ workflowBundle: 'prebuilt' });
+    const messageId = `production-build-${randomUUID()}@example.com`;
+    const posted = await postMail(apiUrl, team.channel, customerMail({ messageId, subject: 'Compiled?' }));
+    expect(posted.status).toBe(202);
+    const greeting = await capture.waitFor((mail) => mail.inReplyTo === `<${messageId}>`, 120_000);
+    expect(greeting.envelope.to).toEqual(['ann@example.com']);
+    expect(greeting.text).toContain(GREETING);
+  });
+
+  it("starts the compiled SMTP receiver (docker-compose's command) and passes docker-compose's health check for it", async () => {
+    const receiverEnv = { ...env, SMTP_RECEIVER_HOST: '127.0.0.1', SMTP_RECEIVER_PORT: '0' };
+    const receiver = startNodeProcess(nodeArguments(compose.services.receiver.command), { cwd: app, env: receiverEnv });
+    processes.push(receiver);
+    const port = new URL(String((await receiver.waitForLog('SMTP receiver listening')).url)).port;
+    const [kind, ...check] = compose.services.receiver.healthcheck.test as string[];
+    expect(kind).toBe('CMD');
+    const checked = await run(process.execPath, nodeArguments(check), {
+      cwd: app,
+      env: { ...receiverEnv, SMTP_RECEIVER_PORT: port },
+    });
+    expect(checked).toMatchObject({ code: 0 });
+  });
+});
