@@ -6,6 +6,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
+import { freePort } from '../../scripts/servers/tools.js';
 import { LOOPBACK_NETWORKS } from '../../src/config.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createTestDatabase } from '../support/database.js';
@@ -158,10 +159,14 @@ describe('the production build, started as the image starts it', () => {
     expect(refused.code).not.toBe(0);
   });
 
-  it("greets a mail posted to the compiled API from the compiled worker running the prebuilt bundle (docker-compose's command)", async () => {
-    const worker = startNodeProcess(nodeArguments(compose.services.worker.command), { cwd: app, env });
+  it("greets a mail posted to the compiled API from the compiled worker running the prebuilt bundle (docker-compose's command and health check)", async () => {
+    const workerEnv = { ...env, METRICS_PORT: String(await freePort()) };
+    const worker = startNodeProcess(nodeArguments(compose.services.worker.command), { cwd: app, env: workerEnv });
     processes.push(worker);
     expect(await worker.waitForLog('worker started')).toMatchObject({ workflowBundle: 'prebuilt' });
+    const [kind, ...check] = compose.services.worker.healthcheck.test as string[];
+    expect(kind).toBe('CMD');
+    expect(await run(process.execPath, nodeArguments(check), { cwd: app, env: workerEnv })).toMatchObject({ code: 0 });
     const messageId = `production-build-${randomUUID()}@example.com`;
     const posted = await postMail(apiUrl, team.channel, customerMail({ messageId, subject: 'Compiled?' }));
     expect(posted.status).toBe(202);
