@@ -14,12 +14,14 @@ import {
   LOOPBACK_NETWORKS,
   mailboxImportLimits,
   openAiCompatibleSettings,
+  webhookDeliverySettings,
 } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { startMailReconciler } from '../src/temporal/reconciler.js';
+import { startWebhookDispatcher } from '../src/temporal/webhooks.js';
 import { forwardingAddressOf } from '../src/domain/forwarding-address.js';
 import { createConfiguredSmtpReceiver } from '../src/receiver/server.js';
 import { createLogger } from '../src/logger.js';
@@ -181,10 +183,12 @@ async function main() {
       openAiCompatible: openAiCompatibleSettings(config),
       mailboxImports: mailboxImportLimits(config),
       oauthClients: deploymentOAuthClients(config),
+      webhooks: { ...webhookDeliverySettings(config), temporal },
     },
     shutdownGraceTime: graceMs,
   });
   await startMailReconciler(temporal);
+  await startWebhookDispatcher(temporal);
   const running = worker.run();
 
   // Mailroom's own MX for the inbound domain, on loopback here.

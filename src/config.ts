@@ -159,6 +159,13 @@ const envSchema = z.object({
   AI_API_KEY: z.string().optional(),
   AI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** The wait after a webhook delivery's first failed attempt; it doubles after each further one, up to an hour. */
+  WEBHOOK_RETRY_INITIAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
+  /**
+   * How long a webhook delivery is retried before it is given up (at least a day), and how long a subscription may
+   * fail every attempt before it is disabled.
+   */
+  WEBHOOK_RETRY_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
   /** Prometheus scrapers other than loopback send it as a bearer token to /metrics; unset: loopback only. */
   METRICS_TOKEN: optionalSetting(),
   /** The worker's and the SMTP receiver's /metrics port (the API serves /metrics on its own); unset: none. */
@@ -207,6 +214,14 @@ export function deploymentOAuthClients(config: Partial<OAuthClientSettings>): De
           },
         }
       : {}),
+  };
+}
+
+/** How webhook deliveries are retried (the worker's side; the dispatcher's Temporal client is added there). */
+export function webhookDeliverySettings(config: Config) {
+  return {
+    retryInitialMs: config.WEBHOOK_RETRY_INITIAL_SECONDS * 1000,
+    retryWindowMs: config.WEBHOOK_RETRY_HOURS * 60 * 60_000,
   };
 }
 

@@ -12,11 +12,18 @@ import {
 } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities/index.js';
 import type { MailboxSyncResult } from './activities/mailbox.js';
-import { deploymentOAuthClients, loadConfig, mailboxImportLimits, openAiCompatibleSettings } from './config.js';
+import {
+  deploymentOAuthClients,
+  loadConfig,
+  mailboxImportLimits,
+  openAiCompatibleSettings,
+  webhookDeliverySettings,
+} from './config.js';
 import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
 import { startMailReconciler } from './temporal/reconciler.js';
+import { startWebhookDispatcher } from './temporal/webhooks.js';
 import { createLogger } from './logger.js';
 import { startMetricsServer } from './observability/metrics-endpoint.js';
 import { installTemporalRuntime } from './observability/temporal-runtime.js';
@@ -171,6 +178,7 @@ async function main() {
       openAiCompatible: openAiCompatibleSettings(config),
       mailboxImports: mailboxImportLimits(config),
       oauthClients: deploymentOAuthClients(config),
+      webhooks: { ...webhookDeliverySettings(config), temporal },
     },
     shutdownGraceTime: graceMs,
     shutdownForceTime: graceMs + CANCELLED_ACTIVITIES_MARGIN_MS,
@@ -179,6 +187,8 @@ async function main() {
   });
   // One per task queue however many workers run: stored mail that never reached its conversation is finished.
   await startMailReconciler(temporal, config.TEMPORAL_TASK_QUEUE);
+  // Likewise one dispatcher: committed webhook deliveries reach their lanes even when a process died after the commit.
+  await startWebhookDispatcher(temporal, config.TEMPORAL_TASK_QUEUE);
   const running = worker.run(); // both workers are running from here on, so a signal can stop them
 
   // A deploy's SIGTERM (Ctrl+C: SIGINT) stops polling and lets running activities finish within the grace period;

@@ -18,6 +18,7 @@ import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
+import { enqueueWebhookEvents } from '../webhooks/events.js';
 
 export interface ConversationContext {
   conversationId: string;
@@ -239,12 +240,21 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
 
     /** The stage the conversation's workflow moved to, with the status it belongs to: the workflow is its only writer. */
     async recordStage({ conversationId, stage }: { conversationId: string; stage: ConversationStage }): Promise<void> {
-      await db
-        .updateTable('conversations')
-        .set({ stage, status: statusOfStage(stage), updated_at: sql<Date>`now()` })
-        .where('id', '=', conversationId)
-        .where('stage', '!=', stage)
-        .execute();
+      await db.transaction().execute(async (trx) => {
+        const changed = await trx
+          .updateTable('conversations')
+          .set({ stage, status: statusOfStage(stage), updated_at: sql<Date>`now()` })
+          .where('id', '=', conversationId)
+          .where('stage', '!=', stage)
+          .returning('status')
+          .executeTakeFirst();
+        // Subscribers learn of the stage in the same commit (a repeated call changes nothing and tells nobody).
+        if (changed) {
+          await enqueueWebhookEvents(trx, conversationId, [
+            { type: 'conversation.stage_changed', data: { stage, status: changed.status } },
+          ]);
+        }
+      });
     },
 
     /** Resolves it; the assignee's freed capacity goes to the channel's queue at once. */

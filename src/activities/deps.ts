@@ -3,6 +3,7 @@ import type { OpenAiCompatibleSettings } from './ai.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { MailboxImportLimits } from './mailbox-import.js';
 import type { MailTransport } from '../mail/transport.js';
+import type { WebhookDeliverySettings } from './webhooks.js';
 import type { DeploymentOAuthClients } from '../oauth/providers.js';
 
 /** What activities need from the outside world; built once by the worker, replaced in tests. */
@@ -28,4 +29,6 @@ export interface ActivityDeps {
   openAiCompatible?: OpenAiCompatibleSettings;
   /** How large a mail of an uploaded mailbox export, and a gzipped export unpacked, may be; the defaults unless given. */
   mailboxImports?: MailboxImportLimits;
+  /** Webhook retries (WEBHOOK_*) and the Temporal client the dispatcher hands deliveries to lanes with. */
+  webhooks?: WebhookDeliverySettings;
 }

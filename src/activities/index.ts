@@ -8,6 +8,7 @@ import { createMailboxImportActivities } from './mailbox-import.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createReplyTimingActivities } from './reply-timing.js';
 import { createRoutingActivities } from './routing.js';
+import { createWebhookActivities } from './webhooks.js';
 
 export type { ActivityDeps } from './deps.js';
 
@@ -23,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createMailboxImportActivities(deps),
     ...createReconcileActivities(deps),
     ...createReplyTimingActivities(deps),
+    ...createWebhookActivities(deps),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { enqueueWebhookEvents, webhookEventsOf } from '../webhooks/events.js';
 
 export type TimelineEventType =
   | 'customer_message'
@@ -50,9 +51,12 @@ export async function recordEvent(
   type: TimelineEventType,
   data: Record<string, unknown> = {},
 ): Promise<{ id: string; created_at: Date }> {
-  return db
+  const event = await db
     .insertInto('conversation_events')
     .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
     .returning(['id', 'created_at'])
     .executeTakeFirstOrThrow();
+  // The webhook deliveries it stands for, in the same transaction: committed together or not at all.
+  await enqueueWebhookEvents(db, conversationId, webhookEventsOf(type, data));
+  return event;
 }

@@ -43,6 +43,8 @@ import { reportRoutes } from './routes/reports.js';
 import { automaticMailPreviewRoutes } from './routes/automatic-mail-preview.js';
 import { conversationLanguageRoutes } from './routes/conversation-language.js';
 import { surveyUnsubscribeRoutes } from './routes/survey-unsubscribe.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import { registerWebhookEvents } from './schemas/webhook-events.js';
 
 export const OPENAPI_PATH = '/openapi.json';
 /** Largest JSON body of any /v1 route but the forwarder's (which takes raw mail up to MAX_INBOUND_BYTES). */
@@ -143,6 +145,9 @@ export function createApp(deps: ApiDeps) {
   app.route('/', inboundMessageRoutes(deps));
   app.route('/', forwardingConfirmationRoutes(deps));
   app.route('/', reportRoutes(deps));
+  app.route('/', webhookRoutes(deps));
+  // The events subscribers receive, with their payloads: the document's `webhooks` section.
+  registerWebhookEvents(app.openAPIRegistry);
 
   app.doc31(OPENAPI_PATH, {
     openapi: '3.1.0',

@@ -430,6 +430,56 @@ export interface OutboundMessagesTable {
   list_unsubscribe: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
+/** An account's webhook: where and which events go, signed with its secret (AES-256-GCM under SECRET_KEY). */
+export interface WebhookSubscriptionsTable {
+  id: string;
+  account_id: string;
+  url: string;
+  description: string | null;
+  events: Json<string[]>;
+  secret_encrypted: string;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  disabled_reason: string | null;
+  disabled_at: Date | null;
+  /** The first failed attempt since the last success; null while it succeeds. */
+  failing_since: Date | null;
+  last_failure: string | null;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export type WebhookDeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** One event for one subscription (the transactional outbox); its id is the webhook-id the receiver dedupes on. */
+export interface WebhookDeliveriesTable {
+  id: string;
+  seq: Generated<string>;
+  subscription_id: string;
+  account_id: string;
+  conversation_id: string;
+  event_type: string;
+  payload: Json<Record<string, unknown>>;
+  status: ColumnType<WebhookDeliveryStatus, WebhookDeliveryStatus | undefined, WebhookDeliveryStatus>;
+  attempts: ColumnType<number, number | undefined, number>;
+  last_status_code: number | null;
+  last_error: string | null;
+  /** Given up after this; set at the first attempt, cleared by a redelivery. */
+  retry_until: Date | null;
+  /** Until when its lane's workflow has it; null or long past: the dispatcher hands it over (again). */
+  dispatched_until: Date | null;
+  delivered_at: Date | null;
+  created_at: CreatedAt;
+}
+
+export interface WebhookAttemptsTable {
+  id: string;
+  delivery_id: string;
+  attempted_at: CreatedAt;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
 /** An agent writing a reply in a conversation, until expires_at unless renewed (the collision guard shows it). */
 export interface DraftLeasesTable {
   conversation_id: string;
@@ -617,6 +667,9 @@ export interface Database {
   mailbox_oauth_grants: MailboxOAuthGrantsTable;
   oauth_authorizations: OAuthAuthorizationsTable;
   forwarding_confirmations: ForwardingConfirmationsTable;
+  webhook_subscriptions: WebhookSubscriptionsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export type Channel = Selectable<ChannelsTable>;

@@ -31,3 +31,13 @@ export function mailReconcilerWorkflowId(taskQueue: string): string {
 export function mailboxImportWorkflowId(importId: string): string {
   return `mailbox-import-${importId}`;
 }
+
+/** One dispatcher per task queue hands committed webhook deliveries to their lanes. */
+export function webhookDispatcherWorkflowId(taskQueue: string): string {
+  return `webhook-dispatcher-${taskQueue}`;
+}
+
+/** One lane per subscription and conversation: its deliveries go out one at a time, in order. */
+export function webhookLaneWorkflowId(subscriptionId: string, conversationId: string): string {
+  return `webhook-${subscriptionId}-${conversationId}`;
+}

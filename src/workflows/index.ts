@@ -6,3 +6,4 @@ export { mailboxWorkflow } from './mailbox.js';
 export { assignmentQueueWorkflow } from './assignment-queue.js';
 export { mailReconciler } from './reconciler.js';
 export { mailboxImport } from './mailbox-import.js';
+export { webhookDispatcher, webhookLane } from './webhooks.js';

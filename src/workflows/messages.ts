@@ -151,3 +151,6 @@ export const mailboxSettingsChangedSignal = defineSignal('mailboxSettingsChanged
  * and the next one downloads the requested mail by its UID.
  */
 export const quarantinedMailRequestedSignal = defineSignal('quarantinedMailRequested');
+
+/** A webhook lane has new deliveries (or a redelivery): take the next one if it is waiting. */
+export const webhookWakeSignal = defineSignal('webhookWake');

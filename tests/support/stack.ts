@@ -10,12 +10,14 @@ import type { Db } from '../../src/db/connection.js';
 import { addAgentToChannel, createAccount, createChannel, createUser, type ChannelSettings } from '../../src/db/seed.js';
 import { createIngest, type Ingest } from '../../src/ingest/ingest.js';
 import { startMailReconciler } from '../../src/temporal/reconciler.js';
+import { startWebhookDispatcher } from '../../src/temporal/webhooks.js';
+import type { WebhookDeliverySettings } from '../../src/activities/webhooks.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
 import { createMailroomWorker, workflowBundleOptions, type MailroomWorker } from '../../src/worker.js';
 import { installTemporalRuntime } from '../../src/observability/temporal-runtime.js';
-import { mailReconcilerWorkflowId } from '../../src/workflows/ids.js';
+import { mailReconcilerWorkflowId, webhookDispatcherWorkflowId } from '../../src/workflows/ids.js';
 import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
 
@@ -55,6 +57,8 @@ export async function startTestStack(
     workerIngest?: (ingest: Ingest) => Ingest;
     /** Starts the mail reconciler on the stack's task queue at this pace; unless given, none runs. */
     reconciler?: MailReconcilerInput;
+    /** Starts the webhook dispatcher on the stack's task queue (handing over every dispatchIntervalMs) with these retries; unless given, none runs. */
+    webhooks?: Omit<WebhookDeliverySettings, 'temporal'> & { dispatchIntervalMs?: number };
     /** The API's port (any free one unless given), for a PUBLIC_URL that others must know first (an OAuth redirect URI). */
     api?: { port: number; publicUrl: string };
     /** Mailbox export limits: the upload (MAX_IMPORT_BYTES), a mail of it (1 MiB, as MAX_INBOUND_BYTES here), unpacked gzip; a run's length. */
@@ -66,6 +70,7 @@ export async function startTestStack(
     rateLimits: { clock, ...rateLimits } = {},
     workerIngest = (ingest: Ingest) => ingest,
     reconciler,
+    webhooks: { dispatchIntervalMs, ...webhookSettings } = {},
     api: apiAddress,
     mailboxImports = {},
     ...activityOptions
@@ -123,6 +128,7 @@ export async function startTestStack(
           maxUnpackedBytes: mailboxImports.maxUnpackedBytes ?? 1024 ** 3,
           ...(mailboxImports.runMs === undefined ? {} : { runMs: mailboxImports.runMs }),
         },
+        webhooks: { ...webhookSettings, temporal },
         ...activityOptions,
       },
     });
@@ -130,6 +136,7 @@ export async function startTestStack(
   };
   let current = await startWorker();
   if (reconciler) await startMailReconciler(temporal, taskQueue, reconciler);
+  if (options.webhooks) await startWebhookDispatcher(temporal, taskQueue, { intervalMs: dispatchIntervalMs ?? 200 });
   return {
     db,
     api,
@@ -159,6 +166,7 @@ export async function startTestStack(
       await (await import('./history-recorder.js')).recordTaskQueueHistories(temporal, taskQueue);
       // The reconciler would otherwise wait on the shared dev server for a worker that never comes back.
       if (reconciler) await temporal.workflow.getHandle(mailReconcilerWorkflowId(taskQueue)).terminate('test stack stopped');
+      if (options.webhooks) await stopWebhookWorkflows(temporal, taskQueue);
       current.worker.shutdown();
       await current.running;
       await workerConnection.close();
@@ -168,6 +176,20 @@ export async function startTestStack(
       await database.drop();
     },
   };
+}
+
+/** The dispatcher and every lane still waiting (a retry's backoff, an idle minute) of the stack's task queue. */
+async function stopWebhookWorkflows(temporal: Client, taskQueue: string) {
+  await temporal.workflow.getHandle(webhookDispatcherWorkflowId(taskQueue)).terminate('test stack stopped');
+  const running = temporal.workflow.list({
+    query: `WorkflowType = 'webhookLane' AND TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+  });
+  for await (const lane of running) {
+    await temporal.workflow
+      .getHandle(lane.workflowId)
+      .terminate('test stack stopped')
+      .catch(() => undefined);
+  }
 }
 
 let runtimeInstalled: Promise<void> | undefined;

@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { sql, type Kysely } from 'kysely';
+import type { Database, WebhookDeliveryStatus } from '../db/schema.js';
+import { webhookDeliveries } from '../observability/metrics.js';
+import { decryptCredential } from '../security/credentials.js';
+import { wakeWebhookLane } from '../temporal/webhooks.js';
+import { checkWebhookUrl, postWebhook, WebhookUrlError } from '../webhooks/http.js';
+import { signWebhook } from '../webhooks/signing.js';
+import type { WebhookLaneInput } from '../workflows/webhooks.js';
+import type { ActivityDeps } from './deps.js';
+
+// The two sides of webhook delivery: the dispatcher hands committed deliveries to their lanes (a workflow per
+// subscription and conversation), and a lane sends one delivery at a time, recording every attempt.
+
+/** How deliveries are retried and handed over; WEBHOOK_* settings, shorter in tests. */
+export interface WebhookDeliverySettings {
+  /** The dispatcher starts and wakes lanes with it; without it no delivery is handed over. */
+  temporal?: Client;
+  /** The first wait after a failed attempt, doubling up to retryMaxMs. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** An event is given up this long after its first attempt; a subscription failing throughout this long is disabled. */
+  retryWindowMs?: number;
+  /** One POST's deadline. */
+  timeoutMs?: number;
+}
+
+const DEFAULTS = {
+  retryInitialMs: 5_000,
+  retryMaxMs: 60 * 60_000,
+  retryWindowMs: 24 * 60 * 60_000,
+  timeoutMs: 15_000,
+};
+
+/** Lanes a dispatcher pass hands over at most; the next pass goes on. */
+const LANES_PER_PASS = 200;
+/** A handed-over delivery its lane has not touched for this long past the expected time is handed over again. */
+const LANE_LOST_AFTER = '1 minute';
+
+export type WebhookAttemptResult =
+  | { outcome: 'delivered' }
+  /** Failed; the lane waits retryInMs and tries again. `failure` is a status code or an error class, never content. */
+  | { outcome: 'retry'; retryInMs: number; failure: string }
+  /** Failed past the retry window: given up (it can be redelivered). */
+  | { outcome: 'gave_up'; failure: string }
+  /** Not to be sent now: delivered or given up meanwhile, deleted, or its subscription disabled. */
+  | { outcome: 'skipped' };
+
+export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks, webhooks = {} }: ActivityDeps) {
+  const settings = { ...DEFAULTS, ...webhooks };
+
+  /** Marks the lane's pending deliveries as its own until `untilMs` from now, so the dispatcher leaves them alone. */
+  async function holdLane(lane: WebhookLaneInput, untilMs: number, executor: Kysely<Database> = db) {
+    await executor
+      .updateTable('webhook_deliveries')
+      .set({ dispatched_until: sql<Date>`now() + ${untilMs} * interval '1 millisecond'` })
+      .where('subscription_id', '=', lane.subscriptionId)
+      .where('conversation_id', '=', lane.conversationId)
+      .where('status', '=', 'pending')
+      .execute();
+  }
+
+  return {
+    /**
+     * For `runMs`, every `intervalMs`: finds lanes with deliveries never handed over (or whose lane was lost) and
+     * wakes them, starting their workflow when none runs. Temporal away: they stay and the next pass tries again.
+     */
+    async dispatchWebhooks(input: {
+      taskQueue: string;
+      runMs: number;
+      intervalMs: number;
+    }): Promise<{ lanes: number; stoppedEarly?: string }> {
+      const temporal = webhooks.temporal;
+      if (!temporal) throw ApplicationFailure.nonRetryable('this worker was started without a Temporal client for webhooks');
+      const context = Context.current();
+      const end = Date.now() + input.runMs;
+      let lanes = 0;
+      let stoppedEarly: string | undefined;
+      while (Date.now() < end && !context.cancellationSignal.aborted) {
+        context.heartbeat({ lanes });
+        const due = await db
+          .selectFrom('webhook_deliveries as d')
+          .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
+          .select(['d.subscription_id', 'd.conversation_id'])
+          .distinct()
+          .where('d.status', '=', 'pending')
+          .where('s.enabled', '=', true)
+          .where((eb) =>
+            eb.or([
+              eb('d.dispatched_until', 'is', null),
+              eb('d.dispatched_until', '<', sql<Date>`now() - interval ${sql.lit(LANE_LOST_AFTER)}`),
+            ]),
+          )
+          .limit(LANES_PER_PASS)
+          .execute();
+        stoppedEarly = undefined;
+        for (const row of due) {
+          const lane = { subscriptionId: row.subscription_id, conversationId: row.conversation_id };
+          try {
+            await wakeWebhookLane(temporal, input.taskQueue, lane);
+          } catch (error) {
+            stoppedEarly = `Temporal did not take the hand-over: ${(error as Error).message}`;
+            break;
+          }
+          // The lane takes it within a minute, then holds it itself while it works and waits.
+          await holdLane(lane, 60_000);
+          lanes++;
+        }
+        await delay(input.intervalMs, undefined, { signal: context.cancellationSignal }).catch(() => undefined);
+      }
+      return stoppedEarly ? { lanes, stoppedEarly } : { lanes };
+    },
+
+    /** The lane's oldest pending delivery, unless its subscription is disabled or gone. */
+    async takeNextWebhookDelivery(lane: WebhookLaneInput): Promise<{ deliveryId: string; eventType: string } | null> {
+      const next = await db
+        .selectFrom('webhook_deliveries as d')
+        .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
+        .select(['d.id', 'd.event_type'])
+        .where('d.subscription_id', '=', lane.subscriptionId)
+        .where('d.conversation_id', '=', lane.conversationId)
+        .where('d.status', '=', 'pending')
+        .where('s.enabled', '=', true)
+        .orderBy('d.seq')
+        .limit(1)
+        .executeTakeFirst();
+      if (!next) return null;
+      await holdLane(lane, settings.timeoutMs + 60_000);
+      return { deliveryId: next.id, eventType: next.event_type };
+    },
+
+    /**
+     * One signed POST of a delivery, recorded as an attempt. A failure starts (or continues) the subscription's
+     * failing period: failing throughout the retry window disables it with the reason; a delivery failing past
+     * its window is given up. The URL is checked again first: DNS may point elsewhere now.
+     */
+    async attemptWebhookDelivery({ deliveryId }: { deliveryId: string }): Promise<WebhookAttemptResult> {
+      const delivery = await db
+        .updateTable('webhook_deliveries as d')
+        .from('webhook_subscriptions as s')
+        .set({ retry_until: sql<Date>`coalesce(d.retry_until, now() + ${settings.retryWindowMs} * interval '1 millisecond')` })
+        .whereRef('s.id', '=', 'd.subscription_id')
+        .where('d.id', '=', deliveryId)
+        .where('d.status', '=', 'pending')
+        .where('s.enabled', '=', true)
+        .returning(['d.id', 'd.subscription_id', 'd.conversation_id', 'd.payload', 'd.attempts', 's.url', 's.secret_encrypted'])
+        .executeTakeFirst();
+      if (!delivery) return { outcome: 'skipped' };
+      const body = JSON.stringify(delivery.payload);
+      const started = Date.now();
+      let failure: string | null = null;
+      let statusCode: number | null = null;
+      let refused = false;
+      try {
+        const target = await checkWebhookUrl(delivery.url, allowedPrivateNetworks);
+        const headers = signWebhook(
+          decryptCredential(delivery.secret_encrypted, secretKey),
+          delivery.id,
+          Math.floor(Date.now() / 1000),
+          body,
+        );
+        const result = await postWebhook(target, headers, body, settings.timeoutMs);
+        if ('status' in result) {
+          statusCode = result.status;
+          // Only a 2xx counts: a redirect is not followed (it could lead anywhere), so it is a failure too.
+          if (result.status < 200 || result.status > 299) failure = `HTTP ${result.status}`;
+        } else failure = result.error;
+      } catch (error) {
+        if (!(error instanceof WebhookUrlError)) throw error;
+        refused = true;
+        failure = `destination refused: ${error.message}`.slice(0, 300);
+      }
+      const durationMs = Date.now() - started;
+      const lane = { subscriptionId: delivery.subscription_id, conversationId: delivery.conversation_id };
+      const attempts = delivery.attempts + 1;
+      webhookDeliveries.inc({ outcome: failure === null ? 'delivered' : refused ? 'refused' : 'failed' });
+      return db.transaction().execute(async (trx): Promise<WebhookAttemptResult> => {
+        await trx
+          .insertInto('webhook_attempts')
+          .values({
+            id: randomUUID(),
+            delivery_id: delivery.id,
+            status_code: statusCode,
+            error: failure,
+            duration_ms: durationMs,
+          })
+          .execute();
+        if (failure === null) {
+          await trx
+            .updateTable('webhook_deliveries')
+            .set({
+              status: 'delivered',
+              attempts,
+              last_status_code: statusCode,
+              last_error: null,
+              delivered_at: sql<Date>`now()`,
+            })
+            .where('id', '=', delivery.id)
+            .execute();
+          await trx
+            .updateTable('webhook_subscriptions')
+            .set({ failing_since: null, last_failure: null })
+            .where('id', '=', delivery.subscription_id)
+            .execute();
+          return { outcome: 'delivered' };
+        }
+        const subscription = await trx
+          .updateTable('webhook_subscriptions')
+          .set({ failing_since: sql<Date>`coalesce(failing_since, now())`, last_failure: failure })
+          .where('id', '=', delivery.subscription_id)
+          .returning(
+            sql<boolean>`coalesce(failing_since, now()) <= now() - ${settings.retryWindowMs} * interval '1 millisecond'`.as(
+              'failed_throughout',
+            ),
+          )
+          .executeTakeFirst();
+        const given = await trx
+          .updateTable('webhook_deliveries')
+          .set({
+            attempts,
+            last_status_code: statusCode,
+            last_error: failure,
+            // Past its window it is given up, unless its subscription is being disabled: then it waits for enabling.
+            status: subscription?.failed_throughout
+              ? 'pending'
+              : sql<WebhookDeliveryStatus>`case when retry_until <= now() then 'failed' else 'pending' end`,
+          })
+          .where('id', '=', delivery.id)
+          .returning('status')
+          .executeTakeFirstOrThrow();
+        if (subscription?.failed_throughout) {
+          // Its deliveries stay pending: enabling it again sends them, in order.
+          await trx
+            .updateTable('webhook_subscriptions')
+            .set({
+              enabled: false,
+              disabled_at: sql<Date>`now()`,
+              disabled_reason: sql<string>`'every delivery failed since ' || to_char(failing_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '; the last: ' || ${failure}::text`,
+              updated_at: sql<Date>`now()`,
+            })
+            .where('id', '=', delivery.subscription_id)
+            .execute();
+          return { outcome: 'skipped' };
+        }
+        if (given.status === 'failed') return { outcome: 'gave_up', failure };
+        const retryInMs = Math.min(settings.retryInitialMs * 2 ** Math.min(attempts - 1, 30), settings.retryMaxMs);
+        await holdLane(lane, retryInMs + settings.timeoutMs + 60_000, trx);
+        return { outcome: 'retry', retryInMs, failure };
+      });
+    },
+  };
+}

@@ -1,0 +1,407 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/api/app.js';
+import { createLogger } from '../../src/logger.js';
+import { callApi, eventually, postMail } from '../support/http.js';
+import { customerMail } from '../support/mail.js';
+import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
+
+// Issue 13: backend services learn of every change by a signed webhook. A receiver on loopback that is down for
+// the first attempts gets every event exactly once (by webhook-id) and in order per conversation once it is back,
+// and checks each signature with the Standard Webhooks reference implementation; a subscriber failing throughout
+// the retry window is disabled with the reason; URLs the destination policy refuses never get a request.
+
+/** The retry window of this stack: a day in production, seconds here so that the disabling can be watched. */
+const RETRY_WINDOW_MS = 8_000;
+const ALL_EVENTS = [
+  'message.received',
+  'message.sent',
+  'message.failed',
+  'conversation.created',
+  'conversation.assigned',
+  'conversation.stage_changed',
+  'conversation.resolved',
+  'conversation.reopened',
+  'conversation.sla_breached',
+  'csat.rated',
+];
+
+interface Receipt {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** What the receiver answered. */
+  status: number;
+}
+
+/** A subscriber's HTTP server on loopback: /hook fails its first `failFirst` requests, /down fails until it is up. */
+async function startReceiver() {
+  const receipts: Receipt[] = [];
+  const state = { failFirst: 0, downIsUp: false };
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const path = new URL(request.url ?? '/', 'http://receiver').pathname;
+      let status = 200;
+      if (path === '/hook' && state.failFirst > 0) {
+        state.failFirst--;
+        status = 503;
+      }
+      if (path === '/down' && !state.downIsUp) status = 503;
+      receipts.push({ path, headers: request.headers, body: Buffer.concat(chunks).toString('utf8'), status });
+      if (path === '/moved') {
+        response.writeHead(302, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
+        response.end();
+        return;
+      }
+      response.writeHead(status, { 'content-type': 'text/plain' });
+      response.end(status === 200 ? 'ok' : 'unavailable');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    receipts,
+    state,
+    url: (path: string) => `${base}${path}`,
+    accepted: (path: string) => receipts.filter((receipt) => receipt.path === path && receipt.status === 200),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('webhooks', () => {
+  let stack: TestStack;
+  let team: Awaited<ReturnType<typeof seedSupportTeam>>;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  const admin = () => team.admin.apiKey;
+  const api = (method: string, path: string, body?: unknown) => callApi(stack.api.url, admin(), method, path, body);
+
+  beforeAll(async () => {
+    stack = await startTestStack({ webhooks: { retryInitialMs: 100, retryMaxMs: 1_000, retryWindowMs: RETRY_WINDOW_MS } });
+    team = await seedSupportTeam(stack.db, {
+      name: 'Acme Support',
+      emailAddress: 'support@acme.example',
+      greeting: { text: 'Thanks for writing!' },
+    });
+    receiver = await startReceiver();
+  });
+
+  afterAll(async () => {
+    await receiver?.close();
+    await stack?.stop();
+  });
+
+  /** The subscription's deliveries in the order their lanes send them. */
+  async function deliveriesOf(webhookId: string) {
+    return stack.db
+      .selectFrom('webhook_deliveries')
+      .select(['id', 'conversation_id', 'event_type', 'status', 'seq'])
+      .where('subscription_id', '=', webhookId)
+      .orderBy('seq')
+      .execute();
+  }
+
+  async function openConversation(messageId: string, from: string) {
+    const posted = await postMail(stack.api.url, team.channel, customerMail({ messageId, from, subject: `About ${messageId}` }));
+    expect(posted.status).toBe(202);
+    return posted.body.conversationId as string;
+  }
+
+  /** Checks each of the path's receipts with the reference verifier, and that its body is the stored delivery's. */
+  async function expectSigned(path: string, secret: string) {
+    const verifier = new Webhook(secret);
+    const receipts = receiver.receipts.filter((receipt) => receipt.path === path);
+    expect(receipts.length).toBeGreaterThan(0);
+    for (const receipt of receipts) {
+      const event = verifier.verify(receipt.body, {
+        'webhook-id': String(receipt.headers['webhook-id']),
+        'webhook-timestamp': String(receipt.headers['webhook-timestamp']),
+        'webhook-signature': String(receipt.headers['webhook-signature']),
+      }) as { type: string; timestamp: string; data: { conversationId: string; channelId: string } };
+      const stored = await stack.db
+        .selectFrom('webhook_deliveries')
+        .select(['event_type', 'conversation_id'])
+        .where('id', '=', String(receipt.headers['webhook-id']))
+        .executeTakeFirstOrThrow();
+      expect(event).toMatchObject({
+        type: stored.event_type,
+        data: { conversationId: stored.conversation_id, channelId: team.channel.id },
+      });
+    }
+  }
+
+  it('delivers every event exactly once and in order per conversation to a receiver that was down at first, signed', async () => {
+    const created = await api('POST', '/v1/webhooks', {
+      url: receiver.url('/hook'),
+      events: ALL_EVENTS,
+      description: 'inbox backend',
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.secret).toMatch(/^whsec_/);
+    const webhookId = created.body.id as string;
+    // The secret is shown once: never in a read or a list, and kept encrypted.
+    expect((await api('GET', `/v1/webhooks/${webhookId}`)).body).not.toHaveProperty('secret');
+    expect(JSON.stringify((await api('GET', '/v1/webhooks')).body)).not.toContain(created.body.secret);
+    const stored = await stack.db
+      .selectFrom('webhook_subscriptions')
+      .select('secret_encrypted')
+      .where('id', '=', webhookId)
+      .executeTakeFirstOrThrow();
+    expect(stored.secret_encrypted).not.toContain(created.body.secret.slice('whsec_'.length));
+
+    receiver.state.failFirst = 3;
+    const first = await openConversation('webhook-1@example.com', '"Ann Example" <ann@example.com>');
+    const second = await openConversation('webhook-2@example.com', '"Ben Example" <ben@example.com>');
+    const conversation = await eventually(async () => {
+      const detail = await api('GET', `/v1/conversations/${first}`);
+      return detail.body.assigneeId ? detail.body : undefined;
+    });
+    const agent = team.agents.find((candidate) => candidate.id === conversation.assigneeId)!;
+    expect(
+      (await callApi(stack.api.url, agent.apiKey, 'POST', `/v1/conversations/${first}/replies`, { text: 'Here you go.' })).status,
+    ).toBe(201);
+    await eventually(async () => {
+      const sent = await stack.db
+        .selectFrom('outbound_messages')
+        .select('id')
+        .where('conversation_id', '=', first)
+        .where('kind', '=', 'reply')
+        .where('delivery_status', '=', 'sent')
+        .executeTakeFirst();
+      return sent ? true : undefined;
+    });
+    expect((await callApi(stack.api.url, agent.apiKey, 'POST', `/v1/conversations/${first}/resolve`)).status).toBe(200);
+
+    // Every delivery made so far is delivered (the last one being the resolution of the first conversation).
+    const deliveries = await eventually(async () => {
+      const rows = await deliveriesOf(webhookId);
+      const resolved = rows.some((row) => row.conversation_id === first && row.event_type === 'conversation.resolved');
+      return resolved && rows.every((row) => row.status === 'delivered') ? rows : undefined;
+    }, 120_000);
+    const types = new Set(deliveries.map((row) => row.event_type));
+    for (const type of [
+      'conversation.created',
+      'message.received',
+      'conversation.stage_changed',
+      'conversation.assigned',
+      'message.sent',
+      'conversation.resolved',
+    ]) {
+      expect(types).toContain(type);
+    }
+    expect(deliveries.filter((row) => row.conversation_id === second).length).toBeGreaterThan(2);
+
+    // Exactly once: one accepted request per delivery, none for anything else.
+    const accepted = receiver.accepted('/hook');
+    const acceptedIds = accepted.map((receipt) => String(receipt.headers['webhook-id']));
+    const deliveredIds = new Set(deliveries.map((row) => row.id));
+    for (const id of deliveredIds) expect(acceptedIds.filter((acceptedId) => acceptedId === id)).toHaveLength(1);
+    const extra = acceptedIds.filter((id) => !deliveredIds.has(id));
+    // Events after the snapshot (a later stage) may have arrived meanwhile: they are this subscription's too.
+    const later = await deliveriesOf(webhookId);
+    expect(extra.every((id) => later.some((row) => row.id === id))).toBe(true);
+    expect(new Set(acceptedIds).size).toBe(acceptedIds.length);
+
+    // In order per conversation: what the receiver accepted is the order the changes were committed in.
+    for (const conversationId of [first, second]) {
+      const committed = later
+        .filter((row) => row.conversation_id === conversationId && deliveredIds.has(row.id))
+        .map((row) => row.id);
+      const received = acceptedIds.filter((id) => committed.includes(id));
+      expect(received).toEqual(committed);
+      const events = later.filter((row) => row.conversation_id === conversationId).map((row) => row.event_type);
+      expect(events.slice(0, 2)).toEqual(['conversation.created', 'message.received']);
+    }
+
+    // Every request, the refused ones too, verifies with the reference algorithm; the first three were refused.
+    await expectSigned('/hook', created.body.secret);
+    expect(receiver.receipts.filter((receipt) => receipt.path === '/hook' && receipt.status === 503)).toHaveLength(3);
+
+    // The payload: the event's type, time and data, with what a backend needs of the received mail.
+    const received = accepted.find(
+      (receipt) => JSON.parse(receipt.body).type === 'message.received' && JSON.parse(receipt.body).data.conversationId === first,
+    )!;
+    expect(JSON.parse(received.body)).toMatchObject({
+      type: 'message.received',
+      timestamp: expect.any(String),
+      data: {
+        conversationId: first,
+        channelId: team.channel.id,
+        subject: 'About webhook-1@example.com',
+        from: { address: 'ann@example.com', name: 'Ann Example' },
+      },
+    });
+
+    // The attempts are listed: the refused ones with their status, then the success, on the same webhook-id.
+    const listed = await api('GET', `/v1/webhooks/${webhookId}/deliveries?limit=100`);
+    expect(listed.status).toBe(200);
+    const retried = (listed.body.data as any[]).filter((delivery) =>
+      delivery.attempts.some((attempt: any) => attempt.statusCode === 503),
+    );
+    expect(retried.length).toBeGreaterThan(0);
+    expect(retried.flatMap((delivery) => delivery.attempts).filter((attempt: any) => attempt.statusCode === 503)).toHaveLength(3);
+    for (const delivery of retried) {
+      expect(delivery).toMatchObject({ status: 'delivered', lastStatusCode: 200, attemptCount: delivery.attempts.length });
+      expect(delivery.attempts.at(-1)).toMatchObject({ statusCode: 200, error: null });
+      expect(delivery.attempts[0]).toMatchObject({ statusCode: 503, error: 'HTTP 503' });
+    }
+    const page = await api('GET', `/v1/webhooks/${webhookId}/deliveries?limit=2`);
+    expect(page.body.data).toHaveLength(2);
+    const next = await api('GET', `/v1/webhooks/${webhookId}/deliveries?limit=2&cursor=${page.body.nextCursor}`);
+    expect(next.body.data.map((d: any) => d.id)).not.toContain(page.body.data[0].id);
+
+    // A redelivery goes out again with the same webhook-id and body: the receiver dedupes on the id.
+    const again = deliveries.find((row) => row.event_type === 'conversation.created' && row.conversation_id === first)!;
+    const redelivered = await api('POST', `/v1/webhooks/${webhookId}/deliveries/${again.id}/redeliver`);
+    expect(redelivered).toMatchObject({ status: 202, body: { id: again.id, status: 'pending' } });
+    const copies = await eventually(async () => {
+      const found = receiver.accepted('/hook').filter((receipt) => receipt.headers['webhook-id'] === again.id);
+      return found.length === 2 ? found : undefined;
+    });
+    expect(copies[1]!.body).toBe(copies[0]!.body);
+    await expectSigned('/hook', created.body.secret);
+    const afterRedelivery = await api('GET', `/v1/webhooks/${webhookId}/deliveries?limit=100`);
+    expect((afterRedelivery.body.data as any[]).find((d) => d.id === again.id)).toMatchObject({ status: 'delivered' });
+
+    // Agents do not manage webhooks.
+    expect((await callApi(stack.api.url, agent.apiKey, 'GET', '/v1/webhooks')).status).toBe(403);
+  });
+
+  it('disables a subscriber that failed throughout the retry window, says why, and sends what waited once enabled', async () => {
+    const created = await api('POST', '/v1/webhooks', {
+      url: receiver.url('/down'),
+      events: ['conversation.created', 'message.received'],
+    });
+    expect(created.status).toBe(201);
+    const webhookId = created.body.id as string;
+    const conversationId = await openConversation('webhook-down@example.com', '"Cy Example" <cy@example.com>');
+
+    const disabled = await eventually(async () => {
+      const webhook = await api('GET', `/v1/webhooks/${webhookId}`);
+      return webhook.body.enabled === false ? webhook.body : undefined;
+    }, RETRY_WINDOW_MS + 120_000);
+    expect(disabled.disabledReason).toMatch(/^every delivery failed since \d{4}-\d\d-\d\dT.*; the last: HTTP 503$/);
+    expect(disabled.disabledAt).not.toBeNull();
+    // Nothing was lost: the events wait, and a redelivery is refused while it is disabled.
+    const waiting = await deliveriesOf(webhookId);
+    expect(waiting.map((row) => [row.event_type, row.status])).toEqual([
+      ['conversation.created', 'pending'],
+      ['message.received', 'pending'],
+    ]);
+    expect((await api('POST', `/v1/webhooks/${webhookId}/deliveries/${waiting[0]!.id}/redeliver`)).status).toBe(409);
+
+    receiver.state.downIsUp = true;
+    const enabled = await api('PATCH', `/v1/webhooks/${webhookId}`, { enabled: true });
+    expect(enabled.body).toMatchObject({ enabled: true, disabledReason: null, failingSince: null });
+    await eventually(
+      async () => ((await deliveriesOf(webhookId)).every((row) => row.status === 'delivered') ? true : undefined),
+      60_000,
+    );
+    const accepted = receiver.accepted('/down').map((receipt) => String(receipt.headers['webhook-id']));
+    expect(accepted).toEqual(waiting.map((row) => row.id));
+    expect(JSON.parse(receiver.accepted('/down')[0]!.body).data.conversationId).toBe(conversationId);
+    await expectSigned('/down', created.body.secret);
+  });
+
+  it('follows no redirect, and refuses at delivery a destination the policy forbids', async () => {
+    const created = await api('POST', '/v1/webhooks', { url: receiver.url('/moved'), events: ['conversation.created'] });
+    expect(created.status).toBe(201);
+    const webhookId = created.body.id as string;
+    await openConversation('webhook-moved@example.com', '"Di Example" <di@example.com>');
+    const [delivery] = await eventually(async () => {
+      const listed = await api('GET', `/v1/webhooks/${webhookId}/deliveries`);
+      return listed.body.data[0]?.attempts.length > 0 ? listed.body.data : undefined;
+    });
+    expect(delivery.attempts[0]).toMatchObject({ statusCode: 302, error: 'HTTP 302' });
+    expect(
+      receiver.receipts.filter((receipt) => receipt.path === '/hook' && receipt.headers['webhook-id'] === delivery.id),
+    ).toEqual([]);
+
+    // The name now points inside the network (as a changed DNS answer would): the next attempt is refused, unsent.
+    await stack.db
+      .updateTable('webhook_subscriptions')
+      .set({ url: 'http://10.255.255.1/hook' })
+      .where('id', '=', webhookId)
+      .execute();
+    const refused = await eventually(async () => {
+      const listed = await api('GET', `/v1/webhooks/${webhookId}/deliveries`);
+      return listed.body.data[0].attempts.find((attempt: any) => attempt.error?.startsWith('destination refused'));
+    });
+    expect(refused).toMatchObject({
+      statusCode: null,
+      error: 'destination refused: 10.255.255.1 is a private address, which is not allowed',
+    });
+    expect((await api('DELETE', `/v1/webhooks/${webhookId}`)).status).toBe(204);
+    expect(
+      await stack.db.selectFrom('webhook_deliveries').select('id').where('subscription_id', '=', webhookId).execute(),
+    ).toEqual([]);
+  });
+
+  it('refuses URLs the destination policy forbids when saved, as 422 naming url', async () => {
+    const refusals = [
+      'ftp://example.com/hook',
+      'http://10.0.0.1/hook',
+      'https://user:secret@example.com/hook',
+      'https://[fd00::1]/hook',
+      'not a url',
+      `https://example.com/${'a'.repeat(2000)}`,
+    ];
+    for (const url of refusals) {
+      const answer = await api('POST', '/v1/webhooks', { url, events: ['message.received'] });
+      expect(answer, url).toMatchObject({ status: 422, contentType: 'application/problem+json' });
+      expect(answer.body.errors[0].field).toBe('url');
+    }
+    const badEvents = await api('POST', '/v1/webhooks', { url: receiver.url('/hook'), events: ['message.deleted'] });
+    expect(badEvents.status).toBe(422);
+    expect(badEvents.body.errors[0].field).toMatch(/^events/);
+
+    // With production's policy (no private network allowed) loopback is refused, by address and by name.
+    const production = createApp({
+      db: stack.db,
+      temporal: stack.temporal,
+      ingest: undefined as never,
+      logger: createLogger('silent'),
+      config: {
+        SECRET_KEY: TEST_SECRET_KEY,
+        MAX_INBOUND_BYTES: 1024 * 1024,
+        PUBLIC_URL: 'https://mailroom.example',
+        INBOUND_DOMAIN: TEST_INBOUND_DOMAIN,
+        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+      },
+    });
+    const save = async (url: string) => {
+      const response = await production.request('/v1/webhooks', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ url, events: ['message.received'] }),
+      });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    expect(await save(receiver.url('/hook'))).toMatchObject({
+      status: 422,
+      body: { errors: [{ field: 'url', message: 'must be https' }] },
+    });
+    expect(await save('https://127.0.0.1/hook')).toMatchObject({
+      status: 422,
+      body: { errors: [{ field: 'url', message: '127.0.0.1 is a private address, which is not allowed' }] },
+    });
+    const byName = await save('https://localhost/hook');
+    expect(byName).toMatchObject({ status: 422, body: { errors: [{ field: 'url' }] } });
+    expect(byName.body.errors[0].message).toMatch(/^localhost resolves to a private address \(loopback\)/);
+  });
+
+  it('allows at most 20 subscriptions per account', async () => {
+    const existing = (await api('GET', '/v1/webhooks?limit=100')).body.data.length as number;
+    for (let index = existing; index < 20; index++) {
+      expect((await api('POST', '/v1/webhooks', { url: receiver.url(`/spare-${index}`), events: ['csat.rated'] })).status).toBe(
+        201,
+      );
+    }
+    const over = await api('POST', '/v1/webhooks', { url: receiver.url('/one-too-many'), events: ['csat.rated'] });
+    expect(over).toMatchObject({ status: 409, contentType: 'application/problem+json' });
+    expect(over.body.type).toMatch(/webhook-limit$/);
+  });
+});
