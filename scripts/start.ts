@@ -21,6 +21,7 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { addAgentToChannel, createAccount, createChannel, createUser } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { startMailReconciler } from '../src/temporal/reconciler.js';
+import { ensureRetentionSchedule } from '../src/temporal/erasure.js';
 import { startWebhookDispatcher } from '../src/temporal/webhooks.js';
 import { forwardingAddressOf } from '../src/domain/forwarding-address.js';
 import { createConfiguredSmtpReceiver } from '../src/receiver/server.js';
@@ -188,6 +189,7 @@ async function main() {
     shutdownGraceTime: graceMs,
   });
   await startMailReconciler(temporal);
+  await ensureRetentionSchedule(temporal);
   await startWebhookDispatcher(temporal);
   const running = worker.run();
 

@@ -23,6 +23,7 @@ import { openDatabase } from './db/connection.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createIngest } from './ingest/ingest.js';
 import { startMailReconciler } from './temporal/reconciler.js';
+import { ensureRetentionSchedule } from './temporal/erasure.js';
 import { startWebhookDispatcher } from './temporal/webhooks.js';
 import { createLogger } from './logger.js';
 import { startMetricsServer } from './observability/metrics-endpoint.js';
@@ -187,6 +188,8 @@ async function main() {
   });
   // One per task queue however many workers run: stored mail that never reached its conversation is finished.
   await startMailReconciler(temporal, config.TEMPORAL_TASK_QUEUE);
+  // One per task queue too: the daily sweep that erases closed conversations past their account's retention.
+  await ensureRetentionSchedule(temporal, config.TEMPORAL_TASK_QUEUE);
   // Likewise one dispatcher: committed webhook deliveries reach their lanes even when a process died after the commit.
   await startWebhookDispatcher(temporal, config.TEMPORAL_TASK_QUEUE);
   const running = worker.run(); // both workers are running from here on, so a signal can stop them

@@ -2,6 +2,7 @@ import { createAiActivities } from './ai.js';
 import { createAssignmentActivities } from './assignment.js';
 import { createConversationActivities } from './conversation.js';
 import type { ActivityDeps } from './deps.js';
+import { createErasureActivities } from './erasure.js';
 import { createMailActivities } from './mail.js';
 import { createMailboxActivities } from './mailbox.js';
 import { createMailboxImportActivities } from './mailbox-import.js';
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createMailboxImportActivities(deps),
     ...createReconcileActivities(deps),
     ...createReplyTimingActivities(deps),
+    ...createErasureActivities(deps),
     ...createWebhookActivities(deps),
   };
 }

@@ -68,6 +68,7 @@ export async function findConversation(db: Db, user: AuthenticatedUser, conversa
     .selectAll()
     .where('id', '=', conversationId)
     .where('account_id', '=', user.accountId)
+    .where('erased_at', 'is', null) // a tombstone, for reports only
     .executeTakeFirst();
   if (!conversation) throw new Problem(404, 'not-found', 'Conversation not found', `no conversation ${conversationId}`);
   await requireMembership(db, user, conversation.channel_id);

@@ -21,6 +21,8 @@ import { channelHealthRoutes } from './routes/channel-health.js';
 import { readinessRoutes } from './routes/readiness.js';
 import { channelSmtpRoutes } from './routes/channel-smtp.js';
 import { contactRoutes } from './routes/contacts.js';
+import { contactErasureRoutes } from './routes/contact-erasure.js';
+import { accountSettingsRoutes } from './routes/account-settings.js';
 import { knowledgeArticleRoutes } from './routes/knowledge-articles.js';
 import { replyPreviewRoutes } from './routes/reply-preview.js';
 import { REPLY_UPLOAD_PATH, replyAttachmentRoutes } from './routes/reply-attachments.js';
@@ -142,6 +144,8 @@ export function createApp(deps: ApiDeps) {
   app.route('/', conversationLanguageRoutes(deps));
   app.route('/', automaticMailPreviewRoutes(deps));
   app.route('/', contactRoutes(deps));
+  app.route('/', contactErasureRoutes(deps));
+  app.route('/', accountSettingsRoutes(deps));
   app.route('/', inboundMessageRoutes(deps));
   app.route('/', forwardingConfirmationRoutes(deps));
   app.route('/', reportRoutes(deps));

@@ -21,6 +21,7 @@ import * as channelHealth from './migrations/0019_channel_health.js';
 import * as replyContent from './migrations/0020_reply_content.js';
 import * as replyTiming from './migrations/0022_reply_timing.js';
 import * as languageAndSignatures from './migrations/0021_language_and_signatures.js';
+import * as erasureAndRetention from './migrations/0024_erasure_and_retention.js';
 import * as webhooks from './migrations/0023_webhooks.js';
 
 // Migrations are imported, not read from disk, so they work the same from tsx, tests and a bundle.
@@ -47,6 +48,7 @@ const migrations: Record<string, Migration> = {
   '0020_reply_content': replyContent,
   '0022_reply_timing': replyTiming,
   '0021_language_and_signatures': languageAndSignatures,
+  '0024_erasure_and_retention': erasureAndRetention,
   '0023_webhooks': webhooks,
 };
 

@@ -30,6 +30,8 @@ export interface AccountsTable {
   id: string;
   name: string;
   created_at: CreatedAt;
+  /** Closed conversations older than this many days are erased by the retention sweep; null keeps them. */
+  retention_days: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface UsersTable {
@@ -246,6 +248,10 @@ export interface ContactsTable {
   created_at: CreatedAt;
   /** Unsubscribed from survey mail (one click, RFC 8058): no further survey goes to this contact. */
   surveys_unsubscribed_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** An admin asked to erase the contact: from then on it is an anonymous tombstone, its erasure under way. */
+  erasure_requested_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** Every conversation, message and workflow of the contact is gone; the row stays for reports, without address or name. */
+  erased_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface ConversationsTable {
@@ -277,6 +283,8 @@ export interface ConversationsTable {
   closed_at: Timestamp | null;
   /** The customer's language (ISO 639-1), detected from the first mail or set by an agent; null: the channel's first. */
   language: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Erased (contact erasure or retention): an anonymous tombstone that reports count, hidden everywhere else. */
+  erased_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface InboundMessagesTable {

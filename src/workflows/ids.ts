@@ -32,6 +32,16 @@ export function mailboxImportWorkflowId(importId: string): string {
   return `mailbox-import-${importId}`;
 }
 
+/** One erasure per contact: asking again while it runs joins it. */
+export function contactErasureWorkflowId(contactId: string): string {
+  return `contact-erasure-${contactId}`;
+}
+
+/** The daily retention sweep's schedule, one per task queue; its runs are named after it. */
+export function retentionScheduleId(taskQueue: string): string {
+  return `retention-sweep-${taskQueue}`;
+}
+
 /** One dispatcher per task queue hands committed webhook deliveries to their lanes. */
 export function webhookDispatcherWorkflowId(taskQueue: string): string {
   return `webhook-dispatcher-${taskQueue}`;

@@ -6,4 +6,6 @@ export { mailboxWorkflow } from './mailbox.js';
 export { assignmentQueueWorkflow } from './assignment-queue.js';
 export { mailReconciler } from './reconciler.js';
 export { mailboxImport } from './mailbox-import.js';
+export { contactErasure } from './contact-erasure.js';
+export { retentionSweep } from './retention-sweep.js';
 export { webhookDispatcher, webhookLane } from './webhooks.js';

@@ -131,7 +131,12 @@ export function contactRoutes({ db }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
 
   function contactQuery(user: AuthenticatedUser) {
-    return db.selectFrom('contacts as ct').selectAll('ct').where('ct.account_id', '=', user.accountId);
+    // An erased contact (DELETE /v1/contacts/{id}) is an anonymous tombstone: it answers 404 like none.
+    return db
+      .selectFrom('contacts as ct')
+      .selectAll('ct')
+      .where('ct.account_id', '=', user.accountId)
+      .where('ct.erasure_requested_at', 'is', null);
   }
 
   app.openapi(listRoute, async (c) => {
@@ -176,6 +181,7 @@ export function contactRoutes({ db }: ApiDeps) {
           .selectAll()
           .where('id', '=', contactId)
           .where('account_id', '=', user.accountId)
+          .where('erasure_requested_at', 'is', null)
           .forUpdate()
           .executeTakeFirst();
         if (!contact) throw notFound(contactId);

@@ -539,7 +539,9 @@ export function conversationQuery(db: Db, user: AuthenticatedUser) {
       'ct.email as contact_email',
       'ct.name as contact_name',
     ])
-    .where('c.account_id', '=', user.accountId);
+    .where('c.account_id', '=', user.accountId)
+    // Erased conversations are tombstones for reports only.
+    .where('c.erased_at', 'is', null);
 }
 
 type ConversationRow = Awaited<ReturnType<ReturnType<typeof conversationQuery>['executeTakeFirstOrThrow']>>;

@@ -159,7 +159,23 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       return { page: c.html(page('This survey has closed', html`<p>The link has expired. Thank you all the same.</p>`), 410) };
     }
     const survey = check.ok
-      ? await db.selectFrom('csat_surveys').selectAll().where('id', '=', check.claims.surveyId).executeTakeFirst()
+      ? await db
+          .selectFrom('csat_surveys')
+          .selectAll()
+          .where('id', '=', check.claims.surveyId)
+          // An erased conversation's survey is no longer anyone's to answer.
+          .where((eb) =>
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom('conversations')
+                  .select('conversations.id')
+                  .whereRef('conversations.id', '=', 'csat_surveys.conversation_id')
+                  .where('conversations.erased_at', 'is not', null),
+              ),
+            ),
+          )
+          .executeTakeFirst()
       : undefined;
     if (!survey) return { page: notFoundPage(c) };
     return { survey, language: await languageOf(survey.conversation_id) };
