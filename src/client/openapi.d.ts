@@ -1164,7 +1164,11 @@ export interface paths {
     get: operations['getContact'];
     put?: never;
     post?: never;
-    delete?: never;
+    /**
+     * Erase a contact and everything they wrote (admins)
+     * @description Removes the contact's address, name and attributes, the messages of their conversations (raw mail, attachments, replies and their files), the timelines and the conversations’ Temporal workflows, and their mail in other conversations of the account. What stays is an anonymous tombstone that reports count. A new mail from the same address starts a new contact. 204 once done (also when asked again), 202 while it is still under way (see Location).
+     */
+    delete: operations['eraseContact'];
     options?: never;
     head?: never;
     /**
@@ -1172,6 +1176,44 @@ export interface paths {
      * @description Fields given replace what is stored (attributes as a whole); an address is set or changed, not removed. 409 email-taken when another contact of the account has the address. Setting the address of a contact that had none (a web form) lets agents reply to them.
      */
     patch: operations['updateContact'];
+    trace?: never;
+  };
+  '/v1/contacts/{contactId}/erasure': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * Whether the erasure of a contact is done (admins)
+     * @description 404 when the contact was never asked to be erased.
+     */
+    get: operations['getContactErasure'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/account/settings': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The account's settings: how long closed conversations are kept */
+    get: operations['getAccountSettings'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    /** Change the account's settings (admins) */
+    patch: operations['updateAccountSettings'];
     trace?: never;
   };
   '/v1/inbound-messages': {
@@ -1268,10 +1310,521 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/webhooks': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The account's webhook subscriptions, newest first (admins) */
+    get: operations['listWebhooks'];
+    put?: never;
+    /**
+     * Subscribe a URL to events (admins)
+     * @description The answer carries the signing secret, shown only here. At most 20 per account (409).
+     */
+    post: operations['createWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/webhooks/{webhookId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** One webhook subscription (admins) */
+    get: operations['getWebhook'];
+    put?: never;
+    post?: never;
+    /** Remove a subscription with its deliveries (admins) */
+    delete: operations['deleteWebhook'];
+    options?: never;
+    head?: never;
+    /**
+     * Change the URL or events, enable or disable (admins)
+     * @description Enabling a disabled subscription sends what waited meanwhile, in order; events that happened while it was disabled are not recorded for it.
+     */
+    patch: operations['updateWebhook'];
+    trace?: never;
+  };
+  '/v1/webhooks/{webhookId}/secret': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Replace the signing secret (admins)
+     * @description Every attempt from now on is signed with the new secret, shown only in this answer.
+     */
+    post: operations['rotateWebhookSecret'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/webhooks/{webhookId}/deliveries': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A subscription's deliveries with their attempts, newest first (admins) */
+    get: operations['listWebhookDeliveries'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Send a delivery again, with the same webhook-id (admins)
+     * @description It goes out again in its place in the conversation’s order, retried for a new window. 409 while the subscription is disabled: enable it first.
+     */
+    post: operations['redeliverWebhookDelivery'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+  'message.received': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * A customer mail was stored and threaded into its conversation
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['messageReceivedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'message.sent': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * An outgoing mail was taken by the SMTP server (or found written in the mailbox)
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['messageSentEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'message.failed': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * An outgoing mail was refused for good or came back as a bounce
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['messageFailedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.created': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * A customer's mail started a conversation (message.received follows)
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationCreatedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.assigned': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The conversation was assigned to an agent
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationAssignedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.stage_changed': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The conversation moved to another stage
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationStageChangedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.resolved': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * An agent or the AI agent resolved the conversation
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationResolvedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.reopened': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The customer wrote again, or an agent reopened it
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationReopenedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'conversation.sla_breached': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The first-response SLA ran out before an agent answered
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['conversationSlaBreachedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  'csat.rated': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * The customer rated the conversation
+     * @description Sent to each enabled subscription that asked for this event, in order per conversation; retried with backoff until a 2xx answers or the retry window ends.
+     */
+    post: operations['csatRatedEventWebhook'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+}
 export interface components {
   schemas: {
+    MessageReceivedEvent: {
+      /** @enum {string} */
+      type: 'message.received';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /**
+         * Format: uuid
+         * @description The inbound message
+         */
+        messageId: string;
+        /** @description ordinary, auto_reply or bounce */
+        classification: string;
+        subject: string | null;
+        from: {
+          address: string | null;
+          name: string | null;
+        };
+      };
+    };
+    MessageSentEvent: {
+      /** @enum {string} */
+      type: 'message.sent';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /**
+         * Format: uuid
+         * @description The outbound message
+         */
+        messageId: string;
+        /** @enum {string} */
+        kind: 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover' | 'mailbox_reply';
+        /** Format: uuid */
+        authorId: string | null;
+        /** Format: uuid */
+        aiAgentId: string | null;
+      };
+    };
+    MessageFailedEvent: {
+      /** @enum {string} */
+      type: 'message.failed';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** Format: uuid */
+        messageId: string;
+        /** @enum {string} */
+        kind: 'greeting' | 'reply' | 'csat_survey' | 'out_of_office' | 'ai_reply' | 'handover' | 'mailbox_reply';
+        /** @enum {string} */
+        failure: 'refused' | 'bounced';
+        /** @description The server's reason, at most 300 characters */
+        reason: string | null;
+      };
+    };
+    ConversationCreatedEvent: {
+      /** @enum {string} */
+      type: 'conversation.created';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+      };
+    };
+    ConversationAssignedEvent: {
+      /** @enum {string} */
+      type: 'conversation.assigned';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** Format: uuid */
+        assigneeId: string;
+        /** @description round_robin, load, manual, routing_rule, … */
+        strategy: string | null;
+        /**
+         * Format: uuid
+         * @description Who assigned it by hand
+         */
+        byId: string | null;
+      };
+    };
+    ConversationStageChangedEvent: {
+      /** @enum {string} */
+      type: 'conversation.stage_changed';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** @enum {string} */
+        stage: 'triage' | 'ai' | 'waiting_for_hours' | 'queued' | 'assigned' | 'resolved' | 'csat' | 'closed' | 'spam';
+        /** @enum {string} */
+        status: 'open' | 'resolved' | 'closed' | 'spam';
+      };
+    };
+    ConversationResolvedEvent: {
+      /** @enum {string} */
+      type: 'conversation.resolved';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** Format: uuid */
+        resolvedById: string;
+        /** @enum {string} */
+        resolvedByKind: 'agent' | 'ai_agent';
+      };
+    };
+    ConversationReopenedEvent: {
+      /** @enum {string} */
+      type: 'conversation.reopened';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** Format: uuid */
+        assigneeId: string | null;
+        /**
+         * Format: uuid
+         * @description The agent; null: the customer wrote
+         */
+        reopenedById: string | null;
+      };
+    };
+    ConversationSlaBreachedEvent: {
+      /** @enum {string} */
+      type: 'conversation.sla_breached';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** @description The raised priority */
+        priority: string | null;
+      };
+    };
+    CsatRatedEvent: {
+      /** @enum {string} */
+      type: 'csat.rated';
+      /**
+       * Format: date-time
+       * @description When the event happened
+       */
+      timestamp: string;
+      data: {
+        /** Format: uuid */
+        conversationId: string;
+        /** Format: uuid */
+        channelId: string;
+        /** Format: uuid */
+        surveyId: string;
+        rating: number;
+      };
+    };
     Readiness: {
       /** @enum {string} */
       status: 'ready';
@@ -3214,6 +3767,24 @@ export interface components {
         [key: string]: string | number | boolean | null;
       };
     };
+    ContactErasure: {
+      /** Format: uuid */
+      contactId: string;
+      /** @enum {string} */
+      state: 'running' | 'completed';
+      /** Format: date-time */
+      requestedAt: string;
+      /** Format: date-time */
+      completedAt: string | null;
+    };
+    AccountSettings: {
+      /** @description Closed conversations older than this many days (since they closed) are erased by the daily retention sweep, leaving anonymous tombstones for reports; null keeps them forever */
+      retentionDays: number | null;
+    };
+    AccountSettingsInput: {
+      /** @description Closed conversations older than this many days (since they closed) are erased by the daily retention sweep, leaving anonymous tombstones for reports; null keeps them forever */
+      retentionDays: number | null;
+    };
     InboundMessage: {
       /** Format: uuid */
       id: string;
@@ -3359,6 +3930,147 @@ export interface components {
       medianSeconds: number | null;
       p90Seconds: number | null;
       averageSeconds: number | null;
+    };
+    WebhookPage: {
+      data: components['schemas']['Webhook'][];
+      /** @description Pass as `cursor` for the next page; null on the last page */
+      nextCursor: string | null;
+    };
+    Webhook: {
+      /** Format: uuid */
+      id: string;
+      url: string;
+      description: string | null;
+      events: (
+        | 'message.received'
+        | 'message.sent'
+        | 'message.failed'
+        | 'conversation.created'
+        | 'conversation.assigned'
+        | 'conversation.stage_changed'
+        | 'conversation.resolved'
+        | 'conversation.reopened'
+        | 'conversation.sla_breached'
+        | 'csat.rated'
+      )[];
+      enabled: boolean;
+      /** @description Why it was disabled (by Mailroom after a day of failures) */
+      disabledReason: string | null;
+      /** Format: date-time */
+      disabledAt: string | null;
+      /**
+       * Format: date-time
+       * @description Every attempt failed since then; null while it succeeds
+       */
+      failingSince: string | null;
+      /** @description The last failed attempt: HTTP status or error class */
+      lastFailure: string | null;
+      /** Format: date-time */
+      createdAt: string;
+      /** Format: date-time */
+      updatedAt: string;
+    };
+    WebhookWithSecret: components['schemas']['Webhook'] & {
+      /** @description The signing secret (whsec_…), shown only now */
+      secret: string;
+    };
+    WebhookInput: {
+      /**
+       * @description https; http only to hosts inside the operator’s ALLOWED_PRIVATE_NETWORKS. No private address (unless allowed), no credentials, no fragment; checked when saved and again at every delivery
+       * @example https://backend.example.com/mailroom/events
+       */
+      url: string;
+      /** @description The events to receive */
+      events: (
+        | 'message.received'
+        | 'message.sent'
+        | 'message.failed'
+        | 'conversation.created'
+        | 'conversation.assigned'
+        | 'conversation.stage_changed'
+        | 'conversation.resolved'
+        | 'conversation.reopened'
+        | 'conversation.sla_breached'
+        | 'csat.rated'
+      )[];
+      description?: string | null;
+    };
+    WebhookUpdate: {
+      /**
+       * @description https; http only to hosts inside the operator’s ALLOWED_PRIVATE_NETWORKS. No private address (unless allowed), no credentials, no fragment; checked when saved and again at every delivery
+       * @example https://backend.example.com/mailroom/events
+       */
+      url?: string;
+      /** @description The events to receive */
+      events?: (
+        | 'message.received'
+        | 'message.sent'
+        | 'message.failed'
+        | 'conversation.created'
+        | 'conversation.assigned'
+        | 'conversation.stage_changed'
+        | 'conversation.resolved'
+        | 'conversation.reopened'
+        | 'conversation.sla_breached'
+        | 'csat.rated'
+      )[];
+      description?: string | null;
+      enabled?: boolean;
+    };
+    WebhookDeliveryPage: {
+      data: components['schemas']['WebhookDelivery'][];
+      /** @description Pass as `cursor` for the next page; null on the last page */
+      nextCursor: string | null;
+    };
+    WebhookDelivery: {
+      /**
+       * Format: uuid
+       * @description Sent as webhook-id: the same for every retry and redelivery
+       */
+      id: string;
+      /** @enum {string} */
+      eventType:
+        | 'message.received'
+        | 'message.sent'
+        | 'message.failed'
+        | 'conversation.created'
+        | 'conversation.assigned'
+        | 'conversation.stage_changed'
+        | 'conversation.resolved'
+        | 'conversation.reopened'
+        | 'conversation.sla_breached'
+        | 'csat.rated';
+      /** Format: uuid */
+      conversationId: string;
+      /**
+       * @description failed: given up after the retry window
+       * @enum {string}
+       */
+      status: 'pending' | 'delivered' | 'failed';
+      attemptCount: number;
+      lastStatusCode: number | null;
+      lastError: string | null;
+      /** Format: date-time */
+      retryUntil: string | null;
+      /** Format: date-time */
+      deliveredAt: string | null;
+      /** Format: date-time */
+      createdAt: string;
+      /** @description The body as sent: { type, timestamp, data } */
+      payload: {
+        [key: string]: unknown;
+      };
+      /** @description The latest 50 attempts, oldest first */
+      attempts: components['schemas']['WebhookAttempt'][];
+    };
+    WebhookAttempt: {
+      /** Format: date-time */
+      at: string;
+      /** @description The receiver's HTTP status; null when it did not answer */
+      statusCode: number | null;
+      /** @description Why it failed: HTTP <status>, timeout, connection_refused, tls, destination refused: … */
+      error: string | null;
+      durationMs: number;
     };
   };
   responses: never;
@@ -10702,6 +11414,93 @@ export interface operations {
       };
     };
   };
+  eraseContact: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        contactId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Under way */
+      202: {
+        headers: {
+          /** @description Where to see the erasure */
+          Location: string;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ContactErasure'];
+        };
+      };
+      /** @description Erased */
+      204: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A backing service is unavailable; retry later */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
   updateContact: {
     parameters: {
       query?: never;
@@ -10755,6 +11554,204 @@ export interface operations {
       };
       /** @description Conflicts with the current state */
       409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body must be sent as JSON (Content-Type: application/json) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  getContactErasure: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        contactId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The erasure */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['ContactErasure'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  getAccountSettings: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The settings */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['AccountSettings'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  updateAccountSettings: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['AccountSettingsInput'];
+      };
+    };
+    responses: {
+      /** @description Saved */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['AccountSettings'];
+        };
+      };
+      /** @description The body is not well-formed (e.g. malformed JSON) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body is larger than allowed */
+      413: {
         headers: {
           [name: string]: unknown;
         };
@@ -11181,6 +12178,925 @@ export interface operations {
         content: {
           'application/problem+json': components['schemas']['Problem'];
         };
+      };
+    };
+  };
+  listWebhooks: {
+    parameters: {
+      query?: {
+        /** @description The nextCursor of the previous page */
+        cursor?: string;
+        /** @description At most this many items (1–100) */
+        limit?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Subscriptions */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookPage'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  createWebhook: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description Any unique string (a UUID): repeating the request with the same key within 24 hours answers the first response again, with `Idempotent-Replayed: true`, and does nothing twice. */
+        'idempotency-key'?: string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['WebhookInput'];
+      };
+    };
+    responses: {
+      /** @description Created */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookWithSecret'];
+        };
+      };
+      /** @description The body is not well-formed (e.g. malformed JSON) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body is larger than allowed */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body must be sent as JSON (Content-Type: application/json) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  getWebhook: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        webhookId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The subscription */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Webhook'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  deleteWebhook: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        webhookId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Removed */
+      204: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  updateWebhook: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        webhookId: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['WebhookUpdate'];
+      };
+    };
+    responses: {
+      /** @description The subscription */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Webhook'];
+        };
+      };
+      /** @description The body is not well-formed (e.g. malformed JSON) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body is larger than allowed */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body must be sent as JSON (Content-Type: application/json) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  rotateWebhookSecret: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description Any unique string (a UUID): repeating the request with the same key within 24 hours answers the first response again, with `Idempotent-Replayed: true`, and does nothing twice. */
+        'idempotency-key'?: string;
+      };
+      path: {
+        webhookId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The subscription with its new secret */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookWithSecret'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  listWebhookDeliveries: {
+    parameters: {
+      query?: {
+        /** @description The nextCursor of the previous page */
+        cursor?: string;
+        /** @description At most this many items (1–100) */
+        limit?: number;
+        status?: 'pending' | 'delivered' | 'failed';
+      };
+      header?: never;
+      path: {
+        webhookId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Deliveries */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDeliveryPage'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  redeliverWebhookDelivery: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description Any unique string (a UUID): repeating the request with the same key within 24 hours answers the first response again, with `Idempotent-Replayed: true`, and does nothing twice. */
+        'idempotency-key'?: string;
+      };
+      path: {
+        webhookId: string;
+        deliveryId: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Queued */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['WebhookDelivery'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description No such resource in this account */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  messageReceivedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['MessageReceivedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  messageSentEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['MessageSentEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  messageFailedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['MessageFailedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationCreatedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationCreatedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationAssignedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationAssignedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationStageChangedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationStageChangedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationResolvedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationResolvedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationReopenedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationReopenedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  conversationSlaBreachedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ConversationSlaBreachedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+    };
+  };
+  csatRatedEventWebhook: {
+    parameters: {
+      query?: never;
+      header: {
+        /** @description The delivery id: the same for every retry and redelivery; dedupe on it */
+        'webhook-id': string;
+        /** @description Seconds since the epoch when this attempt was signed */
+        'webhook-timestamp': string;
+        /** @description v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>" under the secret (whsec_…)> */
+        'webhook-signature': string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CsatRatedEvent'];
+      };
+    };
+    responses: {
+      /** @description Any 2xx: received (redirects are not followed and count as failures) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
       };
     };
   };
