@@ -14,7 +14,7 @@ import { encryptCredential } from '../src/security/credentials.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import { createLogger } from '../src/logger.js';
-import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
 import { fixtureMail } from './throughput.js';
 
 /** The IMAP worker's main queue: mailbox workflows; their syncMailbox sessions run on mailboxTaskQueue(MAILBOX_TASK_QUEUE). */
@@ -55,6 +55,7 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   const worker = await createMailroomWorker({
     connection,
     taskQueue: MAILBOX_TASK_QUEUE,
+    dataConverter: BENCH_DATA_CONVERTER,
     deps: {
       db: stack.db,
       ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),

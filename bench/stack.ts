@@ -7,6 +7,7 @@ import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.j
 import { ensureTools } from '../scripts/servers/tools.js';
 import { startApiServer } from '../src/api/server.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
+import { dataConverterFromConfig } from '../src/temporal/data-converter.js';
 import type { Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
@@ -18,6 +19,8 @@ export const INGEST_TASK_QUEUE = 'bench-ingest';
 export const BARE_TASK_QUEUE = 'bench-bare';
 /** The API's SECRET_KEY; the IMAP worker needs the same one to decrypt the mailbox passwords. */
 export const BENCH_SECRET_KEY = 'x'.repeat(40);
+/** Encrypts as a deployment does (its key derived from BENCH_SECRET_KEY); `mailroomDataConverter(false)` leaves payloads clear. */
+export const BENCH_DATA_CONVERTER = dataConverterFromConfig({ SECRET_KEY: BENCH_SECRET_KEY });
 
 export interface BenchStack {
   apiUrl: string;
@@ -66,7 +69,10 @@ export async function startBenchStack(): Promise<BenchStack> {
       emailAddress: 'support@acme.example',
     });
 
-    const temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }) });
+    const temporal = new Client({
+      connection: await Connection.connect({ address: temporalServer.address }),
+      dataConverter: BENCH_DATA_CONVERTER,
+    });
     stops.push(() => temporal.connection.close());
     const api = await startApiServer(
       {

@@ -13,7 +13,7 @@ import { startApiServer } from '../src/api/server.js';
 import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
-import { BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './stack.js';
 
 /** What the benchmark asks of this process over IPC. */
 export type StallApiRequest =
@@ -91,7 +91,10 @@ class LoopDelaySampler {
 async function main() {
   if (!process.send) throw new Error('bench/stall-api.ts is started by bench/stall.ts, with IPC');
   const db = connectPostgres(required('DATABASE_URL'));
-  const temporal = new Client({ connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }) });
+  const temporal = new Client({
+    connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }),
+    dataConverter: BENCH_DATA_CONVERTER,
+  });
   const api = await startApiServer(
     {
       db,

@@ -14,7 +14,7 @@ import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { BENCH_SECRET_KEY } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
 import { TIMER_PROBE_MESSAGE } from './workflows/timer-probe.js';
 
 /** What the benchmark asks of this process over IPC. */
@@ -93,7 +93,7 @@ async function main() {
   let shutdown: () => void;
   if (kind === 'mailroom') {
     const db = connectPostgres(required('DATABASE_URL'));
-    const temporal = new Client({ connection: await Connection.connect({ address }) });
+    const temporal = new Client({ connection: await Connection.connect({ address }), dataConverter: BENCH_DATA_CONVERTER });
     const mail = createMailTransport(required('SMTP_URL'));
     closers.push(
       () => db.destroy(),
@@ -104,6 +104,7 @@ async function main() {
       connection,
       taskQueue,
       workflowBundle,
+      dataConverter: BENCH_DATA_CONVERTER,
       deps: {
         db,
         ingest: createIngest({ db, temporal, taskQueue }),

@@ -14,6 +14,7 @@ import { addAgentToChannel, createAccount, createChannel, createUser } from '../
 import { createIngest } from '../src/ingest/ingest.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
+import { dataConverterFromConfig } from '../src/temporal/data-converter.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import { startPostgres } from './servers/postgres.js';
@@ -70,7 +71,8 @@ async function main() {
   const capture = new SmtpCapture();
   const smtp = await capture.listen();
   stops.push(() => capture.close());
-  const temporal = new Client({ connection: await Connection.connect({ address: temporalAddress }) });
+  const dataConverter = dataConverterFromConfig({ SECRET_KEY });
+  const temporal = new Client({ connection: await Connection.connect({ address: temporalAddress }), dataConverter });
   stops.push(() => temporal.connection.close());
   const ingest = createIngest({ db, temporal, taskQueue });
   const api = await startApiServer(
@@ -103,6 +105,7 @@ async function main() {
   const worker = await createMailroomWorker({
     connection: workerConnection,
     taskQueue,
+    dataConverter,
     deps: {
       db,
       ingest,

@@ -28,6 +28,7 @@ import { createConfiguredSmtpReceiver } from '../src/receiver/server.js';
 import { createLogger } from '../src/logger.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
+import { dataConverterFromConfig } from '../src/temporal/data-converter.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import { isTemporalReachable, registerMissingSearchAttributes, startTemporalDevServer } from './servers/temporal-dev-server.js';
@@ -120,6 +121,9 @@ async function main() {
     ...process.env,
     SECRET_KEY: process.env.SECRET_KEY || developmentSecretKey(dataDir),
     ALLOWED_PRIVATE_NETWORKS: process.env.ALLOWED_PRIVATE_NETWORKS ?? LOOPBACK_NETWORKS.join(','),
+    // The dev server's Web UI decodes histories through the API's codec endpoint, from the browser.
+    TEMPORAL_UI_ORIGIN:
+      process.env.TEMPORAL_UI_ORIGIN ?? `http://127.0.0.1:${TEMPORAL_UI_PORT},http://localhost:${TEMPORAL_UI_PORT}`,
   });
   const logger = createLogger(config.LOG_LEVEL);
   // Ctrl+C and SIGTERM are handled at the end (the SDK would otherwise shut the worker down on its own).
@@ -141,6 +145,8 @@ async function main() {
       port: Number(port),
       uiPort: TEMPORAL_UI_PORT,
       dbFile: join(dataDir, 'temporal.db'),
+      // What Temporal stores is encrypted: the UI shows it decoded by the API (for a browser on this machine).
+      codecEndpoint: `http://${config.HOST}:${config.PORT}/codec`,
       log: true,
     });
     if (host !== '127.0.0.1' && host !== 'localhost') logger.warn('the dev server listens on 127.0.0.1 only');
@@ -160,19 +166,22 @@ async function main() {
     stops.unshift(() => capture!.close());
   }
 
+  const dataConverter = dataConverterFromConfig(config);
   const temporal = new Client({
     connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter,
   });
   const ingest = createIngest({ db, temporal, inboundDomain: config.INBOUND_DOMAIN });
   const api = await startApiServer(
-    { db, temporal, ingest, config, logger, capture },
+    { db, temporal, ingest, config, logger, capture, codecFromLoopback: true },
     { port: config.PORT, host: config.HOST, shutdownGraceMs: graceMs },
   );
 
   const worker = await createMailroomWorker({
     connection: await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter,
     deps: {
       db,
       ingest,

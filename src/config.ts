@@ -1,6 +1,7 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { MICROSOFT_TENANT, type DeploymentOAuthClients } from './oauth/providers.js';
+import { parsePayloadKeys } from './temporal/payload-codec.js';
 import { TASK_QUEUE } from './workflows/ids.js';
 
 /** A comma-separated list of CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`; empty by default. */
@@ -82,6 +83,39 @@ const envSchema = z.object({
   SECRET_KEY: z
     .string({ error: 'SECRET_KEY is required: 32 or more random characters' })
     .min(32, 'SECRET_KEY must be at least 32 characters'),
+  /**
+   * Keys that encrypt what Temporal stores, `id:<base64 of 32 bytes>,…`, the current one first; all of them decrypt
+   * (rotation). Unset: a key derived from SECRET_KEY, which also decrypts when keys are set.
+   */
+  PAYLOAD_ENCRYPTION_KEYS: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      try {
+        return parsePayloadKeys(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /**
+   * Origins of the Temporal Web UI, comma-separated (e.g. `https://temporal.example.com`), that may call the codec
+   * endpoint from the browser (CORS); unset: none (the `temporal` CLI needs no CORS).
+   */
+  TEMPORAL_UI_ORIGIN: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const origins = value
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter(Boolean);
+      for (const origin of origins) {
+        if (!URL.canParse(origin) || new URL(origin).origin !== origin)
+          ctx.addIssue({ code: 'custom', message: `"${origin}" is not an origin such as https://temporal.example.com` });
+      }
+      return origins;
+    }),
   /**
    * Hosts that admins configure (IMAP, SMTP) may not resolve to loopback, private, link-local or
    * unique-local addresses, except into these CIDR ranges, e.g. `127.0.0.0/8,::1/128,10.20.0.0/16`.

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import {
   bundleWorkflowCode,
   NativeConnection,
@@ -29,6 +30,7 @@ import { createLogger } from './logger.js';
 import { startMetricsServer } from './observability/metrics-endpoint.js';
 import { installTemporalRuntime } from './observability/temporal-runtime.js';
 import { createMailTransport } from './mail/transport.js';
+import { dataConverterFromConfig, FAILURE_CONVERTER_PATH } from './temporal/data-converter.js';
 import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
 
 // Under tsx the sources are .ts; compiled (npm run build) this file and the workflows are .js side by side.
@@ -38,6 +40,8 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows/index${SOURCE_E
 /** How the workflow bundle is built (all but the logger), the same for the production build, the tests and the bench. */
 export const workflowBundleOptions = {
   workflowsPath: WORKFLOWS_PATH,
+  // Failures the workflows raise travel encoded (and so encrypted), like the worker's own.
+  failureConverterPath: FAILURE_CONVERTER_PATH,
 } satisfies Omit<BundleOptions, 'logger'>;
 
 /** Where `npm run build` writes the prebuilt bundle: next to the compiled worker (under tsx there is none). */
@@ -49,6 +53,8 @@ export interface MailroomWorkerOptions {
   /** Tests give each worker its own queue; everything else uses the default. The mailbox queue is derived from it. */
   taskQueue?: string;
   deps: ActivityDeps;
+  /** The deployment's (src/temporal/data-converter.ts): payloads and failures are encrypted before Temporal sees them. */
+  dataConverter: DataConverter;
   /** A prebuilt bundle (the production build's, or one per test file); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** After shutdown(), how long running activities may finish before they are cancelled; the SDK's default is 0. */
@@ -90,6 +96,7 @@ export async function createMailroomWorker({
   namespace = 'default',
   taskQueue = TASK_QUEUE,
   deps,
+  dataConverter,
   workflowBundle,
   shutdownGraceTime,
   shutdownForceTime,
@@ -104,6 +111,7 @@ export async function createMailroomWorker({
     connection,
     namespace,
     taskQueue,
+    dataConverter,
     workflowBundle: workflowBundle ?? (await bundleWorkflowCode({ ...workflowBundleOptions, logger: Runtime.instance().logger })),
     activities: { ...activities, syncMailbox: handOverMailboxSession },
     ...shutdownTimes,
@@ -112,6 +120,7 @@ export async function createMailroomWorker({
     connection,
     namespace,
     taskQueue: mailboxTaskQueue(taskQueue),
+    dataConverter,
     ...shutdownTimes,
     // A mailbox import's run holds its slot for as long as it reads: here it never takes a conversation's.
     activities: { syncMailbox, importMailboxExport: activities.importMailboxExport },
@@ -158,9 +167,11 @@ async function main() {
       : await startMetricsServer({ port: config.METRICS_PORT, host: config.METRICS_HOST, token: config.METRICS_TOKEN });
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   // IMAP mailboxes feed the same ingest as the forwarder endpoint, which starts conversation workflows.
+  const dataConverter = dataConverterFromConfig(config);
   const temporal = new Client({
     connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
     namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter,
   });
   const mail = createMailTransport(config.SMTP_URL, { allowedPrivateNetworks: config.ALLOWED_PRIVATE_NETWORKS });
   const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
@@ -168,6 +179,7 @@ async function main() {
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
+    dataConverter,
     deps: {
       db,
       ingest: createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE, inboundDomain: config.INBOUND_DOMAIN }),

@@ -18,6 +18,8 @@ export interface TemporalDevServerOptions {
   namespace?: string;
   /** Forward the server's output (warnings and errors) to this process's stderr; otherwise only errors are kept, for failures. */
   log?: boolean;
+  /** The Web UI's codec server (`--ui-codec-endpoint`), which decodes the encrypted payloads it shows. */
+  codecEndpoint?: string;
   /** How long to wait for the frontend to answer. */
   startTimeoutMs?: number;
 }
@@ -68,6 +70,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions = {}
     '--log-level',
     opts.log ? 'warn' : 'error',
     ...(opts.dbFile ? ['--db-filename', opts.dbFile] : []),
+    ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
     ...(namespace !== 'default' ? ['--namespace', namespace] : []),
     ...mailroomSearchAttributes.flatMap((key) => ['--search-attribute', `${key.name}=${cliSearchAttributeType[key.type]}`]),
   ];

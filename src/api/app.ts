@@ -8,6 +8,7 @@ import { InvalidRecipientError } from '../mail/compose.js';
 import { METRICS_CONTENT_TYPE, mayScrape, metricsText, SCRAPE_REFUSED } from '../observability/metrics-endpoint.js';
 import { ConversationStateError, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { loopbackOrApiKey, requireApiKey } from './auth.js';
+import { CODEC_PATH, codecAccess, codecRoutes } from './routes/codec.js';
 import { enforceContract } from './contract.js';
 import { idempotency } from './idempotency.js';
 import { rejectNul } from './storable-text.js';
@@ -119,6 +120,9 @@ export function createApp(deps: ApiDeps) {
       every(jsonLimit, apiKey, contract.checkMethodAndBody, rejectNul, idempotent),
     ),
   );
+  // The codec server of the Temporal UI and CLI: CORS for the UI's origin, then an admin's API key.
+  app.use(`${CODEC_PATH}/*`, codecAccess(deps, apiKey, loopbackOrApiKey), contract.checkMethodAndBody);
+  app.route('/', codecRoutes(deps));
   // Mailbox exports are uploaded as they are, streamed to the database up to their own limit (MAX_IMPORT_BYTES).
   app.use('/v1/channels/:channelId/imports', every(apiKey, contract.checkMethodAndBody));
   // Reply attachments are streamed to the database up to the channel's own limit (limits.maxAttachmentBytes).

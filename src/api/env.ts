@@ -17,10 +17,13 @@ export interface ApiDeps {
   config: Pick<Config, 'SECRET_KEY' | 'MAX_INBOUND_BYTES' | 'PUBLIC_URL' | 'INBOUND_DOMAIN'> &
     Partial<Pick<Config, 'ALLOWED_PRIVATE_NETWORKS' | 'TRUSTED_PROXIES' | keyof RateLimitSettings>> &
     Partial<Pick<Config, 'MAX_IMPORT_BYTES' | 'METRICS_TOKEN'>> &
-    Partial<OAuthClientSettings>;
+    Partial<OAuthClientSettings> &
+    Partial<Pick<Config, 'TEMPORAL_UI_ORIGIN'>>;
   logger: Logger;
   /** The built-in outbound mail capture, when `npm start` runs without SMTP_URL. */
   capture?: SmtpCapture;
+  /** `npm start` only: the dev server's Web UI, on this machine, decodes histories without an API key (it cannot send one). */
+  codecFromLoopback?: boolean;
   /** Where workflows the API starts are run; tests give each stack its own. */
   taskQueue?: string;
   /** Milliseconds since the epoch as the rate limits see them; tests move it instead of waiting. */

@@ -3,11 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/connection.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createIngest } from '../ingest/ingest.js';
 import { createLogger } from '../logger.js';
+import { dataConverterFromConfig } from '../temporal/data-converter.js';
 import { createApp } from './app.js';
 import type { ApiDeps } from './env.js';
 
@@ -64,10 +66,10 @@ async function closeGracefully(server: Server, graceMs: number): Promise<void> {
 
 /**
  * A Temporal client that connects on first use, so the API starts (and keeps storing inbound mail)
- * while Temporal is still down.
+ * while Temporal is still down. With the deployment's data converter, which encrypts what it sends.
  */
-export function lazyTemporalClient(address: string, namespace = 'default'): Client {
-  return new Client({ connection: Connection.lazy({ address }), namespace });
+export function lazyTemporalClient(address: string, namespace: string, dataConverter: DataConverter): Client {
+  return new Client({ connection: Connection.lazy({ address }), namespace, dataConverter });
 }
 
 // After the grace period, for what is left to close (database pool, Temporal connection).
@@ -78,7 +80,7 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL);
   const db = await openDatabase(config);
   await migrateToLatest(db);
-  const temporal = lazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
+  const temporal = lazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, dataConverterFromConfig(config));
   const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
   const api = await startApiServer(
     {

@@ -6,6 +6,7 @@ import { openDatabase } from '../db/connection.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createIngest, type Ingest } from '../ingest/ingest.js';
 import { createLogger, type Logger } from '../logger.js';
+import { dataConverterFromConfig } from '../temporal/data-converter.js';
 import { startMetricsServer } from '../observability/metrics-endpoint.js';
 import type { Db } from '../db/connection.js';
 import { createSmtpReceiver, type SmtpReceiver } from './smtp-receiver.js';
@@ -54,7 +55,7 @@ async function main() {
   const db = await openDatabase(config);
   await migrateToLatest(db);
   // Connects on first use: the receiver starts, and answers 451 while Temporal is away.
-  const temporal = lazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
+  const temporal = lazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE, dataConverterFromConfig(config));
   const ingest = createIngest({ db, temporal, taskQueue: config.TEMPORAL_TASK_QUEUE, inboundDomain: config.INBOUND_DOMAIN });
   const receiver = createConfiguredSmtpReceiver(config, { db, ingest, logger });
   const { url } = await receiver.listen(config.SMTP_RECEIVER_PORT, config.SMTP_RECEIVER_HOST);

@@ -13,7 +13,7 @@ import { conversationSnapshotQuery, type ConversationSnapshot } from '../../src/
 import { createTestDatabase } from '../support/database.js';
 import { callApi, eventually } from '../support/http.js';
 import { startMailroomProcess, type MailroomProcess } from '../support/mailroom-process.js';
-import { seedSupportTeam, TEST_SECRET_KEY } from '../support/stack.js';
+import { seedSupportTeam, TEST_DATA_CONVERTER, TEST_SECRET_KEY } from '../support/stack.js';
 import {
   bareMessageId,
   describeUnsettled,
@@ -316,7 +316,11 @@ describe('chaos: conversations survive crashes and outages of the production pro
     // Of its own, in a file: stopped and started again on the same port, its workflows survive.
     temporalServer = await startTemporalDevServer({ dbFile: temporalDbFile() });
     temporalPort = Number(temporalServer.address.split(':').at(-1));
-    temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }) });
+    // The processes derive their key from SECRET_KEY: this client reads what they write.
+    temporal = new Client({
+      connection: await Connection.connect({ address: temporalServer.address }),
+      dataConverter: TEST_DATA_CONVERTER,
+    });
     database = await createTestDatabase();
     const smtp = await capture.listen();
     env = {

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/connection.js';
@@ -11,6 +10,7 @@ import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
 import { customerMail } from '../support/mail.js';
+import { historyPayloadValue } from '../support/payloads.js';
 
 // The whole orchestration on the real parts: a mail outside business hours → the AI agent answers
 // from the knowledge base → the customer asks for a person → handover note and out-of-office note →
@@ -52,9 +52,11 @@ async function addAiAgent(db: Db, channelId: string, provider: 'knowledge_base' 
 
 async function timerSummaries(stack: TestStack, conversationId: string): Promise<string[]> {
   const history = await stack.temporal.workflow.getHandle(conversationWorkflowId(conversationId)).fetchHistory();
-  return (history.events ?? [])
-    .filter((event) => event.timerStartedEventAttributes && event.userMetadata?.summary)
-    .map((event) => String(defaultPayloadConverter.fromPayload(event.userMetadata!.summary as any)));
+  return Promise.all(
+    (history.events ?? [])
+      .filter((event) => event.timerStartedEventAttributes && event.userMetadata?.summary)
+      .map(async (event) => String(await historyPayloadValue(event.userMetadata!.summary))),
+  );
 }
 
 async function timelineOf(stack: TestStack, conversationId: string): Promise<string[]> {

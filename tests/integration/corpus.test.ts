@@ -15,7 +15,7 @@ import {
   type Given,
 } from '../fixtures/eml/generate-corpus.js';
 import { createTestDatabase } from '../support/database.js';
-import { seedSupportTeam } from '../support/stack.js';
+import { seedSupportTeam, TEST_DATA_CONVERTER } from '../support/stack.js';
 
 const names = readdirSync(CORPUS_DIR)
   .filter((file) => file.endsWith('.eml'))
@@ -45,7 +45,10 @@ describe('the .eml corpus through the ingest path', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    temporal = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+    temporal = new Client({
+      connection: await Connection.connect({ address: inject('temporalAddress') }),
+      dataConverter: TEST_DATA_CONVERTER,
+    });
     const team = await seedSupportTeam(database.db, { name: 'Acme Support', emailAddress: CHANNEL });
     await database.db
       .updateTable('channels')

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/logger.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { createTestDatabase } from '../support/database.js';
 import { postMail } from '../support/http.js';
-import { seedSupportTeam, TEST_SECRET_KEY } from '../support/stack.js';
+import { seedSupportTeam, TEST_DATA_CONVERTER, TEST_SECRET_KEY } from '../support/stack.js';
 
 const question = readFileSync(new URL('../fixtures/eml/customer-question.eml', import.meta.url));
 const withMessageId = (id: string) => question.toString().replace('<question-1.4711@mail.example.com>', `<${id}>`);
@@ -31,7 +31,10 @@ describe('forwarded-mail ingest', () => {
   beforeAll(async () => {
     temporalPort.value = await freePort();
     [database, temporalServer] = await Promise.all([createTestDatabase(), startTemporal()]);
-    temporal = new Client({ connection: Connection.lazy({ address: temporalServer.address }) });
+    temporal = new Client({
+      connection: Connection.lazy({ address: temporalServer.address }),
+      dataConverter: TEST_DATA_CONVERTER,
+    });
     api = await startApiServer(
       {
         db: database.db,

@@ -7,6 +7,7 @@ import type { CustomerConversationInput } from '../../src/workflows/conversation
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { conversationSnapshotQuery, inboundMessageSignal, type InboundMessageInput } from '../../src/workflows/messages.js';
 import { callApi, eventually, postMail } from '../support/http.js';
+import { decodeEventInputs } from '../support/payloads.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
 
 const { WorkflowTaskFailedCause } = temporal.api.enums.v1;
@@ -234,6 +235,7 @@ describe('a conversation with thousands of messages keeps working', () => {
     while (runId) {
       const history = await stack.temporal.workflow.getHandle(workflowId, runId).fetchHistory();
       const events: HistoryEvent[] = history.events ?? [];
+      await decodeEventInputs(events); // Temporal keeps them encrypted
       runs.push({ runId, events });
       runId = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
     }

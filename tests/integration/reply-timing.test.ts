@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAsRecipient } from '../../src/mail/outgoing.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
+import { historyPayloadValue } from '../support/payloads.js';
 import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
 
 // Undo send, send later and the collision guard through the real stack: the API, the conversation
@@ -84,9 +84,11 @@ describe('reply timing: undo send, send later, collisions, who is writing', () =
 
   async function timerSummaries(conversationId: string): Promise<string[]> {
     const history = await stack.temporal.workflow.getHandle(conversationWorkflowId(conversationId)).fetchHistory();
-    return (history.events ?? [])
-      .filter((event) => event.timerStartedEventAttributes && event.userMetadata?.summary)
-      .map((event) => String(defaultPayloadConverter.fromPayload(event.userMetadata!.summary as any)));
+    return Promise.all(
+      (history.events ?? [])
+        .filter((event) => event.timerStartedEventAttributes && event.userMetadata?.summary)
+        .map(async (event) => String(await historyPayloadValue(event.userMetadata!.summary))),
+    );
   }
 
   it('sends nothing when the reply is undone within the grace period; the timeline says who undid it', async () => {

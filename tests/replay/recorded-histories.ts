@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { historyFromJson, workflowTypeOf, type History } from '../support/history-recorder.js';
+import { TEST_DATA_CONVERTER } from '../support/stack.js';
 
 /** tests/fixtures/histories/<workflow type>/<scenario>.json, written by `npm run record-histories`. */
 export const HISTORIES_DIRECTORY = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
@@ -48,7 +49,8 @@ export async function replay(
 ): Promise<Map<string, Error | undefined>> {
   const outcomes = new Map<string, Error | undefined>();
   const replays = Worker.runReplayHistories(
-    { workflowBundle, replayName: 'recorded-histories' },
+    // Histories recorded since payloads are encrypted hold the test key's ciphertext; older ones pass through as they are.
+    { workflowBundle, replayName: 'recorded-histories', dataConverter: TEST_DATA_CONVERTER },
     histories.map(({ name, history }) => ({ workflowId: name, history })),
   );
   for await (const { workflowId, error } of replays) outcomes.set(workflowId, error);

@@ -15,6 +15,7 @@ import type { WebhookDeliverySettings } from '../../src/activities/webhooks.js';
 import { createLogger } from '../../src/logger.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createMailTransport } from '../../src/mail/transport.js';
+import { dataConverterFromConfig } from '../../src/temporal/data-converter.js';
 import { createMailroomWorker, workflowBundleOptions, type MailroomWorker } from '../../src/worker.js';
 import { installTemporalRuntime } from '../../src/observability/temporal-runtime.js';
 import { mailReconcilerWorkflowId, webhookDispatcherWorkflowId } from '../../src/workflows/ids.js';
@@ -22,6 +23,8 @@ import type { MailReconcilerInput } from '../../src/workflows/reconciler.js';
 import { createTestDatabase } from './database.js';
 
 export const TEST_SECRET_KEY = 'test-secret-key-test-secret-key-0123456789';
+/** What every test's Temporal clients and workers encrypt with: the key derived from TEST_SECRET_KEY, as in production. */
+export const TEST_DATA_CONVERTER = dataConverterFromConfig({ SECRET_KEY: TEST_SECRET_KEY });
 /** The stack's INBOUND_DOMAIN: channels' forwarding addresses are username@subdomain.<this>. */
 export const TEST_INBOUND_DOMAIN = 'inbound.mailroom.test';
 
@@ -82,7 +85,7 @@ export async function startTestStack(
   const { db } = database;
   const capture = new SmtpCapture();
   const smtp = await capture.listen();
-  const temporal = new Client({ connection: await Connection.connect({ address }) });
+  const temporal = new Client({ connection: await Connection.connect({ address }), dataConverter: TEST_DATA_CONVERTER });
   const logger = createLogger('silent');
   const ingest = createIngest({ db, temporal, taskQueue, inboundDomain: TEST_INBOUND_DOMAIN });
   const api = await startApiServer(
@@ -115,6 +118,7 @@ export async function startTestStack(
       connection: workerConnection,
       taskQueue,
       workflowBundle,
+      dataConverter: TEST_DATA_CONVERTER,
       deps: {
         db,
         ingest: workerIngest(ingest),

@@ -2,6 +2,7 @@ import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
 import { mailroomSearchAttributes } from '../../src/workflows/search-attributes.js';
+import { TEST_DATA_CONVERTER } from './stack.js';
 
 const { IndexedValueType } = temporal.api.enums.v1;
 
@@ -12,6 +13,7 @@ const { IndexedValueType } = temporal.api.enums.v1;
 export async function createTimeSkippingEnvironment(): Promise<TestWorkflowEnvironment> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: inject('timeSkippingServerPath') } },
+    client: { dataConverter: TEST_DATA_CONVERTER },
   });
   await env.connection.operatorService.addSearchAttributes({
     namespace: env.namespace ?? 'default',

@@ -1,4 +1,3 @@
-import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -19,7 +18,8 @@ import {
   type Actor,
   type ConversationSnapshot,
 } from '../../src/workflows/messages.js';
-import { quietTemporalRuntime } from './stack.js';
+import { historyPayloadValue } from './payloads.js';
+import { quietTemporalRuntime, TEST_DATA_CONVERTER } from './stack.js';
 import { createTimeSkippingEnvironment } from './time-skipping.js';
 
 // Workflow tests on the time-skipping server with stub activities over a small in-memory world.
@@ -296,6 +296,7 @@ export function useWorkflowHarness(hooks: {
       connection: harness.env.nativeConnection,
       taskQueue,
       workflowBundle: bundle,
+      dataConverter: TEST_DATA_CONVERTER,
       activities: counted(stubActivities()),
     });
     const handle = harness.env.client.workflow.getHandle(conversationWorkflowId(`conversation-${taskQueue}`));
@@ -358,12 +359,14 @@ export function useWorkflowHarness(hooks: {
 
   harness.timerSummaries = async (handle) => {
     const history = await handle.fetchHistory();
-    return (history.events ?? [])
-      .filter((event) => event.timerStartedEventAttributes)
-      .map((event) => {
-        const summary = event.userMetadata?.summary;
-        return summary ? String(defaultPayloadConverter.fromPayload(summary as any)) : '';
-      });
+    return Promise.all(
+      (history.events ?? [])
+        .filter((event) => event.timerStartedEventAttributes)
+        .map(async (event) => {
+          const summary = event.userMetadata?.summary;
+          return summary ? String(await historyPayloadValue(summary)) : '';
+        }),
+    );
   };
 
   return harness;

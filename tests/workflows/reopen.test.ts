@@ -1,9 +1,9 @@
-import { defaultPayloadConverter } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { customerConversation } from '../../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { reopenUpdate, resolveUpdate } from '../../src/workflows/messages.js';
+import { historyPayloadValue } from '../support/payloads.js';
 import { ALICE, BOB, HOUR, useWorkflowHarness } from '../support/workflow-harness.js';
 
 const QUIET_PERIOD_MS = 3 * 24 * HOUR;
@@ -22,12 +22,14 @@ describe('customerConversation reopened by an agent (time skipping)', () => {
   /** The summaries of the activities the workflow scheduled, as the Temporal UI shows them. */
   async function activitySummaries(handle: WorkflowHandle): Promise<string[]> {
     const history = await handle.fetchHistory();
-    return (history.events ?? [])
-      .filter((event) => event.activityTaskScheduledEventAttributes)
-      .map((event) => {
-        const summary = event.userMetadata?.summary;
-        return summary ? String(defaultPayloadConverter.fromPayload(summary as any)) : '';
-      });
+    return Promise.all(
+      (history.events ?? [])
+        .filter((event) => event.activityTaskScheduledEventAttributes)
+        .map(async (event) => {
+          const summary = event.userMetadata?.summary;
+          return summary ? String(await historyPayloadValue(summary)) : '';
+        }),
+    );
   }
 
   it('reopens a resolved conversation to the previous assignee, and the survey is not sent', async () => {
