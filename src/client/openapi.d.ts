@@ -10,7 +10,7 @@ export interface paths {
     };
     /**
      * Readiness: whether PostgreSQL and Temporal answer (for load balancers and orchestrators)
-     * @description 200 when PostgreSQL answers a query and Temporal its system info, each within 3000 ms; otherwise 503 naming what does not answer. Liveness is GET /health, which checks nothing.
+     * @description 200 when PostgreSQL answers a query and Temporal its system info, each within 3000 ms; otherwise 503 naming what does not answer. At most 120 probes a minute from one client address (429 beyond). Liveness is GET /health, which checks nothing.
      */
     get: operations['getReadiness'];
     put?: never;
@@ -97,46 +97,6 @@ export interface paths {
     get: operations['completeMailboxAuthorization'];
     put?: never;
     post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/codec/decode': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /**
-     * Decrypt payloads Temporal stores (codec server)
-     * @description Decrypts payloads of Temporal histories (workflow inputs, signals, results, summaries, failure messages) with the deployment's keys; payloads that are not encrypted come back as they are. Admins only. At most 1000 payloads and 8388608 bytes a request. Browsers from TEMPORAL_UI_ORIGIN may call it (CORS).
-     */
-    post: operations['decodePayloads'];
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/codec/encode': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /**
-     * Encrypt payloads as Mailroom writes them (codec server)
-     * @description Encrypts payloads with the current key, as the Temporal UI does for input it sends to a workflow. Admins only. At most 1000 payloads and 8388608 bytes a request. Browsers from TEMPORAL_UI_ORIGIN may call it (CORS).
-     */
-    post: operations['encodePayloads'];
     delete?: never;
     options?: never;
     head?: never;
@@ -1917,21 +1877,6 @@ export interface components {
       inboundMessageId: string;
       /** @description True when this Message-ID had been received before; nothing new was created */
       duplicate: boolean;
-    };
-    /** @description Payloads as Temporal writes them in JSON (protobuf JSON of Payload) */
-    CodecPayloads: {
-      payloads: components['schemas']['CodecPayload'][];
-    };
-    CodecPayload: {
-      /** @description Metadata by name, each value base64 (e.g. encoding: "binary/encrypted") */
-      metadata?: {
-        [key: string]: string;
-      };
-      /**
-       * Format: byte
-       * @description The payload, base64
-       */
-      data?: string;
     };
     ChannelPage: {
       data: components['schemas']['Channel'][];
@@ -4154,6 +4099,17 @@ export interface operations {
           'application/json': components['schemas']['Readiness'];
         };
       };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
       /** @description A backing service is unavailable; retry later */
       503: {
         headers: {
@@ -4557,190 +4513,6 @@ export interface operations {
         };
         content: {
           'text/html': string;
-        };
-      };
-    };
-  };
-  decodePayloads: {
-    parameters: {
-      query?: never;
-      header?: {
-        /** @description The namespace the payloads are from (sent by the Temporal UI); one set of keys serves all */
-        'x-namespace'?: string;
-      };
-      path?: never;
-      cookie?: never;
-    };
-    requestBody: {
-      content: {
-        'application/json': components['schemas']['CodecPayloads'];
-      };
-    };
-    responses: {
-      /** @description The payloads decoded, in the order given */
-      200: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/json': components['schemas']['CodecPayloads'];
-        };
-      };
-      /** @description The body is not well-formed (e.g. malformed JSON) */
-      400: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Missing or wrong credentials */
-      401: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Not allowed for this role */
-      403: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description The body is larger than allowed */
-      413: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description The body must be sent as JSON (Content-Type: application/json) */
-      415: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description A field is invalid */
-      422: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
-      429: {
-        headers: {
-          /** @description Seconds until the rate limit allows another request */
-          'Retry-After': number;
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-    };
-  };
-  encodePayloads: {
-    parameters: {
-      query?: never;
-      header?: {
-        /** @description The namespace the payloads are from (sent by the Temporal UI); one set of keys serves all */
-        'x-namespace'?: string;
-      };
-      path?: never;
-      cookie?: never;
-    };
-    requestBody: {
-      content: {
-        'application/json': components['schemas']['CodecPayloads'];
-      };
-    };
-    responses: {
-      /** @description The payloads encrypted, in the order given */
-      200: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/json': components['schemas']['CodecPayloads'];
-        };
-      };
-      /** @description The body is not well-formed (e.g. malformed JSON) */
-      400: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Missing or wrong credentials */
-      401: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Not allowed for this role */
-      403: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description The body is larger than allowed */
-      413: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description The body must be sent as JSON (Content-Type: application/json) */
-      415: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description A field is invalid */
-      422: {
-        headers: {
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
-        };
-      };
-      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
-      429: {
-        headers: {
-          /** @description Seconds until the rate limit allows another request */
-          'Retry-After': number;
-          [name: string]: unknown;
-        };
-        content: {
-          'application/problem+json': components['schemas']['Problem'];
         };
       };
     };

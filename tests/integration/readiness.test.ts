@@ -1,17 +1,18 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { READINESS_PROBES_PER_MINUTE } from '../../src/api/routes/readiness.js';
 import { startApiServer, lazyTemporalClient, type RunningApi } from '../../src/api/server.js';
 import { connectPostgres, type Db } from '../../src/db/connection.js';
 import { createIngest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { createTestDatabase } from '../support/database.js';
-import { TEST_DATA_CONVERTER, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
+import { TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
 
 // GET /ready asks the real PostgreSQL and Temporal servers; GET /health asks nothing. Each API below is the real one,
 // its database or Temporal pointed at something that is up, missing, or silent.
 
-async function startApi(db: Db, temporal: Client): Promise<RunningApi> {
+async function startApi(db: Db, temporal: Client, options: { clock?: () => number; trustedProxies?: string[] } = {}) {
   return startApiServer(
     {
       db,
@@ -22,16 +23,23 @@ async function startApi(db: Db, temporal: Client): Promise<RunningApi> {
         MAX_INBOUND_BYTES: 1024 * 1024,
         PUBLIC_URL: 'http://unused',
         INBOUND_DOMAIN: TEST_INBOUND_DOMAIN,
+        ...(options.trustedProxies ? { TRUSTED_PROXIES: options.trustedProxies } : {}),
       },
       logger: createLogger('silent'),
+      ...(options.clock ? { clock: options.clock } : {}),
     },
     { port: 0, host: '127.0.0.1' },
   );
 }
 
-async function get(api: RunningApi, path: string) {
-  const response = await fetch(`${api.url}${path}`);
-  return { status: response.status, contentType: response.headers.get('content-type'), body: (await response.json()) as any };
+async function get(api: RunningApi, path: string, headers: Record<string, string> = {}) {
+  const response = await fetch(`${api.url}${path}`, { headers });
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    retryAfter: response.headers.get('retry-after'),
+    body: (await response.json()) as any,
+  };
 }
 
 /** A TCP server on loopback that takes connections and never says a word: a PostgreSQL or Temporal that hangs. */
@@ -73,8 +81,8 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
     for (const stop of stops.reverse()) await stop();
   });
 
-  async function apiWith(db: Db, client: Client): Promise<RunningApi> {
-    const api = await startApi(db, client);
+  async function apiWith(db: Db, client: Client, options: Parameters<typeof startApi>[2] = {}): Promise<RunningApi> {
+    const api = await startApi(db, client, options);
     stops.push(() => api.close());
     return api;
   }
@@ -91,7 +99,7 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
   it('is ready when PostgreSQL and Temporal answer', async () => {
     const api = await apiWith(database.db, temporal);
     const ready = await get(api, '/ready');
-    expect(ready).toEqual({
+    expect(ready).toMatchObject({
       status: 200,
       contentType: expect.stringContaining('application/json'),
       body: { status: 'ready', checks: { postgresql: 'up', temporal: 'up' } },
@@ -115,7 +123,7 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
   });
 
   it('is not ready, naming Temporal, when nothing listens at its address', async () => {
-    const client = lazyTemporalClient(`127.0.0.1:${await closedPort()}`, 'default', TEST_DATA_CONVERTER);
+    const client = lazyTemporalClient(`127.0.0.1:${await closedPort()}`);
     stops.push(() => client.connection.close());
     const api = await apiWith(database.db, client);
     const ready = await get(api, '/ready');
@@ -126,7 +134,7 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
     const silentPostgres = await silentServer();
     const silentTemporal = await silentServer();
     const db = connectPostgres(`postgres://mailroom@127.0.0.1:${silentPostgres.port}/mailroom`, { maxConnections: 2 });
-    const client = lazyTemporalClient(`127.0.0.1:${silentTemporal.port}`, 'default', TEST_DATA_CONVERTER);
+    const client = lazyTemporalClient(`127.0.0.1:${silentTemporal.port}`);
     // Stopped in reverse: the silent servers drop their connections first, so the pool and the client can close.
     stops.push(
       () => db.destroy(),
@@ -140,5 +148,23 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
     for (const ready of answers) {
       expect(ready).toMatchObject({ status: 503, body: { detail: 'PostgreSQL and Temporal do not answer' } });
     }
+  });
+
+  it('refuses a flood from one client address with 429 before asking the servers; other addresses are still answered', async () => {
+    // The clock stands still: no bucket refills while the test sends.
+    const api = await apiWith(database.db, temporal, { clock: () => 1_000_000, trustedProxies: ['127.0.0.0/8'] });
+    const flooder = { 'x-forwarded-for': '203.0.113.66' };
+    for (let sent = 0; sent < READINESS_PROBES_PER_MINUTE; sent += 20) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => get(api, '/ready', flooder)));
+      expect(batch.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+    }
+    const refused = await get(api, '/ready', flooder);
+    expect(refused).toMatchObject({
+      status: 429,
+      contentType: 'application/problem+json',
+      body: { title: 'Too many requests', detail: `at most ${READINESS_PROBES_PER_MINUTE} probes a minute from one address` },
+    });
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
+    expect(await get(api, '/ready', { 'x-forwarded-for': '198.51.100.7' })).toMatchObject({ status: 200 });
   });
 });

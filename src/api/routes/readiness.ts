@@ -2,12 +2,15 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { clientAddressBehind, rateLimited, RateLimiter } from '../rate-limit.js';
 
 // A load balancer's readiness probe: the API can do its work only while PostgreSQL and Temporal answer.
 // Liveness (/health) stays trivial, so that an outage of either never gets the API restarted.
 
 /** How long each backing service has to answer one probe. */
 export const READINESS_DEADLINE_MS = 3_000;
+/** Probes a minute from one client address: a probe every half second, far more than any orchestrator sends. */
+export const READINESS_PROBES_PER_MINUTE = 120;
 
 const BACKING_SERVICES = { postgresql: 'PostgreSQL', temporal: 'Temporal' } as const;
 type BackingService = keyof typeof BACKING_SERVICES;
@@ -29,10 +32,11 @@ const readinessRoute = createRoute({
   summary: 'Readiness: whether PostgreSQL and Temporal answer (for load balancers and orchestrators)',
   description:
     `200 when PostgreSQL answers a query and Temporal its system info, each within ${READINESS_DEADLINE_MS} ms; ` +
-    'otherwise 503 naming what does not answer. Liveness is GET /health, which checks nothing.',
+    `otherwise 503 naming what does not answer. At most ${READINESS_PROBES_PER_MINUTE} probes a minute from one client ` +
+    'address (429 beyond). Liveness is GET /health, which checks nothing.',
   responses: {
     200: { description: 'Both answer', content: { 'application/json': { schema: ReadinessSchema } } },
-    ...problemResponses(503),
+    ...problemResponses(429, 503),
   },
 });
 
@@ -49,8 +53,10 @@ async function within<T>(work: Promise<T>, ms: number): Promise<T> {
   }
 }
 
-export function readinessRoutes({ db, temporal, logger }: ApiDeps) {
+export function readinessRoutes({ db, temporal, logger, config, clock }: ApiDeps) {
   const app = new OpenAPIHono<AppEnv>();
+  const perClientAddress = new RateLimiter(READINESS_PROBES_PER_MINUTE, clock ? { now: clock } : {});
+  const clientAddress = clientAddressBehind(config.TRUSTED_PROXIES ?? []);
 
   async function probe(): Promise<BackingService[]> {
     const checks: Record<BackingService, () => Promise<unknown>> = {
@@ -72,6 +78,11 @@ export function readinessRoutes({ db, temporal, logger }: ApiDeps) {
   const shared = () => (running ??= probe().finally(() => (running = undefined)));
 
   app.openapi(readinessRoute, async (c) => {
+    // Anyone may ask: one client's flood is refused before it reaches PostgreSQL or Temporal.
+    const verdict = perClientAddress.take(clientAddress(c));
+    if (!verdict.allowed) {
+      throw rateLimited(`at most ${READINESS_PROBES_PER_MINUTE} probes a minute from one address`, verdict.retryAfterSeconds);
+    }
     const down = await shared();
     if (down.length > 0) {
       const names = down.map((service) => BACKING_SERVICES[service]);
