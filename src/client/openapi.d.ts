@@ -103,6 +103,46 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/codec/decode': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Decrypt payloads Temporal stores (codec server)
+     * @description Decrypts payloads of Temporal histories (workflow inputs, signals, results, summaries, failure messages) with the deployment's keys; payloads that are not encrypted come back as they are. Admins only. At most 1000 payloads and 8388608 bytes a request. Browsers from TEMPORAL_UI_ORIGIN may call it (CORS).
+     */
+    post: operations['decodePayloads'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/codec/encode': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Encrypt payloads as Mailroom writes them (codec server)
+     * @description Encrypts payloads with the current key, as the Temporal UI does for input it sends to a workflow. Admins only. At most 1000 payloads and 8388608 bytes a request. Browsers from TEMPORAL_UI_ORIGIN may call it (CORS).
+     */
+    post: operations['encodePayloads'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/channels': {
     parameters: {
       query?: never;
@@ -1877,6 +1917,21 @@ export interface components {
       inboundMessageId: string;
       /** @description True when this Message-ID had been received before; nothing new was created */
       duplicate: boolean;
+    };
+    /** @description Payloads as Temporal writes them in JSON (protobuf JSON of Payload) */
+    CodecPayloads: {
+      payloads: components['schemas']['CodecPayload'][];
+    };
+    CodecPayload: {
+      /** @description Metadata by name, each value base64 (e.g. encoding: "binary/encrypted") */
+      metadata?: {
+        [key: string]: string;
+      };
+      /**
+       * Format: byte
+       * @description The payload, base64
+       */
+      data?: string;
     };
     ChannelPage: {
       data: components['schemas']['Channel'][];
@@ -4513,6 +4568,190 @@ export interface operations {
         };
         content: {
           'text/html': string;
+        };
+      };
+    };
+  };
+  decodePayloads: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description The namespace the payloads are from (sent by the Temporal UI); one set of keys serves all */
+        'x-namespace'?: string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CodecPayloads'];
+      };
+    };
+    responses: {
+      /** @description The payloads decoded, in the order given */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CodecPayloads'];
+        };
+      };
+      /** @description The body is not well-formed (e.g. malformed JSON) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body is larger than allowed */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body must be sent as JSON (Content-Type: application/json) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  encodePayloads: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description The namespace the payloads are from (sent by the Temporal UI); one set of keys serves all */
+        'x-namespace'?: string;
+      };
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['CodecPayloads'];
+      };
+    };
+    responses: {
+      /** @description The payloads encrypted, in the order given */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['CodecPayloads'];
+        };
+      };
+      /** @description The body is not well-formed (e.g. malformed JSON) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or wrong credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not allowed for this role */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body is larger than allowed */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The body must be sent as JSON (Content-Type: application/json) */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A field is invalid */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Too many requests: over the rate limit the detail names; retry after Retry-After seconds */
+      429: {
+        headers: {
+          /** @description Seconds until the rate limit allows another request */
+          'Retry-After': number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
         };
       };
     };
