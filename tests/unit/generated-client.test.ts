@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { clientTypes, committedClientTypes, servedOpenApiDocument } from '../../scripts/client-types.js';
+import { createMailroomClient } from '../../src/client/mailroom-client.js';
 
 // The typed client is built from the document: the committed types are exactly what the routes make now.
 
@@ -20,5 +21,22 @@ describe('the generated client', () => {
     for (const operationId of ['listConversations', 'getConversation', 'replyToConversation', 'deliverInboundMail']) {
       expect(types).toContain(`  ${operationId}: {`);
     }
+  });
+
+  it('refuses at compile time what the document does not allow (npm run typecheck fails otherwise)', () => {
+    const client = createMailroomClient('http://127.0.0.1:9', 'never-sent');
+    const path = { conversationId: '00000000-0000-0000-0000-000000000000' };
+    // Never called: each line must be a type error, or its @ts-expect-error is one itself.
+    const misuses = [
+      // @ts-expect-error: no such route
+      () => client.GET('/v1/conversation'),
+      // @ts-expect-error: the conversation's id is a required path parameter
+      () => client.GET('/v1/conversations/{conversationId}'),
+      // @ts-expect-error: a reply's text is a string
+      () => client.POST('/v1/conversations/{conversationId}/replies', { params: { path }, body: { text: 42 } }),
+      // @ts-expect-error: no status "pending" in the document
+      () => client.GET('/v1/conversations', { params: { query: { status: 'pending' } } }),
+    ];
+    expect(misuses).toHaveLength(4);
   });
 });
