@@ -7,7 +7,7 @@ import { connectPostgres, type Db } from '../../src/db/connection.js';
 import { createIngest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { createTestDatabase } from '../support/database.js';
-import { TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
+import { TEST_DATA_CONVERTER, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
 
 // GET /ready asks the real PostgreSQL and Temporal servers; GET /health asks nothing. Each API below is the real one,
 // its database or Temporal pointed at something that is up, missing, or silent.
@@ -123,7 +123,7 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
   });
 
   it('is not ready, naming Temporal, when nothing listens at its address', async () => {
-    const client = lazyTemporalClient(`127.0.0.1:${await closedPort()}`);
+    const client = lazyTemporalClient(`127.0.0.1:${await closedPort()}`, 'default', TEST_DATA_CONVERTER);
     stops.push(() => client.connection.close());
     const api = await apiWith(database.db, client);
     const ready = await get(api, '/ready');
@@ -134,7 +134,7 @@ describe('readiness (GET /ready) and liveness (GET /health)', () => {
     const silentPostgres = await silentServer();
     const silentTemporal = await silentServer();
     const db = connectPostgres(`postgres://mailroom@127.0.0.1:${silentPostgres.port}/mailroom`, { maxConnections: 2 });
-    const client = lazyTemporalClient(`127.0.0.1:${silentTemporal.port}`);
+    const client = lazyTemporalClient(`127.0.0.1:${silentTemporal.port}`, 'default', TEST_DATA_CONVERTER);
     // Stopped in reverse: the silent servers drop their connections first, so the pool and the client can close.
     stops.push(
       () => db.destroy(),
