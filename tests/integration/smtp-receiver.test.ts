@@ -543,9 +543,11 @@ describe('SMTP receiver', () => {
           { from: 'noa@example.com', to: [forwarding] },
           customerMail({ messageId: 'postfix-outage@example.com', from: '<noa@example.com>' }),
         );
+        // Postfix notes the delay reason while the mail is still in its active queue, then moves it to deferred.
         const deferred = await eventually(async () =>
-          (await postfix.queue()).find((mail) =>
-            mail.recipients.some((recipient) => recipient.delayReason?.includes('451 4.3.0')),
+          (await postfix.queue()).find(
+            (mail) =>
+              mail.queueName === 'deferred' && mail.recipients.some((recipient) => recipient.delayReason?.includes('451 4.3.0')),
           ),
         );
         expect(deferred).toMatchObject({ queueName: 'deferred', sender: 'noa@example.com' });
