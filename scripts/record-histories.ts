@@ -19,7 +19,7 @@ const SUGGEST_CONTINUE_AS_NEW_EVENTS = 500;
 
 // The conversation on the time-skipping server, every stage and escalation; on the dev server the
 // mailbox (also waiting for its OAuth grant to be connected again), the assignment queue, a conversation that
-// continues as new and the mailbox imports.
+// continues as new, the mailbox imports and the webhook dispatcher and lanes.
 const DEFAULT_TESTS = [
   'tests/workflows/',
   'tests/integration/assignment.test.ts',
@@ -27,6 +27,7 @@ const DEFAULT_TESTS = [
   'tests/integration/oauth-mailbox.test.ts',
   'tests/integration/long-conversation.test.ts',
   'tests/integration/mailbox-import.test.ts',
+  'tests/integration/webhooks.test.ts',
 ];
 
 async function startDevServer(): Promise<{ address: string; server: ChildProcess }> {

@@ -34,6 +34,8 @@ const deliver = proxyActivities<Activities>({
 export interface WebhookDispatcherInput {
   /** How often it looks for deliveries to hand over; a second unless given. */
   intervalMs?: number;
+  /** How long one activity run hands over before the workflow takes stock; a minute unless given. */
+  runMs?: number;
   /** What the last run did, carried over continue-as-new for the details. */
   lastRun?: string;
 }
@@ -44,13 +46,14 @@ const RUNS_PER_WORKFLOW_RUN = 100;
 /** Hands committed webhook deliveries to their lanes, for as long as the task queue is served. */
 export async function webhookDispatcher(input: WebhookDispatcherInput = {}): Promise<void> {
   const intervalMs = input.intervalMs ?? 1000;
+  const runMs = input.runMs ?? DISPATCH_RUN_MS;
   let lastRun = input.lastRun;
   for (let runs = 0; runs < RUNS_PER_WORKFLOW_RUN && !workflowInfo().continueAsNewSuggested; runs++) {
-    setCurrentDetails(`Handing webhook deliveries to their lanes (${lastRun ? `last minute: ${lastRun}` : 'starting'})`);
+    setCurrentDetails(`Handing webhook deliveries to their lanes (${lastRun ? `last run: ${lastRun}` : 'starting'})`);
     try {
       const run = await dispatch.dispatchWebhooks.executeWithOptions(
-        { summary: 'Hand committed webhook deliveries to their lanes for a minute' },
-        [{ taskQueue: workflowInfo().taskQueue, runMs: DISPATCH_RUN_MS, intervalMs }],
+        { summary: `Hand committed webhook deliveries to their lanes for ${runMs / 1000} s` },
+        [{ taskQueue: workflowInfo().taskQueue, runMs, intervalMs }],
       );
       lastRun = run.stoppedEarly ? `${run.lanes} lanes; stopped: ${run.stoppedEarly}` : `${run.lanes} lanes`;
     } catch (error) {

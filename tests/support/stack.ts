@@ -140,7 +140,9 @@ export async function startTestStack(
   };
   let current = await startWorker();
   if (reconciler) await startMailReconciler(temporal, taskQueue, reconciler);
-  if (options.webhooks) await startWebhookDispatcher(temporal, taskQueue, { intervalMs: dispatchIntervalMs ?? 200 });
+  // Short runs, so that a test sees the dispatcher's workflow at work between them (and records it).
+  if (options.webhooks)
+    await startWebhookDispatcher(temporal, taskQueue, { intervalMs: dispatchIntervalMs ?? 200, runMs: 5_000 });
   return {
     db,
     api,
@@ -170,9 +172,10 @@ export async function startTestStack(
       await (await import('./history-recorder.js')).recordTaskQueueHistories(temporal, taskQueue);
       // The reconciler would otherwise wait on the shared dev server for a worker that never comes back.
       if (reconciler) await temporal.workflow.getHandle(mailReconcilerWorkflowId(taskQueue)).terminate('test stack stopped');
-      if (options.webhooks) await stopWebhookWorkflows(temporal, taskQueue);
       current.worker.shutdown();
       await current.running;
+      // After the worker, whose shutdown cancels the dispatcher's running activity while its workflow still runs.
+      if (options.webhooks) await stopWebhookWorkflows(temporal, taskQueue);
       await workerConnection.close();
       await api.close();
       await temporal.connection.close();
