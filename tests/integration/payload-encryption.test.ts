@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { temporalCliPath } from '../../scripts/servers/tools.js';
 import { startApiServer, type RunningApi } from '../../src/api/server.js';
@@ -9,11 +10,19 @@ import { createIngest } from '../../src/ingest/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { mailroomDataConverter } from '../../src/temporal/data-converter.js';
 import { parsePayloadKeys, type PayloadKey } from '../../src/temporal/payload-codec.js';
+import { workflowBundleOptions } from '../../src/worker.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { ChannelIdAttribute, mailroomSearchAttributes } from '../../src/workflows/search-attributes.js';
 import { eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
-import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
+import {
+  seedSupportTeam,
+  startTestStack,
+  TEST_DATA_CONVERTER,
+  TEST_INBOUND_DOMAIN,
+  TEST_SECRET_KEY,
+  type TestStack,
+} from '../support/stack.js';
 
 // What Temporal stores of a conversation, read the way ops read it: with the `temporal` CLI against the real dev
 // server. Without keys it shows no clear text of the mail; through the codec endpoint it shows the mail.
@@ -288,6 +297,15 @@ describe('payload encryption: what Temporal keeps of a conversation', () => {
     for (const { key, value } of values) {
       if (typeof value === 'string') expect(value, key.name).toMatch(/^(?:[0-9a-f-]{36}|[a-z_]{1,32})$/);
     }
+  });
+
+  it('a recorded history of encrypted payloads replays with the tests’ keys, and only with them', async () => {
+    const history = await stack.temporal.workflow.getHandle(conversationWorkflowId(conversationId)).fetchHistory();
+    const workflowBundle = await bundleWorkflowCode({ ...workflowBundleOptions, logger: new DefaultLogger('WARN') });
+    const workflowId = conversationWorkflowId(conversationId);
+    await Worker.runReplayHistory({ workflowBundle, dataConverter: TEST_DATA_CONVERTER }, history, workflowId);
+    // Without them the workflow cannot read its input ("Unknown encoding: binary/encrypted", itself encoded).
+    await expect(Worker.runReplayHistory({ workflowBundle }, history, workflowId)).rejects.toThrow(/Replay failed/);
   });
 
   const clients: Client[] = [];
