@@ -14,7 +14,7 @@ import type { ActivityDeps } from './deps.js';
 // The steps of a contact's erasure and of the retention sweep. Each may run again after a crash and does
 // nothing twice; they use the worker's own Temporal client to delete the conversations' workflow runs.
 
-export function createErasureActivities({ db }: ActivityDeps) {
+export function createErasureActivities({ db, secretKey }: ActivityDeps) {
   /** One conversation: a tombstone first (no new mail reaches it), then its workflow runs, then its rows. */
   async function eraseConversation(conversationId: string): Promise<void> {
     const { client, info } = Context.current();
@@ -44,7 +44,7 @@ export function createErasureActivities({ db }: ActivityDeps) {
   return {
     /** Removes the contact's address, name and attributes and cuts their conversations off; found: false when there is none. */
     async tombstoneContact({ contactId }: { contactId: string }): Promise<{ found: boolean }> {
-      return { found: (await tombstoneContact(db, contactId)) !== undefined };
+      return { found: (await tombstoneContact(db, contactId, secretKey)) !== undefined };
     },
 
     /** Erases the next `limit` conversations of the contact after `after` (by id); last: null when there were no more. */

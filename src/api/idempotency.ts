@@ -29,6 +29,11 @@ export const IdempotencyHeadersSchema = z.object({
     }),
 });
 
+/** The conversation a request path is about (`/v1/conversations/{id}/…`), so that its erasure finds the stored response. */
+function conversationOfPath(path: string): string | null {
+  return /^\/v1\/conversations\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\/|$)/i.exec(path)?.[1] ?? null;
+}
+
 /** Runs after authentication; a no-op without the header. */
 export function idempotency(db: Db, secretKey: string) {
   return createMiddleware<AppEnv>(async (c, next) => {
@@ -53,7 +58,7 @@ export function idempotency(db: Db, secretKey: string) {
       .execute();
     const claimed = await db
       .insertInto('idempotency_keys')
-      .values({ user_id: user.id, key, request_hash: requestHash })
+      .values({ user_id: user.id, key, request_hash: requestHash, conversation_id: conversationOfPath(c.req.path) })
       .onConflict((oc) => oc.columns(['user_id', 'key']).doNothing())
       .returning('key')
       .executeTakeFirst();

@@ -1,11 +1,12 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ConversationStatus } from '../domain/conversation.js';
+import { decryptCredential } from '../security/credentials.js';
 import type { Database } from './schema.js';
 
 // What erasing personal data does to the database. A contact and each of its conversations keep their rows as
 // anonymous tombstones (so reports still count them: created, resolved, first response, CSAT ratings); everything
 // that holds what a person wrote or who they are is deleted: messages in and out with their raw mail and files,
-// the timeline, drafts, CSAT comments and stored API responses. Every step may run again.
+// the timeline, drafts, CSAT comments, stored API responses and webhook payloads. Every step may run again.
 
 type Db = Kysely<Database>;
 type Trx = Transaction<Database>;
@@ -61,7 +62,7 @@ export async function tombstoneConversations(trx: Trx, conversationIds: readonly
  * them, then the contact's address, name and attributes; their conversations become tombstones. Undefined when
  * there is no such contact.
  */
-export async function tombstoneContact(db: Db, contactId: string): Promise<{ accountId: string } | undefined> {
+export async function tombstoneContact(db: Db, contactId: string, secretKey: string): Promise<{ accountId: string } | undefined> {
   return db.transaction().execute(async (trx) => {
     const contact = await trx
       .selectFrom('contacts')
@@ -74,11 +75,12 @@ export async function tombstoneContact(db: Db, contactId: string): Promise<{ acc
       await trx.selectFrom('conversations').select('id').where('contact_id', '=', contactId).orderBy('id').execute()
     ).map((row) => row.id);
     if (contact.email) await eraseMailOfAddress(trx, contact.account_id, contact.email);
-    await eraseStoredResponses(trx, contact.account_id, [
-      ...(contact.email ? [contact.email] : []),
-      contactId,
-      ...conversationIds,
-    ]);
+    await eraseStoredResponses(
+      trx,
+      contact.account_id,
+      [...(contact.email ? [contact.email] : []), contactId, ...conversationIds],
+      secretKey,
+    );
     await trx
       .updateTable('contacts')
       .set({
@@ -117,30 +119,34 @@ async function eraseMailOfAddress(trx: Trx, accountId: string, address: string):
   await trx.deleteFrom('outbound_messages').where('id', 'in', sentToAddress).execute();
 }
 
-/** Idempotency records of the account's users whose stored response names any of these (an address, ids). */
-async function eraseStoredResponses(trx: Trx, accountId: string, needles: readonly string[]): Promise<void> {
-  if (needles.length === 0) return;
-  // strpos, not LIKE: an address is matched as it is, whatever characters it holds.
-  await trx
-    .deleteFrom('idempotency_keys')
+/**
+ * Stored responses (Idempotency-Key) of the account's users that name any of these (an address, ids). They are
+ * kept encrypted, so each is decrypted to be looked at; erasure is rare, and a response is small.
+ */
+async function eraseStoredResponses(trx: Trx, accountId: string, needles: readonly string[], secretKey: string): Promise<void> {
+  const stored = await trx
+    .selectFrom('idempotency_keys')
+    .select(['user_id', 'key', 'response_body'])
     .where('user_id', 'in', trx.selectFrom('users').select('id').where('account_id', '=', accountId))
-    .where(
-      sql<boolean>`exists (select 1 from unnest(${sql.val(needles)}::text[]) as n(needle)
-      where strpos(idempotency_keys.response_body, n.needle) > 0)`,
-    )
+    .where('response_body', 'is not', null)
     .execute();
+  for (const row of stored) {
+    const body = decryptCredential(row.response_body!, secretKey);
+    if (!needles.some((needle) => body.includes(needle))) continue;
+    await trx.deleteFrom('idempotency_keys').where('user_id', '=', row.user_id).where('key', '=', row.key).execute();
+  }
 }
 
 /**
  * Deletes what a (tombstoned) conversation held: its messages in and out (raw mail, MIME, attachments, reply
- * files), its timeline, drafting leases, CSAT comments, and what its workflow runs' activities
+ * files), its timeline, drafting leases, CSAT comments, webhook deliveries, and what its workflow runs' activities
  * kept for their retries. The CSAT rating stays with the tombstone.
  */
 export async function eraseConversationRows(db: Db, conversationId: string, workflowRunIds: readonly string[]): Promise<void> {
   await db.transaction().execute(async (trx) => {
     const conversation = await trx
       .selectFrom('conversations')
-      .select(['id', 'account_id'])
+      .select('id')
       .where('id', '=', conversationId)
       .forUpdate()
       .executeTakeFirst();
@@ -156,13 +162,16 @@ export async function eraseConversationRows(db: Db, conversationId: string, work
     await trx.deleteFrom('inbound_messages').where('conversation_id', '=', conversationId).execute();
     await trx.deleteFrom('conversation_events').where('conversation_id', '=', conversationId).execute();
     await trx.deleteFrom('draft_leases').where('conversation_id', '=', conversationId).execute();
+    // Webhook payloads name the sender and the subject; their attempts go with them (on delete cascade).
+    await trx.deleteFrom('webhook_deliveries').where('conversation_id', '=', conversationId).execute();
     if (workflowRunIds.length > 0) {
       await trx
         .deleteFrom('activity_effects')
         .where((eb) => eb.or(workflowRunIds.map((runId) => eb('key', 'like', `${runId}/%`))))
         .execute();
     }
-    await eraseStoredResponses(trx, conversation.account_id, [conversationId]);
+    // Responses to requests about the conversation (replies, notes); those naming the contact went with the contact.
+    await trx.deleteFrom('idempotency_keys').where('conversation_id', '=', conversationId).execute();
     // Anything written after the tombstone (an activity that was running) is ended again.
     await tombstoneConversations(trx, [conversationId]);
   });

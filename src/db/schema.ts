@@ -70,6 +70,8 @@ export interface IdempotencyKeysTable {
   response_content_type: string | null;
   response_body: string | null;
   created_at: CreatedAt;
+  /** The conversation the request was about (its path names it): erasing the conversation erases the stored response. */
+  conversation_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ChannelsTable {

@@ -5,11 +5,12 @@ import { sql } from 'kysely';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/connection.js';
+import { decryptCredential } from '../../src/security/credentials.js';
 import { ensureRetentionSchedule } from '../../src/temporal/erasure.js';
 import { contactErasureWorkflowId, conversationWorkflowId, retentionScheduleId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
-import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 // Issue 13, personal data: erasing a contact leaves no row, file or workflow history with their address or
 // what they wrote, only anonymous tombstones that reports still count; the retention sweep erases closed
@@ -33,6 +34,12 @@ async function rowsHolding(db: Db, needle: string): Promise<string[]> {
     if (Number(rows[0]!.n) > 0) found.push(`${table}.${column} (${rows[0]!.n} rows)`);
   }
   return found;
+}
+
+/** Stored responses (Idempotency-Key; kept encrypted) that hold `needle` once decrypted. */
+async function storedResponsesHolding(db: Db, needle: string): Promise<number> {
+  const rows = await db.selectFrom('idempotency_keys').select('response_body').where('response_body', 'is not', null).execute();
+  return rows.filter((row) => decryptCredential(row.response_body!, TEST_SECRET_KEY).includes(needle)).length;
 }
 
 /** Every payload in a history (inputs, results, signals, memos, summaries, failures), decoded by the client's converter. */
@@ -129,6 +136,13 @@ describe('erasing a contact', () => {
     other = await seedSupportTeam(stack.db, { name: 'Other Support', emailAddress: 'support@other.example' });
     await stack.db.updateTable('channels').set({ close_after_seconds: 1 }).where('id', '=', team.channel.id).execute();
 
+    // A backend subscribed to the account's events: their payloads name the sender and the subject.
+    const subscribed = await api(team.admin.apiKey, 'POST', '/v1/webhooks', {
+      url: 'http://127.0.0.1:9/mailroom-events',
+      events: ['message.received', 'conversation.created', 'csat.rated'],
+    });
+    expect(subscribed.status).toBe(201);
+
     // A closed conversation: a mail with a file, an agent's reply, resolved, rated with a comment, closed.
     const [alice] = team.agents;
     const closed = await mailFromErin(`Locker ${tag}`, `The attachment repeats it: ${phrase}`);
@@ -139,6 +153,13 @@ describe('erasing a contact', () => {
       body: JSON.stringify({ text: `Hello ${name}, about "${phrase}": done.` }),
     });
     expect(reply.status).toBe(201);
+    // A note quoting the customer, posted with an Idempotency-Key: its stored response holds the quote.
+    const note = await fetch(`${stack.api.url}/v1/conversations/${closed}/notes`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice!.apiKey}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+      body: JSON.stringify({ text: `Customer says: ${phrase}` }),
+    });
+    expect(note.status).toBe(201);
     expect((await api(alice!.apiKey, 'POST', `/v1/conversations/${closed}/resolve`)).status).toBe(200);
     const survey = await stack.capture.waitFor(
       (mail) => mail.envelope.to.includes(address) && mail.subject.startsWith('How did we do?'),
@@ -206,10 +227,18 @@ describe('erasing a contact', () => {
     expect(await rowsHolding(stack.db, address)).toEqual(
       expect.arrayContaining([expect.stringMatching(/^inbound_messages\.raw/)]),
     );
+    expect(await rowsHolding(stack.db, address)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^webhook_deliveries\.payload/),
+        expect.stringMatching(/^outbound_messages\.mime/),
+      ]),
+    );
     expect(await rowsHolding(stack.db, phrase)).toEqual(expect.arrayContaining([expect.stringMatching(/^attachments\.content/)]));
     expect(await historiesHolding(stack.temporal, stack.taskQueue, [address, name, phrase])).toEqual(
       expect.arrayContaining(conversationIds.map(conversationWorkflowId)),
     );
+
+    expect(await storedResponsesHolding(stack.db, phrase)).toBe(1);
 
     let erased = await api(team.admin.apiKey, 'DELETE', `/v1/contacts/${contactId}`);
     if (erased.status === 202) {
@@ -227,7 +256,7 @@ describe('erasing a contact', () => {
     expect(await rowsHolding(stack.db, address)).toEqual([]);
     expect(await rowsHolding(stack.db, name)).toEqual([]);
     expect(await rowsHolding(stack.db, phrase)).toEqual([]);
-
+    expect(await storedResponsesHolding(stack.db, phrase)).toBe(0);
     // Temporal: the conversations' workflows are gone, and no history left on the task queue holds any of it.
     for (const conversationId of conversationIds) {
       await eventually(async () =>

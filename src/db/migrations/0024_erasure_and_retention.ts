@@ -14,6 +14,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('erased_at', 'timestamptz')
     .execute();
   await db.schema.alterTable('conversations').addColumn('erased_at', 'timestamptz').execute();
+  // A stored response (Idempotency-Key) of a request about a conversation (a note, a reply) goes with its erasure.
+  await db.schema.alterTable('idempotency_keys').addColumn('conversation_id', 'uuid').execute();
+  await db.schema
+    .createIndex('idempotency_keys_conversation_idx')
+    .on('idempotency_keys')
+    .column('conversation_id')
+    .where(sql.ref('conversation_id'), 'is not', null)
+    .execute();
   // The retention sweep's question: an account's closed conversations, oldest first, not yet erased.
   await db.schema
     .createIndex('conversations_retention_idx')
@@ -25,6 +33,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex('conversations_retention_idx').execute();
+  await db.schema.dropIndex('idempotency_keys_conversation_idx').execute();
+  await db.schema.alterTable('idempotency_keys').dropColumn('conversation_id').execute();
   await db.schema.alterTable('conversations').dropColumn('erased_at').execute();
   await db.schema.alterTable('contacts').dropColumn('erasure_requested_at').dropColumn('erased_at').execute();
   await db.schema.alterTable('accounts').dropColumn('retention_days').execute();
