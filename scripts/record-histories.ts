@@ -19,7 +19,7 @@ const SUGGEST_CONTINUE_AS_NEW_EVENTS = 500;
 
 // The conversation on the time-skipping server, every stage and escalation; on the dev server the
 // mailbox (also waiting for its OAuth grant to be connected again), the assignment queue, a conversation that
-// continues as new, the mailbox imports and the webhook dispatcher and lanes.
+// continues as new, the mailbox imports, the webhook dispatcher and lanes, a contact's erasure and the retention sweep.
 const DEFAULT_TESTS = [
   'tests/workflows/',
   'tests/integration/assignment.test.ts',
@@ -28,6 +28,7 @@ const DEFAULT_TESTS = [
   'tests/integration/long-conversation.test.ts',
   'tests/integration/mailbox-import.test.ts',
   'tests/integration/webhooks.test.ts',
+  'tests/integration/erasure.test.ts',
 ];
 
 async function startDevServer(): Promise<{ address: string; server: ChildProcess }> {
