@@ -12,9 +12,7 @@ import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { encryptCredential } from '../src/security/credentials.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
-import { createLogger } from '../src/logger.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE, installBenchRuntime, type BenchStack } from './stack.js';
 import { fixtureMail } from './throughput.js';
 
 /** The IMAP worker's main queue: mailbox workflows; their syncMailbox sessions run on mailboxTaskQueue(MAILBOX_TASK_QUEUE). */
@@ -45,8 +43,7 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   const smtp = await capture.listen();
   stack.addStop(() => capture.close());
 
-  // Must come before the first NativeConnection. No shutdown signals: bench/run.ts's SIGINT handler stops the worker.
-  await installTemporalRuntime({ logger: createLogger('warn'), metrics: false, shutdownSignals: [] });
+  await installBenchRuntime();
   const connection = await NativeConnection.connect({ address: stack.temporalAddress });
   stack.addStop(() => connection.close());
   const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });

@@ -18,7 +18,11 @@
 // Then the SMTP receiver (bench/smtp.ts): BENCH_MAILS mails posted to the forwarder endpoint and as many delivered over SMTP,
 // in the same run and ABBA order: mails per second of each, their ratio (goal at least 0.8), and for SMTP the end of DATA
 // to the conversation signalled, p50 and p95.
-// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
+// Then webhooks (bench/webhooks.ts): BENCH_MAILS mails posted with a subscriber on loopback for message.received; deliveries
+// per second from the first post to the last delivery, and each delivery's latency, next to the forwarder's rate.
+// The ingest section runs a third workload beside the two: the same ingest through an API whose Temporal client does
+// not encrypt payloads, so the codec's cost on ingest is measured in the same run.
+// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, webhooks, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
 // the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
 // at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures } from './history.js';
@@ -30,6 +34,7 @@ import { measureSmtpReceiver, type SmtpFigures, type SmtpWorkload } from './smtp
 import { measureStalls, type StallFigures } from './stall.js';
 import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Request } from './throughput.js';
 import { measureWaitingWorkflows, WAITING_IDLE_SECONDS, type WaitingFigures } from './waiting-conversations.js';
+import { measureWebhookDeliveries, type WebhookFigures } from './webhooks.js';
 
 const CONCURRENCY = 16;
 const WARM_UP_REQUESTS = 50;
@@ -37,18 +42,23 @@ const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
 
-const SECTIONS = ['history', 'ingest', 'smtp', 'stall', 'imap', 'waiting'] as const;
+const SECTIONS = ['history', 'ingest', 'smtp', 'webhooks', 'stall', 'imap', 'waiting'] as const;
 /** SMTP mails per second over forwarded ones that the smtp section accepts. */
 const SMTP_RATIO_GOAL = 0.8;
 /** The longest event-loop stall of the API the stall section accepts, in milliseconds. */
 const STALL_GOAL_MS = 50;
 type Section = (typeof SECTIONS)[number];
 
-type Workload = 'bare' | 'ingest';
-const workloadLabels: Record<Workload, string> = { bare: 'bare signalWithStart', ingest: 'ingest (HTTP API)' };
-// ABBA order: drift during the run (a fuller Temporal database, a busier machine) weighs on both workloads alike.
+type Workload = 'bare' | 'ingest' | 'ingestClear';
+const WORKLOADS = ['bare', 'ingest', 'ingestClear'] as const;
+const workloadLabels: Record<Workload, string> = {
+  bare: 'bare signalWithStart',
+  ingest: 'ingest (HTTP API)',
+  ingestClear: 'ingest, payloads not encrypted',
+};
+// ABBA order: drift during the run (a fuller Temporal database, a busier machine) weighs on every workload alike.
 const roundOrders: Workload[][] = Array.from({ length: ROUNDS }, (_, index) =>
-  index % 2 === 0 ? ['bare', 'ingest'] : ['ingest', 'bare'],
+  index % 2 === 0 ? [...WORKLOADS] : [...WORKLOADS].reverse(),
 );
 
 interface Row {
@@ -87,8 +97,12 @@ async function main() {
     const figures: Record<string, unknown> = { ...history };
     let forwarder: Measurement | undefined;
     if (sections.has('ingest')) {
-      const requests: Record<Workload, Request> = { bare: bareSignalWithStart(stack), ingest: forwardedMail(stack) };
-      for (const workload of ['bare', 'ingest'] as const) {
+      const requests: Record<Workload, Request> = {
+        bare: bareSignalWithStart(stack),
+        ingest: forwardedMail(stack),
+        ingestClear: forwardedMail(stack, stack.clearApiUrl),
+      };
+      for (const workload of WORKLOADS) {
         assertNoFailures('warm-up', workload, await measure(WARM_UP_REQUESTS, CONCURRENCY, requests[workload]));
       }
 
@@ -107,6 +121,12 @@ async function main() {
     if (sections.has('smtp')) {
       const smtp = await measureSmtpReceiver(stack, { perRound, concurrency: CONCURRENCY, warmUp: WARM_UP_REQUESTS });
       Object.assign(figures, printSmtpReport(smtp, totalRequests));
+    }
+
+    if (sections.has('webhooks')) {
+      // After the ingest and SMTP rounds, so those are measured without a webhook subscription and its worker.
+      const webhooks = await measureWebhookDeliveries(stack, { mails: totalRequests, concurrency: CONCURRENCY });
+      Object.assign(figures, printWebhookReport(webhooks, forwarder));
     }
 
     if (sections.has('stall')) {
@@ -172,7 +192,7 @@ function assertNoFailures(phase: string, workload: Workload, measurement: Measur
 
 /** Prints the ingest table; returns the figures for the JSON line. */
 function reportIngest(rows: Row[], totalRequests: number) {
-  const totalRows = (['bare', 'ingest'] as const).map((workload) => ({
+  const totalRows = WORKLOADS.map((workload) => ({
     round: 'total',
     workload,
     measurement: combine(rows, workload),
@@ -180,9 +200,12 @@ function reportIngest(rows: Row[], totalRequests: number) {
   const allRows = [...rows, ...totalRows];
   const measurementOf = (round: string, workload: Workload) =>
     allRows.find((row) => row.round === round && row.workload === workload)!.measurement;
-  const ratioOf = (round: string) => rate(measurementOf(round, 'ingest')) / rate(measurementOf(round, 'bare'));
+  const ratioOf = (round: string, over: Workload = 'bare', workload: Workload = 'ingest') =>
+    rate(measurementOf(round, workload)) / rate(measurementOf(round, over));
   const roundRatios = roundOrders.map((_, index) => ratioOf(String(index + 1)));
+  const codecRatios = roundOrders.map((_, index) => ratioOf(String(index + 1), 'ingestClear'));
   const ingest = measurementOf('total', 'ingest');
+  const clear = measurementOf('total', 'ingestClear');
   const bare = measurementOf('total', 'bare');
 
   console.log(
@@ -203,6 +226,12 @@ function reportIngest(rows: Row[], totalRequests: number) {
   console.log(
     `ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`,
   );
+  console.log(
+    `payload encryption (AES-256-GCM codec): ingest with it / without it: ${ratioOf('total', 'ingestClear').toFixed(3)} ` +
+      `(per round: ${codecRatios.map((ratio) => ratio.toFixed(3)).join(', ')}); p50 ` +
+      `${percentile(ingest.latenciesMs, 0.5).toFixed(1)} vs ${percentile(clear.latenciesMs, 0.5).toFixed(1)} ms. ` +
+      'The second API differs from the first only by its data converter',
+  );
   return {
     n: totalRequests,
     concurrency: CONCURRENCY,
@@ -210,11 +239,69 @@ function reportIngest(rows: Row[], totalRequests: number) {
     mailsPerSecond: round1(rate(ingest)),
     signalWithStartPerSecond: round1(rate(bare)),
     ratio: round3(ratioOf('total')),
+    clearPayloadMailsPerSecond: round1(rate(clear)),
+    codecRatio: round3(ratioOf('total', 'ingestClear')),
+    codecRoundRatios: codecRatios.map(round3),
     roundRatios: roundRatios.map(round3),
     ingestP50Ms: round1(percentile(ingest.latenciesMs, 0.5)),
     ingestP95Ms: round1(percentile(ingest.latenciesMs, 0.95)),
     bareP50Ms: round1(percentile(bare.latenciesMs, 0.5)),
     bareP95Ms: round1(percentile(bare.latenciesMs, 0.95)),
+  };
+}
+
+/** Prints the webhook deliveries next to the forwarder's rate of the ingest section; returns the figures for the JSON line. */
+function printWebhookReport({ mails, posts, seconds, latenciesMs }: WebhookFigures, forwarder: Measurement | undefined) {
+  const perSecond = mails / seconds;
+  console.log(
+    `\nWebhook deliveries: ${mails} mails posted (${CONCURRENCY} in flight), each a new conversation whose message.received ` +
+      'a subscriber on loopback gets signed, through the dispatcher and one lane workflow per conversation',
+  );
+  printTable(
+    ['measurement', 'count', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
+    [
+      [
+        'webhook deliveries (first post → last delivery)',
+        String(mails),
+        seconds.toFixed(2),
+        perSecond.toFixed(1),
+        percentile(latenciesMs, 0.5).toFixed(1),
+        percentile(latenciesMs, 0.95).toFixed(1),
+      ],
+      [
+        'forwarder posts meanwhile',
+        String(posts.requests),
+        posts.seconds.toFixed(2),
+        rate(posts).toFixed(1),
+        percentile(posts.latenciesMs, 0.5).toFixed(1),
+        percentile(posts.latenciesMs, 0.95).toFixed(1),
+      ],
+      ...(forwarder
+        ? [
+            [
+              'forwarder (ingest total above)',
+              String(forwarder.requests),
+              forwarder.seconds.toFixed(2),
+              rate(forwarder).toFixed(1),
+              '-',
+              '-',
+            ],
+          ]
+        : []),
+    ],
+    1,
+  );
+  console.log(
+    'latency: a post answered → its delivery received (the dispatcher looks for committed deliveries every second). ' +
+      `ratio deliveries/forwarder: ${forwarder ? (perSecond / rate(forwarder)).toFixed(3) : '- (ingest section skipped)'}`,
+  );
+  return {
+    webhookMails: mails,
+    webhookDeliveriesPerSecond: round1(perSecond),
+    webhookLatencyP50Ms: round1(percentile(latenciesMs, 0.5)),
+    webhookLatencyP95Ms: round1(percentile(latenciesMs, 0.95)),
+    webhookPostsPerSecond: round1(rate(posts)),
+    ...(forwarder ? { webhookToForwarderRatio: round3(perSecond / rate(forwarder)) } : {}),
   };
 }
 

@@ -7,7 +7,8 @@ import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.j
 import { ensureTools } from '../scripts/servers/tools.js';
 import { startApiServer } from '../src/api/server.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
-import { dataConverterFromConfig } from '../src/temporal/data-converter.js';
+import { dataConverterFromConfig, mailroomDataConverter } from '../src/temporal/data-converter.js';
+import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import type { Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
@@ -22,8 +23,19 @@ export const BENCH_SECRET_KEY = 'x'.repeat(40);
 /** Encrypts as a deployment does (its key derived from BENCH_SECRET_KEY); `mailroomDataConverter(false)` leaves payloads clear. */
 export const BENCH_DATA_CONVERTER = dataConverterFromConfig({ SECRET_KEY: BENCH_SECRET_KEY });
 
+let runtimeInstalled: Promise<void> | undefined;
+
+/** The Temporal runtime for the bench's in-process workers, once (before the first NativeConnection). */
+export function installBenchRuntime(): Promise<void> {
+  // No shutdown signals: bench/run.ts's SIGINT handler stops the workers.
+  runtimeInstalled ??= installTemporalRuntime({ logger: createLogger('warn'), metrics: false, shutdownSignals: [] });
+  return runtimeInstalled;
+}
+
 export interface BenchStack {
   apiUrl: string;
+  /** A second API on the same database and channel whose Temporal client leaves payloads in clear text: the codec's cost. */
+  clearApiUrl: string;
   db: Db;
   /** The database's URL, for API or worker processes of a section's own. */
   databaseUrl: string;
@@ -74,31 +86,40 @@ export async function startBenchStack(): Promise<BenchStack> {
       dataConverter: BENCH_DATA_CONVERTER,
     });
     stops.push(() => temporal.connection.close());
-    const api = await startApiServer(
-      {
-        db,
-        temporal,
-        ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
-        config: {
-          SECRET_KEY: BENCH_SECRET_KEY,
-          MAX_INBOUND_BYTES: 25 * 1024 * 1024,
-          PUBLIC_URL: 'http://localhost',
-          INBOUND_DOMAIN: 'inbound.mailroom.test',
-          // The benchmark's Dovecot and SMTP capture run on loopback.
-          ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
-          // It measures throughput: limited, the forwarder would answer 429 after 600 mails a minute.
-          RATE_LIMIT_INBOUND_PER_MINUTE: 0,
-          RATE_LIMIT_SURVEY_PER_MINUTE: 0,
-          RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+    const startApi = (client: Client) =>
+      startApiServer(
+        {
+          db,
+          temporal: client,
+          ingest: createIngest({ db, temporal: client, taskQueue: INGEST_TASK_QUEUE }),
+          config: {
+            SECRET_KEY: BENCH_SECRET_KEY,
+            MAX_INBOUND_BYTES: 25 * 1024 * 1024,
+            PUBLIC_URL: 'http://localhost',
+            INBOUND_DOMAIN: 'inbound.mailroom.test',
+            // The benchmark's Dovecot and SMTP capture run on loopback.
+            ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
+            // It measures throughput: limited, the forwarder would answer 429 after 600 mails a minute.
+            RATE_LIMIT_INBOUND_PER_MINUTE: 0,
+            RATE_LIMIT_SURVEY_PER_MINUTE: 0,
+            RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+          },
+          logger: createLogger('silent'),
         },
-        logger: createLogger('silent'),
-      },
-      { port: 0, host: '127.0.0.1' },
-    );
+        { port: 0, host: '127.0.0.1' },
+      );
+    const api = await startApi(temporal);
     stops.push(api.close);
+    const clearTemporal = new Client({
+      connection: temporal.connection,
+      dataConverter: mailroomDataConverter(false),
+    });
+    const clearApi = await startApi(clearTemporal);
+    stops.push(clearApi.close);
 
     return {
       apiUrl: api.url,
+      clearApiUrl: clearApi.url,
       db,
       databaseUrl: database.url,
       accountId: account.id,

@@ -43,15 +43,24 @@ export async function measure(requests: number, concurrency: number, request: Re
 export const fixtureMail = readFileSync(new URL('../tests/fixtures/eml/customer-question.eml', import.meta.url), 'latin1');
 if (!/^Message-ID: .*$/m.test(fixtureMail)) throw new Error('bench: the fixture mail has no Message-ID line to replace');
 
-/** POSTs a new mail (a Message-ID never seen before, so a new conversation) to the channel's forwarder endpoint; 202 or it throws. */
-export function forwardedMail(stack: BenchStack): Request {
-  const url = `${stack.apiUrl}/v1/channels/${stack.channel.id}/inbound`;
+/**
+ * POSTs a new mail (a Message-ID never seen before, so a new conversation) to the channel's forwarder endpoint of the
+ * stack's API (or of `apiUrl`); 202 or it throws.
+ */
+export function forwardedMail(
+  stack: BenchStack,
+  apiUrl: string = stack.apiUrl,
+  /** Told the stored mail's id as soon as the post is answered. */
+  onAccepted?: (inboundMessageId: string) => void,
+): Request {
+  const url = `${apiUrl}/v1/channels/${stack.channel.id}/inbound`;
   const headers = { authorization: `Bearer ${stack.channel.forwarderSecret}`, 'content-type': 'message/rfc822' };
   return async () => {
     const raw = fixtureMail.replace(/^Message-ID: .*$/m, `Message-ID: <bench-${randomUUID()}@mail.example.com>`);
     const response = await fetch(url, { method: 'POST', headers, body: Buffer.from(raw, 'latin1') });
     const body = await response.text(); // read in full, so the connection is reused and the time includes the answer
     if (response.status !== 202) throw new Error(`HTTP ${response.status}: ${body}`);
+    onAccepted?.((JSON.parse(body) as { inboundMessageId: string }).inboundMessageId);
   };
 }
 
