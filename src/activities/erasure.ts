@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import {
   contactConversationIds,
+  contactsLeftWithoutConversations,
   eraseConversationRows,
   expiredConversations,
   markContactErased,
@@ -67,9 +68,14 @@ export function createErasureActivities({ db, secretKey }: ActivityDeps) {
       return expiredConversations(db, input);
     },
 
-    /** The retention sweep's erasure of expired conversations (their contacts stay). */
+    /** The retention sweep's erasure of expired conversations; a contact left with none is erased too. */
     async eraseConversations({ conversationIds }: { conversationIds: string[] }): Promise<{ erased: number }> {
-      return { erased: await eraseEach(conversationIds) };
+      const erased = await eraseEach(conversationIds);
+      for (const contactId of await contactsLeftWithoutConversations(db, conversationIds)) {
+        await tombstoneContact(db, contactId, secretKey);
+        await markContactErased(db, contactId);
+      }
+      return { erased };
     },
   };
 }

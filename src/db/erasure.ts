@@ -9,6 +9,9 @@ import type { Database } from './schema.js';
 // the timeline, drafts, CSAT comments, stored API responses and webhook payloads. Every step may run again.
 
 type Db = Kysely<Database>;
+
+/** How long a stored response answers a repeated request (as src/api/idempotency.ts remembers them). */
+const STORED_RESPONSES_REPLAYED_FOR = '24 hours';
 type Trx = Transaction<Database>;
 
 /** A conversation as it was before it became a tombstone: whether someone was still working it. */
@@ -124,10 +127,17 @@ async function eraseMailOfAddress(trx: Trx, accountId: string, address: string):
  * kept encrypted, so each is decrypted to be looked at; erasure is rare, and a response is small.
  */
 async function eraseStoredResponses(trx: Trx, accountId: string, needles: readonly string[], secretKey: string): Promise<void> {
+  const accountUsers = trx.selectFrom('users').select('id').where('account_id', '=', accountId);
+  // Older ones are never answered again (a key is new after 24 hours): nobody needs them, so they go first.
+  await trx
+    .deleteFrom('idempotency_keys')
+    .where('user_id', 'in', accountUsers)
+    .where('created_at', '<', sql<Date>`now() - ${STORED_RESPONSES_REPLAYED_FOR}::interval`)
+    .execute();
   const stored = await trx
     .selectFrom('idempotency_keys')
     .select(['user_id', 'key', 'response_body'])
-    .where('user_id', 'in', trx.selectFrom('users').select('id').where('account_id', '=', accountId))
+    .where('user_id', 'in', accountUsers)
     .where('response_body', 'is not', null)
     .execute();
   for (const row of stored) {
@@ -184,6 +194,29 @@ export async function markContactErased(db: Db, contactId: string): Promise<void
     .set({ erased_at: sql<Date>`coalesce(erased_at, now())` })
     .where('id', '=', contactId)
     .execute();
+}
+
+/** Of the contacts of these conversations, those with no conversation left that is not erased (nor erased themselves). */
+export async function contactsLeftWithoutConversations(db: Db, conversationIds: readonly string[]): Promise<string[]> {
+  if (conversationIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('contacts as ct')
+    .select('ct.id')
+    .where('ct.id', 'in', db.selectFrom('conversations').select('contact_id').where('id', 'in', conversationIds))
+    .where('ct.erasure_requested_at', 'is', null)
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('conversations as c')
+            .select('c.id')
+            .whereRef('c.contact_id', '=', 'ct.id')
+            .where('c.erased_at', 'is', null),
+        ),
+      ),
+    )
+    .execute();
+  return rows.map((row) => row.id);
 }
 
 /** One page of the contact's conversations, by id after `after`. */

@@ -440,6 +440,15 @@ describe('the retention sweep', () => {
       .where('conversation_id', 'in', [expired, recent, open, elsewhere])
       .execute();
     expect(messages.map((m) => m.conversation_id).sort()).toEqual([recent, open, elsewhere].sort());
+    // The contact of the expired conversation had no other: erased too. The others keep theirs.
+    const contacts = await stack.db
+      .selectFrom('contacts')
+      .select(['email', 'erased_at'])
+      .where('email', 'like', `retained-%.${tag}@example.com`)
+      .orderBy('email')
+      .execute();
+    expect(contacts.map((contact) => contact.email)).toEqual([2, 3, 4].map((n) => `retained-${n}.${tag}@example.com`));
+    expect(await rowsHolding(stack.db, `retained-1.${tag}@example.com`)).toEqual([]);
     await eventually(async () => ((await workflowGone(stack.temporal, conversationWorkflowId(expired))) ? true : undefined));
     expect((await api(keeping.admin.apiKey, 'GET', `/v1/conversations/${expired}`)).status).toBe(404);
     expect((await api(keeping.admin.apiKey, 'GET', `/v1/conversations/${recent}`)).status).toBe(200);
