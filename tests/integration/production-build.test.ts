@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
@@ -10,16 +10,25 @@ import { freePort } from '../../scripts/servers/tools.js';
 import { LOOPBACK_NETWORKS } from '../../src/config.js';
 import { SmtpCapture } from '../../src/mail/smtp-capture.js';
 import { createTestDatabase } from '../support/database.js';
-import { imageCommand, imageHealthCheck } from '../support/dockerfile.js';
+import {
+  copiesOf,
+  finalStage,
+  imageCommand,
+  imageHealthCheck,
+  readDockerfile,
+  stageNamed,
+  type Instruction,
+} from '../support/dockerfile.js';
 import { postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
 import { startNodeProcess, type MailroomProcess } from '../support/mailroom-process.js';
 import { seedSupportTeam, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY } from '../support/stack.js';
 
-// The production image, as far as it goes without a Docker engine: `npm run build` (the Dockerfile's build step)
-// into a folder laid out like the image's /app — package.json, the production dependencies without tsx or any
-// other development dependency, dist/ — and the processes started there with the Dockerfile's and docker-compose's
-// own commands, by plain node: no loader, no NODE_OPTIONS, no TypeScript file anywhere to run.
+// The production image, as far as it goes without a Docker engine: the Dockerfile's two stages followed in two
+// folders — its COPY instructions copied from this checkout, its `npm ci` stood in for by this checkout's
+// node_modules (all of it for the build; without tsx or any other development dependency for the image), its
+// build RUN run — and the processes started in the image's folder with the Dockerfile's and docker-compose's own
+// commands, by plain node: no loader, no NODE_OPTIONS, no TypeScript file anywhere to run.
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const GREETING = 'Thanks for writing, the compiled worker greets you.';
@@ -37,6 +46,32 @@ async function run(command: string, args: string[], options: { cwd: string; env:
     child.once('exit', (exitCode) => resolve(exitCode ?? -1));
   });
   return { code, output };
+}
+
+/** A stage's COPY instructions into `target` (its WORKDIR): from this checkout, or from the named stage's folder. */
+function applyCopies(stage: Instruction[], target: string, stages: Record<string, string>): void {
+  for (const { from, sources, destination } of copiesOf(stage)) {
+    for (const source of sources) {
+      // `COPY --from=build /app/dist ./dist`: a path in the other stage, whose WORKDIR is /app.
+      const path = from ? join(stages[from]!, relative('/app', source)) : join(REPO_ROOT, source);
+      const into =
+        destination.endsWith('/') && !statSync(path).isDirectory()
+          ? join(target, destination, basename(source))
+          : join(target, destination);
+      cpSync(path, into, { recursive: true });
+    }
+  }
+}
+
+/** A stage's RUN instructions but its first, `npm ci`, which the caller stands in for; fails on the first that fails. */
+async function runAfterInstall(stage: Instruction[], cwd: string, install: RegExp): Promise<void> {
+  const [first, ...rest] = stage.filter((instruction) => instruction.keyword === 'RUN').map((instruction) => instruction.args);
+  expect(first).toMatch(install);
+  for (const command of rest) {
+    // On the Node LTS, as the image's node is: this checkout's wrapper puts it first on PATH if this node is older.
+    const result = await run('bash', [join(REPO_ROOT, 'scripts', 'node-lts.sh'), 'sh', '-c', command], { cwd, env: process.env });
+    if (result.code !== 0) throw new Error(`RUN ${command} exited with ${result.code}:\n${result.output}`);
+  }
 }
 
 /** node_modules of the image: every package of this checkout but the development dependencies (tsx among them). */
@@ -72,6 +107,7 @@ function nodeArguments(command: string[]): string[] {
 }
 
 describe('the production build, started as the image starts it', () => {
+  let build: string;
   let app: string;
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let capture: SmtpCapture;
@@ -82,11 +118,18 @@ describe('the production build, started as the image starts it', () => {
   let apiUrl: string;
 
   beforeAll(async () => {
+    const dockerfile = readDockerfile();
+    build = mkdtempSync(join(tmpdir(), 'mailroom-image-build-'));
+    const buildStage = stageNamed(dockerfile, 'build');
+    applyCopies(buildStage, build, {});
+    symlinkSync(join(REPO_ROOT, 'node_modules'), join(build, 'node_modules'));
+    await runAfterInstall(buildStage, build, /^npm ci\b/); // npm run build
+
     app = mkdtempSync(join(tmpdir(), 'mailroom-image-'));
-    const build = await run('npm', ['run', 'build', '--', '--out-dir', join(app, 'dist')], { cwd: REPO_ROOT, env: process.env });
-    if (build.code !== 0) throw new Error(`npm run build exited with ${build.code}:\n${build.output}`);
-    copyFileSync(join(REPO_ROOT, 'package.json'), join(app, 'package.json')); // "type": "module", as in the image
+    const imageStage = finalStage(dockerfile);
+    applyCopies(imageStage, app, { build });
     linkProductionDependencies(app);
+    await runAfterInstall(imageStage, app, /^npm ci --omit=dev\b/);
 
     database = await createTestDatabase();
     team = await seedSupportTeam(database.db, {
@@ -120,7 +163,7 @@ describe('the production build, started as the image starts it', () => {
     await Promise.all(processes.map((child) => child.stop()));
     await capture?.close();
     await database?.drop();
-    if (app) rmSync(app, { recursive: true, force: true });
+    for (const dir of [build, app]) if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('is compiled JavaScript only, with the workflow bundle prebuilt next to the compiled worker, and no tsx to load', () => {

@@ -70,3 +70,29 @@ export function imageHealthCheck(instructions = readDockerfile()): { options: Re
   );
   return { options, command: execForm(match[2]!) };
 }
+
+/** One COPY: what from where (`from`: the stage it copies out of, else the build context) to where. */
+export interface Copy {
+  from?: string;
+  sources: string[];
+  destination: string;
+}
+
+export function copiesOf(stage: Instruction[]): Copy[] {
+  return stage
+    .filter((instruction) => instruction.keyword === 'COPY')
+    .map(({ args }) => {
+      const parts = args.split(/\s+/);
+      const from = parts[0]?.startsWith('--from=') ? parts.shift()!.slice('--from='.length) : undefined;
+      return { ...(from ? { from } : {}), sources: parts.slice(0, -1), destination: parts.at(-1)! };
+    });
+}
+
+/** The stage whose `FROM … AS <name>` names it. */
+export function stageNamed(instructions: Instruction[], name: string): Instruction[] {
+  const from = instructions.find(
+    (instruction) => instruction.keyword === 'FROM' && instruction.args.split(/\s+/).at(-1)?.toLowerCase() === name,
+  );
+  if (!from) throw new Error(`the Dockerfile has no stage named ${name}`);
+  return instructions.filter((instruction) => instruction.stage === from.stage);
+}
