@@ -1,5 +1,6 @@
 // Vitest globalSetup: real PostgreSQL and Temporal servers for the whole test run.
 // DATABASE_URL / TEMPORAL_ADDRESS point the tests at servers of your own instead.
+import { readFileSync } from 'node:fs';
 import type {} from 'vitest'; // brings vitest's types into the program, so the augmentation below resolves
 import type { TestProject } from 'vitest/node';
 import { startPostgres } from '../../scripts/servers/postgres.js';
@@ -18,6 +19,7 @@ declare module 'vitest' {
 }
 
 export default async function setup({ provide }: TestProject) {
+  warnOnOlderNode();
   await ensureTools();
   const stops: Array<() => Promise<void>> = [];
   const teardown = async () => {
@@ -47,4 +49,15 @@ export default async function setup({ provide }: TestProject) {
     throw err;
   }
   return teardown;
+}
+
+/** `npm test` and `npm run vitest` run the suite on the Node LTS of package.json (scripts/node-lts.sh); a bare npx does not. */
+function warnOnOlderNode(): void {
+  const engines = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).engines.node as string;
+  const required = Number(/\d+/.exec(engines)?.[0]);
+  if (Number(process.versions.node.split('.')[0]) < required) {
+    console.warn(
+      `The tests run on Node ${process.version}, older than package.json's ${engines}: npm test runs them on the LTS.`,
+    );
+  }
 }
