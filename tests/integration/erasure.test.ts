@@ -313,6 +313,52 @@ describe('erasing a contact', () => {
       expect(await workflowGone(stack.temporal, conversationWorkflowId(conversationId))).toBe(true);
     }
   });
+
+  it('answers 202 while no worker runs it, and finishes once one does', async () => {
+    const sender = `fay.${tag}@example.com`;
+    const posted = await postMail(
+      stack.api.url,
+      team.channel,
+      customerMail({ messageId: `fay.${tag}@example.com`, from: `"Fay" <${sender}>`, subject: `Waiting ${tag}` }),
+    );
+    expect(posted.status).toBe(202);
+    const conversationId: string = posted.body.conversationId;
+    await eventually(async () => {
+      const { body } = await api(team.admin.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      return body.stage === 'assigned' ? true : undefined;
+    });
+    const { body: found } = await api(team.admin.apiKey, 'GET', `/v1/contacts?email=${encodeURIComponent(sender)}`);
+    const fay: string = found.data[0].id;
+
+    await stack.runWithoutWorker(async () => {
+      const response = await fetch(`${stack.api.url}/v1/contacts/${fay}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${team.admin.apiKey}` },
+      });
+      expect(response.status).toBe(202);
+      expect(response.headers.get('location')).toBe(`/v1/contacts/${fay}/erasure`);
+      expect(await response.json()).toMatchObject({ contactId: fay, state: 'running', completedAt: null });
+      const status = await api(team.admin.apiKey, 'GET', `/v1/contacts/${fay}/erasure`);
+      expect(status.body).toMatchObject({ state: 'running', requestedAt: expect.any(String) });
+    });
+
+    const done = await eventually(async () => {
+      const { body } = await api(team.admin.apiKey, 'GET', `/v1/contacts/${fay}/erasure`);
+      return body.state === 'completed' ? body : undefined;
+    }, 60_000);
+    expect(done.completedAt).toEqual(expect.any(String));
+    await eventually(async () =>
+      (await workflowGone(stack.temporal, conversationWorkflowId(conversationId))) ? true : undefined,
+    );
+    expect(await rowsHolding(stack.db, sender)).toEqual([]);
+    // A contact that was never asked to be erased has no erasure to show.
+    const { body: others } = await api(
+      team.admin.apiKey,
+      'GET',
+      `/v1/contacts?email=${encodeURIComponent(`kim.${tag}@example.com`)}`,
+    );
+    expect((await api(team.admin.apiKey, 'GET', `/v1/contacts/${others.data[0].id}/erasure`)).status).toBe(404);
+  });
 });
 
 describe('the retention sweep', () => {

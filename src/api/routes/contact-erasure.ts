@@ -1,5 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
 import { startContactErasure } from '../../temporal/erasure.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiDeps, AppEnv, AuthenticatedUser } from '../env.js';
@@ -84,7 +85,7 @@ export function contactErasureRoutes({ db, temporal, taskQueue }: ApiDeps) {
     return {
       contactId: contact.id,
       state: contact.erased_at ? ('completed' as const) : ('running' as const),
-      requestedAt: (contact.erasure_requested_at ?? contact.erased_at ?? new Date()).toISOString(),
+      requestedAt: (contact.erasure_requested_at ?? contact.erased_at)!.toISOString(),
       completedAt: contact.erased_at?.toISOString() ?? null,
     };
   }
@@ -97,6 +98,12 @@ export function contactErasureRoutes({ db, temporal, taskQueue }: ApiDeps) {
     if (!contact) throw notFound(contactId);
     if (contact.erased_at) return c.body(null, 204);
     await startContactErasure(temporal, contactId, taskQueue);
+    // Recorded once Temporal has it: from now on the erasure can be followed, even before a worker takes it up.
+    await db
+      .updateTable('contacts')
+      .set({ erasure_requested_at: sql<Date>`coalesce(erasure_requested_at, now())` })
+      .where('id', '=', contactId)
+      .execute();
     // Polled in the database rather than through the workflow's result: nothing is left waiting once we answer.
     const deadline = Date.now() + WAIT_FOR_ERASURE_MS;
     let current = contact;
@@ -106,7 +113,7 @@ export function contactErasureRoutes({ db, temporal, taskQueue }: ApiDeps) {
       if (current.erased_at) return c.body(null, 204);
     }
     c.header('Location', `/v1/contacts/${contactId}/erasure`);
-    return c.json(toErasure({ ...current, erasure_requested_at: current.erasure_requested_at ?? new Date() }), 202);
+    return c.json(toErasure(current), 202);
   });
 
   app.openapi(getRoute, async (c) => {
