@@ -74,21 +74,26 @@ async function runAfterInstall(stage: Instruction[], cwd: string, install: RegEx
   }
 }
 
-/** node_modules of the image: every package of this checkout but the development dependencies (tsx among them). */
+/**
+ * node_modules as `npm ci --omit=dev` leaves it: every package of this checkout but those the lock file marks as
+ * needed for development only (tsx, TypeScript, vitest and what only they depend on).
+ */
 function linkProductionDependencies(app: string): void {
-  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
-  const development = new Set(Object.keys(manifest.devDependencies));
+  const lock = JSON.parse(readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean }>;
+  };
   const source = join(REPO_ROOT, 'node_modules');
   const target = join(app, 'node_modules');
+  const developmentOnly = (name: string) => lock.packages[`node_modules/${name}`]?.dev === true;
   mkdirSync(target);
   for (const entry of readdirSync(source)) {
     if (entry.startsWith('.')) continue; // .bin (tsx's among them), npm's own files
     if (entry.startsWith('@')) {
       mkdirSync(join(target, entry));
       for (const name of readdirSync(join(source, entry))) {
-        if (!development.has(`${entry}/${name}`)) symlinkSync(join(source, entry, name), join(target, entry, name));
+        if (!developmentOnly(`${entry}/${name}`)) symlinkSync(join(source, entry, name), join(target, entry, name));
       }
-    } else if (!development.has(entry)) {
+    } else if (!developmentOnly(entry)) {
       symlinkSync(join(source, entry), join(target, entry));
     }
   }
@@ -180,6 +185,7 @@ describe('the production build, started as the image starts it', () => {
     );
     expect(existsSync(join(app, 'node_modules', 'tsx'))).toBe(false);
     expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false);
+    expect(existsSync(join(app, 'node_modules', 'esbuild'))).toBe(false); // tsx's, development only too
     expect(env.NODE_OPTIONS).toBeUndefined();
   });
 
