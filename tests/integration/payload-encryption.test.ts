@@ -95,7 +95,7 @@ describe('payload encryption: what Temporal keeps of a conversation', () => {
   }
 
   /** A second API on the stack's database, with the UI's origin configured and the given Temporal client. */
-  async function apiWith(temporal: Client): Promise<RunningApi> {
+  async function apiWith(temporal: Client, options: { codecFromLoopback?: boolean } = {}): Promise<RunningApi> {
     return startApiServer(
       {
         db: stack.db,
@@ -110,6 +110,7 @@ describe('payload encryption: what Temporal keeps of a conversation', () => {
           TEMPORAL_UI_ORIGIN: [UI_ORIGIN],
         },
         logger: createLogger('silent'),
+        ...options,
       },
       { port: 0, host: '127.0.0.1' },
     );
@@ -214,6 +215,19 @@ describe('payload encryption: what Temporal keeps of a conversation', () => {
     const [decoded] = admin.body.payloads;
     expect(Buffer.from(decoded.metadata.encoding, 'base64').toString()).toBe('json/plain');
     expect(Buffer.from(decoded.data, 'base64').toString()).toContain(SECRET.subject);
+  });
+
+  it('lets this machine decode without a key only where npm start asks for it (its dev server’s UI)', async () => {
+    const payloads = [await encryptedPayloadOfHistory()];
+    expect((await codec('decode', { payloads })).status).toBe(401);
+    const development = await apiWith(stack.temporal, { codecFromLoopback: true });
+    try {
+      const decoded = await codec('decode', { payloads }, { origin: UI_ORIGIN }, development.url);
+      expect(decoded.status).toBe(200);
+      expect(Buffer.from(decoded.body.payloads[0].data, 'base64').toString()).toContain(SECRET.subject);
+    } finally {
+      await development.close();
+    }
   });
 
   it('encodes as the workers write, and bounds and checks what it is sent', async () => {
