@@ -56,6 +56,11 @@ describe('docker-compose.yml', () => {
       expect(receiver.environment[name]).toBeDefined();
       expect(receiver.environment[name]).toEqual(compose.services.api.environment[name]);
     }
+    // What Temporal stores is read by every process: all of them encrypt and decrypt with the same keys.
+    for (const service of [compose.services.worker, receiver]) {
+      expect(service.environment.PAYLOAD_ENCRYPTION_KEYS).toBeDefined();
+      expect(service.environment.PAYLOAD_ENCRYPTION_KEYS).toEqual(compose.services.api.environment.PAYLOAD_ENCRYPTION_KEYS);
+    }
   });
 });
 
