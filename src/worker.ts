@@ -31,7 +31,7 @@ import { startMetricsServer } from './observability/metrics-endpoint.js';
 import { installTemporalRuntime } from './observability/temporal-runtime.js';
 import { createMailTransport } from './mail/transport.js';
 import { dataConverterFromConfig, FAILURE_CONVERTER_PATH } from './temporal/data-converter.js';
-import { mailboxTaskQueue, TASK_QUEUE } from './workflows/ids.js';
+import { mailboxTaskQueue, TASK_QUEUE, webhookTaskQueue } from './workflows/ids.js';
 
 // Under tsx the sources are .ts; compiled (npm run build) this file and the workflows are .js side by side.
 const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -65,14 +65,18 @@ export interface MailroomWorkerOptions {
 
 // A mailbox session is mostly an idle IMAP connection: hundreds fit in one process.
 const MAILBOX_SESSION_SLOTS = 500;
+// A webhook attempt waits on a subscriber for at most 15 s; these run at once, apart from everything else.
+const WEBHOOK_ATTEMPT_SLOTS = 100;
 
-/** The two Temporal workers of one Mailroom process, run and stopped together. */
+/** The Temporal workers of one Mailroom process, run and stopped together. */
 export interface MailroomWorker {
   /** Every workflow, and every activity but the mailbox sessions, on the main task queue. */
   readonly main: Worker;
   /** The IMAP mailbox sessions (syncMailbox) and mailbox imports on the mailbox queue, with slots of their own. */
   readonly mailbox: Worker;
-  /** Runs both until shutdown; when one fails, the other is shut down too and the failure is thrown. */
+  /** The webhook attempts (attemptWebhookDelivery) on the webhook queue, with slots of their own. */
+  readonly webhooks: Worker;
+  /** Runs them until shutdown; when one fails, the others are shut down too and the failure is thrown. */
   run(): Promise<void>;
   shutdown(): void;
   /** The main worker's state. */
@@ -126,13 +130,24 @@ export async function createMailroomWorker({
     activities: { syncMailbox, importMailboxExport: activities.importMailboxExport },
     maxConcurrentActivityTaskExecutions: MAILBOX_SESSION_SLOTS,
   });
-  const workers = [main, mailbox];
+  const webhooks = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: webhookTaskQueue(taskQueue),
+    dataConverter,
+    ...shutdownTimes,
+    // A dead or slow subscriber holds these slots, never a conversation's or a mailbox's.
+    activities: { attemptWebhookDelivery: activities.attemptWebhookDelivery },
+    maxConcurrentActivityTaskExecutions: WEBHOOK_ATTEMPT_SLOTS,
+  });
+  const workers = [main, mailbox, webhooks];
   const shutdown = () => {
     for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
   };
   return {
     main,
     mailbox,
+    webhooks,
     async run() {
       const runs = workers.map((worker) => worker.run());
       try {

@@ -35,6 +35,8 @@ const DEFAULTS = {
   timeoutMs: 15_000,
 };
 
+/** How long resolving a subscriber's host may take besides its POST (the destination policy's lookup deadline). */
+const DNS_TIMEOUT_MS = 10_000;
 /** Lanes a dispatcher pass hands over at most; the next pass goes on. */
 const LANES_PER_PASS = 200;
 /** A handed-over delivery its lane has not touched for this long past the expected time is handed over again. */
@@ -146,9 +148,47 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
         .where('d.id', '=', deliveryId)
         .where('d.status', '=', 'pending')
         .where('s.enabled', '=', true)
-        .returning(['d.id', 'd.subscription_id', 'd.conversation_id', 'd.payload', 'd.attempts', 's.url', 's.secret_encrypted'])
+        .returning([
+          'd.id',
+          'd.subscription_id',
+          'd.conversation_id',
+          'd.payload',
+          'd.attempts',
+          's.url',
+          's.secret_encrypted',
+          's.failing_since',
+        ])
         .executeTakeFirst();
       if (!delivery) return { outcome: 'skipped' };
+      const lane = { subscriptionId: delivery.subscription_id, conversationId: delivery.conversation_id };
+      // While the subscriber fails, one lane at a time tries it (for its own timeout at most) and the others wait
+      // for that outcome: a dead subscriber with a thousand conversations costs one request per wait, not a thousand.
+      const turn = await db
+        .updateTable('webhook_subscriptions')
+        .set({
+          next_attempt_at: sql<Date | null>`case when failing_since is null then null
+            else now() + ${settings.timeoutMs + DNS_TIMEOUT_MS} * interval '1 millisecond' end`,
+        })
+        .where('id', '=', delivery.subscription_id)
+        .where((eb) =>
+          eb.or([
+            eb('failing_since', 'is', null),
+            eb('next_attempt_at', 'is', null),
+            eb('next_attempt_at', '<=', sql<Date>`now()`),
+          ]),
+        )
+        .returning('id')
+        .executeTakeFirst();
+      if (!turn) {
+        const { wait_ms } = await db
+          .selectFrom('webhook_subscriptions')
+          .select(sql<number>`greatest(extract(epoch from next_attempt_at - now()) * 1000, 0)::int`.as('wait_ms'))
+          .where('id', '=', delivery.subscription_id)
+          .executeTakeFirstOrThrow();
+        const retryInMs = Math.max(wait_ms ?? 0, settings.retryInitialMs);
+        await holdLane(lane, retryInMs + settings.timeoutMs + 60_000);
+        return { outcome: 'retry', retryInMs, failure: 'waiting: the subscriber is failing' };
+      }
       const body = JSON.stringify(delivery.payload);
       const started = Date.now();
       let failure: string | null = null;
@@ -174,8 +214,8 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
         failure = `destination refused: ${error.message}`.slice(0, 300);
       }
       const durationMs = Date.now() - started;
-      const lane = { subscriptionId: delivery.subscription_id, conversationId: delivery.conversation_id };
       const attempts = delivery.attempts + 1;
+      const retryInMs = Math.min(settings.retryInitialMs * 2 ** Math.min(attempts - 1, 30), settings.retryMaxMs);
       webhookDeliveries.inc({ outcome: failure === null ? 'delivered' : refused ? 'refused' : 'failed' });
       return db.transaction().execute(async (trx): Promise<WebhookAttemptResult> => {
         await trx
@@ -202,14 +242,28 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
             .execute();
           await trx
             .updateTable('webhook_subscriptions')
-            .set({ failing_since: null, last_failure: null })
+            .set({ failing_since: null, last_failure: null, next_attempt_at: null })
             .where('id', '=', delivery.subscription_id)
             .execute();
+          // It answers again: the lanes that waited for it are handed over anew, which wakes them at once.
+          if (delivery.failing_since) {
+            await trx
+              .updateTable('webhook_deliveries')
+              .set({ dispatched_until: null })
+              .where('subscription_id', '=', delivery.subscription_id)
+              .where('status', '=', 'pending')
+              .execute();
+          }
           return { outcome: 'delivered' };
         }
         const subscription = await trx
           .updateTable('webhook_subscriptions')
-          .set({ failing_since: sql<Date>`coalesce(failing_since, now())`, last_failure: failure })
+          .set({
+            failing_since: sql<Date>`coalesce(failing_since, now())`,
+            last_failure: failure,
+            // The other lanes wait as long as this one.
+            next_attempt_at: sql<Date>`now() + ${retryInMs} * interval '1 millisecond'`,
+          })
           .where('id', '=', delivery.subscription_id)
           .returning(
             sql<boolean>`coalesce(failing_since, now()) <= now() - ${settings.retryWindowMs} * interval '1 millisecond'`.as(
@@ -246,7 +300,6 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
           return { outcome: 'skipped' };
         }
         if (given.status === 'failed') return { outcome: 'gave_up', failure };
-        const retryInMs = Math.min(settings.retryInitialMs * 2 ** Math.min(attempts - 1, 30), settings.retryMaxMs);
         await holdLane(lane, retryInMs + settings.timeoutMs + 60_000, trx);
         return { outcome: 'retry', retryInMs, failure };
       });

@@ -454,6 +454,8 @@ export interface WebhookSubscriptionsTable {
   /** The first failed attempt since the last success; null while it succeeds. */
   failing_since: Date | null;
   last_failure: string | null;
+  /** While it is failing, no lane tries it before this (one probe at a time for all its conversations). */
+  next_attempt_at: Date | null;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }

@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { LogLevel, LogMetadata, Logger as TemporalLogger } from '@temporalio/common';
 import { makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import type { Logger } from '../logger.js';
-import { mailboxTaskQueue } from '../workflows/ids.js';
+import { mailboxTaskQueue, webhookTaskQueue } from '../workflows/ids.js';
 import { exposeSdkMetrics } from './metrics-endpoint.js';
 
 // The Temporal SDK's runtime, installed once per process that runs workers: its logs (the SDK's own, the core's,
@@ -34,8 +34,9 @@ export class PinoTemporalLogger implements TemporalLogger {
   constructor(private readonly logger: Logger) {}
 
   log(level: LogLevel, message: string, meta: LogMetadata = {}): void {
-    // The mailbox worker runs activities only, as meant: the SDK's warning that it polls no workflows is no fault.
-    if (message.startsWith('No workflows registered') && String(meta.taskQueue).endsWith(mailboxTaskQueue(''))) return;
+    // The mailbox and webhook workers run activities only, as meant: the SDK's warning that they poll no workflows is no fault.
+    const activitiesOnly = [mailboxTaskQueue(''), webhookTaskQueue('')].some((suffix) => String(meta.taskQueue).endsWith(suffix));
+    if (message.startsWith('No workflows registered') && activitiesOnly) return;
     this.logger[PINO_LEVEL[level]]({ ...meta, ...idsOfWorkflow(meta.workflowId) }, message);
   }
   trace(message: string, meta?: LogMetadata) {

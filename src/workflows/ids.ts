@@ -42,6 +42,14 @@ export function retentionScheduleId(taskQueue: string): string {
   return `retention-sweep-${taskQueue}`;
 }
 
+/**
+ * The queue of webhook attempts that goes with a main queue: a subscriber that answers slowly holds a slot for
+ * up to its timeout, so the attempts have slots of their own and never take a conversation's or a mailbox's.
+ */
+export function webhookTaskQueue(taskQueue: string): string {
+  return `${taskQueue}-webhooks`;
+}
+
 /** One dispatcher per task queue hands committed webhook deliveries to their lanes. */
 export function webhookDispatcherWorkflowId(taskQueue: string): string {
   return `webhook-dispatcher-${taskQueue}`;

@@ -10,6 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { webhookTaskQueue } from './ids.js';
 import { webhookWakeSignal } from './messages.js';
 
 // Webhook deliveries leave PostgreSQL through two kinds of workflow, whose histories carry ids only (the payloads
@@ -25,11 +26,12 @@ const dispatch = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3 },
 });
 
-const deliver = proxyActivities<Activities>({
-  // One POST (15 s at most) and a few statements; the database away is retried without end.
+// A few statements, or one POST (15 s at most) and a few statements; the database away is retried without end.
+const deliveryOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+} as const;
+const lookup = proxyActivities<Activities>(deliveryOptions);
 
 export interface WebhookDispatcherInput {
   /** How often it looks for deliveries to hand over; a second unless given. */
@@ -76,19 +78,22 @@ const DELIVERIES_PER_RUN = 50;
 
 /** Sends one subscription's deliveries of one conversation, in order, each until it is delivered or given up. */
 export async function webhookLane(input: WebhookLaneInput): Promise<void> {
+  // The attempts run on a queue of their own: slow subscribers never hold a conversation's activity slot.
+  const deliver = proxyActivities<Activities>({ ...deliveryOptions, taskQueue: webhookTaskQueue(workflowInfo().taskQueue) });
   let wakes = 0;
   setHandler(webhookWakeSignal, () => {
     wakes++;
   });
   for (let handled = 0; handled < DELIVERIES_PER_RUN && !workflowInfo().continueAsNewSuggested;) {
     const seen = wakes;
-    const next = await deliver.takeNextWebhookDelivery.executeWithOptions({ summary: 'Find the next delivery' }, [input]);
+    const next = await lookup.takeNextWebhookDelivery.executeWithOptions({ summary: 'Find the next delivery' }, [input]);
     if (!next) {
       setCurrentDetails('Nothing to deliver; waiting for the next event');
       if (!(await condition(() => wakes > seen, IDLE_MS))) return;
       continue;
     }
     for (let attempt = 1; ; attempt++) {
+      const before = wakes;
       setCurrentDetails(`Delivering ${next.eventType} ${next.deliveryId} (attempt ${attempt})`);
       const result = await deliver.attemptWebhookDelivery.executeWithOptions(
         { summary: `Deliver ${next.eventType} (attempt ${attempt})` },
@@ -97,7 +102,8 @@ export async function webhookLane(input: WebhookLaneInput): Promise<void> {
       if (result.outcome !== 'retry') break;
       const wait = `${Math.round(result.retryInMs / 1000)} s`;
       setCurrentDetails(`${next.eventType} ${next.deliveryId} failed (${result.failure}); trying again in ${wait}`);
-      await sleep(result.retryInMs, { summary: `Try ${next.eventType} again in ${wait}` });
+      // A wake (the subscription enabled again, a redelivery) tries at once; otherwise after the backoff.
+      await condition(() => wakes > before, result.retryInMs);
     }
     handled++;
   }

@@ -40,6 +40,8 @@ interface Receipt {
 async function startReceiver() {
   const receipts: Receipt[] = [];
   const state = { failFirst: 0, downIsUp: false };
+  /** Requests to /down being answered right now, and the most at once of those that came after its first failure. */
+  const down = { inFlight: 0, failed: false, mostAtOnceOnceFailing: 0 };
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -57,8 +59,19 @@ async function startReceiver() {
         response.end();
         return;
       }
-      response.writeHead(status, { 'content-type': 'text/plain' });
-      response.end(status === 200 ? 'ok' : 'unavailable');
+      const answer = () => {
+        response.writeHead(status, { 'content-type': 'text/plain' });
+        response.end(status === 200 ? 'ok' : 'unavailable');
+      };
+      if (path !== '/down' || status === 200) return answer();
+      // A struggling subscriber answers slowly: attempts of several lanes at once would overlap here.
+      down.inFlight++;
+      if (down.failed) down.mostAtOnceOnceFailing = Math.max(down.mostAtOnceOnceFailing, down.inFlight);
+      setTimeout(() => {
+        down.inFlight--;
+        down.failed = true;
+        answer();
+      }, 300);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -66,6 +79,7 @@ async function startReceiver() {
   return {
     receipts,
     state,
+    down,
     url: (path: string) => `${base}${path}`,
     accepted: (path: string) => receipts.filter((receipt) => receipt.path === path && receipt.status === 200),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
@@ -277,7 +291,11 @@ describe('webhooks', () => {
     });
     expect(created.status).toBe(201);
     const webhookId = created.body.id as string;
-    const conversationId = await openConversation('webhook-down@example.com', '"Cy Example" <cy@example.com>');
+    const conversations = [
+      await openConversation('webhook-down-1@example.com', '"Cy Example" <cy@example.com>'),
+      await openConversation('webhook-down-2@example.com', '"Dora Example" <dora@example.com>'),
+      await openConversation('webhook-down-3@example.com', '"Ed Example" <ed@example.com>'),
+    ];
 
     const disabled = await eventually(async () => {
       const webhook = await api('GET', `/v1/webhooks/${webhookId}`);
@@ -285,12 +303,27 @@ describe('webhooks', () => {
     }, RETRY_WINDOW_MS + 120_000);
     expect(disabled.disabledReason).toMatch(/^every delivery failed since \d{4}-\d\d-\d\dT.*; the last: HTTP 503$/);
     expect(disabled.disabledAt).not.toBeNull();
+    // Once it was known to fail, its three lanes tried it one at a time: a dead subscriber is not hammered by each
+    // conversation (only the first attempts, made before any had failed, went at once).
+    expect(receiver.down.mostAtOnceOnceFailing).toBe(1);
+    const failedRequests = receiver.receipts.filter((receipt) => receipt.path === '/down').length;
+    const { recorded } = await stack.db
+      .selectFrom('webhook_attempts as a')
+      .innerJoin('webhook_deliveries as d', 'd.id', 'a.delivery_id')
+      .select((eb) => eb.fn.countAll<string>().as('recorded'))
+      .where('d.subscription_id', '=', webhookId)
+      .executeTakeFirstOrThrow();
+    expect(Number(recorded)).toBe(failedRequests);
     // Nothing was lost: the events wait, and a redelivery is refused while it is disabled.
     const waiting = await deliveriesOf(webhookId);
-    expect(waiting.map((row) => [row.event_type, row.status])).toEqual([
-      ['conversation.created', 'pending'],
-      ['message.received', 'pending'],
-    ]);
+    expect(waiting).toHaveLength(6);
+    expect(waiting.every((row) => row.status === 'pending')).toBe(true);
+    for (const conversationId of conversations) {
+      expect(waiting.filter((row) => row.conversation_id === conversationId).map((row) => row.event_type)).toEqual([
+        'conversation.created',
+        'message.received',
+      ]);
+    }
     expect((await api('POST', `/v1/webhooks/${webhookId}/deliveries/${waiting[0]!.id}/redeliver`)).status).toBe(409);
 
     receiver.state.downIsUp = true;
@@ -301,8 +334,11 @@ describe('webhooks', () => {
       60_000,
     );
     const accepted = receiver.accepted('/down').map((receipt) => String(receipt.headers['webhook-id']));
-    expect(accepted).toEqual(waiting.map((row) => row.id));
-    expect(JSON.parse(receiver.accepted('/down')[0]!.body).data.conversationId).toBe(conversationId);
+    expect([...accepted].sort()).toEqual(waiting.map((row) => row.id).sort());
+    for (const conversationId of conversations) {
+      const inOrder = waiting.filter((row) => row.conversation_id === conversationId).map((row) => row.id);
+      expect(accepted.filter((id) => inOrder.includes(id))).toEqual(inOrder);
+    }
     await expectSigned('/down', created.body.secret);
   });
 

@@ -431,6 +431,7 @@ export function webhookRoutes({ db, config }: ApiDeps) {
                 disabled_at: input.enabled ? null : sql<Date>`now()`,
                 failing_since: null,
                 last_failure: null,
+                next_attempt_at: null,
               }),
           updated_at: sql<Date>`now()`,
         })

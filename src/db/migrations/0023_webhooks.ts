@@ -17,6 +17,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('disabled_at', 'timestamptz')
     .addColumn('failing_since', 'timestamptz')
     .addColumn('last_failure', 'text')
+    // While it fails, one attempt of all its lanes at a time, not before this: a dead subscriber costs one request per wait.
+    .addColumn('next_attempt_at', 'timestamptz')
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
