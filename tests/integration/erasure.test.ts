@@ -3,13 +3,20 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { sql } from 'kysely';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Db } from '../../src/db/connection.js';
 import { decryptCredential } from '../../src/security/credentials.js';
 import { ensureRetentionSchedule } from '../../src/temporal/erasure.js';
-import { contactErasureWorkflowId, conversationWorkflowId, retentionScheduleId } from '../../src/workflows/ids.js';
+import {
+  contactErasureWorkflowId,
+  conversationWorkflowId,
+  mailReconcilerWorkflowId,
+  retentionScheduleId,
+  webhookDispatcherWorkflowId,
+} from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
+import { startMailroomProcess } from '../support/mailroom-process.js';
 import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 // Issue 13, personal data: erasing a contact leaves no row, file or workflow history with their address or
@@ -452,13 +459,34 @@ describe('the retention sweep', () => {
     const open = await conversation(keeping, 3, 'open');
     const elsewhere = await conversation(forever, 4, { closedDaysAgo: 400 });
 
-    // What every worker does when it starts: create the schedule unless it exists (a second call changes nothing).
-    await ensureRetentionSchedule(stack.temporal, stack.taskQueue);
-    await ensureRetentionSchedule(stack.temporal, stack.taskQueue);
+    // A worker process (npm run worker) creates the schedule when it starts; a second start changes nothing.
+    const worker = startMailroomProcess('src/worker.ts', {
+      ...process.env,
+      DATABASE_URL: stack.databaseUrl,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_TASK_QUEUE: stack.taskQueue,
+      SMTP_URL: stack.smtpUrl,
+      SECRET_KEY: TEST_SECRET_KEY,
+      LOG_LEVEL: 'info',
+    });
+    try {
+      await worker.waitForLog('worker started', 120_000);
+    } finally {
+      await worker.stop();
+      // What else it started for the task queue would wait for a worker on the shared dev server.
+      for (const workflowId of [mailReconcilerWorkflowId(stack.taskQueue), webhookDispatcherWorkflowId(stack.taskQueue)]) {
+        await stack.temporal.workflow
+          .getHandle(workflowId)
+          .terminate('test worker stopped')
+          .catch(() => undefined);
+      }
+    }
     const schedule = stack.temporal.schedule.getHandle(retentionScheduleId(stack.taskQueue));
     const described = await schedule.describe();
     expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'retentionSweep', taskQueue: stack.taskQueue });
     expect(described.spec.calendars).toHaveLength(1);
+    await ensureRetentionSchedule(stack.temporal, stack.taskQueue);
+    expect((await schedule.describe()).info.createdAt).toEqual(described.info.createdAt);
 
     await schedule.trigger();
     const sweep = await eventually(async () => {
