@@ -13,9 +13,11 @@ import { PREBUILT_WORKFLOW_BUNDLE_PATH, workflowBundleOptions } from '../src/wor
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { 'out-dir': { type: 'string', default: 'dist' } } });
 const outDir = resolve(root, values['out-dir']);
-// It is emptied first: never the repository itself or a folder holding it.
-if (!relative(outDir, root).startsWith('..'))
-  throw new Error(`--out-dir ${outDir} holds the repository; name a folder of its own`);
+// It is emptied first: inside the repository only dist/, outside it no folder that holds the repository.
+const inRepository = !relative(root, outDir).startsWith('..');
+if (inRepository ? outDir !== join(root, 'dist') : !relative(outDir, root).startsWith('..')) {
+  throw new Error(`--out-dir ${outDir}: the build empties it first; name dist/ or a folder outside the repository`);
+}
 
 function compile() {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
