@@ -424,6 +424,17 @@ describe('webhooks', () => {
       status: 422,
       body: { errors: [{ field: 'url', message: '127.0.0.1 is a private address, which is not allowed' }] },
     });
+    // The cloud metadata service, an IPv4-mapped loopback, "this host" and loopback written as one number.
+    for (const url of [
+      'https://169.254.169.254/latest/meta-data/',
+      'https://[::ffff:127.0.0.1]/hook',
+      'https://0.0.0.0/hook',
+      'https://2130706433/hook',
+    ]) {
+      const refused = await save(url);
+      expect(refused, url).toMatchObject({ status: 422, body: { errors: [{ field: 'url' }] } });
+      expect(refused.body.errors[0].message, url).toMatch(/is a private address, which is not allowed$/);
+    }
     const byName = await save('https://localhost/hook');
     expect(byName).toMatchObject({ status: 422, body: { errors: [{ field: 'url' }] } });
     expect(byName.body.errors[0].message).toMatch(/^localhost resolves to a private address \(loopback\)/);
