@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { ConversationStatus } from '../domain/conversation.js';
+import type { ConversationStage, ConversationStatus } from '../domain/conversation.js';
 import { decryptCredential } from '../security/credentials.js';
 import type { Database } from './schema.js';
 
@@ -9,10 +9,10 @@ import type { Database } from './schema.js';
 // the timeline, drafts, CSAT comments, stored API responses and webhook payloads. Every step may run again.
 
 type Db = Kysely<Database>;
+type Trx = Transaction<Database>;
 
 /** How long a stored response answers a repeated request (as src/api/idempotency.ts remembers them). */
 const STORED_RESPONSES_REPLAYED_FOR = '24 hours';
-type Trx = Transaction<Database>;
 
 /** A conversation as it was before it became a tombstone: whether someone was still working it. */
 export interface ErasedConversation {
@@ -35,29 +35,28 @@ export async function tombstoneConversations(trx: Trx, conversationIds: readonly
     .orderBy('id')
     .forUpdate()
     .execute();
-  await trx
-    .updateTable('conversations')
-    .set({
-      erased_at: sql<Date>`coalesce(erased_at, now())`,
-      subject: '',
-      labels: '[]',
-      language: null,
-      reply_token: sql<string>`replace(gen_random_uuid()::text, '-', '')`,
-      status: sql<ConversationStatus>`case when status = 'spam' then 'spam' else 'closed' end`,
-      stage: sql`case when status = 'spam' then 'spam' else 'closed' end`,
-      resolved_at: sql<Date>`coalesce(resolved_at, now())`,
-      closed_at: sql<Date>`coalesce(closed_at, now())`,
-      queued_at: null,
-      updated_at: sql<Date>`now()`,
-    })
-    .where('id', 'in', conversationIds)
-    .execute();
+  await trx.updateTable('conversations').set(TOMBSTONE).where('id', 'in', conversationIds).execute();
   return before.map((row) => ({
     id: row.id,
     channelId: row.channel_id,
     wasOpenWithAssignee: row.status === 'open' && row.assignee_id !== null,
   }));
 }
+
+/** What a conversation keeps as a tombstone: its ids, channel, times, assignee, SLA and priority, nothing of its content. */
+const TOMBSTONE = {
+  erased_at: sql<Date>`coalesce(erased_at, now())`,
+  subject: '',
+  labels: '[]',
+  language: null,
+  reply_token: sql<string>`replace(gen_random_uuid()::text, '-', '')`,
+  status: sql<ConversationStatus>`case when status = 'spam' then 'spam' else 'closed' end`,
+  stage: sql<ConversationStage>`case when status = 'spam' then 'spam' else 'closed' end`,
+  resolved_at: sql<Date>`coalesce(resolved_at, now())`,
+  closed_at: sql<Date>`coalesce(closed_at, now())`,
+  queued_at: null,
+  updated_at: sql<Date>`now()`,
+};
 
 /**
  * The first step of a contact's erasure, in one transaction: their mail outside their own conversations (refused,
@@ -95,7 +94,8 @@ export async function tombstoneContact(db: Db, contactId: string, secretKey: str
       })
       .where('id', '=', contactId)
       .execute();
-    await tombstoneConversations(trx, conversationIds);
+    // By the contact, not by the ids: a contact may have more conversations than one statement takes parameters.
+    await trx.updateTable('conversations').set(TOMBSTONE).where('contact_id', '=', contactId).execute();
     return { accountId: contact.account_id };
   });
 }
