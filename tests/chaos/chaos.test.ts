@@ -13,6 +13,7 @@ import { conversationSnapshotQuery, type ConversationSnapshot } from '../../src/
 import { createTestDatabase } from '../support/database.js';
 import { callApi, eventually } from '../support/http.js';
 import { startMailroomProcess, type MailroomProcess } from '../support/mailroom-process.js';
+import { failureMessage } from '../support/payloads.js';
 import { seedSupportTeam, TEST_DATA_CONVERTER, TEST_SECRET_KEY } from '../support/stack.js';
 import {
   bareMessageId,
@@ -150,13 +151,18 @@ describe('chaos: conversations survive crashes and outages of the production pro
             : [],
         ),
       );
-      const what = events.flatMap((event) => {
-        if (event.workflowTaskTimedOutEventAttributes) return ['a workflow task timed out'];
-        const started = event.activityTaskStartedEventAttributes;
-        if ((started?.attempt ?? 1) <= 1) return [];
-        const type = activityTypes.get(String(started!.scheduledEventId));
-        return [`${type} took ${started!.attempt} attempts (${started!.lastFailure?.message ?? 'no failure recorded'})`];
-      });
+      const what = (
+        await Promise.all(
+          events.map(async (event) => {
+            if (event.workflowTaskTimedOutEventAttributes) return ['a workflow task timed out'];
+            const started = event.activityTaskStartedEventAttributes;
+            if ((started?.attempt ?? 1) <= 1) return [];
+            const type = activityTypes.get(String(started!.scheduledEventId));
+            const failure = started!.lastFailure ? await failureMessage(started!.lastFailure) : 'no failure recorded';
+            return [`${type} took ${started!.attempt} attempts (${failure})`];
+          }),
+        )
+      ).flat();
       cut.workflowTasks += what.filter((line) => line.startsWith('a workflow task')).length;
       cut.activities += what.filter((line) => !line.startsWith('a workflow task')).length;
       if (what.length > 0) {

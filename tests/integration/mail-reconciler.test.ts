@@ -11,6 +11,7 @@ import { createLogger } from '../../src/logger.js';
 import { conversationWorkflowId, mailReconcilerWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
+import { historyPayloadValue } from '../support/payloads.js';
 import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
@@ -120,10 +121,12 @@ describe('the mail reconciler', () => {
       `Resume stored mail that was never handed to its conversation (${lastTime} last time)`;
     await eventually(async () => {
       const events = (await reconciler.fetchHistory()).events ?? [];
-      const summaries = events.flatMap((event) => {
-        const summary = event.activityTaskScheduledEventAttributes && event.userMetadata?.summary?.data;
-        return summary ? [JSON.parse(Buffer.from(summary).toString()) as string] : [];
-      });
+      const summaries = await Promise.all(
+        events.flatMap((event) => {
+          const summary = event.activityTaskScheduledEventAttributes && event.userMetadata?.summary;
+          return summary ? [historyPayloadValue<string>(summary)] : [];
+        }),
+      );
       const resumedThenNone = summaries.indexOf(passSummary('resumed 1'));
       return resumedThenNone >= 0 && summaries.indexOf(passSummary('none'), resumedThenNone) > resumedThenNone ? true : undefined;
     });

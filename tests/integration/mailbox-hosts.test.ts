@@ -10,6 +10,7 @@ import { conversationWorkflowId, mailboxWorkflowId } from '../../src/workflows/i
 import { callApi, eventually, postMail } from '../support/http.js';
 import { appendMail, sampleMail } from '../support/imap.js';
 import { customerMail } from '../support/mail.js';
+import { failureMessage } from '../support/payloads.js';
 import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 // Issue 9, "safe on the open internet": a stored IMAP/SMTP password only goes to the server and user it
@@ -332,7 +333,7 @@ describe('a deployment that allows no private networks (the production default)'
       const failure = await eventually(
         async () => (await mailbox.describe()).raw.pendingActivities?.[0]?.lastFailure ?? undefined,
       );
-      expect(failure.message).toMatch(
+      expect(await failureMessage(failure)).toMatch(
         /IMAP refused: 127\.0\.0\.1 resolves to a private address \(loopback\).*ALLOWED_PRIVATE_NETWORKS/,
       );
       expect(failure.applicationFailureInfo?.type).toBe('ImapDestinationRefused');
@@ -361,7 +362,9 @@ describe('a deployment that allows no private networks (the production default)'
           (await conversation.describe()).raw.pendingActivities?.find((activity) => activity.lastFailure)?.lastFailure ??
           undefined,
       );
-      expect(failure.message).toMatch(/^localhost resolves to a private address \(loopback\), which is not allowed/);
+      expect(await failureMessage(failure)).toMatch(
+        /^localhost resolves to a private address \(loopback\), which is not allowed/,
+      );
       expect(failure.applicationFailureInfo?.type).toBe('DestinationRefusedError');
       expect(recorder.connections).toBe(0);
       expect(stack.capture.mails.some((mail) => mail.inReplyTo === '<refused-smtp-1@example.com>')).toBe(false);

@@ -26,3 +26,10 @@ export async function decodeEventInputs(events: temporal.api.history.v1.IHistory
     if (input?.payloads) input.payloads = await decodePayloads(input.payloads as Payload[]);
   }
 }
+
+/** A failure as Temporal keeps it (its message an encoded, and so encrypted, attribute): the message that was raised. */
+export async function failureMessage(failure: temporal.api.failure.v1.IFailure): Promise<string> {
+  if (!failure.encodedAttributes) return failure.message ?? '';
+  const { message } = await historyPayloadValue<{ message?: string }>(failure.encodedAttributes);
+  return message ?? '';
+}
