@@ -102,6 +102,7 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
         for (const row of due) {
           const lane = { subscriptionId: row.subscription_id, conversationId: row.conversation_id };
           try {
+            context.heartbeat({ lanes });
             await wakeWebhookLane(temporal, input.taskQueue, lane);
           } catch (error) {
             stoppedEarly = `Temporal did not take the hand-over: ${(error as Error).message}`;
@@ -163,22 +164,25 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
       const lane = { subscriptionId: delivery.subscription_id, conversationId: delivery.conversation_id };
       // While the subscriber fails, one lane at a time tries it (for its own timeout at most) and the others wait
       // for that outcome: a dead subscriber with a thousand conversations costs one request per wait, not a thousand.
-      const turn = await db
-        .updateTable('webhook_subscriptions')
-        .set({
-          next_attempt_at: sql<Date | null>`case when failing_since is null then null
-            else now() + ${settings.timeoutMs + DNS_TIMEOUT_MS} * interval '1 millisecond' end`,
-        })
-        .where('id', '=', delivery.subscription_id)
-        .where((eb) =>
-          eb.or([
-            eb('failing_since', 'is', null),
-            eb('next_attempt_at', 'is', null),
-            eb('next_attempt_at', '<=', sql<Date>`now()`),
-          ]),
-        )
-        .returning('id')
-        .executeTakeFirst();
+      // A subscriber that answers is not touched here: its lanes go at once, without taking its row's lock.
+      const turn =
+        delivery.failing_since === null ||
+        (await db
+          .updateTable('webhook_subscriptions')
+          .set({
+            next_attempt_at: sql<Date | null>`case when failing_since is null then null
+              else now() + ${settings.timeoutMs + DNS_TIMEOUT_MS} * interval '1 millisecond' end`,
+          })
+          .where('id', '=', delivery.subscription_id)
+          .where((eb) =>
+            eb.or([
+              eb('failing_since', 'is', null),
+              eb('next_attempt_at', 'is', null),
+              eb('next_attempt_at', '<=', sql<Date>`now()`),
+            ]),
+          )
+          .returning('id')
+          .executeTakeFirst()) !== undefined;
       if (!turn) {
         const { wait_ms } = await db
           .selectFrom('webhook_subscriptions')
@@ -240,13 +244,15 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
             })
             .where('id', '=', delivery.id)
             .execute();
-          await trx
+          const recovered = await trx
             .updateTable('webhook_subscriptions')
             .set({ failing_since: null, last_failure: null, next_attempt_at: null })
             .where('id', '=', delivery.subscription_id)
-            .execute();
+            // Only a subscriber that was failing is written to: a healthy one's row is no point of contention.
+            .where('failing_since', 'is not', null)
+            .executeTakeFirst();
           // It answers again: the lanes that waited for it are handed over anew, which wakes them at once.
-          if (delivery.failing_since) {
+          if (recovered.numUpdatedRows > 0n) {
             await trx
               .updateTable('webhook_deliveries')
               .set({ dispatched_until: null })
