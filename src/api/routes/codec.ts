@@ -126,11 +126,11 @@ async function convert(codecs: readonly PayloadCodec[], direction: 'decode' | 'e
 
 /**
  * What guards the codec endpoint, in this order: CORS (the preflight is answered before any key is asked for),
- * the body limit, then `authenticate` (an API key) and an admin's role. `loopback` lets requests from this
- * machine through without a key: `npm start` only, for the dev server's Web UI (it cannot send one).
+ * the body limit, then `authenticate` (an API key) and an admin's role. With `codecFromLoopback` (`npm start`
+ * only, for the dev server's Web UI, which cannot send a key) `loopbackOrKey` lets this machine through without one.
  */
 export function codecAccess(
-  deps: Pick<ApiDeps, 'config'> & { codecFromLoopback?: boolean },
+  deps: Pick<ApiDeps, 'config' | 'codecFromLoopback'>,
   authenticate: MiddlewareHandler<AppEnv>,
   loopbackOrKey: (requireKey: MiddlewareHandler<AppEnv>) => MiddlewareHandler<AppEnv>,
 ): MiddlewareHandler<AppEnv> {
