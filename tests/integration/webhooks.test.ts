@@ -342,6 +342,26 @@ describe('webhooks', () => {
     await expectSigned('/down', created.body.secret);
   });
 
+  it('delivers what was committed while no worker ran, once one is back', async () => {
+    const created = await api('POST', '/v1/webhooks', { url: receiver.url('/later'), events: ['conversation.created'] });
+    expect(created.status).toBe(201);
+    const webhookId = created.body.id as string;
+    let conversationId = '';
+    await stack.runWithoutWorker(async () => {
+      // The change and its delivery are committed; nobody is there to hand it over.
+      conversationId = await openConversation('webhook-later@example.com', '"Flo Example" <flo@example.com>');
+      const [delivery] = await deliveriesOf(webhookId);
+      expect(delivery).toMatchObject({ event_type: 'conversation.created', status: 'pending', conversation_id: conversationId });
+    });
+    const [delivered] = await eventually(async () => {
+      const rows = await deliveriesOf(webhookId);
+      return rows[0]?.status === 'delivered' ? rows : undefined;
+    }, 60_000);
+    const accepted = receiver.accepted('/later');
+    expect(accepted.map((receipt) => receipt.headers['webhook-id'])).toEqual([delivered!.id]);
+    expect(JSON.parse(accepted[0]!.body).data.conversationId).toBe(conversationId);
+  });
+
   it('follows no redirect, and refuses at delivery a destination the policy forbids', async () => {
     const created = await api('POST', '/v1/webhooks', { url: receiver.url('/moved'), events: ['conversation.created'] });
     expect(created.status).toBe(201);
