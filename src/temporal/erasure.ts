@@ -34,6 +34,7 @@ export async function deleteConversationWorkflows(client: Client, conversationId
   // The newest run may not be listed yet (visibility lags the history).
   const newest = await describeRun(client, workflowId);
   if (newest) runIds.add(newest);
+  if (runIds.size === 0) return [];
   for (let round = 1; ; round++) {
     for (const runId of runIds) {
       try {

@@ -527,4 +527,65 @@ describe('the retention sweep', () => {
     expect((await api(keeping.admin.apiKey, 'GET', `/v1/conversations/${expired}`)).status).toBe(404);
     expect((await api(keeping.admin.apiKey, 'GET', `/v1/conversations/${recent}`)).status).toBe(200);
   });
+
+  it('takes the accounts in turns: a large backlog of one does not hold back the others', async () => {
+    const teams = [
+      await seedSupportTeam(stack.db, { name: 'Backlog one', emailAddress: 'support@one.example' }),
+      await seedSupportTeam(stack.db, { name: 'Backlog two', emailAddress: 'support@two.example' }),
+    ];
+    // The sweep takes accounts by id: the large backlog is the one it comes to first.
+    const [large, small] = teams.sort((a, b) => (a.account.id < b.account.id ? -1 : 1)) as [(typeof teams)[0], (typeof teams)[0]];
+    await stack.db
+      .updateTable('accounts')
+      .set({ retention_days: 7 })
+      .where('id', 'in', [large.account.id, small.account.id])
+      .execute();
+    // Closed long ago (as a history imported into a new deployment would be): rows only, their workflows long gone.
+    async function closedLongAgo(team: typeof large, count: number): Promise<string[]> {
+      const contactId = randomUUID();
+      await stack.db
+        .insertInto('contacts')
+        .values({ id: contactId, account_id: team.account.id, email: `backlog.${randomUUID()}@example.com` })
+        .execute();
+      const ids = Array.from({ length: count }, () => randomUUID());
+      await stack.db
+        .insertInto('conversations')
+        .values(
+          ids.map((id) => ({
+            id,
+            account_id: team.account.id,
+            channel_id: team.channel.id,
+            contact_id: contactId,
+            subject: `Old case ${tag}`,
+            status: 'closed' as const,
+            stage: 'closed' as const,
+            updated_at: new Date(),
+            closed_at: sql<Date>`now() - interval '30 days'`,
+          })),
+        )
+        .execute();
+      return ids;
+    }
+    const largeIds = await closedLongAgo(large, 60);
+    const smallIds = await closedLongAgo(small, 2);
+
+    const sweep = await stack.temporal.workflow.start('retentionSweep', {
+      workflowId: `retention-sweep-test-${tag}`,
+      taskQueue: stack.taskQueue,
+      args: [{}],
+    });
+    const result = (await sweep.result()) as { erased: number };
+    expect(result.erased).toBeGreaterThanOrEqual(62);
+
+    const erased = await stack.db
+      .selectFrom('conversations')
+      .select(['id', 'erased_at'])
+      .where('id', 'in', [...largeIds, ...smallIds])
+      .execute();
+    expect(erased.every((row) => row.erased_at !== null)).toBe(true);
+    // Each conversation is erased in a transaction of its own: their times give the order.
+    const lastOfSmall = Math.max(...erased.filter((row) => smallIds.includes(row.id)).map((row) => row.erased_at!.getTime()));
+    const largeBefore = erased.filter((row) => largeIds.includes(row.id) && row.erased_at!.getTime() < lastOfSmall);
+    expect(largeBefore.length).toBeLessThanOrEqual(25);
+  });
 });
