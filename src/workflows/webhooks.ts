@@ -36,13 +36,14 @@ const lookup = proxyActivities<Activities>(deliveryOptions);
 export interface WebhookDispatcherInput {
   /** How often it looks for deliveries to hand over; a second unless given. */
   intervalMs?: number;
-  /** How long one activity run hands over before the workflow takes stock; a minute unless given. */
+  /** How long one activity run hands over before the workflow takes stock; 10 s unless given. */
   runMs?: number;
   /** What the last run did, carried over continue-as-new for the details. */
   lastRun?: string;
 }
 
-const DISPATCH_RUN_MS = 60_000;
+// Short runs: a worker that is being stopped waits for the running one to end (within its grace period).
+const DISPATCH_RUN_MS = 10_000;
 const RUNS_PER_WORKFLOW_RUN = 100;
 
 /** Hands committed webhook deliveries to their lanes, for as long as the task queue is served. */
