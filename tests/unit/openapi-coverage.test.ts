@@ -6,7 +6,8 @@ import { createLogger } from '../../src/logger.js';
 // The contract: every route the app answers is in its OpenAPI document, with its problems.
 
 // Not API operations: the document itself, its interactive page, the liveness probe.
-const OUTSIDE_THE_DOCUMENT = new Set([`GET ${OPENAPI_PATH}`, 'GET /docs', 'GET /health']);
+// Not the clients' contract: the document itself, its viewer, liveness, and Prometheus' scrape.
+const OUTSIDE_THE_DOCUMENT = new Set([`GET ${OPENAPI_PATH}`, 'GET /docs', 'GET /health', 'GET /metrics']);
 
 function buildApp() {
   // Routes are registered when the app is built; nothing here is called.
