@@ -21,7 +21,7 @@ export function createErasureActivities({ db, secretKey }: ActivityDeps) {
     const { client, info } = Context.current();
     const [before] = await db.transaction().execute((trx) => tombstoneConversations(trx, [conversationId]));
     if (!before) return;
-    const runIds = await deleteConversationWorkflows(client, conversationId);
+    const runIds = await deleteConversationWorkflows(client, conversationId, () => Context.current().heartbeat());
     await eraseConversationRows(db, conversationId, runIds);
     if (before.wasOpenWithAssignee) {
       // Its agent has capacity again: the channel's queue may hand them the next conversation.

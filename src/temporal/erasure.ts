@@ -18,15 +18,20 @@ import { withTemporal } from './gateway.js';
 
 /** gRPC NOT_FOUND: the run is gone already. */
 const NOT_FOUND = 5;
-/** Deletions of runs that are still there before the activity fails and is retried. */
-const DELETE_ROUNDS = 10;
+/** Deletions of runs that are still there (about 50 s of waiting) before the activity fails and is retried. */
+const DELETE_ROUNDS = 14;
 
 /**
  * Deletes every run of the conversation's workflow (a running one is terminated first by the server), the
  * continued-as-new runs before it included, and returns their run ids once none of them is left. Deleting again
  * finds nothing to delete.
  */
-export async function deleteConversationWorkflows(client: Client, conversationId: string): Promise<string[]> {
+export async function deleteConversationWorkflows(
+  client: Client,
+  conversationId: string,
+  /** Called while it waits for the server, e.g. to heartbeat. */
+  waiting: () => void = () => undefined,
+): Promise<string[]> {
   const workflowId = conversationWorkflowId(conversationId);
   const runIds = new Set<string>();
   // The id is ours (a uuid behind a fixed prefix): nothing to escape in the query.
@@ -35,8 +40,9 @@ export async function deleteConversationWorkflows(client: Client, conversationId
   const newest = await describeRun(client, workflowId);
   if (newest) runIds.add(newest);
   if (runIds.size === 0) return [];
+  let left = [...runIds];
   for (let round = 1; ; round++) {
-    for (const runId of runIds) {
+    for (const runId of left) {
       try {
         await client.workflowService.deleteWorkflowExecution({
           namespace: client.options.namespace,
@@ -47,10 +53,13 @@ export async function deleteConversationWorkflows(client: Client, conversationId
         if (!isNotFound(error)) throw error;
       }
     }
-    // The server deletes in the background: wait until every run is gone, and delete again what is left.
-    await sleep(Math.min(100 * 2 ** round, 2_000));
-    const left = [];
-    for (const runId of runIds) if (await describeRun(client, workflowId, runId)) left.push(runId);
+    // The server deletes in the background, a run that just closed only once its closing is recorded everywhere:
+    // wait until every run is gone, and delete again what is left.
+    waiting();
+    await sleep(Math.min(100 * 2 ** round, 5_000));
+    const stillThere = [];
+    for (const runId of left) if (await describeRun(client, workflowId, runId)) stillThere.push(runId);
+    left = stillThere;
     if (left.length === 0) return [...runIds];
     if (round >= DELETE_ROUNDS) {
       throw new Error(`workflow runs ${left.join(', ')} of ${workflowId} are still there after ${round} deletions`);
