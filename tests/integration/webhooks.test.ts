@@ -2,8 +2,11 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { z } from '@hono/zod-openapi';
 import { createApp } from '../../src/api/app.js';
+import { WEBHOOK_EVENT_PAYLOADS } from '../../src/api/schemas/webhook-events.js';
 import { createLogger } from '../../src/logger.js';
+import type { WebhookEventType } from '../../src/webhooks/events.js';
 import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
 import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
@@ -124,7 +127,10 @@ describe('webhooks', () => {
     return posted.body.conversationId as string;
   }
 
-  /** Checks each of the path's receipts with the reference verifier, and that its body is the stored delivery's. */
+  /**
+   * Checks each of the path's receipts with the reference verifier, that its body is the stored delivery's, and that
+   * it is what the OpenAPI document's `webhooks` section declares for its type (no field the document does not name).
+   */
   async function expectSigned(path: string, secret: string) {
     const verifier = new Webhook(secret);
     const receipts = receiver.receipts.filter((receipt) => receipt.path === path);
@@ -144,6 +150,13 @@ describe('webhooks', () => {
         type: stored.event_type,
         data: { conversationId: stored.conversation_id, channelId: team.channel.id },
       });
+      const declared = WEBHOOK_EVENT_PAYLOADS[event.type as WebhookEventType];
+      expect(declared.safeParse(event).error, event.type).toBeUndefined();
+      const fields = Object.keys((declared.shape.data as z.ZodObject).shape);
+      expect(
+        Object.keys(event.data).filter((field) => !fields.includes(field)),
+        event.type,
+      ).toEqual([]);
     }
   }
 

@@ -99,16 +99,27 @@ function schemaName(type: WebhookEventType): string {
   );
 }
 
-/** Every event in the document's `webhooks` section, with its payload schema and signature headers. */
-export function registerWebhookEvents(registry: OpenAPIHono['openAPIRegistry']): void {
-  for (const [type, { summary, data }] of Object.entries(DATA) as Array<[WebhookEventType, (typeof DATA)[WebhookEventType]]>) {
-    const payload = z
+const EVENT_TYPES = Object.keys(DATA) as WebhookEventType[];
+
+/** The body each event is sent with, as the document declares it (tests check what is sent against it). */
+export const WEBHOOK_EVENT_PAYLOADS = Object.fromEntries(
+  EVENT_TYPES.map((type) => [
+    type,
+    z
       .object({
         type: z.literal(type),
         timestamp: z.iso.datetime().openapi({ description: 'When the event happened' }),
-        data,
+        data: DATA[type].data,
       })
-      .openapi(schemaName(type));
+      .openapi(schemaName(type)),
+  ]),
+) as unknown as Record<WebhookEventType, z.ZodObject>;
+
+/** Every event in the document's `webhooks` section, with its payload schema and signature headers. */
+export function registerWebhookEvents(registry: OpenAPIHono['openAPIRegistry']): void {
+  for (const type of EVENT_TYPES) {
+    const { summary } = DATA[type];
+    const payload = WEBHOOK_EVENT_PAYLOADS[type];
     registry.registerWebhook({
       method: 'post',
       path: type,
