@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import {
   contactConversationIds,
+  contactConversationsNotErased,
   contactsLeftWithoutConversations,
   eraseConversationRows,
   expiredConversations,
@@ -59,7 +60,9 @@ export function createErasureActivities({ db, secretKey }: ActivityDeps) {
       return { erased, last: ids.length === input.limit ? ids[ids.length - 1]! : null };
     },
 
+    /** Erases what a mail arriving during the erasure added (its sender was looked up just before), then marks it erased. */
     async completeContactErasure({ contactId }: { contactId: string }): Promise<void> {
+      await eraseEach(await contactConversationsNotErased(db, contactId));
       await markContactErased(db, contactId);
     },
 

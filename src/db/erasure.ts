@@ -219,6 +219,17 @@ export async function contactsLeftWithoutConversations(db: Db, conversationIds: 
   return rows.map((row) => row.id);
 }
 
+/** The contact's conversations that are no tombstones yet (a mail that arrived while the contact was being erased). */
+export async function contactConversationsNotErased(db: Db, contactId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('conversations')
+    .select('id')
+    .where('contact_id', '=', contactId)
+    .where('erased_at', 'is', null)
+    .execute();
+  return rows.map((row) => row.id);
+}
+
 /** One page of the contact's conversations, by id after `after`. */
 export async function contactConversationIds(db: Db, contactId: string, after: string | null, limit: number): Promise<string[]> {
   const rows = await db
