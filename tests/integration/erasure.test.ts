@@ -107,6 +107,7 @@ describe('erasing a contact', () => {
   const phrase = `my locker code is ${tag}-4711`;
   const conversationIds: string[] = [];
   let contactId: string;
+  let surveyLink: string;
   let keptConversationId: string;
 
   const api = (apiKey: string, method: string, path: string, body?: unknown) =>
@@ -172,6 +173,7 @@ describe('erasing a contact', () => {
       (mail) => mail.envelope.to.includes(address) && mail.subject.startsWith('How did we do?'),
     );
     const link = /(http\S+\/csat\/\S+)/.exec(survey.text)?.[1];
+    surveyLink = link!;
     const rated = await fetch(link!, {
       method: 'POST',
       body: new URLSearchParams({ rating: '4', comment: `Thanks! ${phrase}` }),
@@ -303,6 +305,11 @@ describe('erasing a contact', () => {
     const { body: kept } = await api(team.admin.apiKey, 'GET', `/v1/conversations/${keptConversationId}`);
     expect(kept.messages).toHaveLength(1);
     expect(await workflowGone(stack.temporal, conversationWorkflowId(keptConversationId))).toBe(false);
+
+    // The survey link names a conversation that is no more.
+    const survey = await fetch(surveyLink);
+    expect(survey.status).toBe(404);
+    expect(await survey.text()).not.toContain(name);
 
     // Asked again: done already.
     expect((await api(team.admin.apiKey, 'DELETE', `/v1/contacts/${contactId}`)).status).toBe(204);
