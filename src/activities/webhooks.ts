@@ -37,6 +37,10 @@ const DEFAULTS = {
 
 /** How long resolving a subscriber's host may take besides its POST (the destination policy's lookup deadline). */
 const DNS_TIMEOUT_MS = 10_000;
+/** Delivered or given-up deliveries (payloads and attempts) are kept this long, for the deliveries list. */
+export const ENDED_DELIVERIES_KEPT_DAYS = 30;
+/** Ended deliveries one dispatcher run forgets at most; the next run goes on. */
+const FORGOTTEN_PER_RUN = 1000;
 /** Lanes a dispatcher pass hands over at most; the next pass goes on. */
 const LANES_PER_PASS = 200;
 /** A handed-over delivery its lane has not touched for this long past the expected time is handed over again. */
@@ -81,6 +85,21 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
       const end = Date.now() + input.runMs;
       let lanes = 0;
       let stoppedEarly: string | undefined;
+      // The outbox does not grow without end: what ended long ago goes, its attempts with it.
+      await db
+        .deleteFrom('webhook_deliveries')
+        .where(
+          'id',
+          'in',
+          db
+            .selectFrom('webhook_deliveries')
+            .select('id')
+            .where('status', '!=', 'pending')
+            .where('created_at', '<', sql<Date>`now() - ${ENDED_DELIVERIES_KEPT_DAYS} * interval '1 day'`)
+            .orderBy('created_at')
+            .limit(FORGOTTEN_PER_RUN),
+        )
+        .execute();
       while (Date.now() < end && !context.cancellationSignal.aborted) {
         context.heartbeat({ lanes });
         const due = await db

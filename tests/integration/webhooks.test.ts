@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
@@ -373,6 +374,46 @@ describe('webhooks', () => {
     const accepted = receiver.accepted('/later');
     expect(accepted.map((receipt) => receipt.headers['webhook-id'])).toEqual([delivered!.id]);
     expect(JSON.parse(accepted[0]!.body).data.conversationId).toBe(conversationId);
+  });
+
+  it('forgets deliveries 30 days after they ended, never one still waiting', async () => {
+    const created = await api('POST', '/v1/webhooks', { url: receiver.url('/old'), events: ['csat.rated'] });
+    const webhookId = created.body.id as string;
+    // The subscription has since been disabled: its waiting delivery stays however old it is.
+    await api('PATCH', `/v1/webhooks/${webhookId}`, { enabled: false });
+    const conversationId = await openConversation('webhook-old@example.com', '"Gus Example" <gus@example.com>');
+    const row = (status: 'pending' | 'delivered' | 'failed', daysAgo: number) => ({
+      id: randomUUID(),
+      subscription_id: webhookId,
+      account_id: team.account.id,
+      conversation_id: conversationId,
+      event_type: 'csat.rated',
+      payload: JSON.stringify({ type: 'csat.rated', timestamp: new Date().toISOString(), data: {} }),
+      status,
+      created_at: new Date(Date.now() - daysAgo * 24 * 60 * 60_000),
+    });
+    const [oldDelivered, oldFailed, recentDelivered, oldPending] = [
+      row('delivered', 31),
+      row('failed', 40),
+      row('delivered', 29),
+      row('pending', 60),
+    ];
+    await stack.db.insertInto('webhook_deliveries').values([oldDelivered!, oldFailed!, recentDelivered!, oldPending!]).execute();
+    await stack.db
+      .insertInto('webhook_attempts')
+      .values({ id: randomUUID(), delivery_id: oldDelivered!.id, status_code: 200, error: null, duration_ms: 3 })
+      .execute();
+    const left = await eventually(async () => {
+      const ids = (await deliveriesOf(webhookId)).map((delivery) => delivery.id);
+      return ids.includes(oldDelivered!.id) || ids.includes(oldFailed!.id) ? undefined : ids;
+    }, 60_000);
+    expect(left.sort()).toEqual([recentDelivered!.id, oldPending!.id].sort());
+    const attempts = await stack.db
+      .selectFrom('webhook_attempts')
+      .select('id')
+      .where('delivery_id', '=', oldDelivered!.id)
+      .execute();
+    expect(attempts).toEqual([]);
   });
 
   it('follows no redirect, and refuses at delivery a destination the policy forbids', async () => {

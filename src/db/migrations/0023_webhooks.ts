@@ -65,6 +65,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .columns(['subscription_id', 'created_at', 'id'])
     .execute();
   await db.schema.createIndex('webhook_deliveries_conversation_idx').on('webhook_deliveries').column('conversation_id').execute();
+  // Ended deliveries are forgotten after a while, oldest first.
+  await db.schema
+    .createIndex('webhook_deliveries_ended_idx')
+    .on('webhook_deliveries')
+    .column('created_at')
+    .where(sql.ref('status'), '!=', 'pending')
+    .execute();
   await db.schema
     .createTable('webhook_attempts')
     .addColumn('id', 'uuid', (c) => c.primaryKey())
