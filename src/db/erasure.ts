@@ -13,6 +13,7 @@ type Trx = Transaction<Database>;
 
 /** How long a stored response answers a repeated request (as src/api/idempotency.ts remembers them). */
 const STORED_RESPONSES_REPLAYED_FOR = '24 hours';
+const STORED_RESPONSES_PAGE = 500;
 
 /** A conversation as it was before it became a tombstone: whether someone was still working it. */
 export interface ErasedConversation {
@@ -124,7 +125,7 @@ async function eraseMailOfAddress(trx: Trx, accountId: string, address: string):
 
 /**
  * Stored responses (Idempotency-Key) of the account's users that name any of these (an address, ids). They are
- * kept encrypted, so each is decrypted to be looked at; erasure is rare, and a response is small.
+ * kept encrypted, so each is decrypted to be looked at (erasure is rare).
  */
 async function eraseStoredResponses(trx: Trx, accountId: string, needles: readonly string[], secretKey: string): Promise<void> {
   const accountUsers = trx.selectFrom('users').select('id').where('account_id', '=', accountId);
@@ -134,16 +135,27 @@ async function eraseStoredResponses(trx: Trx, accountId: string, needles: readon
     .where('user_id', 'in', accountUsers)
     .where('created_at', '<', sql<Date>`now() - ${STORED_RESPONSES_REPLAYED_FOR}::interval`)
     .execute();
-  const stored = await trx
-    .selectFrom('idempotency_keys')
-    .select(['user_id', 'key', 'response_body'])
-    .where('user_id', 'in', accountUsers)
-    .where('response_body', 'is not', null)
-    .execute();
-  for (const row of stored) {
-    const body = decryptCredential(row.response_body!, secretKey);
-    if (!needles.some((needle) => body.includes(needle))) continue;
-    await trx.deleteFrom('idempotency_keys').where('user_id', '=', row.user_id).where('key', '=', row.key).execute();
+  // A page at a time, so that an account's stored responses are never all in memory at once.
+  let after: { userId: string; key: string } | undefined;
+  for (;;) {
+    const page = await trx
+      .selectFrom('idempotency_keys')
+      .select(['user_id', 'key', 'response_body'])
+      .where('user_id', 'in', accountUsers)
+      .where('response_body', 'is not', null)
+      .$if(after !== undefined, (q) => q.where(sql<boolean>`(user_id, key) > (${after!.userId}, ${after!.key})`))
+      .orderBy('user_id')
+      .orderBy('key')
+      .limit(STORED_RESPONSES_PAGE)
+      .execute();
+    for (const row of page) {
+      const body = decryptCredential(row.response_body!, secretKey);
+      if (!needles.some((needle) => body.includes(needle))) continue;
+      await trx.deleteFrom('idempotency_keys').where('user_id', '=', row.user_id).where('key', '=', row.key).execute();
+    }
+    if (page.length < STORED_RESPONSES_PAGE) return;
+    const last = page[page.length - 1]!;
+    after = { userId: last.user_id, key: last.key };
   }
 }
 
