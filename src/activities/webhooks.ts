@@ -161,14 +161,12 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
      */
     async attemptWebhookDelivery({ deliveryId }: { deliveryId: string }): Promise<WebhookAttemptResult> {
       const delivery = await db
-        .updateTable('webhook_deliveries as d')
-        .from('webhook_subscriptions as s')
-        .set({ retry_until: sql<Date>`coalesce(d.retry_until, now() + ${settings.retryWindowMs} * interval '1 millisecond')` })
-        .whereRef('s.id', '=', 'd.subscription_id')
+        .selectFrom('webhook_deliveries as d')
+        .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
         .where('d.id', '=', deliveryId)
         .where('d.status', '=', 'pending')
         .where('s.enabled', '=', true)
-        .returning([
+        .select([
           'd.id',
           'd.subscription_id',
           'd.conversation_id',
@@ -237,6 +235,7 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
         failure = `destination refused: ${error.message}`.slice(0, 300);
       }
       const durationMs = Date.now() - started;
+      const retryWindowEnd = sql<Date>`now() + ${settings.retryWindowMs} * interval '1 millisecond'`;
       const attempts = delivery.attempts + 1;
       const retryInMs = Math.min(settings.retryInitialMs * 2 ** Math.min(attempts - 1, 30), settings.retryMaxMs);
       webhookDeliveries.inc({ outcome: failure === null ? 'delivered' : refused ? 'refused' : 'failed' });
@@ -256,6 +255,7 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
             .updateTable('webhook_deliveries')
             .set({
               status: 'delivered',
+              retry_until: sql<Date>`coalesce(retry_until, ${retryWindowEnd})`,
               attempts,
               last_status_code: statusCode,
               last_error: null,
@@ -302,10 +302,13 @@ export function createWebhookActivities({ db, secretKey, allowedPrivateNetworks,
             attempts,
             last_status_code: statusCode,
             last_error: failure,
-            // Past its window it is given up, unless its subscription is being disabled: then it waits for enabling.
+            // Its window starts at its first recorded attempt, in the transaction that may also start the
+            // subscription's failing period: a subscriber failing throughout is disabled before any of its events
+            // is given up (they wait for it to be enabled), while one event a working subscriber refuses is given up.
+            retry_until: sql<Date>`coalesce(retry_until, ${retryWindowEnd})`,
             status: subscription?.failed_throughout
               ? 'pending'
-              : sql<WebhookDeliveryStatus>`case when retry_until <= now() then 'failed' else 'pending' end`,
+              : sql<WebhookDeliveryStatus>`case when coalesce(retry_until, ${retryWindowEnd}) <= now() then 'failed' else 'pending' end`,
           })
           .where('id', '=', delivery.id)
           .returning('status')

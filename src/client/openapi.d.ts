@@ -1680,6 +1680,13 @@ export interface components {
           address: string | null;
           name: string | null;
         };
+        /**
+         * @description The way it came in
+         * @enum {string}
+         */
+        receivedVia: 'forwarder' | 'imap' | 'form' | 'smtp' | 'import';
+        /** @description Existing mail of a mailbox's history (an import): never answered */
+        imported: boolean;
       };
     };
     MessageSentEvent: {

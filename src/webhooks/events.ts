@@ -149,7 +149,7 @@ async function messageDetails(db: Kysely<Database>, events: WebhookEvent[]) {
           .selectFrom('inbound_messages as m')
           .leftJoin('conversations as c', 'c.id', 'm.conversation_id')
           .leftJoin('contacts as ct', 'ct.id', 'c.contact_id')
-          .select(['m.id', 'm.subject', 'm.from_address', 'm.from_name', 'ct.email'])
+          .select(['m.id', 'm.subject', 'm.from_address', 'm.from_name', 'm.received_via', 'm.imported', 'ct.email'])
           .where('m.id', 'in', ids)
           .execute();
   const byId = new Map(rows.map((row) => [row.id, row]));
@@ -159,6 +159,9 @@ async function messageDetails(db: Kysely<Database>, events: WebhookEvent[]) {
     return {
       subject: row.subject === null ? null : row.subject.slice(0, MAX_SUBJECT_CHARS),
       from: { address: row.from_address ?? row.email ?? null, name: row.from_name ?? null },
+      // A mailbox's history (an import, importDays) arrives as received mail too: a backend may want to tell it apart.
+      receivedVia: row.received_via,
+      imported: row.imported,
     };
   };
 }

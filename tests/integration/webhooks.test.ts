@@ -260,6 +260,8 @@ describe('webhooks', () => {
         channelId: team.channel.id,
         subject: 'About webhook-1@example.com',
         from: { address: 'ann@example.com', name: 'Ann Example' },
+        receivedVia: 'forwarder',
+        imported: false,
       },
     });
 

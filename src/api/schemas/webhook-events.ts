@@ -1,5 +1,5 @@
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
-import { CONVERSATION_STAGES, CONVERSATION_STATUSES, OUTBOUND_KINDS } from '../../domain/conversation.js';
+import { CONVERSATION_STAGES, CONVERSATION_STATUSES, INBOUND_SOURCES, OUTBOUND_KINDS } from '../../domain/conversation.js';
 import type { WebhookEventType } from '../../webhooks/events.js';
 
 // What a subscriber receives, for the OpenAPI document's `webhooks` section: one POST per event, signed the
@@ -21,6 +21,8 @@ const DATA: Record<WebhookEventType, { summary: string; data: z.ZodObject }> = {
       classification: z.string().openapi({ description: 'ordinary, auto_reply or bounce' }),
       subject: z.string().nullable(),
       from: z.object({ address: z.string().nullable(), name: z.string().nullable() }),
+      receivedVia: z.enum(INBOUND_SOURCES).openapi({ description: 'The way it came in' }),
+      imported: z.boolean().openapi({ description: "Existing mail of a mailbox's history (an import): never answered" }),
     }),
   },
   'message.sent': {
