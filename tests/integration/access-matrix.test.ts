@@ -254,6 +254,20 @@ const ROUTES: RouteCase[] = [
   { op: 'GET /v1/contacts', access: 'account' },
   { op: 'GET /v1/contacts/{contactId}', access: 'account' },
   { op: 'PATCH /v1/contacts/{contactId}', access: 'account', body: () => ({ name: 'Ann Example' }) },
+  // Erasure is for good: the allowed call erases a throwaway contact, the refused ones name the fixture's.
+  {
+    op: 'DELETE /v1/contacts/{contactId}',
+    access: 'admin',
+    params: async (_caller, allowed): Promise<Params> => (allowed ? { contactId: await throwawayContact() } : {}),
+  },
+  {
+    op: 'GET /v1/contacts/{contactId}/erasure',
+    access: 'admin',
+    params: async (_caller, allowed): Promise<Params> => (allowed ? { contactId: await throwawayContact({ erased: true }) } : {}),
+  },
+  // Account
+  { op: 'GET /v1/account/settings', access: 'account' },
+  { op: 'PATCH /v1/account/settings', access: 'admin', body: () => ({ retentionDays: null }) },
 
   // Inbound mail and its quarantine
   { op: 'GET /v1/inbound-messages', access: 'admin' },
@@ -393,6 +407,21 @@ async function throwawayUser(options: { agentOfChannel?: boolean } = {}): Promis
   });
   if (options.agentOfChannel) await addAgentToChannel(stack.db, fx.channel.id, user.id);
   return user.id;
+}
+
+/** A contact of account A without conversations; `erased`: one whose erasure is done. */
+async function throwawayContact(options: { erased?: boolean } = {}): Promise<string> {
+  const id = randomUUID();
+  await stack.db
+    .insertInto('contacts')
+    .values({
+      id,
+      account_id: fx.accountA,
+      email: options.erased ? null : `${uniq('throwaway')}@example.com`,
+      ...(options.erased ? { erasure_requested_at: new Date(), erased_at: new Date() } : {}),
+    })
+    .execute();
+  return id;
 }
 
 /** A mailbox import of channel 1 that has ended. */
