@@ -199,7 +199,12 @@ const envSchema = z.object({
    * How long a webhook delivery is retried before it is given up (at least a day), and how long a subscription may
    * fail every attempt before it is disabled.
    */
-  WEBHOOK_RETRY_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
+  WEBHOOK_RETRY_HOURS: z.coerce
+    .number()
+    .int()
+    .min(24)
+    .max(24 * 30)
+    .default(24),
   /** Prometheus scrapers other than loopback send it as a bearer token to /metrics; unset: loopback only. */
   METRICS_TOKEN: optionalSetting(),
   /** The worker's and the SMTP receiver's /metrics port (the API serves /metrics on its own); unset: none. */

@@ -512,36 +512,38 @@ const noteRoute = createRoute({
 });
 
 export function conversationQuery(db: Db, user: AuthenticatedUser) {
-  return db
-    .selectFrom('conversations as c')
-    .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
-    .select([
-      'c.id',
-      'c.channel_id',
-      'c.subject',
-      'c.status',
-      'c.stage',
-      'c.assignee_id',
-      'c.ai_agent_id',
-      'c.team_id',
-      'c.priority',
-      'c.labels',
-      sql<string>`coalesce(c.language, (select ch.languages->>0 from channels ch where ch.id = c.channel_id), 'en')`.as(
-        'language',
-      ),
-      'c.sla_due_at',
-      'c.sla_breached_at',
-      'c.first_response_at',
-      'c.created_at',
-      'c.updated_at',
-      'c.resolved_at',
-      'ct.id as contact_id',
-      'ct.email as contact_email',
-      'ct.name as contact_name',
-    ])
-    .where('c.account_id', '=', user.accountId)
-    // Erased conversations are tombstones for reports only.
-    .where('c.erased_at', 'is', null);
+  return (
+    db
+      .selectFrom('conversations as c')
+      .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
+      .select([
+        'c.id',
+        'c.channel_id',
+        'c.subject',
+        'c.status',
+        'c.stage',
+        'c.assignee_id',
+        'c.ai_agent_id',
+        'c.team_id',
+        'c.priority',
+        'c.labels',
+        sql<string>`coalesce(c.language, (select ch.languages->>0 from channels ch where ch.id = c.channel_id), 'en')`.as(
+          'language',
+        ),
+        'c.sla_due_at',
+        'c.sla_breached_at',
+        'c.first_response_at',
+        'c.created_at',
+        'c.updated_at',
+        'c.resolved_at',
+        'ct.id as contact_id',
+        'ct.email as contact_email',
+        'ct.name as contact_name',
+      ])
+      .where('c.account_id', '=', user.accountId)
+      // Erased conversations are tombstones for reports only.
+      .where('c.erased_at', 'is', null)
+  );
 }
 
 type ConversationRow = Awaited<ReturnType<ReturnType<typeof conversationQuery>['executeTakeFirstOrThrow']>>;
