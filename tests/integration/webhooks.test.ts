@@ -18,7 +18,7 @@ import { seedSupportTeam, startTestStack, TEST_INBOUND_DOMAIN, TEST_SECRET_KEY, 
 // the retry window is disabled with the reason; URLs the destination policy refuses never get a request.
 
 /** The retry window of this stack: a day in production, seconds here so that the disabling can be watched. */
-const RETRY_WINDOW_MS = 8_000;
+const RETRY_WINDOW_MS = 15_000;
 const ALL_EVENTS = [
   'message.received',
   'message.sent',
@@ -57,6 +57,8 @@ async function startReceiver() {
         status = 503;
       }
       if (path === '/down' && !state.downIsUp) status = 503;
+      // A subscriber that takes everything but a new conversation's announcement.
+      if (path === '/picky' && JSON.parse(Buffer.concat(chunks).toString('utf8')).type === 'conversation.created') status = 422;
       receipts.push({ path, headers: request.headers, body: Buffer.concat(chunks).toString('utf8'), status });
       if (path === '/moved') {
         response.writeHead(302, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
@@ -356,6 +358,48 @@ describe('webhooks', () => {
       expect(accepted.filter((id) => inOrder.includes(id))).toEqual(inOrder);
     }
     await expectSigned('/down', created.body.secret);
+  });
+
+  it('gives up an event the subscriber keeps refusing after the retry window, while it takes the others', async () => {
+    // A conversation from before the subscription, whose later events it does take.
+    const taken = await openConversation('webhook-picky-1@example.com', '"Hal Example" <hal@example.com>');
+    const { assigneeId } = await eventually(async () => {
+      const detail = await api('GET', `/v1/conversations/${taken}`);
+      return detail.body.assigneeId ? detail.body : undefined;
+    });
+    const agent = team.agents.find((candidate) => candidate.id === assigneeId)!;
+    const created = await api('POST', '/v1/webhooks', {
+      url: receiver.url('/picky'),
+      events: ['conversation.created', 'message.sent'],
+    });
+    const webhookId = created.body.id as string;
+    const refused = await openConversation('webhook-picky-2@example.com', '"Ida Example" <ida@example.com>');
+    const refusedDelivery = await eventually(async () => {
+      const rows = await deliveriesOf(webhookId);
+      const row = rows.find((delivery) => delivery.conversation_id === refused && delivery.event_type === 'conversation.created');
+      const { count } = await stack.db
+        .selectFrom('webhook_attempts')
+        .select((eb) => eb.fn.countAll<string>().as('count'))
+        .where('delivery_id', '=', row?.id ?? randomUUID())
+        .executeTakeFirstOrThrow();
+      return Number(count) > 0 ? row : undefined;
+    });
+    // Meanwhile the subscriber takes the other conversation's reply: it is not failing throughout.
+    const reply = await callApi(stack.api.url, agent.apiKey, 'POST', `/v1/conversations/${taken}/replies`, { text: 'Noted.' });
+    expect(reply.status).toBe(201);
+    const given = await eventually(async () => {
+      const rows = await deliveriesOf(webhookId);
+      return rows.find((row) => row.id === refusedDelivery!.id && row.status === 'failed');
+    }, RETRY_WINDOW_MS + 60_000);
+    expect(given).toMatchObject({ event_type: 'conversation.created', conversation_id: refused });
+    const sent = (await deliveriesOf(webhookId)).filter((row) => row.conversation_id === taken);
+    expect(sent.map((row) => [row.event_type, row.status])).toEqual([['message.sent', 'delivered']]);
+    const webhook = await api('GET', `/v1/webhooks/${webhookId}`);
+    expect(webhook.body).toMatchObject({ enabled: true, disabledReason: null });
+    const listed = await api('GET', `/v1/webhooks/${webhookId}/deliveries?status=failed`);
+    expect(listed.body.data.map((delivery: { id: string }) => delivery.id)).toEqual([given!.id]);
+    expect(listed.body.data[0]).toMatchObject({ status: 'failed', lastStatusCode: 422, lastError: 'HTTP 422' });
+    await api('DELETE', `/v1/webhooks/${webhookId}`);
   });
 
   it('delivers what was committed while no worker ran, once one is back', async () => {
