@@ -239,6 +239,27 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   }
 
   /**
+   * The sender's contact as this transaction sees it: the one found before, unless an erasure took its address
+   * meanwhile (the erasure's first step waits for this share lock), then the address's new contact.
+   */
+  async function senderContactNow(trx: Db, contactId: string, accountId: string, from: ParsedMail['from']): Promise<string> {
+    const contact = await trx.selectFrom('contacts').select('email').where('id', '=', contactId).forShare().executeTakeFirst();
+    if (contact?.email === from.address) return contactId;
+    await trx
+      .insertInto('contacts')
+      .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
+      .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
+      .execute();
+    const current = await trx
+      .selectFrom('contacts')
+      .select('id')
+      .where('account_id', '=', accountId)
+      .where('email', '=', from.address)
+      .executeTakeFirstOrThrow();
+    return current.id;
+  }
+
+  /**
    * The conversation this mail belongs to, if any, and how it was found; the rule is chooseThread's:
    * the reply token, a bounce's returned message, then In-Reply-To and References, each only for a
    * sender who already takes part in that conversation (bounces excepted).
@@ -254,6 +275,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
         .select('id')
         .where('channel_id', '=', channel.id)
         .where('reply_token', '=', token)
+        .where('erased_at', 'is', null)
         .executeTakeFirst();
       if (byToken) candidates.push({ conversationId: byToken.id, via: 'reply_token' });
     }
@@ -290,15 +312,17 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     sentByUsOnly: boolean,
   ): Promise<string[]> {
     if (messageIds.length === 0) return [];
+    // Never an erased conversation: its messages are still there while its erasure runs.
     const received = sql<{ conversation_id: string; message_id: string }>`
-      select conversation_id, message_id from inbound_messages
-        where channel_id = ${channelId} and conversation_id is not null and message_id in (${sql.join(messageIds)})
+      select m.conversation_id, m.message_id from inbound_messages m
+        join conversations c on c.id = m.conversation_id
+        where m.channel_id = ${channelId} and c.erased_at is null and m.message_id in (${sql.join(messageIds)})
       union all`;
     const { rows } = await sql<{ conversation_id: string; message_id: string }>`
       ${sentByUsOnly ? sql`` : received}
       select o.conversation_id, o.message_id from outbound_messages o
         join conversations c on c.id = o.conversation_id
-        where c.channel_id = ${channelId} and o.message_id in (${sql.join(messageIds)})`.execute(trx);
+        where c.channel_id = ${channelId} and c.erased_at is null and o.message_id in (${sql.join(messageIds)})`.execute(trx);
     const byMessageId = new Map(rows.map((row) => [row.message_id, row.conversation_id]));
     return [...new Set(messageIds.flatMap((id) => byMessageId.get(id) ?? []))];
   }
@@ -371,7 +395,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     // Before any contact or conversation: a confirmation is for the admins, and its sender is no customer.
     const confirmation = knownContactId ? null : forwardingConfirmationIn(mail);
     if (confirmation) throw await keepForwardingConfirmation(channel, stored, mail, confirmation);
-    const contactId = knownContactId ?? (await findOrCreateContact(channel.account_id, mail.from));
+    const foundContactId = knownContactId ?? (await findOrCreateContact(channel.account_id, mail.from));
     return db.transaction().execute(async (trx) => {
       // Serialises two deliveries of the same mail arriving at once.
       const current = await trx
@@ -384,6 +408,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
         return { conversationId: current.conversation_id, mail, spam: false };
       }
 
+      const contactId = knownContactId ?? (await senderContactNow(trx, foundContactId, channel.account_id, mail.from));
       const existing = await findThread(trx, channel, mail);
       const conversationId = existing?.conversationId ?? randomUUID();
       // A conversation a spam mail starts is kept out of the queue until an agent releases it.

@@ -6,6 +6,7 @@ import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Db } from '../../src/db/connection.js';
 import { decryptCredential } from '../../src/security/credentials.js';
+import { tombstoneContact } from '../../src/db/erasure.js';
 import { ensureRetentionSchedule } from '../../src/temporal/erasure.js';
 import {
   contactErasureWorkflowId,
@@ -372,6 +373,75 @@ describe('erasing a contact', () => {
       `/v1/contacts?email=${encodeURIComponent(`kim.${tag}@example.com`)}`,
     );
     expect((await api(team.admin.apiKey, 'GET', `/v1/contacts/${others.data[0].id}/erasure`)).status).toBe(404);
+  });
+
+  it('lets no mail reach a conversation whose erasure has begun, not even from someone else who took part', async () => {
+    const sender = `gus.${tag}@example.com`;
+    const colleague = `max.${tag}@example.com`;
+    const posted = await postMail(
+      stack.api.url,
+      team.channel,
+      customerMail({
+        messageId: `gus.${tag}@example.com`,
+        from: `"Gus" <${sender}>`,
+        subject: `Half-way ${tag}`,
+        headers: [`Cc: ${colleague}`],
+      }),
+    );
+    const erasing: string = posted.body.conversationId;
+    await eventually(async () => {
+      const { body } = await api(team.admin.apiKey, 'GET', `/v1/conversations/${erasing}`);
+      return body.stage === 'assigned' ? true : undefined;
+    });
+    // Gus's colleague, copied, writes into it too.
+    const colleagueWrote = await postMail(
+      stack.api.url,
+      team.channel,
+      customerMail({
+        messageId: `max.${tag}@example.com`,
+        from: colleague,
+        subject: `Re: Half-way ${tag}`,
+        inReplyTo: `<gus.${tag}@example.com>`,
+      }),
+    );
+    expect(colleagueWrote.body.conversationId).toBe(erasing);
+    const { body: found } = await api(team.admin.apiKey, 'GET', `/v1/contacts?email=${encodeURIComponent(sender)}`);
+    const gus: string = found.data[0].id;
+
+    // The erasure's first step has run (as if the worker died right after it): the rest is still to come, and
+    // the colleague's mail is still stored in the conversation meanwhile.
+    await tombstoneContact(stack.db, gus, TEST_SECRET_KEY);
+    const again = await postMail(
+      stack.api.url,
+      team.channel,
+      customerMail({
+        messageId: `max-again.${tag}@example.com`,
+        from: colleague,
+        subject: `Re: Half-way ${tag}`,
+        inReplyTo: `<max.${tag}@example.com>`,
+      }),
+    );
+    expect(again.status).toBe(202);
+    expect(again.body.conversationId).not.toBe(erasing);
+    const reached = await stack.db
+      .selectFrom('inbound_messages')
+      .select('message_id')
+      .where('conversation_id', '=', erasing)
+      .execute();
+    expect(reached.map((m) => m.message_id)).toEqual([`<max.${tag}@example.com>`]);
+
+    // The erasure then runs to its end: the conversation, its messages and its workflow are gone.
+    const erased = await api(team.admin.apiKey, 'DELETE', `/v1/contacts/${gus}`);
+    expect([202, 204]).toContain(erased.status);
+    await eventually(async () => {
+      const { body } = await api(team.admin.apiKey, 'GET', `/v1/contacts/${gus}/erasure`);
+      return body.state === 'completed' ? true : undefined;
+    }, 60_000);
+    expect(await workflowGone(stack.temporal, conversationWorkflowId(erasing))).toBe(true);
+    expect(await stack.db.selectFrom('inbound_messages').select('id').where('conversation_id', '=', erasing).execute()).toEqual(
+      [],
+    );
+    expect(await rowsHolding(stack.db, sender)).toEqual([]);
   });
 });
 
