@@ -390,12 +390,13 @@ async function answeredConversation(
   referenced: string[],
   recipients: string[],
 ): Promise<{ conversationId: string; recipient: string } | undefined> {
+  // Never an erased conversation: its messages are still there while its erasure runs.
   const { rows } = await sql<{ conversation_id: string; message_id: string }>`
-    select conversation_id, message_id from inbound_messages
-      where channel_id = ${channelId} and conversation_id is not null and message_id in (${sql.join(referenced)})
+    select m.conversation_id, m.message_id from inbound_messages m join conversations c on c.id = m.conversation_id
+      where m.channel_id = ${channelId} and c.erased_at is null and m.message_id in (${sql.join(referenced)})
     union all
     select o.conversation_id, o.message_id from outbound_messages o join conversations c on c.id = o.conversation_id
-      where c.channel_id = ${channelId} and o.message_id in (${sql.join(referenced)})`.execute(db);
+      where c.channel_id = ${channelId} and c.erased_at is null and o.message_id in (${sql.join(referenced)})`.execute(db);
   const byMessageId = new Map(rows.map((row) => [row.message_id, row.conversation_id]));
   const candidates = [...new Set(referenced.flatMap((id) => byMessageId.get(id) ?? []))];
   for (const conversationId of candidates) {
