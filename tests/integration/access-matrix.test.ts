@@ -265,6 +265,24 @@ const ROUTES: RouteCase[] = [
     access: 'admin',
     params: async (_caller, allowed): Promise<Params> => (allowed ? { contactId: await throwawayContact({ erased: true }) } : {}),
   },
+  // Webhooks: the account's admins subscribe; a delivery the fixture's subscriber never took is redelivered (202)
+  { op: 'GET /v1/webhooks', access: 'admin' },
+  { op: 'POST /v1/webhooks', access: 'admin', body: () => ({ url: 'http://127.0.0.1:9/matrix', events: ['message.sent'] }) },
+  { op: 'GET /v1/webhooks/{webhookId}', access: 'admin' },
+  { op: 'PATCH /v1/webhooks/{webhookId}', access: 'admin', body: () => ({ description: 'Matrix subscriber' }) },
+  {
+    op: 'DELETE /v1/webhooks/{webhookId}',
+    access: 'admin',
+    params: async (_caller, allowed): Promise<Params> => (allowed ? { webhookId: await throwawayWebhook() } : {}),
+  },
+  { op: 'POST /v1/webhooks/{webhookId}/secret', access: 'admin' },
+  { op: 'GET /v1/webhooks/{webhookId}/deliveries', access: 'admin' },
+  { op: 'POST /v1/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver', access: 'admin', alsoAllowed: [409] },
+
+  // The codec server of the Temporal UI: any admin (payloads name no account); nothing to decode is an empty answer
+  { op: 'POST /codec/decode', access: 'admin', body: () => ({ payloads: [] }) },
+  { op: 'POST /codec/encode', access: 'admin', body: () => ({ payloads: [] }) },
+
   // Account
   { op: 'GET /v1/account/settings', access: 'account' },
   { op: 'PATCH /v1/account/settings', access: 'admin', body: () => ({ retentionDays: null }) },
@@ -306,6 +324,9 @@ interface Fixtures {
   memberKeyId: string;
   /** A mailbox import of channel 1 that has ended. */
   importId: string;
+  /** Account A's webhook subscription, and one of its deliveries. */
+  webhookId: string;
+  deliveryId: string;
   b: {
     channel: { id: string; forwarderSecret: string };
     conversationId: string;
@@ -424,6 +445,15 @@ async function throwawayContact(options: { erased?: boolean } = {}): Promise<str
   return id;
 }
 
+/** A webhook subscription of account A, to a port where nobody listens. */
+async function throwawayWebhook(): Promise<string> {
+  const created = await must(fx.adminA.apiKey, 'POST', '/v1/webhooks', {
+    url: 'http://127.0.0.1:9/matrix',
+    events: ['message.received'],
+  });
+  return created.id as string;
+}
+
 /** A mailbox import of channel 1 that has ended. */
 async function endedImport(): Promise<string> {
   const id = randomUUID();
@@ -468,6 +498,8 @@ function defaultParams(): Params {
     userId: fx.member.id,
     keyId: fx.memberKeyId,
     importId: fx.importId,
+    webhookId: fx.webhookId,
+    deliveryId: fx.deliveryId,
     replyId: randomUUID(), // the DELETE of a reply names its own
     label: 'matrix',
   };
@@ -552,6 +584,8 @@ describe('access matrix: every operation × admin, agent of the channel, agent o
       memberKeyId: memberKey.id,
     } as Fixtures;
     fx.importId = await endedImport();
+    // Subscribed before the fixture's mail, whose message.received then is one of its deliveries.
+    fx.webhookId = await throwawayWebhook();
 
     // Channel 1's conversation, with an attachment.
     const raw = await new MailComposer({
@@ -571,6 +605,9 @@ describe('access matrix: every operation × admin, agent of the channel, agent o
     await waitForStage(a.admin.apiKey, fx.conversationId, 'assigned');
     const detail = await must(a.admin.apiKey, 'GET', `/v1/conversations/${fx.conversationId}`);
     fx.attachmentId = detail.messages[0].attachments[0].id;
+    fx.deliveryId = (
+      await db.selectFrom('webhook_deliveries').select('id').where('subscription_id', '=', fx.webhookId).executeTakeFirstOrThrow()
+    ).id;
     fx.contactId = detail.contact.id;
 
     // A mail without a sender stays in the quarantine.
