@@ -1,18 +1,12 @@
 // The IMAP side of the benchmark: a private Dovecot, a Mailroom worker that syncs mailboxes, and channels with a mailbox
 // each. Everything it starts is added to the bench stack's stop().
 import { randomUUID } from 'node:crypto';
-import { NativeConnection } from '@temporalio/worker';
 import { ImapFlow } from 'imapflow';
 import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
-import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { createChannel } from '../src/db/seed.js';
-import { createIngest } from '../src/ingest/ingest.js';
 import { applyMailboxSettings } from '../src/temporal/mailbox.js';
-import { SmtpCapture } from '../src/mail/smtp-capture.js';
-import { createMailTransport } from '../src/mail/transport.js';
 import { encryptCredential } from '../src/security/credentials.js';
-import { createMailroomWorker } from '../src/worker.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE, installBenchRuntime, type BenchStack } from './stack.js';
+import { BENCH_SECRET_KEY, startBenchWorker, type BenchStack } from './stack.js';
 import { fixtureMail } from './throughput.js';
 
 /** The IMAP worker's main queue: mailbox workflows; their syncMailbox sessions run on mailboxTaskQueue(MAILBOX_TASK_QUEUE). */
@@ -39,37 +33,8 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   );
   const dovecot = await startDovecot({ users: accounts });
   stack.addStop(dovecot.stop);
-  const capture = new SmtpCapture();
-  const smtp = await capture.listen();
-  stack.addStop(() => capture.close());
-
-  await installBenchRuntime();
-  const connection = await NativeConnection.connect({ address: stack.temporalAddress });
-  stack.addStop(() => connection.close());
-  const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });
-  // The ingest starts conversation workflows on the forwarder's unpolled queue and the worker polls only the mailbox
-  // queue: the drain then does the same ingest work per mail as the forwarder figure, only the way in differs.
-  const worker = await createMailroomWorker({
-    connection,
-    taskQueue: MAILBOX_TASK_QUEUE,
-    dataConverter: BENCH_DATA_CONVERTER,
-    deps: {
-      db: stack.db,
-      ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),
-      mail,
-      publicUrl: 'http://localhost',
-      secretKey: BENCH_SECRET_KEY,
-      // Its Dovecot runs on loopback.
-      allowedPrivateNetworks: LOOPBACK_NETWORKS,
-    },
-  });
-  const running = worker.run();
-  running.catch((error: unknown) => console.error('bench: the IMAP worker stopped:', error));
-  stack.addStop(async () => {
-    if (worker.getState() === 'RUNNING') worker.shutdown(); // cancels the IDLE session, which then logs out
-    await running;
-    mail.close();
-  });
+  // Its mailbox workflows run here; the syncMailbox sessions on mailboxTaskQueue(MAILBOX_TASK_QUEUE).
+  await startBenchWorker(stack, MAILBOX_TASK_QUEUE);
 
   const mailboxes = await Promise.all(accounts.map((account) => createMailbox(stack, dovecot, account)));
   return { latencyMailboxes: mailboxes.slice(0, -1), backlogMailbox: mailboxes.at(-1)! };

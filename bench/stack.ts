@@ -1,6 +1,11 @@
 // What the benchmark runs against: real Temporal and PostgreSQL servers, a fresh database with one channel, and the HTTP API.
 // The IMAP part (bench/imap-stack.ts) adds its Dovecot and worker to this stack, so one stop() ends everything.
 import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { ActivityDeps } from '../src/activities/index.js';
+import { SmtpCapture } from '../src/mail/smtp-capture.js';
+import { createMailTransport } from '../src/mail/transport.js';
+import { createMailroomWorker, type MailroomWorker } from '../src/worker.js';
 import { startPostgres } from '../scripts/servers/postgres.js';
 import { createScratchDatabase } from '../scripts/servers/scratch-database.js';
 import { startTemporalDevServer } from '../scripts/servers/temporal-dev-server.js';
@@ -30,6 +35,47 @@ export function installBenchRuntime(): Promise<void> {
   // No shutdown signals: bench/run.ts's SIGINT handler stops the workers.
   runtimeInstalled ??= installTemporalRuntime({ logger: createLogger('warn'), metrics: false, shutdownSignals: [] });
   return runtimeInstalled;
+}
+
+/**
+ * A Mailroom worker in the bench process on `taskQueue`, its SMTP capture and connection stopped with the stack. Its
+ * ingest starts conversation workflows on the forwarder's unpolled queue, so only what the section measures runs.
+ */
+export async function startBenchWorker(
+  stack: BenchStack,
+  taskQueue: string,
+  deps: Partial<ActivityDeps> = {},
+): Promise<MailroomWorker> {
+  await installBenchRuntime();
+  const connection = await NativeConnection.connect({ address: stack.temporalAddress });
+  stack.addStop(() => connection.close());
+  const capture = new SmtpCapture();
+  const smtp = await capture.listen();
+  stack.addStop(() => capture.close());
+  const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });
+  const worker = await createMailroomWorker({
+    connection,
+    taskQueue,
+    dataConverter: BENCH_DATA_CONVERTER,
+    deps: {
+      db: stack.db,
+      ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),
+      mail,
+      publicUrl: 'http://localhost',
+      secretKey: BENCH_SECRET_KEY,
+      // The bench's Dovecot and subscribers run on loopback.
+      allowedPrivateNetworks: LOOPBACK_NETWORKS,
+      ...deps,
+    },
+  });
+  const running = worker.run();
+  running.catch((error: unknown) => console.error(`bench: the worker of ${taskQueue} stopped:`, error));
+  stack.addStop(async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running;
+    mail.close();
+  });
+  return worker;
 }
 
 export interface BenchStack {

@@ -4,16 +4,10 @@
 // first post to the last delivery, next to the forwarder's own rate in the same run.
 import { createServer, type IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { NativeConnection } from '@temporalio/worker';
-import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { createUser } from '../src/db/seed.js';
-import { createIngest } from '../src/ingest/ingest.js';
-import { SmtpCapture } from '../src/mail/smtp-capture.js';
-import { createMailTransport } from '../src/mail/transport.js';
 import { startWebhookDispatcher } from '../src/temporal/webhooks.js';
 import { webhookDispatcherWorkflowId } from '../src/workflows/ids.js';
-import { createMailroomWorker } from '../src/worker.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE, installBenchRuntime, type BenchStack } from './stack.js';
+import { startBenchWorker, type BenchStack } from './stack.js';
 import { forwardedMail, measure, type Measurement } from './throughput.js';
 
 /** The webhook workers' queue: the dispatcher and the lanes (no conversation workflow runs here). */
@@ -75,38 +69,15 @@ export async function measureWebhookDeliveries(
     body: JSON.stringify({ url: `http://127.0.0.1:${port}/hooks`, events: ['message.received'] }),
   });
   if (subscribed.status !== 201) throw new Error(`bench: subscribing failed: ${subscribed.status} ${await subscribed.text()}`);
+  const subscription = (await subscribed.json()) as { id: string };
 
-  await installBenchRuntime();
-  const connection = await NativeConnection.connect({ address: stack.temporalAddress });
-  stack.addStop(() => connection.close());
-  const capture = new SmtpCapture();
-  const smtp = await capture.listen();
-  stack.addStop(() => capture.close());
-  const mail = createMailTransport(smtp.url, { allowedPrivateNetworks: LOOPBACK_NETWORKS });
-  const worker = await createMailroomWorker({
-    connection,
-    taskQueue: WEBHOOK_TASK_QUEUE,
-    dataConverter: BENCH_DATA_CONVERTER,
-    deps: {
-      db: stack.db,
-      ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),
-      mail,
-      publicUrl: 'http://localhost',
-      secretKey: BENCH_SECRET_KEY,
-      allowedPrivateNetworks: LOOPBACK_NETWORKS,
-      webhooks: { temporal: stack.temporal },
-    },
-  });
-  const running = worker.run();
-  running.catch((error: unknown) => console.error('bench: the webhook worker stopped:', error));
+  await startBenchWorker(stack, WEBHOOK_TASK_QUEUE, { webhooks: { temporal: stack.temporal } });
   stack.addStop(async () => {
+    // Stopped before the worker (stops run newest first), so that it does not outlive the bench on the dev server.
     await stack.temporal.workflow
       .getHandle(webhookDispatcherWorkflowId(WEBHOOK_TASK_QUEUE))
       .terminate('bench done')
       .catch(() => undefined);
-    if (worker.getState() === 'RUNNING') worker.shutdown();
-    await running;
-    mail.close();
   });
   await startWebhookDispatcher(stack.temporal, WEBHOOK_TASK_QUEUE);
 
@@ -120,6 +91,11 @@ export async function measureWebhookDeliveries(
   await done;
   clearTimeout(timeout);
   if (arrivedAt.size < mails) throw new Error(`bench: only ${arrivedAt.size} of ${mails} webhook deliveries arrived in 10 min`);
+  // Later sections measure the ingest without a subscriber, as the earlier ones did.
+  await fetch(`${stack.apiUrl}/v1/webhooks/${subscription.id}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${admin.apiKey}` },
+  });
   const seconds = (Math.max(...arrivedAt.values()) - start) / 1000;
   const latenciesMs = [...arrivedAt].flatMap(([id, at]) => {
     const answered = answeredAt.get(id);
