@@ -168,7 +168,7 @@ export function createApp(deps: ApiDeps) {
       license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
     },
     // Where this deployment answers, so clients generated from the document know their base URL.
-    servers: [{ url: deps.config.PUBLIC_URL.replace(/\/+$/, ''), description: 'This Mailroom deployment (PUBLIC_URL)' }],
+    servers: [{ url: withoutTrailingSlashes(deps.config.PUBLIC_URL), description: 'This Mailroom deployment (PUBLIC_URL)' }],
   });
   app.get('/docs', swaggerUI({ url: OPENAPI_PATH }));
 
@@ -209,6 +209,13 @@ export function createApp(deps: ApiDeps) {
   });
 
   return app;
+}
+
+/** `https://help.example.com/` → `https://help.example.com`, so that the document's paths join it with one slash. */
+function withoutTrailingSlashes(url: string): string {
+  let end = url.length;
+  while (end > 0 && url[end - 1] === '/') end--;
+  return url.slice(0, end);
 }
 
 export type App = ReturnType<typeof createApp>;
