@@ -219,6 +219,7 @@ Mailroom is running.
   Database            ${config.DATABASE_URL ? 'DATABASE_URL' : `embedded PGlite in ${join(dataDir, 'pglite')}`}
   Outgoing mail       ${capture ? `captured by ${smtpUrl}; read it at ${api.url}/v1/captured-mail` : 'SMTP_URL'}
   Inbound SMTP        ${smtpReceiver.url}   (the MX of ${config.INBOUND_DOMAIN}${config.SMTP_RECEIVER_TLS_CERT_FILE ? ', with STARTTLS' : ''})
+  Metrics             ${api.url}/metrics   (Prometheus: Mailroom's and the worker's; readiness: ${api.url}/ready)
 
 Demo channel "${demo.channel.name}" <${demo.channel.emailAddress}>
   Inbound endpoint    ${inbound}
