@@ -213,15 +213,7 @@ function reportIngest(rows: Row[], totalRequests: number) {
   );
   printTable(
     ['round', 'measurement', 'requests', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
-    allRows.map(({ round, workload, measurement }) => [
-      round,
-      workloadLabels[workload],
-      String(measurement.requests),
-      measurement.seconds.toFixed(2),
-      rate(measurement).toFixed(1),
-      percentile(measurement.latenciesMs, 0.5).toFixed(1),
-      percentile(measurement.latenciesMs, 0.95).toFixed(1),
-    ]),
+    allRows.map(({ round, workload, measurement }) => [round, workloadLabels[workload], ...measurementCells(measurement)]),
   );
   console.log(
     `ratio ingest/bare: ${ratioOf('total').toFixed(3)} (per round: ${roundRatios.map((ratio) => ratio.toFixed(3)).join(', ')})`,
@@ -268,14 +260,7 @@ function printWebhookReport({ mails, posts, seconds, latenciesMs }: WebhookFigur
         percentile(latenciesMs, 0.5).toFixed(1),
         percentile(latenciesMs, 0.95).toFixed(1),
       ],
-      [
-        'forwarder posts meanwhile',
-        String(posts.requests),
-        posts.seconds.toFixed(2),
-        rate(posts).toFixed(1),
-        percentile(posts.latenciesMs, 0.5).toFixed(1),
-        percentile(posts.latenciesMs, 0.95).toFixed(1),
-      ],
+      ['forwarder posts meanwhile', ...measurementCells(posts)],
       ...(forwarder
         ? [
             [
@@ -403,15 +388,7 @@ SMTP receiver next to the forwarder endpoint: N = ${totalRequests} of each in ${
   );
   printTable(
     ['round', 'measurement', 'mails', 'seconds', 'per second', 'p50 ms', 'p95 ms'],
-    allRows.map(({ round, workload, measurement }) => [
-      round,
-      labels[workload],
-      String(measurement.requests),
-      measurement.seconds.toFixed(2),
-      rate(measurement).toFixed(1),
-      percentile(measurement.latenciesMs, 0.5).toFixed(1),
-      percentile(measurement.latenciesMs, 0.95).toFixed(1),
-    ]),
+    allRows.map(({ round, workload, measurement }) => [round, labels[workload], ...measurementCells(measurement)]),
   );
   console.log(
     `ratio SMTP/forwarder: ${ratio.toFixed(3)} (per round: ${rounds.map((round) => ratioOf(round).toFixed(3)).join(', ')}); ` +
@@ -684,6 +661,17 @@ function combine(rows: Row[], workload: Workload): Measurement {
     latenciesMs: measurements.flatMap((m) => m.latenciesMs),
     failures: measurements.reduce((sum, m) => sum + m.failures, 0),
   };
+}
+
+/** A measurement's cells of a table: requests, seconds, per second, p50 ms, p95 ms. */
+function measurementCells(measurement: Measurement): string[] {
+  return [
+    String(measurement.requests),
+    measurement.seconds.toFixed(2),
+    rate(measurement).toFixed(1),
+    percentile(measurement.latenciesMs, 0.5).toFixed(1),
+    percentile(measurement.latenciesMs, 0.95).toFixed(1),
+  ];
 }
 
 function rate(measurement: Measurement): number {

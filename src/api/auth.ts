@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { MiddlewareHandler } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import ipaddr from 'ipaddr.js';
+import { isLoopbackAddress } from '../security/destinations.js';
 import type { Db } from '../db/connection.js';
 import { hashSecret } from '../security/secret-hash.js';
 import type { AppEnv, AuthenticatedUser } from './env.js';
@@ -59,9 +59,7 @@ export function requireApiKey(db: Db, perApiKey: RateLimiter) {
 /** Requests from this machine pass; any other caller needs what `requireKey` checks. */
 export function loopbackOrApiKey(requireKey: MiddlewareHandler<AppEnv>) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    const remote = getConnInfo(c).remote.address ?? '';
-    const loopback = ipaddr.isValid(remote) && ipaddr.process(remote).range() === 'loopback';
-    return loopback ? next() : requireKey(c, next);
+    return isLoopbackAddress(getConnInfo(c).remote.address) ? next() : requireKey(c, next);
   });
 }
 

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { sql } from 'kysely';
-import ipaddr from 'ipaddr.js';
+import { isLoopbackAddress } from '../security/destinations.js';
 import type { Db } from '../db/connection.js';
 import { conversationsWaiting, registry } from './metrics.js';
 
@@ -44,8 +44,7 @@ export const METRICS_CONTENT_TYPE = registry.contentType;
 
 /** Loopback may scrape; anyone else must send `Authorization: Bearer <METRICS_TOKEN>` (none configured: nobody). */
 export function mayScrape(remoteAddress: string | undefined, authorization: string | undefined, token: string | undefined) {
-  const remote = remoteAddress ?? '';
-  if (ipaddr.isValid(remote) && ipaddr.process(remote).range() === 'loopback') return true;
+  if (isLoopbackAddress(remoteAddress)) return true;
   const given = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
   if (!token || !given) return false;
   // Compared as digests: equal length, constant time.

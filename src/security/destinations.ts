@@ -65,6 +65,11 @@ export function refusedRange(address: string, allowedPrivateNetworks: readonly s
   return undefined;
 }
 
+/** A peer on this machine (IPv4-mapped loopback included); false for anything that is no IP address. */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  return address !== undefined && ipaddr.isValid(address) && ipaddr.process(address).range() === 'loopback';
+}
+
 function matches(address: ipaddr.IPv4 | ipaddr.IPv6, [network, bits]: [ipaddr.IPv4 | ipaddr.IPv6, number]): boolean {
   return address.kind() === network.kind() && address.match(network, bits);
 }
