@@ -1,8 +1,9 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { openEmbeddedDatabase } from './embedded-database.js';
 import type { Database } from './schema.js';
+
+export { openEmbeddedDatabase } from './embedded-database.js';
 
 export type Db = Kysely<Database>;
 
@@ -12,16 +13,6 @@ export function connectPostgres(databaseUrl: string, options: { maxConnections?:
   // An idle connection the server drops (restart, failover) must not crash the process; the pool replaces it.
   pool.on('error', (error) => console.warn(`PostgreSQL dropped an idle connection: ${error.message}`));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-}
-
-/** Embedded PostgreSQL (PGlite) in a folder: the zero-setup default of `npm start`. */
-export async function openEmbeddedDatabase(dataDir: string): Promise<Db> {
-  const { PGlite } = await import('@electric-sql/pglite');
-  const { PGliteDialect } = await import('kysely-pglite-dialect');
-  const directory = join(dataDir, 'pglite');
-  mkdirSync(directory, { recursive: true });
-  const pglite = await PGlite.create(directory);
-  return new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
 }
 
 export async function openDatabase(config: { DATABASE_URL?: string; DATA_DIR: string }): Promise<Db> {
