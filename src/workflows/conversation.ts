@@ -2,6 +2,7 @@ import {
   ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
+  CancellationScope,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
@@ -11,6 +12,7 @@ import {
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -64,6 +66,20 @@ const db = proxyActivities<Activities>({
   startToCloseTimeout: '15 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
+
+// The same writes as local activities, in runs started since LOCAL_DATABASE_STEPS: a run of them in one workflow task
+// costs a marker each and no task of its own. They are as short as the reads and as safe to repeat (the outbox and
+// `once` keys make a repeated write change nothing), which is all a local activity asks.
+const localDb = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/**
+ * The patch of the leaner history: database steps as local activities, the priority in the stage's upsert, one timer
+ * per deadline however often the wait wakes. Runs that started before it keep the old commands to their end.
+ */
+export const LOCAL_DATABASE_STEPS = 'local-database-steps';
 
 // SMTP: an outage can last hours; keep retrying (the outbox makes every retry safe), but not a refusal.
 const smtp = proxyActivities<Activities>({
@@ -174,6 +190,26 @@ interface Run {
   answerable: boolean;
   /** Held replies whose cancellation is being recorded: the agent's undo answers once it is. */
   cancelling: Set<string>;
+  /** Decided once at the run's start (LOCAL_DATABASE_STEPS): database steps as local activities, deadlines kept. */
+  lean: boolean;
+  /** The timer of the deadline the run waits for (lean runs): a wait that wakes early and waits again keeps it. */
+  deadline?: Deadline;
+  /** The routing rules' priority, upserted with the stage (lean runs). */
+  priority?: string;
+  /** The quiet period after resolution, as the survey stage read it (lean runs). */
+  closeAfterSeconds?: number;
+}
+
+/** One durable timer until `at`; `passed` once it fired. */
+interface Deadline {
+  at: number;
+  passed: boolean;
+  scope: CancellationScope;
+}
+
+/** Where the run's database steps go: local activities in lean runs, activities in runs before the patch. */
+function writes(run: Run) {
+  return run.lean ? localDb : db;
 }
 
 const RECENT_MESSAGES_KEPT = 200;
@@ -224,6 +260,7 @@ export async function customerConversation(input: CustomerConversationInput): Pr
     refused: {},
     answerable: true,
     cancelling: new Set(),
+    lean: patched(LOCAL_DATABASE_STEPS),
   };
   registerHandlers(run);
   const { state } = run;
@@ -287,7 +324,7 @@ async function triage(run: Run): Promise<Transition> {
       return { to: 'closed', details: 'Closed; a machine wrote afterwards (auto-reply, bounce or spam), which reopens nothing' };
     }
     const by = reopenRequest?.by;
-    await db.markReopened.executeWithOptions(
+    await writes(run).markReopened.executeWithOptions(
       { summary: by ? `Reopen: ${by.name} reopened the closed conversation` : 'Reopen: the customer wrote after it was closed' },
       [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
     );
@@ -307,10 +344,12 @@ async function triage(run: Run): Promise<Transition> {
     state.assignee = context.assignee; // started again after it was closed: back to the agent who had it
     return openStage(state);
   }
-  const route = await db.routeConversation.executeWithOptions({ summary: 'Apply the routing rules (first match wins)' }, [
-    { conversationId },
-  ]);
-  upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
+  const route = await writes(run).routeConversation.executeWithOptions(
+    { summary: 'Apply the routing rules (first match wins)' },
+    [{ conversationId }],
+  );
+  if (run.lean) run.priority = route.priority;
+  else upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
   if (route.handler.kind === 'agent') {
     state.assignee = route.handler.agent;
     await startSlaClock(run);
@@ -431,6 +470,7 @@ async function surveyAfterDelay(run: Run): Promise<Transition> {
   const { state } = run;
   const conversationId = state.conversationId;
   const context = await read.loadConversation.executeWithOptions({ summary: 'Read the survey settings' }, [{ conversationId }]);
+  if (run.lean) run.closeAfterSeconds = context.closeAfterSeconds;
   if (!context.csatEnabled || !context.heardFromPerson) return closeAfterQuietPeriod(run, context.closeAfterSeconds);
   const woke = await waitFor(run, {
     until: state.resolvedAt! + context.csatDelaySeconds * 1000,
@@ -461,6 +501,7 @@ async function surveyAfterDelay(run: Run): Promise<Transition> {
 
 /** The survey is out: ratings are recorded until the quiet period ends and the conversation closes. */
 async function waitUntilClosed(run: Run): Promise<Transition> {
+  if (run.closeAfterSeconds !== undefined) return closeAfterQuietPeriod(run, run.closeAfterSeconds);
   const { closeAfterSeconds } = await read.loadConversation.executeWithOptions(
     { summary: 'Read the quiet period after resolution' },
     [{ conversationId: run.state.conversationId }],
@@ -501,7 +542,7 @@ async function moveTo(run: Run, transition: Move) {
   state.details = transition.details;
   describeStage(run, transition.details);
   if (changed) {
-    await db.recordStage.executeWithOptions({ summary: `Stage: ${transition.to}` }, [
+    await writes(run).recordStage.executeWithOptions({ summary: `Stage: ${transition.to}` }, [
       { conversationId: state.conversationId, stage: transition.to },
     ]);
   }
@@ -514,8 +555,8 @@ function takeRequest(run: Run, take: () => void) {
   run.answerable = false;
 }
 
-/** The search attributes that changed (each upsert is a history event), and the current details. */
-function describeStage({ state }: Run, details: string) {
+/** The search attributes that changed (each upsert is a history event and an action), and the current details. */
+function describeStage({ state, priority }: Run, details: string) {
   const shown = workflowInfo().typedSearchAttributes;
   const status = statusOfStage(state.stage);
   const assigneeId = state.assignee?.id ?? null;
@@ -523,6 +564,7 @@ function describeStage({ state }: Run, details: string) {
     ...(shown.get(StageAttribute) !== state.stage ? [{ key: StageAttribute, value: state.stage }] : []),
     ...(shown.get(StatusAttribute) !== status ? [{ key: StatusAttribute, value: status }] : []),
     ...((shown.get(AssigneeIdAttribute) ?? null) !== assigneeId ? [{ key: AssigneeIdAttribute, value: assigneeId }] : []),
+    ...(priority !== undefined && shown.get(PriorityAttribute) !== priority ? [{ key: PriorityAttribute, value: priority }] : []),
   ];
   if (changed.length > 0) upsertSearchAttributes(changed);
   setCurrentDetails(details);
@@ -542,12 +584,37 @@ async function waitFor(run: Run, { wakesOn, until, summary }: WaitOptions): Prom
   if (wakesOn()) return 'woke';
   if (until !== undefined && until <= Date.now()) return 'deadline';
   const stopWaiting = () => wakesOn() || timeToContinueAsNew();
+  if (run.lean) {
+    const deadline = keepDeadline(run, until, summary);
+    await condition(() => stopWaiting() || deadline?.passed === true);
+    if (wakesOn()) return 'woke';
+    return deadline?.passed ? 'deadline' : 'continue-as-new';
+  }
   const arrived =
     until === undefined
       ? await condition(stopWaiting).then(() => true)
       : await condition(stopWaiting, until - Date.now(), { summary: summary! });
   if (!arrived) return 'deadline';
   return wakesOn() ? 'woke' : 'continue-as-new';
+}
+
+/**
+ * The timer of the deadline a lean run waits for: the one already running when the deadline is the same (a wait
+ * woken by a rating or a mail waits on without a new timer), else a new one, and the earlier one cancelled.
+ */
+function keepDeadline(run: Run, until: number | undefined, summary: string | undefined): Deadline | undefined {
+  if (run.deadline && run.deadline.at === until && !run.deadline.passed) return run.deadline;
+  if (run.deadline && !run.deadline.passed) run.deadline.scope.cancel();
+  run.deadline = undefined;
+  if (until === undefined) return undefined;
+  const deadline: Deadline = { at: until, passed: false, scope: new CancellationScope() };
+  deadline.scope
+    .run(() => sleep(until - Date.now(), { summary: summary! }))
+    .then(
+      () => void (deadline.passed = true),
+      () => undefined, // cancelled: another deadline replaced it
+    );
+  return (run.deadline = deadline);
 }
 
 /** Something a person or another workflow asked for, or a customer mail, needs the open conversation's main loop. */
@@ -628,7 +695,7 @@ async function handleRequests(run: Run): Promise<Move | undefined> {
       }
     } else if (state.assignee) {
       const previous = state.assignee;
-      await db.unassign.executeWithOptions({ summary: `${by.name} takes it from ${previous.name}` }, [
+      await writes(run).unassign.executeWithOptions({ summary: `${by.name} takes it from ${previous.name}` }, [
         { conversationId, byId: by.id },
       ]);
       state.assignee = null;
@@ -643,9 +710,10 @@ async function handleRequests(run: Run): Promise<Move | undefined> {
   return next;
 }
 
-async function startSlaClock({ state }: Run) {
+async function startSlaClock(run: Run) {
+  const { state } = run;
   if (state.sla) return;
-  const clock = await db.startSlaClock.executeWithOptions({ summary: 'Start the first-response SLA (business time)' }, [
+  const clock = await writes(run).startSlaClock.executeWithOptions({ summary: 'Start the first-response SLA (business time)' }, [
     { conversationId: state.conversationId },
   ]);
   if (clock) state.sla = { dueAt: Date.parse(clock.dueAt), dueAtText: clock.dueAtText };
@@ -678,9 +746,10 @@ async function toHandler(run: Run): Promise<Move> {
 /** Takes the next agent with free capacity by the channel's strategy, or joins the queue. */
 async function assignFromQueue(run: Run, excludeUserIds: string[] = []): Promise<Move> {
   const { state } = run;
-  const result = await db.assignFromQueue.executeWithOptions({ summary: 'Assign to the next agent with free capacity' }, [
-    { conversationId: state.conversationId, excludeUserIds },
-  ]);
+  const result = await writes(run).assignFromQueue.executeWithOptions(
+    { summary: 'Assign to the next agent with free capacity' },
+    [{ conversationId: state.conversationId, excludeUserIds }],
+  );
   await tellAssigned(run, result.othersAssigned, 'the queue was served');
   state.assignee = result.assignee;
   return openStage(state);
@@ -701,7 +770,7 @@ async function tellAssigned({ state }: Run, conversationIds: string[], reason: s
 /** Assigns to a person regardless of capacity; undefined (and the reason for the waiting update) when they are no agent of the channel. */
 async function assignByHand(run: Run, agent: Actor, by: Actor, summary: string): Promise<Actor | undefined> {
   try {
-    return await db.assignManually.executeWithOptions({ summary }, [
+    return await writes(run).assignManually.executeWithOptions({ summary }, [
       { conversationId: run.state.conversationId, assigneeId: agent.id, byId: by.id },
     ]);
   } catch (error) {
@@ -729,7 +798,7 @@ async function humanTakesOver(run: Run, aiAgent: Actor, agent: Actor): Promise<M
  */
 async function escalate(run: Run, aiAgent: Actor, reason: string, automaticMailBlocked?: string): Promise<Move> {
   const conversationId = run.state.conversationId;
-  await db.recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
+  await writes(run).recordEscalation.executeWithOptions({ summary: `Escalate to people: ${reason}` }, [
     { conversationId, aiAgentId: aiAgent.id, reason },
   ]);
   const blocked =
@@ -752,7 +821,7 @@ async function escalate(run: Run, aiAgent: Actor, reason: string, automaticMailB
 async function breachSla(run: Run): Promise<Move> {
   const { state } = run;
   state.slaBreached = true;
-  const { priority } = await db.markSlaBreached.executeWithOptions(
+  const { priority } = await writes(run).markSlaBreached.executeWithOptions(
     { summary: `SLA breached: no first response by ${state.sla!.dueAtText}` },
     [{ conversationId: state.conversationId }],
   );
@@ -760,7 +829,7 @@ async function breachSla(run: Run): Promise<Move> {
     { key: SlaBreachedAttribute, value: true },
     { key: PriorityAttribute, value: priority },
   ]);
-  const offer = await db.offerToNextAgent.executeWithOptions({ summary: 'Offer it to the next available agent' }, [
+  const offer = await writes(run).offerToNextAgent.executeWithOptions({ summary: 'Offer it to the next available agent' }, [
     { conversationId: state.conversationId },
   ]);
   state.assignee = offer.assignee;
@@ -773,7 +842,7 @@ async function breachSla(run: Run): Promise<Move> {
 
 async function resolve(run: Run, by: ResolvedBy, name: string): Promise<Move> {
   const { state } = run;
-  const { othersAssigned } = await db.markResolved.executeWithOptions({ summary: `Resolved by ${name}` }, [
+  const { othersAssigned } = await writes(run).markResolved.executeWithOptions({ summary: `Resolved by ${name}` }, [
     { conversationId: state.conversationId, resolvedBy: by },
   ]);
   // The agent's freed capacity went to the queue: tell those conversations.
@@ -793,7 +862,7 @@ async function reopen(run: Run): Promise<Move> {
   const conversationId = state.conversationId;
   const by = state.inbox.reopen?.by;
   await takeMails(run);
-  await db.markReopened.executeWithOptions(
+  await writes(run).markReopened.executeWithOptions(
     { summary: by ? `Reopen: ${by.name} reopened it` : 'Reopen: the customer wrote again' },
     [{ conversationId, ...(by ? { reopenedBy: by } : {}) }],
   );
@@ -822,7 +891,7 @@ async function closeAfterQuietPeriod(run: Run, closeAfterSeconds: number): Promi
   await recordRatings(run);
   if (woke === 'woke' && customerOrAgentReopens(state.inbox)) return reopen(run);
   if (woke !== 'deadline') return { to: state.stage, details: state.stage === 'csat' ? 'CSAT survey sent' : 'Resolved' };
-  await db.markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
+  await writes(run).markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
     { conversationId: state.conversationId },
   ]);
   return { to: 'closed', details: closedDetails(state) };
@@ -832,7 +901,7 @@ async function recordRatings(run: Run) {
   const { state } = run;
   for (const rating of state.inbox.ratings.splice(0)) {
     if (rating.surveyId !== state.survey?.id) continue; // a link from an earlier resolution
-    await db.recordCsatRating.executeWithOptions({ summary: `Record the CSAT rating ${rating.rating}/5` }, [
+    await writes(run).recordCsatRating.executeWithOptions({ summary: `Record the CSAT rating ${rating.rating}/5` }, [
       { conversationId: state.conversationId, ...rating },
     ]);
   }
@@ -858,7 +927,7 @@ async function sendOutOfOffice(run: Run, opensAtText: string) {
 
 async function suppressAutomaticMail(run: Run, kind: AutomaticMailKind, reason: string) {
   setCurrentDetails(`No ${kind.replaceAll('_', ' ')}: ${reason}`);
-  await db.recordAutomaticMailSuppressed.executeWithOptions(
+  await writes(run).recordAutomaticMailSuppressed.executeWithOptions(
     { summary: `Do not send the ${kind.replaceAll('_', ' ')}: ${reason}` },
     [{ conversationId: run.state.conversationId, kind, reason }],
   );
@@ -942,13 +1011,14 @@ async function sendWhenDue(run: Run, reply: ScheduledReply) {
   try {
     if (cancel) {
       const who = cancel.by ? `${cancel.by.name} undid it` : 'the customer wrote first';
-      await db.cancelScheduledReply.executeWithOptions({ summary: `Do not send the reply of ${reply.author.name}: ${who}` }, [
-        { conversationId, outboxId: reply.outboxId, reason: cancel.reason, ...(cancel.by ? { by: cancel.by } : {}) },
-      ]);
+      await writes(run).cancelScheduledReply.executeWithOptions(
+        { summary: `Do not send the reply of ${reply.author.name}: ${who}` },
+        [{ conversationId, outboxId: reply.outboxId, reason: cancel.reason, ...(cancel.by ? { by: cancel.by } : {}) }],
+      );
       return;
     }
     await sendAutomaticMail(run, 'reply', async () => {
-      const released = await db.releaseScheduledReply.executeWithOptions(
+      const released = await writes(run).releaseScheduledReply.executeWithOptions(
         { summary: `The reply of ${reply.author.name} goes out now` },
         [{ outboxId: reply.outboxId }],
       );
@@ -1012,7 +1082,7 @@ function registerHandlers(run: Run) {
       // Undo send and send later: a timer in this workflow; replies of earlier releases went out at once.
       const holdUntil = (undoSeconds || sendAt) && patched('reply-timing') ? holdUntilOf(undoSeconds, sendAt) : undefined;
       const scheduledFor = holdUntil === undefined ? undefined : new Date(holdUntil).toISOString();
-      const written = await db.writeAgentReply.executeWithOptions({ summary: `Write the reply of ${author.name}` }, [
+      const written = await writes(run).writeAgentReply.executeWithOptions({ summary: `Write the reply of ${author.name}` }, [
         {
           conversationId: state.conversationId,
           outboxId,

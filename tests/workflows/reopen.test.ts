@@ -19,12 +19,16 @@ describe('customerConversation reopened by an agent (time skipping)', () => {
     return handle;
   }
 
-  /** The summaries of the activities the workflow scheduled, as the Temporal UI shows them. */
+  /** The summaries of the activities and local activities the workflow ran, as the Temporal UI shows them. */
   async function activitySummaries(handle: WorkflowHandle): Promise<string[]> {
     const history = await handle.fetchHistory();
     return Promise.all(
       (history.events ?? [])
-        .filter((event) => event.activityTaskScheduledEventAttributes)
+        .filter(
+          (event) =>
+            event.activityTaskScheduledEventAttributes ||
+            event.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+        )
         .map(async (event) => {
           const summary = event.userMetadata?.summary;
           return summary ? String(await historyPayloadValue(summary)) : '';
