@@ -10,6 +10,7 @@ import { secretMatchesHash } from '../../security/secret-hash.js';
 import { forwarderSecret } from '../auth.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { Problem, problemResponses } from '../problem.js';
+import { readRequestBody } from '../request-body.js';
 import { rateLimited, type RateLimiter } from '../rate-limit.js';
 
 const PARSER_BUSY_RETRY_AFTER_SECONDS = 5;
@@ -76,13 +77,14 @@ const route = createRoute({
 });
 
 export function inboundRoutes({ db, ingest, config }: ApiDeps, perChannel: RateLimiter) {
+  const tooLarge = () => new Problem(413, 'too-large', 'Message too large', `the limit is ${config.MAX_INBOUND_BYTES} bytes`);
   const app = new OpenAPIHono<AppEnv>();
   app.use(
     route.getRoutingPath(),
     bodyLimit({
       maxSize: config.MAX_INBOUND_BYTES,
       onError: () => {
-        throw new Problem(413, 'too-large', 'Message too large', `the limit is ${config.MAX_INBOUND_BYTES} bytes`);
+        throw tooLarge();
       },
     }),
   );
@@ -115,7 +117,7 @@ export function inboundRoutes({ db, ingest, config }: ApiDeps, perChannel: RateL
     }
     if (!channel.enabled)
       throw new Problem(409, 'channel-disabled', 'Channel disabled', 'the channel does not accept mail while it is disabled');
-    const raw = Buffer.from(await c.req.arrayBuffer());
+    const raw = await readRequestBody(c.req.raw, config.MAX_INBOUND_BYTES, tooLarge);
     if (raw.length === 0) throw new Problem(400, 'not-mime', 'Not an email', 'the body is empty');
     // The forwarder still has the mail: refusing it here loses nothing (IMAP mail over the limit is quarantined instead).
     if (raw.length > channel.max_inbound_bytes) {
