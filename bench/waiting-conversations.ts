@@ -574,6 +574,14 @@ async function historyBreakdown(stack: BenchStack, workflowIds: string[], sample
         failed(event.activityTaskFailedEventAttributes.scheduledEventId);
       } else if (event.activityTaskTimedOutEventAttributes) {
         failed(event.activityTaskTimedOutEventAttributes.scheduledEventId);
+      } else if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity') {
+        // A local activity runs inside the workflow task: its marker says when it was scheduled and completed.
+        const marker = localActivityMarker(event.markerRecordedEventAttributes.details?.data?.payloads?.[0]?.data);
+        if (marker) {
+          const step = stepOf(`local activity ${marker.activity_type}`);
+          step.runMs.push(tsToMs(marker.complete_time) - tsToMs(marker.original_schedule_time));
+          step.failures += Math.max(0, (marker.attempt ?? 1) - 1);
+        }
       } else if (event.timerStartedEventAttributes && !timerSeen) {
         timerSeen = true;
         toTimerMs.push(at - startedAt);
@@ -581,6 +589,23 @@ async function historyBreakdown(stack: BenchStack, workflowIds: string[], sample
     }
   }
   return { sampled: sample.length, toTimerMs, steps: [...steps.values()] };
+}
+
+/** What the worker writes into a local activity's marker (plain JSON, never through the payload codec). */
+interface LocalActivityMarker {
+  activity_type: string;
+  attempt?: number;
+  complete_time: { seconds: number; nanos: number };
+  original_schedule_time: { seconds: number; nanos: number };
+}
+
+function localActivityMarker(data: Uint8Array | null | undefined): LocalActivityMarker | undefined {
+  if (!data) return undefined;
+  try {
+    return JSON.parse(Buffer.from(data).toString('utf8')) as LocalActivityMarker;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A history event's time in ms since the epoch; the seconds come as a Long. */

@@ -51,7 +51,9 @@ function activityExecutionKey(): string | undefined {
     return undefined; // not in an activity
   }
   // A standalone activity (no workflow) has no run to key by.
-  return info.workflowExecution ? `${info.workflowExecution.runId}/${info.activityId}` : undefined;
+  // Local activities number themselves apart from activities: the same id may name one of each in a run.
+  if (!info.workflowExecution) return undefined;
+  return `${info.workflowExecution.runId}/${info.isLocal ? 'local-' : ''}${info.activityId}`;
 }
 
 /** `once` in a transaction of its own: the usual shape of an activity that changes the database. */

@@ -833,6 +833,7 @@ async function breachSla(run: Run): Promise<Move> {
     { conversationId: state.conversationId },
   ]);
   state.assignee = offer.assignee;
+  if (run.lean) run.priority = priority; // the stage's upsert must not set the routing's priority back
   const breached = `SLA breached (first response was due by ${state.sla!.dueAtText})`;
   return {
     to: state.assignee ? 'assigned' : 'queued',
