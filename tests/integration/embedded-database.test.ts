@@ -108,6 +108,26 @@ describe('the embedded database (npm start)', () => {
     expect(Buffer.from(rows[0]!.echoed).equals(bytes)).toBe(true);
   });
 
+  it('opens a data directory that PGlite wrote on the main thread, as npm start did before', async () => {
+    const earlier = mkdtempSync(join(tmpdir(), 'mailroom-embedded-earlier-'));
+    try {
+      const { PGlite } = await import('@electric-sql/pglite');
+      const onMainThread = await PGlite.create(join(earlier, 'pglite'));
+      await onMainThread.exec("create table kept (note text); insert into kept values ('written before')");
+      await onMainThread.close();
+
+      const reopened = await openEmbeddedDatabase(earlier);
+      try {
+        const { rows } = await sql<{ note: string }>`select note from kept`.execute(reopened);
+        expect(rows).toEqual([{ note: 'written before' }]);
+      } finally {
+        await reopened.destroy();
+      }
+    } finally {
+      rmSync(earlier, { recursive: true, force: true });
+    }
+  });
+
   it('keeps its data when opened again from the same directory', async () => {
     const account = await createAccount(db, 'Survives a restart');
     await db.destroy();
