@@ -1,7 +1,8 @@
 // The API process of bench/stall.ts: Mailroom's HTTP API (as `npm run api` builds it, rate limits off) in a process of its
 // own, so that the event-loop delay it measures is the API's alone, not the benchmark driver's. Started by the benchmark
 // with IPC; not meant to be run by hand. DATABASE_URL and TEMPORAL_ADDRESS name the bench stack's servers; conversation
-// workflows are started on INGEST_TASK_QUEUE, which no worker polls (as in the ingest section).
+// workflows are started on INGEST_TASK_QUEUE, which no worker polls (as in the ingest section). With STALL_DATA_DIR set,
+// the database is instead the embedded one `npm start` opens in that directory (migrated here, channels made on request).
 // The event-loop delay is measured as perf_hooks.monitorEventLoopDelay measures it, how late a 1 ms timer fires, but by a
 // timer of this file's own: the built-in monitor loses the sample that spans a reset() and, disabled and enabled again,
 // counts the pause as one long delay, so it cannot be cut into periods. Each `mark` ends a period, answers its longest
@@ -10,7 +11,9 @@
 import { createHistogram, monitorEventLoopDelay, performance, type RecordableHistogram } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { startApiServer } from '../src/api/server.js';
-import { connectPostgres } from '../src/db/connection.js';
+import { connectPostgres, openEmbeddedDatabase, type Db } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { createAccount, createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
 import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './stack.js';
@@ -18,7 +21,11 @@ import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './sta
 /** What the benchmark asks of this process over IPC. */
 export type StallApiRequest =
   /** Ends the current period (answered with its longest delay) and starts the next, counted for `workload` if not null. */
-  { type: 'mark'; id: number; workload: string | null } | { type: 'summary'; id: number; workload: string } | { type: 'stop' };
+  | { type: 'mark'; id: number; workload: string | null }
+  | { type: 'summary'; id: number; workload: string }
+  /** A channel in this process's database (the embedded one is out of the benchmark's reach), with default limits. */
+  | { type: 'channel'; id: number }
+  | { type: 'stop' };
 
 export interface StallSummary {
   /** Milliseconds. */
@@ -38,6 +45,7 @@ export type StallApiReport =
   | { type: 'ready'; url: string }
   | { type: 'mark'; id: number; maxMs: number }
   | ({ type: 'summary'; id: number } & StallSummary)
+  | { type: 'channel'; id: number; channel: { id: string; forwarderSecret: string } }
   | { type: 'failed'; message: string };
 
 /** The deployment's limit on a forwarded mail here: the default of MAX_INBOUND_BYTES. */
@@ -88,9 +96,18 @@ class LoopDelaySampler {
   }
 }
 
+/** PostgreSQL at DATABASE_URL, or the embedded database in STALL_DATA_DIR as `npm start` opens it. */
+async function openStallDatabase(): Promise<Db> {
+  const dataDir = process.env.STALL_DATA_DIR;
+  if (!dataDir) return connectPostgres(required('DATABASE_URL'));
+  const db = await openEmbeddedDatabase(dataDir);
+  await migrateToLatest(db);
+  return db;
+}
+
 async function main() {
   if (!process.send) throw new Error('bench/stall-api.ts is started by bench/stall.ts, with IPC');
-  const db = connectPostgres(required('DATABASE_URL'));
+  const db = await openStallDatabase();
   const temporal = new Client({
     connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }),
     dataConverter: BENCH_DATA_CONVERTER,
@@ -131,6 +148,18 @@ async function main() {
         .then(() => temporal.connection.close())
         .then(() => db.destroy())
         .finally(() => process.exit(0));
+      return;
+    }
+    if (request.type === 'channel') {
+      void createAccount(db, 'Bench stalls')
+        .then((account) =>
+          createChannel(db, { accountId: account.id, name: 'Bench stalls', emailAddress: 'support@acme.example' }),
+        )
+        .then((channel) => send({ type: 'channel', id: request.id, channel }))
+        .catch((error: unknown) => {
+          send({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+          process.exit(1);
+        });
       return;
     }
     if (request.type === 'mark') {

@@ -29,11 +29,13 @@ export interface StallFigures {
   unexpected: string[];
 }
 
-interface StallApi {
+export interface StallApi {
   url: string;
   /** Ends the current period (answers its longest stall) and starts the next, counted for the workload if not null. */
-  mark(workload: StallWorkload | null): Promise<number>;
-  summary(workload: StallWorkload): Promise<StallSummary>;
+  mark(workload: string | null): Promise<number>;
+  summary(workload: string): Promise<StallSummary>;
+  /** A new channel in the API's own database, with the default limits. */
+  channel(): Promise<{ id: string; forwarderSecret: string }>;
   stop(): Promise<void>;
 }
 
@@ -131,7 +133,7 @@ function channelMaker(stack: BenchStack) {
 }
 
 /** POSTs a mail to the channel's forwarder endpoint and reads the whole answer. */
-async function post(apiUrl: string, channel: { id: string; forwarderSecret: string }, raw: Buffer) {
+export async function post(apiUrl: string, channel: { id: string; forwarderSecret: string }, raw: Buffer) {
   const response = await fetch(`${apiUrl}/v1/channels/${channel.id}/inbound`, {
     method: 'POST',
     headers: { authorization: `Bearer ${channel.forwarderSecret}`, 'content-type': 'message/rfc822' },
@@ -140,12 +142,21 @@ async function post(apiUrl: string, channel: { id: string; forwarderSecret: stri
   return { status: response.status, body: await response.text() };
 }
 
-async function startStallApi(stack: BenchStack): Promise<StallApi> {
+/**
+ * The stall API process on the stack's PostgreSQL, or with `embeddedDataDir` on the embedded database in that directory.
+ * Workloads are named freely (the API counts whatever the marks name).
+ */
+export async function startStallApi(stack: BenchStack, options: { embeddedDataDir?: string } = {}): Promise<StallApi> {
   let failure: string | undefined;
   const gone = () => new Error(`the stall API process exited: ${failure ?? 'see its output above'}`);
   const pending = new Map<number, (report: StallApiReport) => void>();
   const { child, exited, stop } = forkBenchProcess(stack, API_SCRIPT, {
-    env: { ...process.env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress },
+    env: {
+      ...process.env,
+      DATABASE_URL: stack.databaseUrl,
+      TEMPORAL_ADDRESS: stack.temporalAddress,
+      ...(options.embeddedDataDir ? { STALL_DATA_DIR: options.embeddedDataDir } : {}),
+    },
     stopMessage: { type: 'stop' } satisfies StallApiRequest,
     onExit: () => pending.clear(),
   });
@@ -163,7 +174,9 @@ async function startStallApi(stack: BenchStack): Promise<StallApi> {
   });
 
   let nextId = 1;
-  const ask = (request: { type: 'mark'; workload: StallWorkload | null } | { type: 'summary'; workload: StallWorkload }) =>
+  const ask = (
+    request: { type: 'mark'; workload: string | null } | { type: 'summary'; workload: string } | { type: 'channel' },
+  ) =>
     new Promise<StallApiReport>((resolve, reject) => {
       if (!child.connected) return reject(gone());
       const id = nextId++;
@@ -182,6 +195,11 @@ async function startStallApi(stack: BenchStack): Promise<StallApi> {
       if (report.type !== 'summary') throw new Error(`the stall API answered ${report.type} to a summary`);
       const { type: _type, id: _id, ...summary } = report;
       return summary;
+    },
+    async channel() {
+      const report = await ask({ type: 'channel' });
+      if (report.type !== 'channel') throw new Error(`the stall API answered ${report.type} to a channel`);
+      return report.channel;
     },
     stop,
   };
