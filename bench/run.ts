@@ -25,7 +25,14 @@
 // per second from the first post to the last delivery, and each delivery's latency, next to the forwarder's rate.
 // The ingest section runs a third workload beside the two: the same ingest through an API whose Temporal client does
 // not encrypt payloads, so the codec's cost on ingest is measured in the same run.
-// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, webhooks, stall, imap, waiting (e.g. BENCH_SKIP=ingest,imap,waiting for
+// Then two worker processes next to one (bench/workers.ts, before the waiting section): the same load, BENCH_CONVERSATIONS
+// (default 300) mails to a channel with a greeting until each conversation is greeted and queued, on one worker process
+// and on two polling the same queue, BENCH_WORKERS_ROUNDS (default 2) rounds in ABBA order; throughput and CPU of two
+// over one, and checks that both shared the work and every conversation was greeted once. The cost section prints what
+// the README's cost model needs from the one-worker runs (history events and bytes, PostgreSQL rows and bytes by table,
+// CPU and RSS per conversation, API CPU per mail), and measures attachments' storage and idle IMAP sessions' memory
+// (BENCH_COST_MAILBOXES, default 20, on a Dovecot of its own).
+// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, webhooks, stall, imap, waiting, workers, cost (e.g. BENCH_SKIP=ingest,imap,waiting for
 // the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
 // at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures, type LifeFigures } from './history.js';
@@ -39,6 +46,11 @@ import { measureBigMailStalls, type BigMailStalls } from './stall-big-mail.js';
 import { bareSignalWithStart, forwardedMail, measure, type Measurement, type Request } from './throughput.js';
 import { measureWaitingWorkflows, WAITING_IDLE_SECONDS, type WaitingFigures } from './waiting-conversations.js';
 import { measureWebhookDeliveries, type WebhookFigures } from './webhooks.js';
+import { availableParallelism } from 'node:os';
+import { measureAttachmentStorage, measureIdleImapSessions, type AttachmentFigures, type ImapSessionFigures } from './cost.js';
+import { prepareLoadBench, type LoadRun } from './greeting-load.js';
+import { sumUsage, totalUsage } from './pg-usage.js';
+import { loadCheckFailure, measureWorkers, summarize, workersOrder, type LoadSummary } from './workers.js';
 
 const CONCURRENCY = 16;
 const WARM_UP_REQUESTS = 50;
@@ -46,11 +58,16 @@ const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
 
-const SECTIONS = ['history', 'ingest', 'smtp', 'webhooks', 'stall', 'imap', 'waiting'] as const;
+const SECTIONS = ['history', 'ingest', 'smtp', 'webhooks', 'stall', 'imap', 'waiting', 'workers', 'cost'] as const;
 /** SMTP mails per second over forwarded ones that the smtp section accepts. */
 const SMTP_RATIO_GOAL = 0.8;
 /** The longest event-loop stall of the API the stall section accepts, in milliseconds. */
 const STALL_GOAL_MS = 50;
+/** The cost section's mails with an attachment, and the attachment's size. */
+const COST_ATTACHMENT_MAILS = 20;
+const COST_ATTACHMENT_BYTES = 256 * 1024;
+/** How long the cost section lets its IMAP sessions idle while it takes the worker's CPU time. */
+const COST_IMAP_IDLE_SECONDS = 20;
 type Section = (typeof SECTIONS)[number];
 
 type Workload = 'bare' | 'ingest' | 'ingestClear';
@@ -149,6 +166,35 @@ async function main() {
       const latency = await measureImapLatency(stack.db, imap.latencyMailboxes, imapMails);
       const drain = await measureBacklogDrain(stack.db, imap.backlogMailbox, backlogMails);
       Object.assign(figures, printImapReport({ latency, drain, seconds: (Date.now() - imapStartedAt) / 1000 }, forwarder));
+    }
+
+    if (sections.has('workers') || sections.has('cost')) {
+      // Before the waiting section, on task queues and processes of its own; the IMAP worker (if any) idles meanwhile.
+      const conversations = integerFromEnv('BENCH_CONVERSATIONS', 300, 1);
+      const order = sections.has('workers') ? workersOrder(integerFromEnv('BENCH_WORKERS_ROUNDS', 2, 1)) : [1];
+      const loadBench = await prepareLoadBench(stack, conversations * order.length + 100);
+      const runs = await measureWorkers(stack, loadBench, { conversations, order, concurrency: CONCURRENCY });
+      if (sections.has('workers')) Object.assign(figures, printWorkersReport(runs));
+      if (sections.has('cost')) {
+        const attachments = await measureAttachmentStorage(stack, {
+          mails: COST_ATTACHMENT_MAILS,
+          attachmentBytes: COST_ATTACHMENT_BYTES,
+        });
+        const imap = await measureIdleImapSessions(stack, loadBench, {
+          mailboxes: integerFromEnv('BENCH_COST_MAILBOXES', 20, 2),
+          idleSeconds: COST_IMAP_IDLE_SECONDS,
+        });
+        const typicalLife = (history as { historyNow?: HistoryCounts }).historyNow;
+        Object.assign(
+          figures,
+          printCostReport({
+            runs: runs.filter((run) => run.workers === 1),
+            attachments,
+            imap,
+            typicalLifeEvents: typicalLife?.events,
+          }),
+        );
+      }
     }
 
     if (sections.has('waiting')) {
@@ -519,6 +565,252 @@ function printStallReport(stalls: StallFigures, seconds: number) {
     stallGoalMs: STALL_GOAL_MS,
     stallGoalMet: goalMet,
     stallUnexpectedAnswers: stalls.unexpected.length,
+  };
+}
+
+/** Prints the one-worker and two-worker runs of the same load and their ratio; returns the figures for the JSON line. */
+function printWorkersReport(runs: LoadRun[]) {
+  const one = summarize(runs.filter((run) => run.workers === 1));
+  const two = summarize(runs.filter((run) => run.workers === 2));
+  const cores = availableParallelism();
+  const machineCpuMs = (summary: LoadSummary) =>
+    summary.workerCpuMsPerConversation +
+    summary.apiCpuMsPerMail +
+    (summary.serverCpuMsPerConversation ?? 0) +
+    (summary.postgresCpuMsPerConversation ?? 0);
+  const optionalMs = (value: number | undefined) => value?.toFixed(1) ?? '-';
+  console.log(
+    `\nOne worker process and two on the same task queue, the same load: ${runs[0]!.conversations} mails posted to the ` +
+      `forwarder endpoint of a channel with a greeting (${CONCURRENCY} in flight), each a new conversation, until every ` +
+      `conversation is greeted (SMTP capture) and queued; ${runs.length} runs in ABBA order, the API in a process of its own`,
+  );
+  printTable(
+    [
+      'run',
+      'workers',
+      'conversations',
+      'seconds',
+      'per second',
+      'worker CPU ms',
+      'API CPU ms',
+      'server CPU ms',
+      'PostgreSQL CPU ms',
+      'workflow tasks by process',
+      'activities by process',
+      'greeted once',
+    ],
+    runs.map((run, index) => {
+      const summary = summarize([run]);
+      return [
+        String(index + 1),
+        String(run.workers),
+        String(run.conversations),
+        run.seconds.toFixed(1),
+        summary.perSecond.toFixed(1),
+        summary.workerCpuMsPerConversation.toFixed(1),
+        summary.apiCpuMsPerMail.toFixed(1),
+        optionalMs(summary.serverCpuMsPerConversation),
+        optionalMs(summary.postgresCpuMsPerConversation),
+        run.shares.map((share) => share.workflowTasks).join(' / '),
+        run.shares.map((share) => share.activities).join(' / '),
+        String(run.checks.greetedOnce),
+      ];
+    }),
+    1,
+  );
+  const throughputRatio = two.perSecond / one.perSecond;
+  const workerCpuRatio = two.workerCpuMsPerConversation / one.workerCpuMsPerConversation;
+  const machineCpuRatio = machineCpuMs(two) / machineCpuMs(one);
+  console.log(
+    `ratio two workers / one: throughput ${throughputRatio.toFixed(2)} (${two.perSecond.toFixed(1)} vs ` +
+      `${one.perSecond.toFixed(1)} conversations/s), worker CPU per conversation ${workerCpuRatio.toFixed(2)} ` +
+      `(${two.workerCpuMsPerConversation.toFixed(1)} vs ${one.workerCpuMsPerConversation.toFixed(1)} ms), CPU of all ` +
+      `processes per conversation ${machineCpuRatio.toFixed(2)}. CPU ms are per conversation (API: per mail).`,
+  );
+  console.log(
+    `This machine has ${cores} cores, which the API, Temporal, PostgreSQL and the bench share with the workers: the ` +
+      'ratio shows that two workers share the work correctly, not a speed-up. More workers pay off where the workers ' +
+      'have cores of their own (see README, Cost model).',
+  );
+  const failures = [loadCheckFailure(one), loadCheckFailure(two)].filter(Boolean);
+  const checks = [one, two].map((summary) => summary.checks);
+  console.log(
+    `checks: greeted exactly once ${one.checks.greetedOnce + two.checks.greetedOnce} of ` +
+      `${one.conversations + two.conversations}; greetings marked sent ${checks.reduce((sum, c) => sum + c.greetingsSent, 0)}; ` +
+      `workflows not running ${checks.reduce((sum, c) => sum + c.notRunning, 0)}; failed or retried task attempts ` +
+      `${checks.reduce((sum, c) => sum + c.failedTasks, 0)}${failedKinds(checks)}; worker warnings ${checks.reduce((sum, c) => sum + c.warnings, 0)}` +
+      `${checks.flatMap((c) => c.firstWarnings).length > 0 ? ` (first: ${checks.flatMap((c) => c.firstWarnings)[0]})` : ''}; ` +
+      `both workers took work in every two-worker run: ${two.shares.every((run) => run.every((share) => share.workflowTasks > 0 && share.activities > 0)) ? 'yes' : 'NO'}`,
+  );
+  if (failures.length > 0) throw new Error(`the workers section's load went wrong: ${failures.join('; ')}`);
+  return {
+    workersConversationsPerRun: runs[0]!.conversations,
+    workersRuns: runs.length,
+    workersOnePerSecond: round1(one.perSecond),
+    workersTwoPerSecond: round1(two.perSecond),
+    workersThroughputRatio: round3(throughputRatio),
+    workersOneWorkerCpuMsPerConversation: round1(one.workerCpuMsPerConversation),
+    workersTwoWorkerCpuMsPerConversation: round1(two.workerCpuMsPerConversation),
+    workersWorkerCpuRatio: round3(workerCpuRatio),
+    workersMachineCpuRatio: round3(machineCpuRatio),
+    workersTwoShares: two.shares,
+    workersCores: cores,
+  };
+}
+
+interface CostFigures {
+  /** The one-worker runs of the load. */
+  runs: LoadRun[];
+  attachments: AttachmentFigures;
+  imap: ImapSessionFigures;
+  /** History events of the typical life, when the history section ran. */
+  typicalLifeEvents: number | undefined;
+}
+
+/** Prints the figures of the README's cost model, per conversation, per 1,000 and per 100 mailboxes; returns them for the JSON line. */
+function printCostReport({ runs, attachments, imap, typicalLifeEvents }: CostFigures) {
+  const load = summarize(runs);
+  const n = load.conversations;
+  const tables = sumUsage(runs.map((run) => run.tables));
+  const total = totalUsage(tables);
+  // The tables were measured over each run's warm-up and load together.
+  const tableN = runs.reduce((sum, run) => sum + run.tablesConversations, 0);
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  const per1000 = (value: number, digits = 0) => (value * 1000).toFixed(digits);
+  const bytesPerEvent = load.historyBytesMean / load.historyEventsMean;
+  console.log(
+    `\nCost model figures: the load of the workers section on one worker process (${runs.length} run(s), ${n} conversations, ` +
+      'each one mail, greeted and queued); per conversation and per 1,000 conversations',
+  );
+  const optional = (value: number | undefined, format: (value: number) => string) => (value === undefined ? '-' : format(value));
+  printTable(
+    ['figure', 'per conversation', 'per 1,000 conversations', 'max'],
+    [
+      [
+        'Temporal history events (historyLength)',
+        load.historyEventsMean.toFixed(1),
+        per1000(load.historyEventsMean),
+        String(load.historyEventsMax),
+      ],
+      [
+        'Temporal history bytes (historySizeBytes)',
+        load.historyBytesMean.toFixed(0),
+        `${mib(load.historyBytesMean * 1000)} MiB`,
+        String(load.historyBytesMax),
+      ],
+      ['worker CPU ms', load.workerCpuMsPerConversation.toFixed(1), `${load.workerCpuMsPerConversation.toFixed(1)} s`, '-'],
+      [
+        'worker RSS growth bytes, all waiting (after a GC; noisy at this N)',
+        load.rssBytesPerConversation.toFixed(0),
+        `${mib(load.rssBytesPerConversation * 1000)} MiB`,
+        '-',
+      ],
+      ['API CPU ms per mail', load.apiCpuMsPerMail.toFixed(1), `${load.apiCpuMsPerMail.toFixed(1)} s`, '-'],
+      [
+        'Temporal server CPU ms',
+        optional(load.serverCpuMsPerConversation, (ms) => ms.toFixed(1)),
+        optional(load.serverCpuMsPerConversation, (ms) => `${ms.toFixed(1)} s`),
+        '-',
+      ],
+      [
+        'PostgreSQL CPU ms',
+        optional(load.postgresCpuMsPerConversation, (ms) => ms.toFixed(1)),
+        optional(load.postgresCpuMsPerConversation, (ms) => `${ms.toFixed(1)} s`),
+        '-',
+      ],
+      ['PostgreSQL rows inserted', (total.inserted / tableN).toFixed(1), per1000(total.inserted / tableN), '-'],
+      ['PostgreSQL rows updated', (total.updated / tableN).toFixed(1), per1000(total.updated / tableN), '-'],
+      [
+        'PostgreSQL bytes (tables, indexes, TOAST)',
+        (total.bytes / tableN).toFixed(0),
+        `${mib((total.bytes / tableN) * 1000)} MiB`,
+        '-',
+      ],
+    ],
+    1,
+  );
+  console.log(
+    `a worker process, warmed up and idle: ${mib(load.rssIdleBytes)} MiB RSS. Temporal history: ${bytesPerEvent.toFixed(0)} bytes an event` +
+      (typicalLifeEvents === undefined
+        ? ''
+        : `; a typical life (history section, ${typicalLifeEvents} events) ≈ ${((typicalLifeEvents * bytesPerEvent) / 1024).toFixed(1)} KiB, ` +
+          `${mib(typicalLifeEvents * bytesPerEvent * 1000)} MiB per 1,000 conversations (estimated at this load's bytes an event)`),
+  );
+  console.log(`\nPostgreSQL by table, per mail of the load (pg_stat_user_tables, pg_total_relation_size; before → after)`);
+  printTable(
+    ['table', 'rows inserted', 'rows updated', 'rows deleted', 'bytes', 'MiB per 1,000'],
+    Object.entries(tables)
+      .sort(([, a], [, b]) => b.bytes - a.bytes)
+      .map(([table, usage]) => [
+        table,
+        (usage.inserted / tableN).toFixed(2),
+        (usage.updated / tableN).toFixed(2),
+        (usage.deleted / tableN).toFixed(2),
+        (usage.bytes / tableN).toFixed(0),
+        mib((usage.bytes / tableN) * 1000),
+      ]),
+    1,
+  );
+  const attachmentTotal = attachments.mails * attachments.attachmentBytes;
+  const { rawBytes, decodedBytes } = attachments;
+  const allAttachmentBytes = rawBytes + decodedBytes;
+  console.log(
+    `attachments: ${attachments.mails} mails with one ${(attachments.attachmentBytes / 1024).toFixed(0)} KiB attachment each ` +
+      `(random bytes; ${(attachments.mailBytes / 1024).toFixed(0)} KiB a mail; ${attachments.storedAttachments} stored) less as ` +
+      `many plain ones: PostgreSQL stores ${(rawBytes / attachmentTotal).toFixed(2)} bytes per attachment byte in ` +
+      `inbound_messages (the raw mail, base64), ${(decodedBytes / attachmentTotal).toFixed(2)} in attachments (decoded), ` +
+      `${(allAttachmentBytes / attachmentTotal).toFixed(2)} in all`,
+  );
+  const { memory, idleCpu } = imap;
+  const sessionBytes = (memory.all.mainThread - memory.half.mainThread) / imap.added;
+  const sessionRss = (memory.all.rss - memory.half.rss) / imap.added;
+  const sessionCpuMsPerHour = (((idleCpu.all - idleCpu.half) * 1000) / imap.added) * (3600 / imap.idleSeconds);
+  console.log(
+    `\nIdle IMAP sessions (Dovecot, IDLE) on a fresh worker process: none, then ${imap.mailboxes - imap.added}, then ` +
+      `${imap.mailboxes} mailboxes (${imap.sessionsRunning} sessions running at the end); after a GC each`,
+  );
+  printTable(
+    ['sessions', 'RSS MiB', 'main thread heap + external MiB', `worker CPU ms over ${imap.idleSeconds} s idle`],
+    (['none', 'half', 'all'] as const).map((step) => [
+      step === 'none' ? '0' : step === 'half' ? String(imap.mailboxes - imap.added) : String(imap.mailboxes),
+      mib(memory[step].rss),
+      mib(memory[step].mainThread),
+      (idleCpu[step] * 1000).toFixed(0),
+    ]),
+    1,
+  );
+  console.log(
+    `a session (the last ${imap.added}): ${(sessionBytes / 1024).toFixed(0)} KiB of the main thread (its IMAP connection ` +
+      `and activity), ${(sessionRss / 1024).toFixed(0)} KiB of RSS (noisy: the workflow threads' heaps and the allocator); ` +
+      `per 100 mailboxes ${mib(sessionBytes * 100)} MiB (main thread) and ${mib(sessionRss * 100)} MiB (RSS). CPU of an idle ` +
+      `session (the last ${imap.added} too; a fresh process's first seconds make the first row's CPU): ` +
+      `${sessionCpuMsPerHour.toFixed(0)} ms an hour, ${((sessionCpuMsPerHour * 100) / 1000).toFixed(1)} s an hour per 100 mailboxes`,
+  );
+  return {
+    costConversations: n,
+    costHistoryEventsPerConversation: round1(load.historyEventsMean),
+    costHistoryBytesPerConversation: Math.round(load.historyBytesMean),
+    costHistoryBytesPerEvent: Math.round(bytesPerEvent),
+    costWorkerCpuMsPerConversation: round1(load.workerCpuMsPerConversation),
+    costWorkerRssBytesPerConversation: Math.round(load.rssBytesPerConversation),
+    costWorkerRssIdleMiB: round1(load.rssIdleBytes / 2 ** 20),
+    costApiCpuMsPerMail: round1(load.apiCpuMsPerMail),
+    costServerCpuMsPerConversation:
+      load.serverCpuMsPerConversation === undefined ? null : round1(load.serverCpuMsPerConversation),
+    costPostgresCpuMsPerConversation:
+      load.postgresCpuMsPerConversation === undefined ? null : round1(load.postgresCpuMsPerConversation),
+    costPostgresRowsInsertedPerConversation: round1(total.inserted / tableN),
+    costPostgresRowsUpdatedPerConversation: round1(total.updated / tableN),
+    costPostgresBytesPerConversation: Math.round(total.bytes / tableN),
+    costPostgresBytesByTable: Object.fromEntries(
+      Object.entries(tables).map(([table, usage]) => [table, Math.round(usage.bytes / tableN)]),
+    ),
+    costAttachmentStoredBytesPerByte: round3(allAttachmentBytes / attachmentTotal),
+    costAttachmentRawBytesPerByte: round3(rawBytes / attachmentTotal),
+    costAttachmentDecodedBytesPerByte: round3(decodedBytes / attachmentTotal),
+    costImapSessionBytes: Math.round(sessionBytes),
+    costImapSessionRssBytes: Math.round(sessionRss),
+    costImapSessionCpuMsPerHour: round1(sessionCpuMsPerHour),
   };
 }
 
