@@ -568,6 +568,15 @@ function printStallReport(stalls: StallFigures, seconds: number) {
   };
 }
 
+/** The kinds of failed or retried task attempts, for the checks line: " (kind n, ...)", or nothing. */
+function failedKinds(checks: Array<LoadSummary['checks']>): string {
+  const kinds = new Map<string, number>();
+  for (const [kind, times] of checks.flatMap((c) => Object.entries(c.failedTaskKinds))) {
+    kinds.set(kind, (kinds.get(kind) ?? 0) + times);
+  }
+  return kinds.size === 0 ? '' : ` (${[...kinds].map(([kind, times]) => `${kind} ${times}`).join(', ')})`;
+}
+
 /** Prints the one-worker and two-worker runs of the same load and their ratio; returns the figures for the JSON line. */
 function printWorkersReport(runs: LoadRun[]) {
   const one = summarize(runs.filter((run) => run.workers === 1));
