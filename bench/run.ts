@@ -37,6 +37,7 @@
 // at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures, type LifeFigures } from './history.js';
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
+import { INGEST_STEPS, measureIngestBreakdown, type IngestBreakdown } from './ingest-breakdown.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
 import { startBenchStack } from './stack.js';
@@ -137,6 +138,13 @@ async function main() {
       }
       forwarder = combine(rows, 'ingest');
       Object.assign(figures, reportIngest(rows, totalRequests));
+      // Once more, as many mails as a round, to see where their time goes.
+      const breakdown = await measureIngestBreakdown(requests.ingest, stack.sqlLog, {
+        mails: perRound[0]!,
+        concurrency: CONCURRENCY,
+      });
+      assertNoFailures('breakdown', 'ingest', breakdown.measurement);
+      Object.assign(figures, printIngestBreakdown(breakdown));
     }
 
     if (sections.has('smtp')) {
@@ -292,6 +300,65 @@ function reportIngest(rows: Row[], totalRequests: number) {
     ingestP95Ms: round1(percentile(ingest.latenciesMs, 0.95)),
     bareP50Ms: round1(percentile(bare.latenciesMs, 0.5)),
     bareP95Ms: round1(percentile(bare.latenciesMs, 0.95)),
+  };
+}
+
+const stepLabels: Record<(typeof INGEST_STEPS)[number], string> = {
+  store_raw: 'store the raw mail',
+  parse_handoff: 'parse: wait for a thread, hand-off both ways',
+  parse: 'parse: on the parser thread',
+  thread_transaction: "threading transaction (sender's contact included)",
+  signal: 'signalWithStart + mark handed over',
+};
+
+/** Prints where an ingested mail's time goes; returns the figures for the JSON line. */
+function printIngestBreakdown({ mails, measurement, stepsMs, statements, apiCpuMsPerMail }: IngestBreakdown) {
+  const meanMs = measurement.latenciesMs.reduce((sum, ms) => sum + ms, 0) / measurement.latenciesMs.length;
+  const stepsTotal = INGEST_STEPS.reduce((sum, step) => sum + stepsMs[step], 0);
+  console.log(
+    `
+Where an ingested mail's time goes: ${mails} more mails through the forwarder, ${CONCURRENCY} in flight ` +
+      `(${rate(measurement).toFixed(1)}/s, mean ${meanMs.toFixed(1)} ms a request); API process CPU ${apiCpuMsPerMail.toFixed(1)} ms a mail`,
+  );
+  printTable(
+    ['step (mailroom_ingest_step_seconds)', 'ms per mail', 'share of the request'],
+    [
+      ...INGEST_STEPS.map((step) => [
+        stepLabels[step],
+        stepsMs[step].toFixed(2),
+        `${((stepsMs[step] / meanMs) * 100).toFixed(0)}%`,
+      ]),
+      [
+        'the rest: HTTP, channel and secret, answer',
+        (meanMs - stepsTotal).toFixed(2),
+        `${(((meanMs - stepsTotal) / meanMs) * 100).toFixed(0)}%`,
+      ],
+    ],
+    1,
+  );
+  const statementMs = statements.reduce((sum, statement) => sum + statement.msPerMail, 0);
+  const roundTrips = statements.reduce((sum, statement) => sum + statement.perMail, 0);
+  console.log(
+    `SQL: ${roundTrips.toFixed(1)} round trips a mail, ${statementMs.toFixed(2)} ms a mail on the connection (a step's wall ` +
+      'time above also holds its wait for a pooled connection)',
+  );
+  printTable(
+    ['statement', 'per mail', 'mean ms', 'ms per mail'],
+    statements.map(({ statement, perMail, meanMs: mean, msPerMail }) => [
+      statement,
+      perMail.toFixed(2),
+      mean.toFixed(2),
+      msPerMail.toFixed(2),
+    ]),
+    1,
+  );
+  return {
+    breakdownMails: mails,
+    breakdownMailsPerSecond: round1(rate(measurement)),
+    breakdownStepsMs: Object.fromEntries(INGEST_STEPS.map((step) => [step, round3(stepsMs[step])])),
+    breakdownSqlRoundTripsPerMail: round3(roundTrips),
+    breakdownSqlMsPerMail: round3(statementMs),
+    breakdownApiCpuMsPerMail: round3(apiCpuMsPerMail),
   };
 }
 

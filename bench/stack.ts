@@ -2,6 +2,8 @@
 // The IMAP part (bench/imap-stack.ts) adds its Dovecot and worker to this stack, so one stop() ends everything.
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import type { ActivityDeps } from '../src/activities/index.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
@@ -15,10 +17,12 @@ import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { dataConverterFromConfig, mailroomDataConverter } from '../src/temporal/data-converter.js';
 import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
 import type { Db } from '../src/db/connection.js';
+import type { Database } from '../src/db/schema.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
+import { SqlStatementLog } from './ingest-breakdown.js';
 
 /** No worker polls these queues, so only ingest (or the bare call) is measured, never workflow execution. */
 export const INGEST_TASK_QUEUE = 'bench-ingest';
@@ -83,6 +87,8 @@ export interface BenchStack {
   /** A second API on the same database and channel whose Temporal client leaves payloads in clear text: the codec's cost. */
   clearApiUrl: string;
   db: Db;
+  /** Every SQL statement the two APIs send, with its round trip (the ingest breakdown reads it). */
+  sqlLog: SqlStatementLog;
   /** The database's URL, for API or worker processes of a section's own. */
   databaseUrl: string;
   accountId: string;
@@ -115,7 +121,6 @@ export async function startBenchStack(): Promise<BenchStack> {
       stops.push(postgres.stop);
       serverUrl = postgres.url;
     }
-    // The pool size `npm run api` uses, so the figure is that of the deployed API.
     const database = await createScratchDatabase(serverUrl, { prefix: 'mailroom_bench' });
     stops.push(database.drop);
     const { db } = database;
@@ -132,12 +137,19 @@ export async function startBenchStack(): Promise<BenchStack> {
       dataConverter: BENCH_DATA_CONVERTER,
     });
     stops.push(() => temporal.connection.close());
+    // The APIs' own pool, of the size `npm run api` uses, so the figure is that of the deployed API; its statements logged.
+    const sqlLog = new SqlStatementLog();
+    const apiDb = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 10 }) }),
+      log: sqlLog.log,
+    });
+    stops.push(() => apiDb.destroy());
     const startApi = (client: Client) =>
       startApiServer(
         {
-          db,
+          db: apiDb,
           temporal: client,
-          ingest: createIngest({ db, temporal: client, taskQueue: INGEST_TASK_QUEUE }),
+          ingest: createIngest({ db: apiDb, temporal: client, taskQueue: INGEST_TASK_QUEUE }),
           config: {
             SECRET_KEY: BENCH_SECRET_KEY,
             MAX_INBOUND_BYTES: 25 * 1024 * 1024,
@@ -167,6 +179,7 @@ export async function startBenchStack(): Promise<BenchStack> {
       apiUrl: api.url,
       clearApiUrl: clearApi.url,
       db,
+      sqlLog,
       databaseUrl: database.url,
       accountId: account.id,
       channel,

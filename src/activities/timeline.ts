@@ -44,19 +44,33 @@ export type TimelineEventType =
   /** A held reply went nowhere: { outboundMessageId, authorId, reason: undone | customer_wrote, byId?, byName? }. */
   | 'agent_reply_cancelled';
 
-/** Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and time. */
+/**
+ * Appends to a conversation's timeline; call it in the transaction that makes the change. Returns the event's id and
+ * time. The webhook deliveries it stands for are written in the same transaction (committed together or not at all);
+ * the account's subscriptions are read by the insert's own statement, so an account without webhooks costs nothing more.
+ */
 export async function recordEvent(
   db: Kysely<Database>,
   conversationId: string,
   type: TimelineEventType,
   data: Record<string, unknown> = {},
 ): Promise<{ id: string; created_at: Date }> {
-  const event = await db
-    .insertInto('conversation_events')
-    .values({ conversation_id: conversationId, type, data: JSON.stringify(data) })
-    .returning(['id', 'created_at'])
-    .executeTakeFirstOrThrow();
-  // The webhook deliveries it stands for, in the same transaction: committed together or not at all.
-  await enqueueWebhookEvents(db, conversationId, webhookEventsOf(type, data));
-  return event;
+  const row = { conversation_id: conversationId, type, data: JSON.stringify(data) };
+  const webhookEvents = webhookEventsOf(type, data);
+  if (webhookEvents.length === 0) {
+    return db.insertInto('conversation_events').values(row).returning(['id', 'created_at']).executeTakeFirstOrThrow();
+  }
+  const rows = await db
+    .with('event', (db) => db.insertInto('conversation_events').values(row).returning(['id', 'created_at']))
+    .selectFrom('event')
+    .leftJoin('conversations as c', (join) => join.on('c.id', '=', conversationId))
+    .leftJoin('webhook_subscriptions as s', (join) => join.onRef('s.account_id', '=', 'c.account_id').on('s.enabled', '=', true))
+    .select(['event.id', 'event.created_at', 's.id as subscription_id', 's.events', 'c.account_id', 'c.channel_id'])
+    .orderBy('s.id')
+    .execute();
+  const subscriptions = rows.flatMap(({ subscription_id, events, account_id, channel_id }) =>
+    subscription_id && account_id && channel_id ? [{ id: subscription_id, events, account_id, channel_id }] : [],
+  );
+  if (subscriptions.length > 0) await enqueueWebhookEvents(db, conversationId, webhookEvents, subscriptions);
+  return { id: rows[0]!.id, created_at: rows[0]!.created_at };
 }

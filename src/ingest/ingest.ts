@@ -18,7 +18,7 @@ import {
   type ParsedMail,
 } from '../mail/parse.js';
 import { recordEvent } from '../activities/timeline.js';
-import { mailsQuarantined, mailsReceived, type MailOutcome } from '../observability/metrics.js';
+import { mailsQuarantined, mailsReceived, timeIngestStep, type MailOutcome } from '../observability/metrics.js';
 import { markBounced } from '../activities/delivery-status.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { ownAddressesOf } from '../domain/forwarding-address.js';
@@ -26,6 +26,13 @@ import { forwardingConfirmationIn, type ForwardingConfirmation } from '../domain
 import { detectLanguage } from '../domain/language-detection.js';
 import { createConversationGateway, WorkflowsUnavailableError } from '../temporal/gateway.js';
 import { TASK_QUEUE } from '../workflows/ids.js';
+
+/** What the ingest reads back of a stored mail: everything but the parsed fields. */
+const STORED_COLUMNS = ['id', 'message_id', 'status', 'conversation_id', 'signalled_at', 'rejection_reason'] as const;
+type StoredMail = Pick<InboundMessage, (typeof STORED_COLUMNS)[number] | 'raw'>;
+
+/** Thrown inside the threading transaction to roll it back: another delivery of the mail threaded it first. */
+class ThreadedMeanwhile extends Error {}
 
 export interface IngestResult {
   inboundMessageId: string;
@@ -164,22 +171,27 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     taskQueue,
     ...(temporalTimeoutMs ? { deadlineMs: temporalTimeoutMs } : {}),
   });
-  /** Stores a received mail once per channel and Message-ID; a second delivery reads the first one's row. */
-  async function storeOnce(row: Insertable<InboundMessagesTable>): Promise<InboundMessage> {
-    await db
+  /**
+   * Stores a received mail once per channel and Message-ID, in one round trip when it is new: the row comes back
+   * without its bytes, which the caller holds. A second delivery reads the first one's row, its stored bytes included.
+   */
+  async function storeOnce(row: Insertable<InboundMessagesTable>): Promise<StoredMail> {
+    const inserted = await db
       .insertInto('inbound_messages')
       .values(row)
       .onConflict((oc) => oc.columns(['channel_id', 'message_id']).doNothing())
-      .execute();
+      .returning(STORED_COLUMNS)
+      .executeTakeFirst();
+    if (inserted) return { ...inserted, raw: row.raw ?? null };
     return db
       .selectFrom('inbound_messages')
-      .selectAll()
+      .select([...STORED_COLUMNS, 'raw'])
       .where('channel_id', '=', row.channel_id)
       .where('message_id', '=', row.message_id)
       .executeTakeFirstOrThrow();
   }
 
-  async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource, options: IngestOptions): Promise<InboundMessage> {
+  async function storeRaw(channel: Channel, raw: Buffer, via: InboundSource, options: IngestOptions): Promise<StoredMail> {
     const headers = readHeaderSection(raw);
     // Bytes that are no mail at all are still kept for an operator, keyed by their hash.
     const messageId = headers ? dedupeKey(headers, raw) : `<${createHash('sha256').update(raw).digest('hex')}@not-mime.invalid>`;
@@ -206,22 +218,24 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   }
 
   /**
-   * The sender's contact, created on their first mail. Outside the threading transaction and without
-   * an upsert, so that many mails from one sender never queue up behind one row lock.
+   * The sender's contact, created on their first mail, read in the threading transaction under a share lock: many
+   * mails from one sender share it without waiting for each other, and an erasure taking the address (its first step
+   * waits for the lock) is either seen whole, the address gone and a new contact made, or waits for this commit.
    */
-  async function findOrCreateContact(accountId: string, from: ParsedMail['from']): Promise<string> {
+  async function senderContact(trx: Db, accountId: string, from: ParsedMail['from']): Promise<string> {
     const find = () =>
-      db
+      trx
         .selectFrom('contacts')
         .select(['id', 'name'])
         .where('account_id', '=', accountId)
         .where('email', '=', from.address)
+        .forShare()
         .executeTakeFirst();
     const existing = await find();
     if (existing) {
       // A contact first seen without a display name takes the first one a later mail brings.
       if (!existing.name && from.name) {
-        await db
+        await trx
           .updateTable('contacts')
           .set({ name: from.name })
           .where('id', '=', existing.id)
@@ -230,33 +244,14 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
       }
       return existing.id;
     }
-    await db
+    const created = await trx
       .insertInto('contacts')
       .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
       .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
-      .execute();
-    return (await find())!.id;
-  }
-
-  /**
-   * The sender's contact as this transaction sees it: the one found before, unless an erasure took its address
-   * meanwhile (the erasure's first step waits for this share lock), then the address's new contact.
-   */
-  async function senderContactNow(trx: Db, contactId: string, accountId: string, from: ParsedMail['from']): Promise<string> {
-    const contact = await trx.selectFrom('contacts').select('email').where('id', '=', contactId).forShare().executeTakeFirst();
-    if (contact?.email === from.address) return contactId;
-    await trx
-      .insertInto('contacts')
-      .values({ id: randomUUID(), account_id: accountId, email: from.address, name: from.name })
-      .onConflict((oc) => oc.columns(['account_id', 'email']).doNothing())
-      .execute();
-    const current = await trx
-      .selectFrom('contacts')
-      .select('id')
-      .where('account_id', '=', accountId)
-      .where('email', '=', from.address)
-      .executeTakeFirstOrThrow();
-    return current.id;
+      .returning('id')
+      .executeTakeFirst();
+    // Another mail of a new sender created it meanwhile (its insert waited for that commit).
+    return created?.id ?? (await find())!.id;
   }
 
   /**
@@ -375,7 +370,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   /** Parses the stored mail and files it into a conversation, in one transaction. */
   async function thread(
     channel: Channel,
-    stored: InboundMessage,
+    stored: StoredMail,
     knownContactId: string | undefined,
   ): Promise<{ conversationId: string; mail: ParsedMail; spam: boolean }> {
     let mail: ParsedMail;
@@ -395,81 +390,93 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     // Before any contact or conversation: a confirmation is for the admins, and its sender is no customer.
     const confirmation = knownContactId ? null : forwardingConfirmationIn(mail);
     if (confirmation) throw await keepForwardingConfirmation(channel, stored, mail, confirmation);
-    const foundContactId = knownContactId ?? (await findOrCreateContact(channel.account_id, mail.from));
-    return db.transaction().execute(async (trx) => {
-      // Serialises two deliveries of the same mail arriving at once.
-      const current = await trx
-        .selectFrom('inbound_messages')
-        .select(['status', 'conversation_id'])
-        .where('id', '=', stored.id)
-        .forUpdate()
-        .executeTakeFirstOrThrow();
-      if (current.status === 'threaded' && current.conversation_id) {
-        return { conversationId: current.conversation_id, mail, spam: false };
-      }
-
-      const contactId = knownContactId ?? (await senderContactNow(trx, foundContactId, channel.account_id, mail.from));
-      const existing = await findThread(trx, channel, mail);
-      const conversationId = existing?.conversationId ?? randomUUID();
-      // A conversation a spam mail starts is kept out of the queue until an agent releases it.
-      const spam = !existing && mail.senderVerdict.kind === 'spam';
-      if (!existing) {
-        await trx
-          .insertInto('conversations')
-          .values({
-            id: conversationId,
-            account_id: channel.account_id,
-            channel_id: channel.id,
-            contact_id: contactId,
-            subject: mail.subject || '(no subject)',
-            status: spam ? 'spam' : 'open',
-            stage: spam ? 'spam' : 'triage',
-            updated_at: new Date(),
-            // The customer's language, among the channel's, from their first mail; null: the channel's first.
-            language: detectLanguage(`${mail.subject}\n${mail.replyText ?? mail.text ?? ''}`, channel.languages),
-          })
-          .execute();
-      }
-      await trx
-        .updateTable('inbound_messages')
-        .set({
-          status: 'threaded',
-          conversation_id: conversationId,
-          classification: mail.classification,
-          from_address: knownContactId ? null : mail.from.address,
-          from_name: mail.from.name,
-          subject: mail.subject,
-          text_body: mail.text,
-          reply_text: mail.replyText,
-          html_body: mail.html,
-          to_addresses: JSON.stringify(mail.to.map((recipient) => recipient.address)),
-          cc_addresses: JSON.stringify(mail.cc.map((recipient) => recipient.address)),
-          sender_verdict: mail.senderVerdict.kind,
-          sender_verdict_reasons: JSON.stringify(mail.senderVerdict.reasons),
-          returned_message_id: mail.returnedMessageIds[0] ?? null,
-          in_reply_to: mail.inReplyTo ?? null,
-          reference_ids: JSON.stringify(mail.references),
-          sent_at: mail.date,
+    // A delivery that stopped after threading (Temporal was away) only needs its signal, which the parse feeds.
+    if (stored.status === 'threaded' && stored.conversation_id) {
+      return { conversationId: stored.conversation_id, mail, spam: false };
+    }
+    const threaded = await timeIngestStep('thread_transaction', () =>
+      db
+        .transaction()
+        .execute(async (trx) => {
+          const contactId = knownContactId ?? (await senderContact(trx, channel.account_id, mail.from));
+          const existing = await findThread(trx, channel, mail);
+          const conversationId = existing?.conversationId ?? randomUUID();
+          // A conversation a spam mail starts is kept out of the queue until an agent releases it.
+          const spam = !existing && mail.senderVerdict.kind === 'spam';
+          if (!existing) {
+            await trx
+              .insertInto('conversations')
+              .values({
+                id: conversationId,
+                account_id: channel.account_id,
+                channel_id: channel.id,
+                contact_id: contactId,
+                subject: mail.subject || '(no subject)',
+                status: spam ? 'spam' : 'open',
+                stage: spam ? 'spam' : 'triage',
+                updated_at: new Date(),
+                // The customer's language, among the channel's, from their first mail; null: the channel's first.
+                language: detectLanguage(`${mail.subject}\n${mail.replyText ?? mail.text ?? ''}`, channel.languages),
+              })
+              .execute();
+          }
+          const claimed = await trx
+            .updateTable('inbound_messages')
+            .set({
+              status: 'threaded',
+              conversation_id: conversationId,
+              classification: mail.classification,
+              from_address: knownContactId ? null : mail.from.address,
+              from_name: mail.from.name,
+              subject: mail.subject,
+              text_body: mail.text,
+              reply_text: mail.replyText,
+              html_body: mail.html,
+              to_addresses: JSON.stringify(mail.to.map((recipient) => recipient.address)),
+              cc_addresses: JSON.stringify(mail.cc.map((recipient) => recipient.address)),
+              sender_verdict: mail.senderVerdict.kind,
+              sender_verdict_reasons: JSON.stringify(mail.senderVerdict.reasons),
+              returned_message_id: mail.returnedMessageIds[0] ?? null,
+              in_reply_to: mail.inReplyTo ?? null,
+              reference_ids: JSON.stringify(mail.references),
+              sent_at: mail.date,
+            })
+            .where('id', '=', stored.id)
+            // Two deliveries of one mail at once: the second waits for the first's commit here, then rolls back.
+            .where('status', '=', 'received')
+            .returning('id')
+            .executeTakeFirst();
+          if (!claimed) throw new ThreadedMeanwhile();
+          await storeAttachments(trx, channel, stored.id, mail.attachments);
+          await markBounced(trx, { channelId: channel.id, inboundMessageId: stored.id, mail });
+          await recordEvent(trx, conversationId, 'customer_message', {
+            inboundMessageId: stored.id,
+            classification: mail.classification,
+            threadedBy: existing?.via ?? 'new_conversation',
+            ...(mail.senderVerdict.kind === 'ordinary' ? {} : { senderVerdict: mail.senderVerdict }),
+          });
+          if (spam) await recordEvent(trx, conversationId, 'marked_spam', { reasons: mail.senderVerdict.reasons });
+          return { conversationId, mail, spam };
         })
-        .where('id', '=', stored.id)
-        .execute();
-      await storeAttachments(trx, channel, stored.id, mail.attachments);
-      await markBounced(trx, { channelId: channel.id, inboundMessageId: stored.id, mail });
-      await recordEvent(trx, conversationId, 'customer_message', {
-        inboundMessageId: stored.id,
-        classification: mail.classification,
-        threadedBy: existing?.via ?? 'new_conversation',
-        ...(mail.senderVerdict.kind === 'ordinary' ? {} : { senderVerdict: mail.senderVerdict }),
-      });
-      if (spam) await recordEvent(trx, conversationId, 'marked_spam', { reasons: mail.senderVerdict.reasons });
-      return { conversationId, mail, spam };
-    });
+        .catch((error: unknown) => {
+          if (error instanceof ThreadedMeanwhile) return undefined;
+          throw error;
+        }),
+    );
+    if (threaded) return threaded;
+    // Another delivery of the same mail threaded it first: this one rolled back and joins its conversation.
+    const current = await db
+      .selectFrom('inbound_messages')
+      .select(['conversation_id'])
+      .where('id', '=', stored.id)
+      .executeTakeFirstOrThrow();
+    return { conversationId: current.conversation_id!, mail, spam: false };
   }
 
   /** Lists the confirmation for the channel's admins and takes the mail out of every path to a conversation. */
   async function keepForwardingConfirmation(
     channel: Channel,
-    stored: InboundMessage,
+    stored: StoredMail,
     mail: ParsedMail,
     confirmation: ForwardingConfirmation,
   ): Promise<ForwardingConfirmationError> {
@@ -511,7 +518,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   }
 
   /** A rejected mail as its delivery answers it: a forwarding confirmation is delivered, anything else refused. */
-  async function rejectedError(stored: InboundMessage): Promise<MailRejectedError> {
+  async function rejectedError(stored: StoredMail): Promise<MailRejectedError> {
     const confirmation = await db
       .selectFrom('forwarding_confirmations')
       .select('id')
@@ -550,7 +557,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
   /** From the stored raw mail on: parse, thread, signal; what an earlier delivery finished is not done again. */
   async function completeStored(
     channel: Channel,
-    stored: InboundMessage,
+    stored: StoredMail,
     via: InboundSource,
     contactId: string | undefined,
   ): Promise<IngestResult> {
@@ -559,7 +566,9 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
       return { inboundMessageId: stored.id, conversationId: stored.conversation_id, duplicate: true };
     }
     const { conversationId, mail, spam } = await thread(channel, stored, contactId);
-    await signalConversation(channel, conversationId, stored.id, { ...mail, senderVerdict: mail.senderVerdict.kind }, via, spam);
+    await timeIngestStep('signal', () =>
+      signalConversation(channel, conversationId, stored.id, { ...mail, senderVerdict: mail.senderVerdict.kind }, via, spam),
+    );
     return { inboundMessageId: stored.id, conversationId, duplicate: false };
   }
 
@@ -567,7 +576,7 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
     async ingestRawMail(channel: Channel, raw: Buffer, options: IngestOptions = {}): Promise<IngestResult> {
       const via = options.via ?? 'forwarder';
       try {
-        const stored = await storeRaw(channel, raw, via, options);
+        const stored = await timeIngestStep('store_raw', () => storeRaw(channel, raw, via, options));
         const result = await completeStored(channel, stored, via, options.contactId);
         mailsReceived.inc({ via, outcome: result.duplicate ? 'duplicate' : 'accepted' });
         return result;
@@ -631,10 +640,10 @@ export function createIngest({ db, temporal, temporalTimeoutMs, taskQueue = TASK
      * Quarantines an IMAP mail by the size its server gives (RFC822.SIZE), without its bytes: kept with where it
      * sits, so that reprocessing fetches it by UID. A second call for the same mail changes nothing.
      */
-    async quarantineUndownloaded(channel: Channel, mail: UndownloadedMail): Promise<InboundMessage> {
+    async quarantineUndownloaded(channel: Channel, mail: UndownloadedMail): Promise<void> {
       mailsReceived.inc({ via: 'imap', outcome: 'quarantined' });
       mailsQuarantined.inc({ via: 'imap' });
-      return storeOnce({
+      await storeOnce({
         id: randomUUID(),
         channel_id: channel.id,
         message_id: mail.messageId,

@@ -1,12 +1,16 @@
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { SenderTrust } from '../domain/sender-verdict.js';
+import { ingestStepSeconds } from '../observability/metrics.js';
 import { UnparseableMailError, type ParsedMail } from './parsed-mail.js';
 
 // Parsing a mail is CPU work (MIME, charsets, HTML sanitizing) that must not stall the event loop
 // that serves the API and the Temporal worker: it runs on a small fixed pool of threads, one mail at
 // a time each, the raw bytes transferred in and the attachments transferred out.
 
-const POOL_SIZE = 2;
+/** One thread per core the process may use: more only take turns on the same cores. */
+const POOL_SIZE = Math.max(1, availableParallelism());
 /** A mail that takes longer is taken as one we cannot parse: its thread is replaced. */
 const PARSE_TIMEOUT_MS = 60_000;
 const THREAD_HEAP_MB = 512;
@@ -33,10 +37,13 @@ export interface ParseRequest {
 }
 
 export type ParseResponse =
-  { id: number; mail: ParsedMail; error?: never } | { id: number; error: { name: string; message: string } };
+  | { id: number; mail: ParsedMail; /** The parse's own time on its thread. */ threadMs: number; error?: never }
+  | { id: number; error: { name: string; message: string } };
 
 interface Job {
   id: number;
+  /** When the mail was handed to the pool (performance.now()). */
+  queuedAt: number;
   raw: Uint8Array;
   messageId: string;
   senderTrust: SenderTrust;
@@ -70,7 +77,15 @@ class ParserPool {
     }
     return new Promise((resolve, reject) => {
       // Our own copy, so that transferring it detaches nothing the caller still holds.
-      this.queue.push({ id: this.nextId++, raw: new Uint8Array(raw), messageId, senderTrust, resolve, reject });
+      this.queue.push({
+        id: this.nextId++,
+        queuedAt: performance.now(),
+        raw: new Uint8Array(raw),
+        messageId,
+        senderTrust,
+        resolve,
+        reject,
+      });
       this.queuedBytes += raw.byteLength;
       this.dispatch();
     });
@@ -111,7 +126,13 @@ class ParserPool {
     worker.unref();
     worker.on('message', (response: ParseResponse) => {
       if (slot.job?.id !== response.id) return;
-      this.finish(slot, (job) => (response.error ? job.reject(rebuildError(response.error)) : job.resolve(response.mail)));
+      this.finish(slot, (job) => {
+        if (response.error) return job.reject(rebuildError(response.error));
+        // The parse itself, and everything around it: the wait for a thread, the bytes there, the result back.
+        ingestStepSeconds.observe({ step: 'parse' }, response.threadMs / 1000);
+        ingestStepSeconds.observe({ step: 'parse_handoff' }, (performance.now() - job.queuedAt - response.threadMs) / 1000);
+        job.resolve(response.mail);
+      });
       this.dispatch();
     });
     worker.on('error', (error: Error & { code?: string }) => {

@@ -38,6 +38,37 @@ export const mailParseSeconds = new Histogram({
   registers: [registry],
 });
 
+/** The steps of the ingest, so an operator (and the bench) sees where an inbound mail's time goes. */
+export type IngestStep =
+  /** The raw bytes stored (or found stored) under the channel and Message-ID. */
+  | 'store_raw'
+  /** Waiting for a parser thread and handing the bytes over and the result back. */
+  | 'parse_handoff'
+  /** The parse itself, on the parser thread. */
+  | 'parse'
+  /** The threading transaction: the sender's contact, conversation, parsed fields, attachments, timeline, webhook outbox. */
+  | 'thread_transaction'
+  /** signalWithStart of the conversation's workflow, and the mail marked as handed over. */
+  | 'signal';
+
+export const ingestStepSeconds = new Histogram({
+  name: 'mailroom_ingest_step_seconds',
+  help: 'Time of each step of the ingest of one inbound mail (store_raw, parse_handoff, parse, thread_transaction, signal)',
+  labelNames: ['step'] as const,
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+/** Runs one ingest step and records its time, whether it succeeds or not. */
+export async function timeIngestStep<T>(step: IngestStep, run: () => Promise<T>): Promise<T> {
+  const end = ingestStepSeconds.startTimer({ step });
+  try {
+    return await run();
+  } finally {
+    end();
+  }
+}
+
 export const automaticMailSuppressed = new Counter({
   name: 'mailroom_automatic_mail_suppressed_total',
   help: 'Greetings, out-of-office notes, surveys and handover notes not sent, by kind and reason (loop safety, limits)',

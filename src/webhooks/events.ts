@@ -103,13 +103,27 @@ export function webhookEventsOf(type: TimelineEventType, data: Record<string, un
   }
 }
 
+/** An enabled subscription of a conversation's account, as the deliveries of its events are addressed. */
+export interface WebhookTarget {
+  id: string;
+  events: unknown;
+  account_id: string;
+  channel_id: string;
+}
+
 /**
  * Writes one delivery per event and enabled subscription of the conversation's account that asked for it; call
  * it in the transaction that makes the change, so the event is delivered exactly when the change is committed.
+ * `subscriptions`: the account's enabled ones when the caller read them already (recordEvent does, with its insert).
  */
-export async function enqueueWebhookEvents(db: Kysely<Database>, conversationId: string, events: WebhookEvent[]): Promise<void> {
+export async function enqueueWebhookEvents(
+  db: Kysely<Database>,
+  conversationId: string,
+  events: WebhookEvent[],
+  subscriptions?: readonly WebhookTarget[],
+): Promise<void> {
   if (events.length === 0) return;
-  const subscriptions = await db
+  subscriptions ??= await db
     .selectFrom('conversations as c')
     .innerJoin('webhook_subscriptions as s', 's.account_id', 'c.account_id')
     .select(['s.id', 's.events', 'c.account_id', 'c.channel_id'])

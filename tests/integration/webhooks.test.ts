@@ -368,6 +368,15 @@ describe('webhooks', () => {
       return detail.body.assigneeId ? detail.body : undefined;
     });
     const agent = team.agents.find((candidate) => candidate.id === assigneeId)!;
+    // Its greeting goes out after the assignment: sent before the subscription exists, it is not one of its events.
+    await eventually(() =>
+      stack.db
+        .selectFrom('conversation_events')
+        .select('id')
+        .where('conversation_id', '=', taken)
+        .where('type', '=', 'greeting_sent')
+        .executeTakeFirst(),
+    );
     const created = await api('POST', '/v1/webhooks', {
       url: receiver.url('/picky'),
       events: ['conversation.created', 'message.sent'],
