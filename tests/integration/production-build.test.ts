@@ -181,6 +181,8 @@ describe('the production build, started as the image starts it', () => {
         join('src', 'receiver', 'server.js'),
         join('src', 'workflow-bundle.js'),
         join('src', 'mail', 'parse-worker-loader.mjs'),
+        join('src', 'db', 'thread-loader.mjs'),
+        join('src', 'db', 'embedded-database-thread.js'),
       ]),
     );
     expect(existsSync(join(app, 'node_modules', 'tsx'))).toBe(false);
@@ -222,6 +224,24 @@ describe('the production build, started as the image starts it', () => {
     const greeting = await capture.waitFor((mail) => mail.inReplyTo === `<${messageId}>`, 120_000);
     expect(greeting.envelope.to).toEqual(['ann@example.com']);
     expect(greeting.text).toContain(GREETING);
+  });
+
+  it('runs the compiled API on the embedded database without DATABASE_URL: its thread starts without tsx', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-image-data-'));
+    try {
+      const { DATABASE_URL: _postgres, ...embeddedEnv } = env;
+      const embedded = startNodeProcess(nodeArguments(imageCommand()), { cwd: app, env: { ...embeddedEnv, DATA_DIR: dataDir } });
+      processes.push(embedded);
+      const url = String((await embedded.waitForLog('API listening')).url);
+      const ready = await fetch(`${url}/ready`);
+      expect({ status: ready.status, body: await ready.json() }).toEqual({
+        status: 200,
+        body: { status: 'ready', checks: { postgresql: 'up', temporal: 'up' } },
+      });
+      await embedded.stop();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("starts the compiled SMTP receiver (docker-compose's command) and passes docker-compose's health check for it", async () => {
