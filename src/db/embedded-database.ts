@@ -46,6 +46,14 @@ function rebuildError({ name, message, fields }: SerializedDatabaseError): Error
   return error;
 }
 
+/**
+ * Bytes that are a part of a larger buffer (a pooled Buffer, a slice of a read) as a copy of that part: a message
+ * to the thread carries a typed array's whole buffer.
+ */
+function ownBytes(value: unknown): unknown {
+  return value instanceof Uint8Array && value.byteLength < value.buffer.byteLength ? new Uint8Array(value) : value;
+}
+
 /** The part of PGlite's interface kysely-pglite-dialect uses, answered by the database thread. */
 class EmbeddedDatabaseThread {
   private readonly pending = new Map<number, Pending>();
@@ -53,7 +61,7 @@ class EmbeddedDatabaseThread {
   private stopped: Error | undefined;
 
   private constructor(private readonly worker: Worker) {
-    worker.unref(); // an idle database keeps no process alive; a statement in flight does (see send)
+    worker.unref(); // an idle database keeps no process alive; a statement in flight does (see request)
     worker.on('message', (reply: EmbeddedReply) => {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
@@ -76,6 +84,7 @@ class EmbeddedDatabaseThread {
     const thread = new EmbeddedDatabaseThread(worker);
     const ready = await thread.request(0, () => undefined);
     if (ready.type === 'error') {
+      thread.stopped = new Error('the embedded database did not open');
       await worker.terminate();
       throw rebuildError(ready.error);
     }
@@ -85,7 +94,7 @@ class EmbeddedDatabaseThread {
   async query(sql: string, parameters: unknown[] = []): Promise<{ rows: Record<string, unknown>[]; affectedRows?: number }> {
     const id = this.nextId++;
     const reply = await this.request(id, () =>
-      this.worker.postMessage({ type: 'query', id, sql, parameters } satisfies EmbeddedRequest),
+      this.worker.postMessage({ type: 'query', id, sql, parameters: parameters.map(ownBytes) } satisfies EmbeddedRequest),
     );
     if (reply.type === 'error') throw rebuildError(reply.error);
     if (reply.type !== 'result') throw new Error(`the embedded database thread answered ${reply.type} to a statement`);
@@ -111,6 +120,7 @@ class EmbeddedDatabaseThread {
   }
 
   private stop(error: Error) {
+    if (!this.stopped) console.error(`${error.message}: every statement from now on fails`);
     this.stopped ??= error;
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -126,6 +126,12 @@ describe('the embedded database (npm start)', () => {
     } finally {
       rmSync(earlier, { recursive: true, force: true });
     }
+  });
+
+  it('fails to open, naming the reason, where its directory cannot be made', async () => {
+    const notADirectory = join(dataDir, 'a-file');
+    writeFileSync(notADirectory, 'not a directory');
+    await expect(openEmbeddedDatabase(notADirectory)).rejects.toThrow(/ENOTDIR|not a directory/);
   });
 
   it('keeps its data when opened again from the same directory', async () => {
