@@ -53,10 +53,10 @@ export interface WorkerShare {
   cpuSeconds: number;
   rssBaseline: number;
   rssSettled: number;
-  /** Workflow tasks (local activities run inside them) and activity attempts it took, greetings it sent. */
+  /** Workflow tasks and activity attempts it took, local activities it ran (inside its workflow tasks). */
   workflowTasks: number;
   activities: number;
-  greetings: number;
+  localActivities: number;
   warnings: number;
   firstWarnings: string[];
 }
@@ -176,7 +176,7 @@ export async function runGreetingLoad(stack: BenchStack, bench: LoadBench, optio
 
     const histories = await readHistories(stack, loadIds);
     const shares = workers.map((worker, index): WorkerShare => {
-      const work = histories.byIdentity.get(worker.pid) ?? { workflowTasks: 0, activities: 0, greetings: 0 };
+      const work = histories.byIdentity.get(worker.pid) ?? { workflowTasks: 0, activities: 0, localActivities: 0 };
       return {
         pid: worker.pid,
         cpuSeconds: allWaiting[index]!.cpuSeconds - baseline[index]!.cpuSeconds,
@@ -334,7 +334,7 @@ interface Histories {
   failedTasks: number;
   failedTaskKinds: Record<string, number>;
   /** Work per worker process, by the pid in the identity Temporal recorded. */
-  byIdentity: Map<number, { workflowTasks: number; activities: number; greetings: number }>;
+  byIdentity: Map<number, { workflowTasks: number; activities: number; localActivities: number }>;
 }
 
 /** Describes each conversation's workflow (history length and bytes) and reads its history: who did what, what failed. */
@@ -348,7 +348,7 @@ async function readHistories(stack: BenchStack, conversationIds: string[]): Prom
   const shareOf = (identity: string | null | undefined) => {
     const pid = Number(identity?.slice(0, identity.indexOf('@')));
     let share = result.byIdentity.get(pid);
-    if (!share) result.byIdentity.set(pid, (share = { workflowTasks: 0, activities: 0, greetings: 0 }));
+    if (!share) result.byIdentity.set(pid, (share = { workflowTasks: 0, activities: 0, localActivities: 0 }));
     return share;
   };
   let next = 0;
@@ -358,16 +358,20 @@ async function readHistories(stack: BenchStack, conversationIds: string[]): Prom
     result.events.push(description.historyLength);
     result.bytes.push(description.historySize ?? Number.NaN);
     const activityTypes = new Map<number, string>();
+    // A local activity's marker follows the completion of the workflow task that ran it, which names the worker.
+    let completedBy: string | null | undefined;
     for (const event of (await handle.fetchHistory()).events ?? []) {
       if (event.workflowTaskStartedEventAttributes) {
         shareOf(event.workflowTaskStartedEventAttributes.identity).workflowTasks++;
+      } else if (event.workflowTaskCompletedEventAttributes) {
+        completedBy = event.workflowTaskCompletedEventAttributes.identity;
+      } else if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity') {
+        shareOf(completedBy).localActivities++;
       } else if (event.activityTaskScheduledEventAttributes) {
         activityTypes.set(Number(event.eventId), event.activityTaskScheduledEventAttributes.activityType?.name ?? '');
       } else if (event.activityTaskStartedEventAttributes) {
         const { identity, scheduledEventId, attempt } = event.activityTaskStartedEventAttributes;
-        const share = shareOf(identity);
-        share.activities++;
-        if (activityTypes.get(Number(scheduledEventId)) === 'sendGreeting') share.greetings++;
+        shareOf(identity).activities++;
         // Retries leave no events of their own: the attempt that started last says how many went before.
         failed(`${activityTypes.get(Number(scheduledEventId))} retried`, (attempt ?? 1) - 1);
       } else if (event.workflowTaskFailedEventAttributes) {
