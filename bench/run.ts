@@ -32,9 +32,9 @@
 // the README's cost model needs from the one-worker runs (history events and bytes, PostgreSQL rows and bytes by table,
 // CPU and RSS per conversation, API CPU per mail), and measures attachments' storage and idle IMAP sessions' memory
 // (BENCH_COST_MAILBOXES, default 20, on a Dovecot of its own).
-// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, webhooks, stall, imap, waiting, workers, cost (e.g. BENCH_SKIP=ingest,imap,waiting for
-// the stall part alone). Without the ingest section, the IMAP part has no forwarder rate to compare with. The JSON line
-// at the end holds the figures of the sections that ran.
+// BENCH_SKIP leaves sections out, comma-separated: history, ingest, smtp, webhooks, stall, imap, waiting, workers, cost (e.g.
+// BENCH_SKIP=history,ingest,smtp,webhooks,imap,waiting,workers,cost for the stall part alone). Without the ingest section,
+// the IMAP part has no forwarder rate to compare with. The JSON line at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures, type LifeFigures } from './history.js';
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { INGEST_STEPS, measureIngestBreakdown, type IngestBreakdown } from './ingest-breakdown.js';
