@@ -981,8 +981,9 @@ function printWaitingReport(workloads: WaitingFigures[], seconds: number) {
     }
   }
   console.log(
-    `\nWhere the time went: histories of ${mailroom.breakdown.sampled} workflows of each, spread over the start order ` +
-      '(queue: scheduled → started, run: started → completed; ms)',
+    `\nWhere the time went, a conversation's first minute (its start to its wait): histories of ${mailroom.breakdown.sampled} ` +
+      'workflows of each, spread over the start order (queue: scheduled → started, run: started → completed; a local ' +
+      "activity runs inside a workflow task: its run from its marker; ms)",
   );
   const spread = (values: number[]) =>
     values.length === 0 ? ['-', '-'] : [percentile(values, 0.5).toFixed(0), percentile(values, 0.95).toFixed(0)];
@@ -1001,7 +1002,7 @@ function printWaitingReport(workloads: WaitingFigures[], seconds: number) {
       ...breakdown.steps.map((step) => [
         workload,
         step.step,
-        String(step.queueMs.length),
+        String(step.runMs.length),
         ...spread(step.queueMs),
         ...spread(step.runMs),
         String(step.failures),

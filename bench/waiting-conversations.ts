@@ -107,6 +107,7 @@ const SEED_BATCH = 1000;
 const HISTORY_SAMPLE = 50;
 const DAY_MS = 86_400_000;
 
+const cpuProfileDirectory = process.env.BENCH_WORKER_CPU_PROFILE;
 const WORKER_SCRIPT = fileURLToPath(new URL('./waiting-worker.ts', import.meta.url));
 const BARE_WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/bare-timer.ts', import.meta.url));
 const TIMER_PROBE_PATH = fileURLToPath(new URL('./workflows/timer-probe.ts', import.meta.url));
@@ -289,7 +290,8 @@ async function startWorker(stack: BenchStack, workload: WaitingWorkload, env: Re
   const gone = () => new Error(`the ${workload} worker exited: ${failure ?? 'see its output above'}`);
   const pending = new Map<number, { resolve(sample: WorkerSample): void; reject(error: Error): void }>();
   const { child, exited, stop } = forkBenchProcess(stack, WORKER_SCRIPT, {
-    execArgv: ['--expose-gc'],
+    // BENCH_WORKER_CPU_PROFILE=<directory>: each worker process writes its CPU profile there when it exits.
+    execArgv: ['--expose-gc', ...(cpuProfileDirectory ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDirectory}`] : [])],
     env: { ...process.env, ...env, BENCH_WORKER_KIND: workload },
     stopMessage: { type: 'stop' } satisfies WorkerRequest,
     onExit: () => {
@@ -533,6 +535,7 @@ async function historyBreakdown(stack: BenchStack, workflowIds: string[], sample
     const seen = new Map<number, { at: number; step: StepTiming }>();
     let workflowTasks = 0;
     let timerSeen = false;
+    let taskStartedAt = startedAt;
     for (const event of events) {
       const at = tsToMs(event.eventTime);
       const id = Number(event.eventId);
@@ -553,6 +556,7 @@ async function historyBreakdown(stack: BenchStack, workflowIds: string[], sample
       if (event.workflowTaskScheduledEventAttributes) {
         seen.set(id, { at, step: stepOf(workflowTasks++ === 0 ? 'first workflow task' : 'later workflow tasks') });
       } else if (event.workflowTaskStartedEventAttributes) {
+        taskStartedAt = at;
         queued(event.workflowTaskStartedEventAttributes.scheduledEventId);
       } else if (event.workflowTaskCompletedEventAttributes) {
         ran(event.workflowTaskCompletedEventAttributes.startedEventId);
@@ -575,11 +579,12 @@ async function historyBreakdown(stack: BenchStack, workflowIds: string[], sample
       } else if (event.activityTaskTimedOutEventAttributes) {
         failed(event.activityTaskTimedOutEventAttributes.scheduledEventId);
       } else if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity') {
-        // A local activity runs inside the workflow task: its marker says when it was scheduled and completed.
+        // A local activity runs inside the workflow task; its marker's completion time is the task's start (the
+        // server's clock) plus how long it ran, so that difference is its run time. It has no queue of the server's.
         const marker = localActivityMarker(event.markerRecordedEventAttributes.details?.data?.payloads?.[0]?.data);
         if (marker) {
           const step = stepOf(`local activity ${marker.activity_type}`);
-          step.runMs.push(tsToMs(marker.complete_time) - tsToMs(marker.original_schedule_time));
+          step.runMs.push(tsToMs(marker.complete_time) - taskStartedAt);
           step.failures += Math.max(0, (marker.attempt ?? 1) - 1);
         }
       } else if (event.timerStartedEventAttributes && !timerSeen) {

@@ -13,6 +13,8 @@ import {
   setCurrentDetails,
   setHandler,
   sleep,
+  TemporalFailure,
+  TimeoutFailure,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -92,6 +94,15 @@ const smtp = proxyActivities<Activities>({
     maximumInterval: '15 minutes',
     nonRetryableErrorTypes: ['DeliveryFailed'],
   },
+});
+
+// Mail goes out first as a local activity, in the task that decided it (lean runs): when the mail server answers,
+// that is one marker and no task of its own. Only when that one try fails does the send become an activity, which
+// waits out an outage for hours with heartbeats; the outbox row (its id picked before the first try, its lease)
+// makes the second try send the same mail once. Short: a slow server must not hold the task past its heartbeat.
+const smtpFirstTry = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '5 seconds',
+  retry: { maximumAttempts: 1 },
 });
 
 // The AI provider: a few attempts, then the conversation goes to people instead of waiting for it.
@@ -198,7 +209,14 @@ interface Run {
   priority?: string;
   /** The quiet period after resolution, as the survey stage read it (lean runs). */
   closeAfterSeconds?: number;
+  /**
+   * What this workflow task already knows (lean runs; `at` is the task's time, so a later task reads again): the
+   * business hours, and whether automatic mail may go out when none went out since triage read it.
+   */
+  known?: { at: number; hours?: BusinessHoursState; automaticMailBlocked?: string | null };
 }
+
+type BusinessHoursState = { closed: false } | { closed: true; opensAt: number; opensAtText: string };
 
 /** One durable timer until `at`; `passed` once it fired. */
 interface Deadline {
@@ -333,13 +351,20 @@ async function triage(run: Run): Promise<Transition> {
   if (context.greetingEnabled && !context.greetingSent && fromPerson) {
     if (context.automaticMailBlocked) await suppressAutomaticMail(run, 'greeting', context.automaticMailBlocked);
     // Not awaited: the greeting never holds routing back while the mail server is away.
-    else
+    else {
+      const outboxId = uuid4();
       sendInBackground(run, 'greeting', () =>
-        smtp.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
-          { conversationId, outboxId: uuid4() },
-        ]),
+        sendMail(run, (mail) =>
+          mail.sendGreeting.executeWithOptions({ summary: 'Send the channel greeting to the customer' }, [
+            { conversationId, outboxId },
+          ]),
+        ),
       );
+    }
   }
+  const greets = context.greetingEnabled && !context.greetingSent && fromPerson && !context.automaticMailBlocked;
+  // No automatic mail went out since the read (a greeting counts against the flood limits): its answer holds in this task.
+  if (run.lean && !greets) run.known = { at: Date.now(), automaticMailBlocked: context.automaticMailBlocked };
   if (context.assignee) {
     state.assignee = context.assignee; // started again after it was closed: back to the agent who had it
     return openStage(state);
@@ -348,8 +373,11 @@ async function triage(run: Run): Promise<Transition> {
     { summary: 'Apply the routing rules (first match wins)' },
     [{ conversationId }],
   );
-  if (run.lean) run.priority = route.priority;
-  else upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
+  if (run.lean) {
+    run.priority = route.priority;
+    // The rules were matched at this moment, inside or outside the hours: no second look at them in this task.
+    if (route.insideBusinessHours) run.known = { ...knownInThisTask(run), at: Date.now(), hours: { closed: false } };
+  } else upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
   if (route.handler.kind === 'agent') {
     state.assignee = route.handler.agent;
     await startSlaClock(run);
@@ -418,10 +446,13 @@ async function aiAgentAnswers(run: Run): Promise<Transition> {
       `confidence ${answer.confidence.toFixed(2)} is below the channel's threshold ${settings.aiConfidenceThreshold}`,
     );
   }
+  const answerOutboxId = uuid4();
   const sent = await sendAutomaticMail(run, 'ai_reply', () =>
-    smtp.sendAiReply.executeWithOptions(
-      { summary: `Send the answer of ${aiAgent.name} (confidence ${answer.confidence.toFixed(2)})` },
-      [{ conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id, text: answer.text }],
+    sendMail(run, (mail) =>
+      mail.sendAiReply.executeWithOptions(
+        { summary: `Send the answer of ${aiAgent.name} (confidence ${answer.confidence.toFixed(2)})` },
+        [{ conversationId, outboxId: answerOutboxId, aiAgentId: aiAgent.id, text: answer.text }],
+      ),
     ),
   );
   if (!sent) return escalate(run, aiAgent, 'the answer could not be delivered');
@@ -489,10 +520,13 @@ async function surveyAfterDelay(run: Run): Promise<Transition> {
     return closeAfterQuietPeriod(run, context.closeAfterSeconds);
   }
   const surveyId = uuid4();
+  const outboxId = uuid4();
   const sent = await sendAutomaticMail(run, 'csat_survey', () =>
-    smtp.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
-      { conversationId, outboxId: uuid4(), surveyId, resolvedBy: state.resolvedBy },
-    ]),
+    sendMail(run, (mail) =>
+      mail.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
+        { conversationId, outboxId, surveyId, resolvedBy: state.resolvedBy },
+      ]),
+    ),
   );
   if (!sent) return closeAfterQuietPeriod(run, context.closeAfterSeconds);
   state.survey = { id: surveyId, expiresAt: Date.parse(sent.expiresAt) };
@@ -726,12 +760,23 @@ async function handToHumans(run: Run): Promise<Move> {
   return toHandler(run);
 }
 
-async function checkHours({ state }: Run): Promise<{ closed: false } | { closed: true; opensAt: number; opensAtText: string }> {
+async function checkHours(run: Run): Promise<BusinessHoursState> {
+  const known = knownInThisTask(run)?.hours;
+  if (known) return known;
   const hours = await read.checkBusinessHours.executeWithOptions({ summary: 'Are the business hours open?' }, [
-    { conversationId: state.conversationId },
+    { conversationId: run.state.conversationId },
   ]);
-  if (hours.open || !hours.opensAt) return { closed: false };
-  return { closed: true, opensAt: Date.parse(hours.opensAt), opensAtText: hours.opensAtText! };
+  const state: BusinessHoursState =
+    hours.open || !hours.opensAt
+      ? { closed: false }
+      : { closed: true, opensAt: Date.parse(hours.opensAt), opensAtText: hours.opensAtText! };
+  if (run.lean) run.known = { ...knownInThisTask(run), at: Date.now(), hours: state };
+  return state;
+}
+
+/** What was read earlier in this workflow task (lean runs): the same moment, so the same answer. */
+function knownInThisTask(run: Run): Run['known'] {
+  return run.lean && run.known?.at === Date.now() ? run.known : undefined;
 }
 
 /** To whoever handles it now: the AI agent or the queue; outside business hours, the wait for them. */
@@ -774,8 +819,9 @@ async function assignByHand(run: Run, agent: Actor, by: Actor, summary: string):
       { conversationId: run.state.conversationId, assigneeId: agent.id, byId: by.id },
     ]);
   } catch (error) {
-    if (!(error instanceof ActivityFailure)) throw error;
-    run.refused.assign = error.cause?.message ?? error.message;
+    const failure = activityFailureOf(error);
+    if (!failure) throw error;
+    run.refused.assign = failure.message;
     return undefined;
   }
 }
@@ -808,10 +854,13 @@ async function escalate(run: Run, aiAgent: Actor, reason: string, automaticMailB
   if (blocked) await suppressAutomaticMail(run, 'handover', blocked);
   else {
     // Not awaited: the note never holds the assignment back while the mail server is away.
+    const outboxId = uuid4();
     sendInBackground(run, 'handover', () =>
-      smtp.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
-        { conversationId, outboxId: uuid4(), aiAgentId: aiAgent.id },
-      ]),
+      sendMail(run, (mail) =>
+        mail.sendHandoverNote.executeWithOptions({ summary: `${aiAgent.name} tells the customer a person takes over` }, [
+          { conversationId, outboxId, aiAgentId: aiAgent.id },
+        ]),
+      ),
     );
   }
   return handToHumans(run);
@@ -914,15 +963,22 @@ async function recordRatings(run: Run) {
 async function sendOutOfOffice(run: Run, opensAtText: string) {
   const conversationId = run.state.conversationId;
   run.state.outOfOfficeSent = true;
-  const { automaticMailBlocked } = await read.loadConversation.executeWithOptions(
-    { summary: 'May the out-of-office note go out? (loop and flood limits)' },
-    [{ conversationId }],
-  );
+  const known = knownInThisTask(run);
+  const { automaticMailBlocked } =
+    known?.automaticMailBlocked !== undefined
+      ? { automaticMailBlocked: known.automaticMailBlocked }
+      : await read.loadConversation.executeWithOptions(
+          { summary: 'May the out-of-office note go out? (loop and flood limits)' },
+          [{ conversationId }],
+        );
   if (automaticMailBlocked) return suppressAutomaticMail(run, 'out_of_office', automaticMailBlocked);
+  const outboxId = uuid4();
   sendInBackground(run, 'out_of_office', () =>
-    smtp.sendOutOfOffice.executeWithOptions({ summary: `Send the out-of-office note (open ${opensAtText})` }, [
-      { conversationId, outboxId: uuid4(), opensAtText },
-    ]),
+    sendMail(run, (mail) =>
+      mail.sendOutOfOffice.executeWithOptions({ summary: `Send the out-of-office note (open ${opensAtText})` }, [
+        { conversationId, outboxId, opensAtText },
+      ]),
+    ),
   );
 }
 
@@ -943,12 +999,40 @@ async function sendAutomaticMail<T>(run: Run, kind: string, send: () => Promise<
   try {
     return await send();
   } catch (error) {
-    if (!(error instanceof ActivityFailure)) throw error;
-    log.warn('mail not delivered', { kind, conversationId: run.state.conversationId, error: String(error.cause ?? error) });
+    const failure = activityFailureOf(error);
+    if (!failure) throw error;
+    log.warn('mail not delivered', { kind, conversationId: run.state.conversationId, error: String(failure) });
     return undefined;
   } finally {
     run.sendsInFlight -= 1;
   }
+}
+
+/**
+ * Why an activity or a local activity failed; undefined for any other error. An activity's failure comes wrapped
+ * (ActivityFailure, its cause the activity's own), a local activity's as it is.
+ */
+function activityFailureOf(error: unknown): TemporalFailure | undefined {
+  if (error instanceof ActivityFailure) return error.cause instanceof TemporalFailure ? error.cause : error;
+  if (error instanceof ApplicationFailure || error instanceof TimeoutFailure) return error;
+  return undefined;
+}
+
+/** Sends by `send` through the first try (lean runs) and, unless the mail server refused it for good, the activity. */
+async function sendMail<T>(run: Run, send: (mail: typeof smtp) => Promise<T>): Promise<T> {
+  if (run.lean) {
+    try {
+      return await send(smtpFirstTry as unknown as typeof smtp);
+    } catch (error) {
+      const failure = activityFailureOf(error);
+      if (!failure || (failure instanceof ApplicationFailure && failure.type === 'DeliveryFailed')) throw error;
+      log.info('mail goes out as an activity after its first try failed', {
+        conversationId: run.state.conversationId,
+        error: String(failure),
+      });
+    }
+  }
+  return send(smtp);
 }
 
 /** Sends without holding the conversation back; the run waits for it before it ends or continues as new. */
@@ -1025,9 +1109,11 @@ async function sendWhenDue(run: Run, reply: ScheduledReply) {
       );
       if (released) {
         run.state.firstResponded = true;
-        await smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${reply.author.name}` }, [
-          { outboxId: reply.outboxId },
-        ]);
+        await sendMail(run, (mail) =>
+          mail.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${reply.author.name}` }, [
+            { outboxId: reply.outboxId },
+          ]),
+        );
       }
     });
   } finally {
@@ -1103,7 +1189,9 @@ function registerHandlers(run: Run) {
       }
       // The agent is answered once the reply is in the outbox; sending waits out a mail server outage.
       sendInBackground(run, 'reply', () =>
-        smtp.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [{ outboxId }]),
+        sendMail(run, (mail) =>
+          mail.deliverOutbox.executeWithOptions({ summary: `Send the reply of ${author.name}` }, [{ outboxId }]),
+        ),
       );
       return written;
     },

@@ -1,3 +1,5 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -7,7 +9,7 @@ import type { Activities } from '../../src/activities/index.js';
 import type { ConversationContext } from '../../src/activities/conversation.js';
 import type { CustomerMessageFacts } from '../../src/domain/conversation.js';
 import type { RoutingDecision } from '../../src/activities/routing.js';
-import { addBusinessTime, describeInstant, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
+import { addBusinessTime, describeInstant, isOpenAt, nextOpening, type BusinessHours } from '../../src/domain/business-hours.js';
 import { raisePriority, type Priority } from '../../src/domain/routing-rules.js';
 import { workflowBundleOptions } from '../../src/worker.js';
 import { customerConversation } from '../../src/workflows/conversation.js';
@@ -55,6 +57,11 @@ export interface StubWorld {
   /** Who an SLA breach offers it to. */
   offerTo: Actor | null;
   priority: Priority;
+  /**
+   * How the mail server answers a send's first try (a local activity): 'slow' fails it as a timeout would, 'refuses'
+   * refuses the mail for good (DeliveryFailed). The activity after it always sends.
+   */
+  firstTry?: 'slow' | 'refuses';
 }
 
 /**
@@ -202,6 +209,12 @@ export function useWorkflowHarness(hooks: {
   function stubActivities(): Partial<Activities> {
     const world = () => harness.world;
     const sent = (input: { outboxId: string }) => ({ outboundMessageId: input.outboxId, messageId: `<${input.outboxId}@test>` });
+    /** A send's first try, as the world's mail server answers it; nothing is recorded as sent when it fails. */
+    const firstTry = () => {
+      if (!Context.current().info.isLocal || !world().firstTry) return;
+      if (world().firstTry === 'refuses') throw ApplicationFailure.nonRetryable('550 mailbox unavailable', 'DeliveryFailed');
+      throw new Error('the mail server did not answer in time');
+    };
     return {
       loadConversation: async (input) => (
         await record('loadConversation', input),
@@ -217,7 +230,12 @@ export function useWorkflowHarness(hooks: {
       recordEscalation: async (input) => {
         await record('recordEscalation', input);
       },
-      routeConversation: async (input) => (await record('routeConversation', input), world().route),
+      routeConversation: async (input) => {
+        const at = new Date(await record('routeConversation', input));
+        const { route, hours } = world();
+        // As the activity does: never inside business hours while the channel's hours are closed.
+        return { ...route, insideBusinessHours: route.insideBusinessHours && (!hours || isOpenAt(hours, at)) };
+      },
       checkBusinessHours: async (input) => {
         const hours = world().hours;
         const at = new Date(await record('checkBusinessHours', input));
@@ -267,9 +285,9 @@ export function useWorkflowHarness(hooks: {
         if (next instanceof Error) throw next;
         return next;
       },
-      sendGreeting: async (input) => (await record('sendGreeting', input), sent(input)),
+      sendGreeting: async (input) => (firstTry(), await record('sendGreeting', input), sent(input)),
       writeAgentReply: async (input) => (await record('writeAgentReply', input), sent(input)),
-      deliverOutbox: async (input) => (await record('deliverOutbox', input), null),
+      deliverOutbox: async (input) => (firstTry(), await record('deliverOutbox', input), null),
       releaseScheduledReply: async (input) => (await record('releaseScheduledReply', input), true),
       cancelScheduledReply: async (input) => {
         await record('cancelScheduledReply', input);
