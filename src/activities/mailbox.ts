@@ -18,6 +18,7 @@ import { dedupeKey, NOT_MIME, ParserBusyError, readHeaderSection } from '../mail
 import { ReauthorizationRequiredError, TokenRefreshFailedError } from '../oauth/access-tokens.js';
 import { DestinationRefusedError, DestinationUnresolvedError, resolveDestination } from '../security/destinations.js';
 import type { ActivityDeps } from './deps.js';
+import { InOrderWindow } from './in-order-window.js';
 import { openSentFolderSession } from './sent-folder.js';
 
 export interface MailboxSyncResult {
@@ -47,6 +48,8 @@ function serverWords(error: unknown): string {
 const SESSION_MS = 10 * 60_000;
 // Sizes and envelopes of this many mails per FETCH: a few hundred bytes each.
 const FETCH_BATCH = 25;
+// Mails of one session being ingested at once: the session keeps pace with the forwarder, whose posts run in parallel.
+const MAILS_IN_FLIGHT = 8;
 // Bodies are fetched a few at a time up to this many bytes, so a run of large mails is never held at once.
 const DOWNLOAD_BATCH_BYTES = 8 * 1024 * 1024;
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -287,8 +290,9 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
   }
 
   /**
-   * Every mail above the folder's cursor, in UID order, until the session's deadline. The cursor advances after
-   * each mail is committed by the ingest (or quarantined, or left alone), so a crash re-reads at most the mail in hand.
+   * Every mail above the folder's cursor, in UID order, until the session's deadline, up to MAILS_IN_FLIGHT at once.
+   * The cursor advances past a mail once it and every mail before it are committed by the ingest (or quarantined, or
+   * left alone), so a crash re-reads at most the mails in flight.
    * Quarantined and skipped mail stays where it is, untouched, so that it can still be fetched by its UID.
    */
   async function drainFolder(
@@ -309,41 +313,63 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
       const found = (await client.search({ uid: `${cursor.lastUid + 1}:*` }, { uid: true })) || [];
       const uids = found.filter((uid) => uid > cursor.lastUid).sort((a, b) => a - b);
       let ingested = 0;
-      for (let start = 0; start < uids.length && Date.now() < deadline; start += FETCH_BATCH) {
-        const plans = await planMail(channel, cursor, await fetchMailHeads(client, uids.slice(start, start + FETCH_BATCH)));
-        const processed: number[] = [];
-        let bodies = new Map<number, Buffer>();
-        for (const [index, plan] of plans.entries()) {
-          // Stop between mails when cancelled (settings changed, worker shutting down) or out of time: the cursor marks the spot.
-          context.cancellationSignal.throwIfAborted();
-          if (Date.now() >= deadline) break;
-          const { head, imported } = plan;
-          const source = { folder, uidValidity: mailbox.uidValidity, uid: head.uid };
-          if (plan.action === 'quarantine') {
-            report(`${folder}: quarantining UID ${head.uid} (${head.size} bytes) without downloading it`);
-            await ingest.quarantineUndownloaded(channel, {
-              messageId: head.messageId ?? placeKey(source),
-              sizeBytes: head.size,
-              source,
-              imported,
-            });
-          } else if (plan.action === 'download') {
-            if (!bodies.has(head.uid)) bodies = await downloadFrom(client, plans, index);
-            const raw = bodies.get(head.uid);
-            bodies.delete(head.uid);
-            // Gone between the two FETCHes (another client deleted it): nothing to ingest.
-            if (raw) {
+      // A few mails in flight at once; the cursor moves past a mail only when every mail before it is done too.
+      const window = new InOrderWindow<number>(MAILS_IN_FLIGHT, (uid) =>
+        advanceCursor(channel.id, folder, mailbox.uidValidity, uid),
+      );
+      try {
+        for (let start = 0; start < uids.length && Date.now() < deadline; start += FETCH_BATCH) {
+          const plans = await planMail(channel, cursor, await fetchMailHeads(client, uids.slice(start, start + FETCH_BATCH)));
+          const processed: number[] = [];
+          let bodies = new Map<number, Buffer>();
+          for (const [index, plan] of plans.entries()) {
+            // Stop between mails when cancelled (settings changed, worker shutting down) or out of time: the cursor marks the spot.
+            if (context.cancellationSignal.aborted || Date.now() >= deadline) break;
+            const { head, imported } = plan;
+            const source = { folder, uidValidity: mailbox.uidValidity, uid: head.uid };
+            if (plan.action === 'quarantine') {
+              report(`${folder}: quarantining UID ${head.uid} (${head.size} bytes) without downloading it`);
+              await window.run(head.uid, () =>
+                ingest.quarantineUndownloaded(channel, {
+                  messageId: head.messageId ?? placeKey(source),
+                  sizeBytes: head.size,
+                  source,
+                  imported,
+                }),
+              );
+            } else if (plan.action === 'download') {
+              if (!bodies.has(head.uid)) bodies = await downloadFrom(client, plans, index);
+              const raw = bodies.get(head.uid);
+              bodies.delete(head.uid);
+              // Gone between the two FETCHes (another client deleted it): nothing to ingest.
+              if (!raw) {
+                await window.run(head.uid, async () => undefined);
+                continue;
+              }
               report(`${folder}: ingesting UID ${head.uid} (${raw.length} bytes)${imported ? ', imported' : ''}`);
-              await ingestDownloaded(channel, raw, { via: 'imap', imported, source });
-              ingested++;
-              processed.push(head.uid);
+              // A sender's mails are threaded one after another, and a reply only once the mails before it are.
+              await window.run(
+                head.uid,
+                async () => {
+                  await ingestDownloaded(channel, raw, { via: 'imap', imported, source });
+                  ingested++;
+                  processed.push(head.uid);
+                },
+                { key: head.from, alone: head.answersAnother || head.from === undefined },
+              );
+            } else {
+              if (plan.why === 'stored already') processed.push(head.uid);
+              await window.run(head.uid, async () => undefined);
             }
-          } else if (plan.why === 'stored already') {
-            processed.push(head.uid);
           }
-          await advanceCursor(channel.id, folder, mailbox.uidValidity, head.uid);
+          await window.drain();
+          await afterProcessing(client, channel, processed);
+          context.cancellationSignal.throwIfAborted();
         }
-        await afterProcessing(client, channel, processed);
+      } catch (error) {
+        // What is in flight ends before the session does (the cursor moving past what finished); then the failure counts.
+        await window.drain().catch(() => undefined);
+        throw error;
       }
       return ingested;
     } finally {

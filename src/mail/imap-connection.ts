@@ -143,6 +143,8 @@ export interface MailHead {
   messageId: string | undefined;
   /** The envelope's one From address, lower-cased; undefined for none or several. */
   from: string | undefined;
+  /** The envelope names a mail it answers (In-Reply-To). */
+  answersAnother: boolean;
 }
 
 /** The heads of these mails of the selected folder, in UID order; no body is fetched. */
@@ -161,6 +163,7 @@ export async function fetchMailHeads(client: ImapFlow, uids: number[]): Promise<
       internalDate: message.internalDate ? new Date(message.internalDate) : undefined,
       messageId: messageIdIn(message.envelope?.messageId),
       from: typeof address === 'string' ? address.toLowerCase() : undefined,
+      answersAnother: Boolean(message.envelope?.inReplyTo),
     });
   }
   return heads.sort((a, b) => a.uid - b.uid);

@@ -124,6 +124,54 @@ describe('an IMAP mailbox on a real Dovecot', () => {
     await waitForStored([messageIdOf(raw)]);
   });
 
+  it('threads a reply into the conversation the mail it answers opened, when both arrive among others at once', async () => {
+    // Several mails of a session are ingested at once; a reply waits for the mails before it, so it finds their conversation.
+    const stamp = Date.now();
+    const firstId = `<order-first-${stamp}@example.com>`;
+    const first = [
+      'From: ann@example.com',
+      'To: support@acme.example',
+      'Cc: bob@example.com',
+      'Subject: The invoice is wrong',
+      `Message-ID: ${firstId}`,
+      `Date: ${new Date().toUTCString()}`,
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      'The amount on invoice 42 is wrong.',
+      '',
+    ].join('\r\n');
+    const others = Array.from({ length: 6 }, (_, n) => sampleMail(6100 + n, { from: `other${n}@example.com` }));
+    const reply = [
+      'From: bob@example.com',
+      'To: support@acme.example',
+      'Subject: Re: The invoice is wrong',
+      `Message-ID: <order-reply-${stamp}@example.com>`,
+      `In-Reply-To: ${firstId}`,
+      `References: ${firstId}`,
+      `Date: ${new Date().toUTCString()}`,
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      'Invoice 43 too.',
+      '',
+    ].join('\r\n');
+    await withImap(dovecot, account, async (client) => {
+      for (const raw of [first, ...others, reply]) await client.append('INBOX', raw);
+    });
+    await waitForStored([first, ...others, reply].map(messageIdOf), 90_000);
+    const rows = await stack.db
+      .selectFrom('inbound_messages')
+      .select(['message_id', 'conversation_id'])
+      .where('message_id', 'in', [firstId, messageIdOf(reply)])
+      .execute();
+    const conversationOf = (id: string) => rows.find((row) => row.message_id === id)?.conversation_id;
+    expect(conversationOf(messageIdOf(reply))).toBe(conversationOf(firstId));
+    const { uidNext } = await folderStatus(dovecot, account, 'INBOX');
+    await eventually(async () => {
+      const { body } = await callApi(stack.api.url, team.admin.apiKey, 'GET', `/v1/channels/${team.channel.id}/imap`);
+      return body.cursors[0]?.lastUid === String(uidNext - 1) ? true : undefined;
+    });
+  }, 120_000);
+
   it('reconnects and resumes after the server drops the connection', async () => {
     await dovecot.kickAll();
     const raw = sampleMail(5002);
