@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { setImmediate } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { SenderTrust } from '../domain/sender-verdict.js';
 import { ingestStepSeconds } from '../observability/metrics.js';
@@ -14,6 +15,8 @@ const POOL_SIZE = Math.max(1, availableParallelism());
 /** A mail that takes longer is taken as one we cannot parse: its thread is replaced. */
 const PARSE_TIMEOUT_MS = 60_000;
 const THREAD_HEAP_MB = 512;
+/** A mail is copied for its thread this much at a time (about a millisecond each). */
+const COPY_PIECE_BYTES = 1024 * 1024;
 /**
  * Mails waiting for a thread, by count and by bytes: a burst beyond this is refused (the forwarder is
  * answered 503 and posts again, IMAP waits) instead of piling copies of raw mail up in memory.
@@ -42,7 +45,7 @@ export type ParseResponse =
 
 interface Job {
   id: number;
-  /** When the mail was handed to the pool (performance.now()). */
+  /** When the mail was handed to the pool (performance.now()), before its copy. */
   queuedAt: number;
   raw: Uint8Array;
   messageId: string;
@@ -65,28 +68,33 @@ class ParserPool {
   }));
   private readonly queue: Job[] = [];
   private queuedBytes = 0;
+  /** Mails being copied before they join the queue: they count as waiting. */
+  private copying = 0;
   private nextId = 0;
 
-  parse(raw: Uint8Array, messageId: string, senderTrust: SenderTrust): Promise<ParsedMail> {
-    const idle = this.slots.some((slot) => !slot.job);
-    const full = this.queue.length >= MAX_QUEUED_MAILS || this.queuedBytes + raw.byteLength > MAX_QUEUED_BYTES;
-    if (!idle && full) {
-      return Promise.reject(
-        new ParserBusyError(`${this.queue.length} mails (${this.queuedBytes} bytes) wait for a parser thread`),
-      );
+  async parse(raw: Uint8Array, messageId: string, senderTrust: SenderTrust): Promise<ParsedMail> {
+    // Mails being copied take the idle threads first; the rest of them wait in the queue.
+    const idle = this.slots.filter((slot) => !slot.job).length;
+    const pending = this.queue.length + this.copying;
+    const waiting = Math.max(0, pending - idle);
+    const full = waiting >= MAX_QUEUED_MAILS || this.queuedBytes + raw.byteLength > MAX_QUEUED_BYTES;
+    if (pending >= idle && full) {
+      throw new ParserBusyError(`${waiting} mails (${this.queuedBytes} bytes) wait for a parser thread`);
+    }
+    const queuedAt = performance.now();
+    this.queuedBytes += raw.byteLength;
+    this.copying++;
+    let copy: Uint8Array;
+    try {
+      copy = await ownCopy(raw);
+    } catch (error) {
+      this.queuedBytes -= raw.byteLength;
+      throw error;
+    } finally {
+      this.copying--;
     }
     return new Promise((resolve, reject) => {
-      // Our own copy, so that transferring it detaches nothing the caller still holds.
-      this.queue.push({
-        id: this.nextId++,
-        queuedAt: performance.now(),
-        raw: new Uint8Array(raw),
-        messageId,
-        senderTrust,
-        resolve,
-        reject,
-      });
-      this.queuedBytes += raw.byteLength;
+      this.queue.push({ id: this.nextId++, queuedAt, raw: copy, messageId, senderTrust, resolve, reject });
       this.dispatch();
     });
   }
@@ -167,6 +175,19 @@ class ParserPool {
     void worker?.terminate();
     this.dispatch();
   }
+}
+
+/**
+ * The pool's own copy of a mail, so that transferring it to a thread detaches nothing the caller still holds; a big
+ * mail is copied a piece at a time, the event loop turning between pieces.
+ */
+async function ownCopy(raw: Uint8Array): Promise<Uint8Array> {
+  const copy = new Uint8Array(raw.byteLength);
+  for (let offset = 0; offset < raw.byteLength; offset += COPY_PIECE_BYTES) {
+    if (offset > 0) await setImmediate();
+    copy.set(raw.subarray(offset, offset + COPY_PIECE_BYTES), offset);
+  }
+  return copy;
 }
 
 function rebuildError({ name, message }: { name: string; message: string }): Error {
