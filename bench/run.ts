@@ -36,6 +36,7 @@
 // BENCH_SKIP=history,ingest,smtp,webhooks,imap,waiting,workers,cost for the stall part alone). Without the ingest section,
 // the IMAP part has no forwarder rate to compare with. The JSON line at the end holds the figures of the sections that ran.
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures, type LifeFigures } from './history.js';
+import { printGoals } from './goals.js';
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
 import { INGEST_STEPS, measureIngestBreakdown, type IngestBreakdown } from './ingest-breakdown.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
@@ -211,6 +212,7 @@ async function main() {
       const waiting = await measureWaitingWorkflows(stack, { count: waitingWorkflows, concurrency: WAITING_CONCURRENCY });
       Object.assign(figures, printWaitingReport(waiting, (Date.now() - waitingStartedAt) / 1000));
     }
+    Object.assign(figures, printGoals(figures, printTable));
     console.log(JSON.stringify(figures));
   } finally {
     await stack.stop();
