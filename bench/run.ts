@@ -471,7 +471,7 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
   );
   console.log(
     `drain: from enabling IMAP (workflow start and login; first mail signalled after ${drain.firstMailMs} ms) to the last ` +
-      `mail signalled. One session ingests one mail at a time; the forwarder had ${CONCURRENCY} requests in flight.\n` +
+      `mail signalled. One session ingests up to 8 mails at once (a sender's one after another); the forwarder had ${CONCURRENCY} requests in flight.\n` +
       'Both start conversation workflows with signalWithStart on a queue no worker polls: neither figure includes running them.',
   );
   console.log(
@@ -987,7 +987,7 @@ function printWaitingReport(workloads: WaitingFigures[], seconds: number) {
   console.log(
     `\nWhere the time went, a conversation's first minute (its start to its wait): histories of ${mailroom.breakdown.sampled} ` +
       'workflows of each, spread over the start order (queue: scheduled → started, run: started → completed; a local ' +
-      "activity runs inside a workflow task: its run from its marker; ms)",
+      'activity runs inside a workflow task: its run from its marker; ms)',
   );
   const spread = (values: number[]) =>
     values.length === 0 ? ['-', '-'] : [percentile(values, 0.5).toFixed(0), percentile(values, 0.95).toFixed(0)];
@@ -1086,7 +1086,7 @@ function printHistoryReport({ typical, longest }: HistoryFigures) {
   }
   console.log(
     'today: the histories recorded from the workflow before the leaner history (tests/fixtures/histories/customerConversation); ' +
-      'now: the same tests on the current code. Actions by Temporal Cloud\'s rules (bench/history.ts, countActions).',
+      "now: the same tests on the current code. Actions by Temporal Cloud's rules (bench/history.ts, countActions).",
   );
   return {
     historyToday: typical.today,
