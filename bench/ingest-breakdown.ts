@@ -4,6 +4,8 @@
 // pooled connection; a statement's time is its round trip on the connection.
 import type { LogEvent } from 'kysely';
 import { ingestStepSeconds, type IngestStep } from '../src/observability/metrics.js';
+import { cpuSecondsOf, postgresCpuClock, temporalServerPid } from './processes.js';
+import type { BenchStack } from './stack.js';
 import { measure, type Measurement, type Request } from './throughput.js';
 
 const STEPS: IngestStep[] = ['store_raw', 'parse_handoff', 'parse', 'thread_transaction', 'signal'];
@@ -20,16 +22,21 @@ export class SqlStatementLog {
   /** Kysely's `log` option. */
   readonly log = (event: LogEvent) => {
     if (event.level !== 'query') return;
-    const key = statementKey(event.query.sql);
-    const times = this.statements.get(key) ?? { calls: 0, ms: 0 };
+    // Keyed by the exact text while the load runs (cheap); folded into statement keys only when taken.
+    const times = this.statements.get(event.query.sql) ?? { calls: 0, ms: 0 };
     times.calls++;
     times.ms += event.queryDurationMillis;
-    this.statements.set(key, times);
+    this.statements.set(event.query.sql, times);
   };
 
-  /** What was logged since the last call, and a fresh start. */
+  /** What was logged since the last call, by statement key, and a fresh start. */
   take(): Map<string, StatementTimes> {
-    const taken = this.statements;
+    const taken = new Map<string, StatementTimes>();
+    for (const [text, { calls, ms }] of this.statements) {
+      const key = statementKey(text);
+      const times = taken.get(key) ?? { calls: 0, ms: 0 };
+      taken.set(key, { calls: times.calls + calls, ms: times.ms + ms });
+    }
     this.statements = new Map();
     return taken;
   }
@@ -50,6 +57,36 @@ export interface IngestBreakdown {
   statements: Array<{ statement: string; perMail: number; msPerMail: number; meanMs: number }>;
   /** CPU milliseconds of the process that runs the API (and the bench's client) per mail. */
   apiCpuMsPerMail: number;
+  /** CPU milliseconds per request of each process, for the ingest and for as many bare signalWithStart calls. */
+  cpu: { ingest: ProcessCpu; bare: ProcessCpu };
+}
+
+/** CPU milliseconds per request: the bench's process (its client, and the API where it runs the API), the servers. */
+export interface ProcessCpu {
+  benchProcess: number;
+  temporal: number | undefined;
+  postgres: number | undefined;
+}
+
+/** Runs `measure` and says how much CPU each process spent per request meanwhile (servers: undefined without /proc). */
+async function measureWithCpu(stack: BenchStack, requests: number, concurrency: number, request: Request) {
+  const temporalPid = temporalServerPid(stack.temporalAddress);
+  const postgresClock = await postgresCpuClock(stack.db);
+  const temporalBefore = temporalPid === undefined ? undefined : cpuSecondsOf(temporalPid);
+  const postgresBefore = postgresClock?.();
+  const processBefore = process.cpuUsage();
+  const measurement = await measure(requests, concurrency, request);
+  const processCpu = process.cpuUsage(processBefore);
+  const temporalAfter = temporalPid === undefined ? undefined : cpuSecondsOf(temporalPid);
+  const postgresAfter = postgresClock?.();
+  const perRequest = (before: number | undefined, after: number | undefined) =>
+    before === undefined || after === undefined ? undefined : ((after - before) * 1000) / requests;
+  const cpu: ProcessCpu = {
+    benchProcess: (processCpu.user + processCpu.system) / 1000 / requests,
+    temporal: perRequest(temporalBefore, temporalAfter),
+    postgres: perRequest(postgresBefore, postgresAfter),
+  };
+  return { measurement, cpu };
 }
 
 async function stepTotals(): Promise<Map<string, { sum: number; count: number }>> {
@@ -64,30 +101,33 @@ async function stepTotals(): Promise<Map<string, { sum: number; count: number }>
   return totals;
 }
 
-/** Posts `mails` mails with `concurrency` in flight and says where their time went. */
+/**
+ * Posts `mails` mails with `concurrency` in flight and says where their time went; then makes as many bare
+ * signalWithStart calls, for the CPU each process spends per request on either.
+ */
 export async function measureIngestBreakdown(
-  request: Request,
-  sqlLog: SqlStatementLog,
+  stack: BenchStack,
+  requests: { ingest: Request; bare: Request },
   { mails, concurrency }: { mails: number; concurrency: number },
 ): Promise<IngestBreakdown> {
   const before = await stepTotals();
-  sqlLog.take();
-  const cpuBefore = process.cpuUsage();
-  const measurement = await measure(mails, concurrency, request);
-  const cpu = process.cpuUsage(cpuBefore);
-  const statements = sqlLog.take();
+  stack.sqlLog.take();
+  const ingest = await measureWithCpu(stack, mails, concurrency, requests.ingest);
+  const statements = stack.sqlLog.take();
   const after = await stepTotals();
+  const bare = await measureWithCpu(stack, mails, concurrency, requests.bare);
   const stepsMs = Object.fromEntries(
     STEPS.map((step) => [step, (((after.get(step)?.sum ?? 0) - (before.get(step)?.sum ?? 0)) * 1000) / mails]),
   ) as Record<IngestStep, number>;
   return {
     mails,
-    measurement,
+    measurement: ingest.measurement,
     stepsMs,
     statements: [...statements.entries()]
       .map(([statement, { calls, ms }]) => ({ statement, perMail: calls / mails, msPerMail: ms / mails, meanMs: ms / calls }))
       .sort((a, b) => b.msPerMail - a.msPerMail),
-    apiCpuMsPerMail: (cpu.user + cpu.system) / 1000 / mails,
+    apiCpuMsPerMail: ingest.cpu.benchProcess,
+    cpu: { ingest: ingest.cpu, bare: bare.cpu },
   };
 }
 

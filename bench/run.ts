@@ -38,7 +38,7 @@
 import { measureConversationHistory, type HistoryCounts, type HistoryFigures, type LifeFigures } from './history.js';
 import { printGoals } from './goals.js';
 import { measureBacklogDrain, type BacklogDrain } from './imap-backlog.js';
-import { INGEST_STEPS, measureIngestBreakdown, type IngestBreakdown } from './ingest-breakdown.js';
+import { INGEST_STEPS, measureIngestBreakdown, type IngestBreakdown, type ProcessCpu } from './ingest-breakdown.js';
 import { measureImapLatency, type ImapLatency } from './imap-latency.js';
 import { startImapBench } from './imap-stack.js';
 import { startBenchStack } from './stack.js';
@@ -140,10 +140,7 @@ async function main() {
       forwarder = combine(rows, 'ingest');
       Object.assign(figures, reportIngest(rows, totalRequests));
       // Once more, as many mails as a round, to see where their time goes.
-      const breakdown = await measureIngestBreakdown(requests.ingest, stack.sqlLog, {
-        mails: perRound[0]!,
-        concurrency: CONCURRENCY,
-      });
+      const breakdown = await measureIngestBreakdown(stack, requests, { mails: perRound[0]!, concurrency: CONCURRENCY });
       assertNoFailures('breakdown', 'ingest', breakdown.measurement);
       Object.assign(figures, printIngestBreakdown(breakdown));
     }
@@ -314,7 +311,7 @@ const stepLabels: Record<(typeof INGEST_STEPS)[number], string> = {
 };
 
 /** Prints where an ingested mail's time goes; returns the figures for the JSON line. */
-function printIngestBreakdown({ mails, measurement, stepsMs, statements, apiCpuMsPerMail }: IngestBreakdown) {
+function printIngestBreakdown({ mails, measurement, stepsMs, statements, apiCpuMsPerMail, cpu }: IngestBreakdown) {
   const meanMs = measurement.latenciesMs.reduce((sum, ms) => sum + ms, 0) / measurement.latenciesMs.length;
   const stepsTotal = INGEST_STEPS.reduce((sum, step) => sum + stepsMs[step], 0);
   console.log(
@@ -354,7 +351,26 @@ Where an ingested mail's time goes: ${mails} more mails through the forwarder, $
     ]),
     1,
   );
+  const cpuCell = (ms: number | undefined) => (ms === undefined ? '-' : ms.toFixed(2));
+  const total = (cpu: ProcessCpu) => cpu.benchProcess + (cpu.temporal ?? 0) + (cpu.postgres ?? 0);
+  console.log(
+    `CPU per request, ${mails} of each: the ingest next to as many bare signalWithStart calls (the bench process runs the ` +
+      "bench's client and, for the ingest, the API; PostgreSQL is shared with anything else using its cluster)",
+  );
+  const cpuRow = (label: string, of: ProcessCpu) => [
+    label,
+    cpuCell(of.benchProcess),
+    cpuCell(of.temporal),
+    cpuCell(of.postgres),
+    cpuCell(total(of)),
+  ];
+  printTable(
+    ['workload', 'bench process ms', 'Temporal server ms', 'PostgreSQL ms', 'all ms'],
+    [cpuRow('ingest (HTTP API)', cpu.ingest), cpuRow('bare signalWithStart', cpu.bare)],
+    1,
+  );
   return {
+    breakdownCpuMsPerMail: cpu,
     breakdownMails: mails,
     breakdownMailsPerSecond: round1(rate(measurement)),
     breakdownStepsMs: Object.fromEntries(INGEST_STEPS.map((step) => [step, round3(stepsMs[step])])),
