@@ -43,7 +43,7 @@ export interface StallSummary {
 /** What this process tells the benchmark over IPC. */
 export type StallApiReport =
   | { type: 'ready'; url: string }
-  | { type: 'mark'; id: number; maxMs: number }
+  | ({ type: 'mark'; id: number } & StallPeriod)
   | ({ type: 'summary'; id: number } & StallSummary)
   | { type: 'channel'; id: number; channel: { id: string; forwarderSecret: string } }
   | { type: 'failed'; message: string };
@@ -62,12 +62,31 @@ function required(name: string): string {
 }
 
 const ms = (nanoseconds: number) => nanoseconds / 1e6;
+
+/** CPU time of this thread alone (the event loop's; not the parser or database threads'), microseconds. */
+function threadCpuUs(): number {
+  const { user, system } = process.threadCpuUsage();
+  return user + system;
+}
+
+/** One period between two marks. */
+export interface StallPeriod {
+  /** The longest delay of the 1 ms timer: how long a request would have waited, whatever held the thread. */
+  maxMs: number;
+  /**
+   * The most CPU time the event loop's thread spent between two firings of the timer: its own work (and garbage
+   * collection) that held the loop, apart from time the machine gave to other processes.
+   */
+  maxBusyMs: number;
+}
 const RESOLUTION_MS = 1;
 
 /** How late a RESOLUTION_MS timer fires, every time it fires: the longest delay per period, the samples into a histogram. */
 class LoopDelaySampler {
   private last = performance.now();
+  private lastCpuUs = threadCpuUs();
   private periodMaxMs = 0;
+  private periodMaxBusyMs = 0;
   private histogram: RecordableHistogram | undefined;
   private timer: NodeJS.Timeout;
 
@@ -77,18 +96,22 @@ class LoopDelaySampler {
       const delayMs = Math.max(0, now - this.last - RESOLUTION_MS);
       this.last = now;
       this.periodMaxMs = Math.max(this.periodMaxMs, delayMs);
+      const cpuUs = threadCpuUs();
+      this.periodMaxBusyMs = Math.max(this.periodMaxBusyMs, (cpuUs - this.lastCpuUs) / 1000);
+      this.lastCpuUs = cpuUs;
       this.histogram?.record(Math.max(1, Math.round(delayMs * 1e6))); // nanoseconds, as the built-in monitor records
       this.timer = setTimeout(tick, RESOLUTION_MS);
     };
     this.timer = setTimeout(tick, RESOLUTION_MS);
   }
 
-  /** The longest delay since the last mark; from now on samples go to `histogram` (none if undefined). */
-  mark(histogram: RecordableHistogram | undefined): number {
-    const maxMs = this.periodMaxMs;
+  /** The longest delay and busy time since the last mark; from now on samples go to `histogram` (none if undefined). */
+  mark(histogram: RecordableHistogram | undefined): StallPeriod {
+    const period = { maxMs: this.periodMaxMs, maxBusyMs: this.periodMaxBusyMs };
     this.periodMaxMs = 0;
+    this.periodMaxBusyMs = 0;
     this.histogram = histogram;
-    return maxMs;
+    return period;
   }
 
   stop() {
@@ -175,7 +198,7 @@ async function main() {
         histogram = workloads.get(request.workload) ?? createHistogram();
         workloads.set(request.workload, histogram);
       }
-      send({ type: 'mark', id: request.id, maxMs: sampler.mark(histogram) });
+      send({ type: 'mark', id: request.id, ...sampler.mark(histogram) });
       return;
     }
     const histogram = workloads.get(request.workload);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createChannel } from '../src/db/seed.js';
 import { ADVERSARIAL_CHANNEL, adversarialCorpus, ordinaryMail } from '../tests/adversarial/corpus.js';
 import { forkBenchProcess } from './child-process.js';
-import type { StallApiReport, StallApiRequest, StallSummary } from './stall-api.js';
+import type { StallApiReport, StallApiRequest, StallPeriod, StallSummary } from './stall-api.js';
 import type { BenchStack } from './stack.js';
 
 const API_SCRIPT = fileURLToPath(new URL('./stall-api.ts', import.meta.url));
@@ -32,7 +32,7 @@ export interface StallFigures {
 export interface StallApi {
   url: string;
   /** Ends the current period (answers its longest stall) and starts the next, counted for the workload if not null. */
-  mark(workload: string | null): Promise<number>;
+  mark(workload: string | null): Promise<StallPeriod>;
   summary(workload: string): Promise<StallSummary>;
   /** A new channel in the API's own database, with the default limits. */
   channel(): Promise<{ id: string; forwarderSecret: string }>;
@@ -63,11 +63,11 @@ export async function measureStalls(stack: BenchStack, options: { rounds: number
       for (const hostile of corpus) {
         for (const [index, before] of (hostile.before ?? []).entries()) {
           await post(api.url, channel, before);
-          record(perMail, `${hostile.name} (mail ${index + 1} before it)`, await api.mark(workload));
+          record(perMail, `${hostile.name} (mail ${index + 1} before it)`, (await api.mark(workload)).maxMs);
           corpusMails++;
         }
         const answer = await post(api.url, channel, hostile.raw);
-        record(perMail, hostile.name, await api.mark(workload));
+        record(perMail, hostile.name, (await api.mark(workload)).maxMs);
         corpusMails++;
         const expected = hostile.expected.outcome === 'stored' ? 202 : hostile.expected.status;
         if (answer.status !== expected) {
@@ -188,7 +188,7 @@ export async function startStallApi(stack: BenchStack, options: { embeddedDataDi
     url,
     async mark(workload) {
       const report = await ask({ type: 'mark', workload });
-      return report.type === 'mark' ? report.maxMs : Number.NaN;
+      return report.type === 'mark' ? { maxMs: report.maxMs, maxBusyMs: report.maxBusyMs } : { maxMs: NaN, maxBusyMs: NaN };
     },
     async summary(workload) {
       const report = await ask({ type: 'summary', workload });
