@@ -63,8 +63,16 @@ async function firstMatchingRuleInTurns<R extends RoutingRuleDefinition>(
   return null;
 }
 
+/** A new conversation's routing, its SLA clock when people handle it, and its business hours, in one step. */
+export interface NewConversationRoute extends RoutingDecision {
+  sla: { dueAt: string; dueAtText: string } | null;
+  /** Whether the SLA clock was looked at (false when the AI agent answers the customer first). */
+  slaChecked: boolean;
+  hours: BusinessHoursCheck;
+}
+
 export function createRoutingActivities({ db }: ActivityDeps) {
-  return {
+  const activities = {
     /**
      * Routing rules in order, the first match decides; with none, the channel's first enabled AI
      * agent, else its human agents. Applies the rule's priority, labels and team on the way.
@@ -255,6 +263,26 @@ export function createRoutingActivities({ db }: ActivityDeps) {
       });
       if (breachedNow) slaBreaches.inc();
       return { priority };
+    },
+  };
+  return {
+    ...activities,
+    /**
+     * Triage's database steps in one (one local activity, not three): the routing rules, then the first-response
+     * clock unless the AI agent answers the customer (as the workflow decides with `fromPerson`), then the business
+     * hours. A retry repeats nothing: the routing is `once`, the clock keeps its deadline, the hours are a read.
+     */
+    async routeNewConversation({
+      conversationId,
+      fromPerson,
+    }: {
+      conversationId: string;
+      fromPerson: boolean;
+    }): Promise<NewConversationRoute> {
+      const route = await activities.routeConversation({ conversationId });
+      const slaChecked = !(route.handler.kind === 'ai' && fromPerson);
+      const sla = slaChecked ? await activities.startSlaClock({ conversationId }) : null;
+      return { ...route, sla, slaChecked, hours: await activities.checkBusinessHours({ conversationId }) };
     },
   };
 }

@@ -20,6 +20,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import type { BusinessHoursCheck, RoutingDecision } from '../activities/routing.js';
 import {
   isFromPerson,
   isOpenStage,
@@ -207,13 +208,15 @@ interface Run {
   deadline?: Deadline;
   /** The routing rules' priority, upserted with the stage (lean runs). */
   priority?: string;
+  /** The workflow task whose routing step started the SLA clock, or found no target (lean runs). */
+  slaClockStartedInTask?: number;
   /** The quiet period after resolution, as the survey stage read it (lean runs). */
   closeAfterSeconds?: number;
   /**
-   * What this workflow task already knows (lean runs; `at` is the task's time, so a later task reads again): the
-   * business hours, and whether automatic mail may go out when none went out since triage read it.
+   * What this workflow task already knows (lean runs; a later task reads again): the business hours, and whether
+   * automatic mail may go out when none went out since triage read it.
    */
-  known?: { at: number; hours?: BusinessHoursState; automaticMailBlocked?: string | null };
+  known?: { task: number; hours?: BusinessHoursState; automaticMailBlocked?: string | null };
 }
 
 type BusinessHoursState = { closed: false } | { closed: true; opensAt: number; opensAtText: string };
@@ -364,20 +367,17 @@ async function triage(run: Run): Promise<Transition> {
   }
   const greets = context.greetingEnabled && !context.greetingSent && fromPerson && !context.automaticMailBlocked;
   // No automatic mail went out since the read (a greeting counts against the flood limits): its answer holds in this task.
-  if (run.lean && !greets) run.known = { at: Date.now(), automaticMailBlocked: context.automaticMailBlocked };
+  if (run.lean && !greets) run.known = { task: currentTask(), automaticMailBlocked: context.automaticMailBlocked };
   if (context.assignee) {
     state.assignee = context.assignee; // started again after it was closed: back to the agent who had it
     return openStage(state);
   }
-  const route = await writes(run).routeConversation.executeWithOptions(
-    { summary: 'Apply the routing rules (first match wins)' },
-    [{ conversationId }],
-  );
-  if (run.lean) {
-    run.priority = route.priority;
-    // The rules were matched at this moment, inside or outside the hours: no second look at them in this task.
-    if (route.insideBusinessHours) run.known = { ...knownInThisTask(run), at: Date.now(), hours: { closed: false } };
-  } else upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
+  const route = run.lean
+    ? await routeNewConversation(run, fromPerson)
+    : await db.routeConversation.executeWithOptions({ summary: 'Apply the routing rules (first match wins)' }, [
+        { conversationId },
+      ]);
+  if (!run.lean) upsertSearchAttributes([{ key: PriorityAttribute, value: route.priority }]);
   if (route.handler.kind === 'agent') {
     state.assignee = route.handler.agent;
     await startSlaClock(run);
@@ -744,9 +744,25 @@ async function handleRequests(run: Run): Promise<Move | undefined> {
   return next;
 }
 
+/**
+ * Lean runs: the routing rules, the SLA clock when people handle it and the business hours in one local activity;
+ * the stages after it in this task take the clock and the hours from here, and the priority goes out with the stage.
+ */
+async function routeNewConversation(run: Run, fromPerson: boolean): Promise<RoutingDecision> {
+  const route = await localDb.routeNewConversation.executeWithOptions(
+    { summary: 'Apply the routing rules (first match wins), start the SLA clock, read the business hours' },
+    [{ conversationId: run.state.conversationId, fromPerson }],
+  );
+  run.priority = route.priority;
+  if (route.slaChecked) run.slaClockStartedInTask = currentTask();
+  if (route.sla) run.state.sla = { dueAt: Date.parse(route.sla.dueAt), dueAtText: route.sla.dueAtText };
+  run.known = { ...knownInThisTask(run), task: currentTask(), hours: businessHoursState(route.hours) };
+  return route;
+}
+
 async function startSlaClock(run: Run) {
   const { state } = run;
-  if (state.sla) return;
+  if (state.sla || run.slaClockStartedInTask === currentTask()) return;
   const clock = await writes(run).startSlaClock.executeWithOptions({ summary: 'Start the first-response SLA (business time)' }, [
     { conversationId: state.conversationId },
   ]);
@@ -766,17 +782,24 @@ async function checkHours(run: Run): Promise<BusinessHoursState> {
   const hours = await read.checkBusinessHours.executeWithOptions({ summary: 'Are the business hours open?' }, [
     { conversationId: run.state.conversationId },
   ]);
-  const state: BusinessHoursState =
-    hours.open || !hours.opensAt
-      ? { closed: false }
-      : { closed: true, opensAt: Date.parse(hours.opensAt), opensAtText: hours.opensAtText! };
-  if (run.lean) run.known = { ...knownInThisTask(run), at: Date.now(), hours: state };
+  const state = businessHoursState(hours);
+  if (run.lean) run.known = { ...knownInThisTask(run), task: currentTask(), hours: state };
   return state;
 }
 
-/** What was read earlier in this workflow task (lean runs): the same moment, so the same answer. */
+function businessHoursState(hours: BusinessHoursCheck): BusinessHoursState {
+  if (hours.open || !hours.opensAt) return { closed: false };
+  return { closed: true, opensAt: Date.parse(hours.opensAt), opensAtText: hours.opensAtText! };
+}
+
+/** What was read earlier in this workflow task (lean runs): the same moment, as good as a second read. */
 function knownInThisTask(run: Run): Run['known'] {
-  return run.lean && run.known?.at === Date.now() ? run.known : undefined;
+  return run.lean && run.known?.task === currentTask() ? run.known : undefined;
+}
+
+/** The workflow task the code runs in: the history's length when it started, the same for all its local activities. */
+function currentTask(): number {
+  return workflowInfo().historyLength;
 }
 
 /** To whoever handles it now: the AI agent or the queue; outside business hours, the wait for them. */

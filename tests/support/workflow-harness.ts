@@ -236,6 +236,13 @@ export function useWorkflowHarness(hooks: {
         // As the activity does: never inside business hours while the channel's hours are closed.
         return { ...route, insideBusinessHours: route.insideBusinessHours && (!hours || isOpenAt(hours, at)) };
       },
+      routeNewConversation: async (input) => {
+        const stubs = stubActivities();
+        const route = await stubs.routeConversation!(input);
+        const slaChecked = !(route.handler.kind === 'ai' && input.fromPerson);
+        const sla = slaChecked ? await stubs.startSlaClock!(input) : null;
+        return { ...route, sla, slaChecked, hours: await stubs.checkBusinessHours!(input) };
+      },
       checkBusinessHours: async (input) => {
         const hours = world().hours;
         const at = new Date(await record('checkBusinessHours', input));
