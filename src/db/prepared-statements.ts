@@ -24,12 +24,35 @@ export function preparingStatements(pool: pg.Pool): pg.Pool {
   };
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as Query;
+    const runNamed = async (name: string, text: string, values: unknown[]) => {
+      try {
+        return await query({ name, text, values });
+      } catch (error) {
+        if (!changedResultType(error)) throw error;
+        // A migration (a deploy beside this process) changed what the statement returns since it was prepared
+        // here: prepared again, it answers as the table is now. Inside a transaction the failure stands.
+        delete (client as unknown as PreparedOnConnection).connection.parsedStatements[name];
+        await query(`deallocate ${name}`);
+        return query({ name, text, values });
+      }
+    };
     // Kysely calls query(text, values); anything else (a config object, a callback, a cursor) goes through as it is.
     (client as unknown as { query: Query }).query = (...args: unknown[]) => {
       const [text, values] = args;
       const name = args.length === 2 && typeof text === 'string' && Array.isArray(values) ? nameOf(text) : undefined;
-      return name ? query({ name, text, values }) : query(...args);
+      return name ? runNamed(name, text as string, values as unknown[]) : query(...args);
     };
   });
   return pool;
+}
+
+/** What pg keeps of the statements a connection prepared. */
+interface PreparedOnConnection {
+  connection: { parsedStatements: Record<string, string> };
+}
+
+/** PostgreSQL refuses a prepared statement whose result columns changed under it (SQLSTATE 0A000). */
+function changedResultType(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return code === '0A000' && typeof message === 'string' && message.includes('must not change result type');
 }

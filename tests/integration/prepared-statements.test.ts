@@ -38,4 +38,13 @@ describe('prepared statements on PostgreSQL', () => {
     const { rows } = await sql<{ n: number }>`select ${7}::int as n`.execute(database.db);
     expect(rows).toEqual([{ n: 7 }]);
   });
+
+  it('answers with the new columns after a migration changed a table under a prepared statement', async () => {
+    await sql`create table changing (id int primary key)`.execute(database.db);
+    await sql`insert into changing values (1)`.execute(database.db);
+    const all = () => sql<Record<string, unknown>>`select * from changing where id = ${1}`.execute(database.db);
+    expect((await all()).rows).toEqual([{ id: 1 }]);
+    await sql`alter table changing add column label text not null default 'new'`.execute(database.db);
+    expect((await all()).rows).toEqual([{ id: 1, label: 'new' }]);
+  });
 });
