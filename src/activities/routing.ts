@@ -13,6 +13,7 @@ import {
 } from '../domain/routing-rules.js';
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
+import { createConversationActivities, type ConversationContext } from './conversation.js';
 import { onceInTransaction } from './once.js';
 import { slaBreaches } from '../observability/metrics.js';
 import { recordEvent } from './timeline.js';
@@ -71,7 +72,9 @@ export interface NewConversationRoute extends RoutingDecision {
   hours: BusinessHoursCheck;
 }
 
-export function createRoutingActivities({ db }: ActivityDeps) {
+export function createRoutingActivities(deps: ActivityDeps) {
+  const { db } = deps;
+  const { loadConversation } = createConversationActivities(deps);
   const activities = {
     /**
      * Routing rules in order, the first match decides; with none, the channel's first enabled AI
@@ -265,24 +268,40 @@ export function createRoutingActivities({ db }: ActivityDeps) {
       return { priority };
     },
   };
-  return {
-    ...activities,
-    /**
-     * Triage's database steps in one (one local activity, not three): the routing rules, then the first-response
-     * clock unless the AI agent answers the customer (as the workflow decides with `fromPerson`), then the business
-     * hours. A retry repeats nothing: the routing is `once`, the clock keeps its deadline, the hours are a read.
-     */
-    async routeNewConversation({
-      conversationId,
-      fromPerson,
-    }: {
-      conversationId: string;
-      fromPerson: boolean;
-    }): Promise<NewConversationRoute> {
-      const route = await activities.routeConversation({ conversationId });
-      const slaChecked = !(route.handler.kind === 'ai' && fromPerson);
-      const sla = slaChecked ? await activities.startSlaClock({ conversationId }) : null;
-      return { ...route, sla, slaChecked, hours: await activities.checkBusinessHours({ conversationId }) };
-    },
-  };
+  /**
+   * Triage's database steps in one (one local activity, not three): the routing rules, then the first-response
+   * clock unless the AI agent answers the customer (as the workflow decides with `fromPerson`), then the business
+   * hours. A retry repeats nothing: the routing is `once`, the clock keeps its deadline, the hours are a read.
+   */
+  async function routeNewConversation({
+    conversationId,
+    fromPerson,
+  }: {
+    conversationId: string;
+    fromPerson: boolean;
+  }): Promise<NewConversationRoute> {
+    const route = await activities.routeConversation({ conversationId });
+    const slaChecked = !(route.handler.kind === 'ai' && fromPerson);
+    const sla = slaChecked ? await activities.startSlaClock({ conversationId }) : null;
+    return { ...route, sla, slaChecked, hours: await activities.checkBusinessHours({ conversationId }) };
+  }
+
+  /**
+   * Triage's first step: the conversation and its channel's settings and, when it is open and nobody has it, its
+   * routing (routeNewConversation) at once. `fromPerson` unknown (a release from spam, no new mail): whether any
+   * mail of the conversation came from a person.
+   */
+  async function triageConversation({
+    conversationId,
+    fromPerson,
+  }: {
+    conversationId: string;
+    fromPerson?: boolean;
+  }): Promise<{ context: ConversationContext; route: NewConversationRoute | null }> {
+    const context = await loadConversation({ conversationId });
+    if (context.status !== 'open' || context.assignee) return { context, route: null };
+    return { context, route: await routeNewConversation({ conversationId, fromPerson: fromPerson ?? context.heardFromPerson }) };
+  }
+
+  return { ...activities, routeNewConversation, triageConversation };
 }

@@ -20,7 +20,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { BusinessHoursCheck, RoutingDecision } from '../activities/routing.js';
+import type { ConversationContext } from '../activities/conversation.js';
+import type { BusinessHoursCheck, NewConversationRoute, RoutingDecision } from '../activities/routing.js';
 import {
   isFromPerson,
   isOpenStage,
@@ -319,12 +320,25 @@ async function triage(run: Run): Promise<Transition> {
   const { state } = run;
   const conversationId = state.conversationId;
   setCurrentDetails('Triage: routing rules, greeting');
-  const context = await read.loadConversation.executeWithOptions({ summary: 'Read the conversation and channel settings' }, [
-    { conversationId },
-  ]);
+  let context: ConversationContext;
+  let mails: CustomerMessageFacts[] = [];
+  let routed: NewConversationRoute | null = null;
+  if (run.lean) {
+    // The mails' facts first, so that one local activity reads the conversation and routes it when nobody has it.
+    mails = await takeMails(run);
+    const person = mails[0] ? isFromPerson(mails[0]) : state.inbox.spamRelease !== undefined ? undefined : false;
+    ({ context, route: routed } = await localDb.triageConversation.executeWithOptions(
+      { summary: 'Read the conversation and channel settings; route it when nobody has it' },
+      [{ conversationId, ...(person === undefined ? {} : { fromPerson: person }) }],
+    ));
+  } else {
+    context = await read.loadConversation.executeWithOptions({ summary: 'Read the conversation and channel settings' }, [
+      { conversationId },
+    ]);
+  }
   state.known = true;
   state.outOfOfficeSent = context.outOfOfficeSent;
-  const mails = await takeMails(run);
+  if (!run.lean) mails = await takeMails(run);
   if (context.status === 'spam') {
     return {
       to: 'spam',
@@ -373,7 +387,7 @@ async function triage(run: Run): Promise<Transition> {
     return openStage(state);
   }
   const route = run.lean
-    ? await routeNewConversation(run, fromPerson)
+    ? await routeNewConversation(run, fromPerson, routed)
     : await db.routeConversation.executeWithOptions({ summary: 'Apply the routing rules (first match wins)' }, [
         { conversationId },
       ]);
@@ -748,11 +762,17 @@ async function handleRequests(run: Run): Promise<Move | undefined> {
  * Lean runs: the routing rules, the SLA clock when people handle it and the business hours in one local activity;
  * the stages after it in this task take the clock and the hours from here, and the priority goes out with the stage.
  */
-async function routeNewConversation(run: Run, fromPerson: boolean): Promise<RoutingDecision> {
-  const route = await localDb.routeNewConversation.executeWithOptions(
-    { summary: 'Apply the routing rules (first match wins), start the SLA clock, read the business hours' },
-    [{ conversationId: run.state.conversationId, fromPerson }],
-  );
+async function routeNewConversation(
+  run: Run,
+  fromPerson: boolean,
+  routed: NewConversationRoute | null,
+): Promise<RoutingDecision> {
+  const route =
+    routed ??
+    (await localDb.routeNewConversation.executeWithOptions(
+      { summary: 'Apply the routing rules (first match wins), start the SLA clock, read the business hours' },
+      [{ conversationId: run.state.conversationId, fromPerson }],
+    ));
   run.priority = route.priority;
   if (route.slaChecked) run.slaClockStartedInTask = currentTask();
   if (route.sla) run.state.sla = { dueAt: Date.parse(route.sla.dueAt), dueAtText: route.sla.dueAtText };

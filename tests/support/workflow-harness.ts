@@ -236,6 +236,13 @@ export function useWorkflowHarness(hooks: {
         // As the activity does: never inside business hours while the channel's hours are closed.
         return { ...route, insideBusinessHours: route.insideBusinessHours && (!hours || isOpenAt(hours, at)) };
       },
+      triageConversation: async (input) => {
+        const stubs = stubActivities();
+        const context = await stubs.loadConversation!(input);
+        if (context.status !== 'open' || context.assignee) return { context, route: null };
+        const fromPerson = input.fromPerson ?? context.heardFromPerson;
+        return { context, route: await stubs.routeNewConversation!({ conversationId: input.conversationId, fromPerson }) };
+      },
       routeNewConversation: async (input) => {
         const stubs = stubActivities();
         const route = await stubs.routeConversation!(input);
