@@ -9,7 +9,7 @@ const MAX_PREPARED = 500;
 /** A text longer than this (a bulk insert of many rows) runs unnamed: it is rarely the same twice. */
 const MAX_PREPARED_TEXT = 4096;
 
-type Query = (...args: unknown[]) => unknown;
+type Query = (...args: unknown[]) => Promise<unknown>;
 
 /** Has each connection of the pool prepare the statements it runs (by name), as Kysely's driver calls them. */
 export function preparingStatements(pool: pg.Pool): pg.Pool {
@@ -30,9 +30,14 @@ export function preparingStatements(pool: pg.Pool): pg.Pool {
       } catch (error) {
         if (!changedResultType(error)) throw error;
         // A migration (a deploy beside this process) changed what the statement returns since it was prepared
-        // here: prepared again, it answers as the table is now. Inside a transaction the failure stands.
+        // here: prepared again, it answers as the table is now. Inside a transaction (aborted by the failure, so
+        // nothing can be deallocated) the failure stands, and the next call after it recovers.
+        try {
+          await query(`deallocate ${name}`);
+        } catch {
+          throw error;
+        }
         delete (client as unknown as PreparedOnConnection).connection.parsedStatements[name];
-        await query(`deallocate ${name}`);
         return query({ name, text, values });
       }
     };

@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createScratchDatabase, type ScratchDatabase } from '../../scripts/servers/scratch-database.js';
+import type { Database } from '../../src/db/schema.js';
 
 // connectPostgres prepares each statement text once per connection: the server keeps it under a name and later calls
 // only bind and execute it. Checked on the server itself (pg_prepared_statements lists what this session prepared).
@@ -42,9 +43,15 @@ describe('prepared statements on PostgreSQL', () => {
   it('answers with the new columns after a migration changed a table under a prepared statement', async () => {
     await sql`create table changing (id int primary key)`.execute(database.db);
     await sql`insert into changing values (1)`.execute(database.db);
-    const all = () => sql<Record<string, unknown>>`select * from changing where id = ${1}`.execute(database.db);
+    const all = (db: Kysely<Database> = database.db) =>
+      sql<Record<string, unknown>>`select * from changing where id = ${1}`.execute(db);
     expect((await all()).rows).toEqual([{ id: 1 }]);
     await sql`alter table changing add column label text not null default 'new'`.execute(database.db);
     expect((await all()).rows).toEqual([{ id: 1, label: 'new' }]);
+
+    // In a transaction the changed statement fails it once; the next call, outside, answers again.
+    await sql`alter table changing add column note text`.execute(database.db);
+    await expect(database.db.transaction().execute((trx) => all(trx))).rejects.toThrow(/must not change result type/);
+    expect((await all()).rows).toEqual([{ id: 1, label: 'new', note: null }]);
   });
 });
