@@ -57,8 +57,11 @@ export interface IngestBreakdown {
   statements: Array<{ statement: string; perMail: number; msPerMail: number; meanMs: number }>;
   /** CPU milliseconds of the process that runs the API (and the bench's client) per mail. */
   apiCpuMsPerMail: number;
-  /** CPU milliseconds per request of each process, for the ingest and for as many bare signalWithStart calls. */
-  cpu: { ingest: ProcessCpu; bare: ProcessCpu };
+  /**
+   * CPU milliseconds per request of each process: the ingest, the ingest's own signalWithStart alone (search
+   * attributes, summary, encrypted payloads), and a bare signalWithStart.
+   */
+  cpu: { ingest: ProcessCpu; conversationSignal: ProcessCpu; bare: ProcessCpu };
 }
 
 /** CPU milliseconds per request: the bench's process (its client, and the API where it runs the API), the servers. */
@@ -102,12 +105,12 @@ async function stepTotals(): Promise<Map<string, { sum: number; count: number }>
 }
 
 /**
- * Posts `mails` mails with `concurrency` in flight and says where their time went; then makes as many bare
- * signalWithStart calls, for the CPU each process spends per request on either.
+ * Posts `mails` mails with `concurrency` in flight and says where their time went; then makes as many of the
+ * ingest's signalWithStart calls alone, and as many bare ones, for the CPU each process spends per request on each.
  */
 export async function measureIngestBreakdown(
   stack: BenchStack,
-  requests: { ingest: Request; bare: Request },
+  requests: { ingest: Request; conversationSignal: Request; bare: Request },
   { mails, concurrency }: { mails: number; concurrency: number },
 ): Promise<IngestBreakdown> {
   const before = await stepTotals();
@@ -115,6 +118,7 @@ export async function measureIngestBreakdown(
   const ingest = await measureWithCpu(stack, mails, concurrency, requests.ingest);
   const statements = stack.sqlLog.take();
   const after = await stepTotals();
+  const conversationSignal = await measureWithCpu(stack, mails, concurrency, requests.conversationSignal);
   const bare = await measureWithCpu(stack, mails, concurrency, requests.bare);
   const stepsMs = Object.fromEntries(
     STEPS.map((step) => [step, (((after.get(step)?.sum ?? 0) - (before.get(step)?.sum ?? 0)) * 1000) / mails]),
@@ -127,7 +131,7 @@ export async function measureIngestBreakdown(
       .map(([statement, { calls, ms }]) => ({ statement, perMail: calls / mails, msPerMail: ms / mails, meanMs: ms / calls }))
       .sort((a, b) => b.msPerMail - a.msPerMail),
     apiCpuMsPerMail: ingest.cpu.benchProcess,
-    cpu: { ingest: ingest.cpu, bare: bare.cpu },
+    cpu: { ingest: ingest.cpu, conversationSignal: conversationSignal.cpu, bare: bare.cpu },
   };
 }
 

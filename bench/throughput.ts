@@ -2,7 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { BARE_TASK_QUEUE, type BenchStack } from './stack.js';
+import { createConversationGateway } from '../src/temporal/gateway.js';
+import { BARE_TASK_QUEUE, INGEST_TASK_QUEUE, type BenchStack } from './stack.js';
 
 export interface Measurement {
   requests: number;
@@ -74,5 +75,25 @@ export function bareSignalWithStart(stack: BenchStack): Request {
       signal: 'ping',
       signalArgs: [],
     });
+  };
+}
+
+/**
+ * The ingest's own Temporal call and nothing else: signalWithStart of a conversation workflow with its search
+ * attributes, summary and encrypted payloads, as the ingest makes it, on the ingest's unpolled queue. What the
+ * ingest costs beyond this is Mailroom's own work (HTTP, parse, PostgreSQL).
+ */
+export function conversationSignalWithStart(stack: BenchStack): Request {
+  const conversations = createConversationGateway(stack.temporal, { taskQueue: INGEST_TASK_QUEUE });
+  return async () => {
+    const conversationId = randomUUID();
+    await conversations.deliverMail(
+      { conversationId, channelId: stack.channel.id, summary: "Email conversation on channel 'Bench support': A question" },
+      {
+        inboundMessageId: randomUUID(),
+        facts: { classification: 'ordinary', senderVerdict: 'ordinary', asksForPerson: false, confirmsResolution: false },
+      },
+      { spam: false },
+    );
   };
 }
