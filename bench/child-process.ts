@@ -52,3 +52,10 @@ export function forkBenchProcess(
   stack.addStop(stop);
   return { child, exited, stop };
 }
+
+/** In a bench child process: a setting its parent passes in the environment, or a failure naming it. */
+export function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}

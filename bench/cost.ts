@@ -4,12 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDovecot } from '../scripts/servers/dovecot.js';
-import { createChannel } from '../src/db/seed.js';
-import { encryptCredential } from '../src/security/credentials.js';
 import { applyMailboxSettings } from '../src/temporal/mailbox.js';
 import { startLoadWorker, type LoadBench, type LoadWorker } from './greeting-load.js';
+import { createDovecotChannel } from './imap-stack.js';
 import { databaseUsage, usageDelta } from './pg-usage.js';
-import { BENCH_SECRET_KEY, type BenchStack } from './stack.js';
+import type { BenchStack } from './stack.js';
 import { fixtureMail, forwardedMail, measure } from './throughput.js';
 
 export interface AttachmentFigures {
@@ -133,24 +132,11 @@ export async function measureIdleImapSessions(
   const channels: Array<{ id: string; name: string }> = [];
   for (const account of accounts) {
     const name = `Bench idle IMAP ${account.user} ${taskQueue}`;
-    const channel = await createChannel(stack.db, {
-      accountId: stack.accountId,
+    const channel = await createDovecotChannel(stack, dovecot, account, {
       name,
       emailAddress: `${account.user}-${taskQueue}@acme.example`,
+      settings: { imap_enabled: true },
     });
-    await stack.db
-      .updateTable('channels')
-      .set({
-        imap_host: dovecot.host,
-        imap_port: dovecot.port,
-        imap_tls: false,
-        imap_username: account.user,
-        imap_password_encrypted: encryptCredential(account.password, BENCH_SECRET_KEY),
-        imap_folders: JSON.stringify(['INBOX']),
-        imap_enabled: true,
-      })
-      .where('id', '=', channel.id)
-      .execute();
     channels.push({ id: channel.id, name });
   }
 

@@ -2,7 +2,9 @@
 // each. Everything it starts is added to the bench stack's stop().
 import { randomUUID } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
+import type { Updateable } from 'kysely';
 import { startDovecot, type DovecotServer } from '../scripts/servers/dovecot.js';
+import type { ChannelsTable } from '../src/db/schema.js';
 import { createChannel } from '../src/db/seed.js';
 import { applyMailboxSettings } from '../src/temporal/mailbox.js';
 import { encryptCredential } from '../src/security/credentials.js';
@@ -40,18 +42,14 @@ export async function startImapBench(stack: BenchStack, latencyMailboxCount: num
   return { latencyMailboxes: mailboxes.slice(0, -1), backlogMailbox: mailboxes.at(-1)! };
 }
 
-/** A channel whose IMAP settings name this Dovecot account, stored as the API stores them, IMAP still off. */
-async function createMailbox(
+/** A channel of the bench's account whose IMAP settings name this Dovecot account, stored as the API stores them. */
+export async function createDovecotChannel(
   stack: BenchStack,
   dovecot: DovecotServer,
   account: { user: string; password: string },
-): Promise<BenchMailbox> {
-  const name = `Bench IMAP ${account.user}`;
-  const channel = await createChannel(stack.db, {
-    accountId: stack.accountId,
-    name,
-    emailAddress: `${account.user}@acme.example`,
-  });
+  { name, emailAddress, settings }: { name: string; emailAddress: string; settings: Updateable<ChannelsTable> },
+): Promise<{ id: string }> {
+  const channel = await createChannel(stack.db, { accountId: stack.accountId, name, emailAddress });
   await stack.db
     .updateTable('channels')
     .set({
@@ -61,11 +59,26 @@ async function createMailbox(
       imap_username: account.user,
       imap_password_encrypted: encryptCredential(account.password, BENCH_SECRET_KEY),
       imap_folders: JSON.stringify(['INBOX']),
-      // The backlog is appended before IMAP is enabled: the first sync imports it (a new mailbox otherwise starts at its end).
-      imap_import_days: 1,
+      ...settings,
     })
     .where('id', '=', channel.id)
     .execute();
+  return channel;
+}
+
+/** A channel whose IMAP settings name this Dovecot account, stored as the API stores them, IMAP still off. */
+async function createMailbox(
+  stack: BenchStack,
+  dovecot: DovecotServer,
+  account: { user: string; password: string },
+): Promise<BenchMailbox> {
+  const name = `Bench IMAP ${account.user}`;
+  // The backlog is appended before IMAP is enabled: the first sync imports it (a new mailbox otherwise starts at its end).
+  const channel = await createDovecotChannel(stack, dovecot, account, {
+    name,
+    emailAddress: `${account.user}@acme.example`,
+    settings: { imap_import_days: 1 },
+  });
   return {
     channelId: channel.id,
     async enable() {

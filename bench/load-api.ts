@@ -3,11 +3,11 @@
 // TEMPORAL_TASK_QUEUE, which the load's workers poll. Started by the benchmark with IPC; not meant to be run by hand.
 import { Client, Connection } from '@temporalio/client';
 import { startApiServer } from '../src/api/server.js';
-import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
+import { BENCH_API_CONFIG, BENCH_DATA_CONVERTER } from './stack.js';
+import { requiredEnv } from './child-process.js';
 
 /** What the benchmark asks of this process over IPC. */
 export type LoadApiRequest = { type: 'cpu'; id: number } | { type: 'stop' };
@@ -23,35 +23,19 @@ function send(report: LoadApiReport) {
   process.send?.(report);
 }
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
 async function main() {
   if (!process.send) throw new Error('bench/load-api.ts is started by the benchmark, with IPC');
-  const db = connectPostgres(required('DATABASE_URL'));
+  const db = connectPostgres(requiredEnv('DATABASE_URL'));
   const temporal = new Client({
-    connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }),
+    connection: await Connection.connect({ address: requiredEnv('TEMPORAL_ADDRESS') }),
     dataConverter: BENCH_DATA_CONVERTER,
   });
   const api = await startApiServer(
     {
       db,
       temporal,
-      ingest: createIngest({ db, temporal, taskQueue: required('TEMPORAL_TASK_QUEUE') }),
-      config: {
-        SECRET_KEY: BENCH_SECRET_KEY,
-        MAX_INBOUND_BYTES: 25 * 1024 * 1024,
-        PUBLIC_URL: 'http://localhost',
-        INBOUND_DOMAIN: 'inbound.mailroom.test',
-        ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
-        // It measures cost per mail: limited, the forwarder would answer 429 after 600 mails a minute.
-        RATE_LIMIT_INBOUND_PER_MINUTE: 0,
-        RATE_LIMIT_SURVEY_PER_MINUTE: 0,
-        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
-      },
+      ingest: createIngest({ db, temporal, taskQueue: requiredEnv('TEMPORAL_TASK_QUEUE') }),
+      config: BENCH_API_CONFIG,
       logger: createLogger('silent'),
     },
     { port: 0, host: '127.0.0.1' },

@@ -12,6 +12,7 @@ import { createIngest } from '../src/ingest/ingest.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
+import { requiredEnv } from './child-process.js';
 
 /** What the benchmark asks of this process over IPC. */
 export type LoadWorkerRequest = { type: 'sample'; id: number; gc: boolean } | { type: 'stop' };
@@ -50,25 +51,19 @@ function send(report: LoadWorkerReport) {
   process.send?.(report);
 }
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
 async function main() {
   if (!process.send) throw new Error('bench/load-worker.ts is started by the benchmark, with IPC');
-  const address = required('TEMPORAL_ADDRESS');
-  const taskQueue = required('TEMPORAL_TASK_QUEUE');
+  const address = requiredEnv('TEMPORAL_ADDRESS');
+  const taskQueue = requiredEnv('TEMPORAL_TASK_QUEUE');
   Runtime.install({ logger: new DefaultLogger('WARN', log) });
   const connection = await NativeConnection.connect({ address });
-  const db = connectPostgres(required('DATABASE_URL'));
+  const db = connectPostgres(requiredEnv('DATABASE_URL'));
   const temporal = new Client({ connection: await Connection.connect({ address }), dataConverter: BENCH_DATA_CONVERTER });
-  const mail = createMailTransport(required('SMTP_URL'), { allowedPrivateNetworks: LOOPBACK_NETWORKS });
+  const mail = createMailTransport(requiredEnv('SMTP_URL'), { allowedPrivateNetworks: LOOPBACK_NETWORKS });
   const worker = await createMailroomWorker({
     connection,
     taskQueue,
-    workflowBundle: { codePath: required('BENCH_WORKFLOW_BUNDLE') },
+    workflowBundle: { codePath: requiredEnv('BENCH_WORKFLOW_BUNDLE') },
     dataConverter: BENCH_DATA_CONVERTER,
     deps: {
       db,

@@ -29,6 +29,20 @@ export const BENCH_SECRET_KEY = 'x'.repeat(40);
 /** Encrypts as a deployment does (its key derived from BENCH_SECRET_KEY); `mailroomDataConverter(false)` leaves payloads clear. */
 export const BENCH_DATA_CONVERTER = dataConverterFromConfig({ SECRET_KEY: BENCH_SECRET_KEY });
 
+/** The configuration of every API the bench starts, in its process or in one of their own. */
+export const BENCH_API_CONFIG = {
+  SECRET_KEY: BENCH_SECRET_KEY,
+  MAX_INBOUND_BYTES: 25 * 1024 * 1024,
+  PUBLIC_URL: 'http://localhost',
+  INBOUND_DOMAIN: 'inbound.mailroom.test',
+  // The benchmark's Dovecot and SMTP capture run on loopback.
+  ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
+  // It measures throughput and cost per mail: limited, the forwarder would answer 429 after 600 mails a minute.
+  RATE_LIMIT_INBOUND_PER_MINUTE: 0,
+  RATE_LIMIT_SURVEY_PER_MINUTE: 0,
+  RATE_LIMIT_API_KEY_PER_MINUTE: 0,
+};
+
 let runtimeInstalled: Promise<void> | undefined;
 
 /** The Temporal runtime for the bench's in-process workers, once (before the first NativeConnection). */
@@ -144,18 +158,7 @@ export async function startBenchStack(): Promise<BenchStack> {
           db: apiDb,
           temporal: client,
           ingest: createIngest({ db: apiDb, temporal: client, taskQueue: INGEST_TASK_QUEUE }),
-          config: {
-            SECRET_KEY: BENCH_SECRET_KEY,
-            MAX_INBOUND_BYTES: 25 * 1024 * 1024,
-            PUBLIC_URL: 'http://localhost',
-            INBOUND_DOMAIN: 'inbound.mailroom.test',
-            // The benchmark's Dovecot and SMTP capture run on loopback.
-            ALLOWED_PRIVATE_NETWORKS: LOOPBACK_NETWORKS,
-            // It measures throughput: limited, the forwarder would answer 429 after 600 mails a minute.
-            RATE_LIMIT_INBOUND_PER_MINUTE: 0,
-            RATE_LIMIT_SURVEY_PER_MINUTE: 0,
-            RATE_LIMIT_API_KEY_PER_MINUTE: 0,
-          },
+          config: BENCH_API_CONFIG,
           logger: createLogger('silent'),
         },
         { port: 0, host: '127.0.0.1' },

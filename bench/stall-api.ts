@@ -16,7 +16,8 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { createAccount, createChannel } from '../src/db/seed.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createLogger } from '../src/logger.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY, INGEST_TASK_QUEUE } from './stack.js';
+import { BENCH_API_CONFIG, BENCH_DATA_CONVERTER, INGEST_TASK_QUEUE } from './stack.js';
+import { requiredEnv } from './child-process.js';
 
 /** What the benchmark asks of this process over IPC. */
 export type StallApiRequest =
@@ -53,12 +54,6 @@ export const STALL_API_MAX_INBOUND_BYTES = 25 * 1024 * 1024;
 
 function send(report: StallApiReport) {
   process.send?.(report);
-}
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
 }
 
 const ms = (nanoseconds: number) => nanoseconds / 1e6;
@@ -122,7 +117,7 @@ class LoopDelaySampler {
 /** PostgreSQL at DATABASE_URL, or the embedded database in STALL_DATA_DIR as `npm start` opens it. */
 async function openStallDatabase(): Promise<Db> {
   const dataDir = process.env.STALL_DATA_DIR;
-  if (!dataDir) return connectPostgres(required('DATABASE_URL'));
+  if (!dataDir) return connectPostgres(requiredEnv('DATABASE_URL'));
   const db = await openEmbeddedDatabase(dataDir);
   await migrateToLatest(db);
   return db;
@@ -132,7 +127,7 @@ async function main() {
   if (!process.send) throw new Error('bench/stall-api.ts is started by bench/stall.ts, with IPC');
   const db = await openStallDatabase();
   const temporal = new Client({
-    connection: await Connection.connect({ address: required('TEMPORAL_ADDRESS') }),
+    connection: await Connection.connect({ address: requiredEnv('TEMPORAL_ADDRESS') }),
     dataConverter: BENCH_DATA_CONVERTER,
   });
   const api = await startApiServer(
@@ -140,15 +135,7 @@ async function main() {
       db,
       temporal,
       ingest: createIngest({ db, temporal, taskQueue: INGEST_TASK_QUEUE }),
-      config: {
-        SECRET_KEY: BENCH_SECRET_KEY,
-        MAX_INBOUND_BYTES: STALL_API_MAX_INBOUND_BYTES,
-        PUBLIC_URL: 'http://localhost',
-        INBOUND_DOMAIN: 'inbound.mailroom.test',
-        RATE_LIMIT_INBOUND_PER_MINUTE: 0,
-        RATE_LIMIT_SURVEY_PER_MINUTE: 0,
-        RATE_LIMIT_API_KEY_PER_MINUTE: 0,
-      },
+      config: { ...BENCH_API_CONFIG, MAX_INBOUND_BYTES: STALL_API_MAX_INBOUND_BYTES },
       logger: createLogger('silent'),
     },
     { port: 0, host: '127.0.0.1' },

@@ -16,6 +16,7 @@ import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
 import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
 import { TIMER_PROBE_MESSAGE } from './workflows/timer-probe.js';
+import { requiredEnv } from './child-process.js';
 
 /** What the benchmark asks of this process over IPC. */
 export type WorkerRequest = { type: 'sample'; id: number; gc: boolean } | { type: 'stop' };
@@ -71,18 +72,12 @@ function send(report: WorkerReport) {
   process.send?.(report);
 }
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
 async function main() {
   if (!process.send) throw new Error('bench/waiting-worker.ts is started by bench/waiting-conversations.ts, with IPC');
-  const kind = required('BENCH_WORKER_KIND');
-  const address = required('TEMPORAL_ADDRESS');
-  const taskQueue = required('TEMPORAL_TASK_QUEUE');
-  const workflowBundle = { codePath: required('BENCH_WORKFLOW_BUNDLE') };
+  const kind = requiredEnv('BENCH_WORKER_KIND');
+  const address = requiredEnv('TEMPORAL_ADDRESS');
+  const taskQueue = requiredEnv('TEMPORAL_TASK_QUEUE');
+  const workflowBundle = { codePath: requiredEnv('BENCH_WORKFLOW_BUNDLE') };
   Runtime.install({ logger: new DefaultLogger('INFO', log) });
   const connection = await NativeConnection.connect({ address });
   const closers: Array<() => Promise<void> | void> = [() => connection.close()];
@@ -92,9 +87,9 @@ async function main() {
   let run: () => Promise<void>;
   let shutdown: () => void;
   if (kind === 'mailroom') {
-    const db = connectPostgres(required('DATABASE_URL'));
+    const db = connectPostgres(requiredEnv('DATABASE_URL'));
     const temporal = new Client({ connection: await Connection.connect({ address }), dataConverter: BENCH_DATA_CONVERTER });
-    const mail = createMailTransport(required('SMTP_URL'));
+    const mail = createMailTransport(requiredEnv('SMTP_URL'));
     closers.push(
       () => db.destroy(),
       () => temporal.connection.close(),
