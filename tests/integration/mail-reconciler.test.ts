@@ -13,6 +13,7 @@ import { callApi, eventually, postMail } from '../support/http.js';
 import { customerMail } from '../support/mail.js';
 import { historyPayloadValue } from '../support/payloads.js';
 import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
+import { activityRuns } from '../support/activity-runs.js';
 
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
 
@@ -80,8 +81,7 @@ async function workflowTookSignals(stack: TestStack, conversationId: string, sig
   }, 60_000);
 }
 
-const greetingsScheduled = (events: Awaited<ReturnType<typeof workflowTookSignals>>) =>
-  events.filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'sendGreeting').length;
+const greetingsScheduled = (events: Awaited<ReturnType<typeof workflowTookSignals>>) => activityRuns(events, 'sendGreeting');
 
 describe('the mail reconciler', () => {
   let stack: TestStack;

@@ -55,12 +55,13 @@ describe('metrics and the runtime’s logs', () => {
     const again = await postMail(stack.api.url, team.channel, customerMail({ messageId, from: 'ann@example.com' }));
     expect(again.body.duplicate).toBe(true);
 
+    // The greeting goes out inside the workflow task that decided it: the task's own metrics come when it completes.
     const after = await eventually(async () => {
       const text = await scrape();
-      return sample(text, 'mailroom_smtp_sends_total', { kind: 'greeting', outcome: 'sent' }) >
-        sample(before, 'mailroom_smtp_sends_total', { kind: 'greeting', outcome: 'sent' })
-        ? text
-        : undefined;
+      const greeted =
+        sample(text, 'mailroom_smtp_sends_total', { kind: 'greeting', outcome: 'sent' }) >
+        sample(before, 'mailroom_smtp_sends_total', { kind: 'greeting', outcome: 'sent' });
+      return greeted && sample(text, 'temporal_workflow_task_execution_latency_count') > 0 ? text : undefined;
     });
     const delta = (name: string, labels: Record<string, string> = {}) =>
       sample(after, name, labels) - sample(before, name, labels);
