@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
+import { temporal as temporalProto } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTemporalDevServer, type TemporalDevServer } from '../../scripts/servers/temporal-dev-server.js';
 import { LOOPBACK_NETWORKS } from '../../src/config.js';
@@ -173,6 +174,24 @@ describe('chaos: conversations survive crashes and outages of the production pro
     return cut;
   }
 
+  /** Where an unsettled conversation's workflow stands: its pending activities and task, its last events. */
+  async function whereStuck(conversationId: string): Promise<string> {
+    const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
+    const { raw, status } = await handle.describe();
+    const activities = await Promise.all(
+      (raw.pendingActivities ?? []).map(
+        async (activity) =>
+          `${activity.activityType?.name} attempt ${activity.attempt} (${activity.lastFailure ? await failureMessage(activity.lastFailure) : 'no failure'})`,
+      ),
+    );
+    const events = (await handle.fetchHistory()).events ?? [];
+    const last = events
+      .slice(-6)
+      .map((event) => String(temporalProto.api.enums.v1.EventType[event.eventType ?? 0]).replace('EVENT_TYPE_', ''));
+    const task = raw.pendingWorkflowTask ? `, workflow task attempt ${raw.pendingWorkflowTask.attempt}` : '';
+    return `  ${conversationId}: ${status.name}${task}; pending activities: ${activities.join('; ') || 'none'}; last events: ${last.join(', ')}`;
+  }
+
   async function snapshotOf(conversationId: string): Promise<ConversationSnapshot> {
     return temporal.workflow.getHandle(conversationWorkflowId(conversationId)).query(conversationSnapshotQuery);
   }
@@ -223,8 +242,14 @@ describe('chaos: conversations survive crashes and outages of the production pro
       },
       SETTLE_TIMEOUT_MS,
       2_000,
-    ).catch(() => {
-      throw new Error(`not every conversation was greeted and routed:\n${describeUnsettled(last)}`);
+    ).catch(async () => {
+      const stuck = await Promise.all(
+        last
+          .filter((outcome) => !settled(outcome))
+          .slice(0, 5)
+          .map((outcome) => whereStuck(outcome.conversationId)),
+      );
+      throw new Error(`not every conversation was greeted and routed:\n${describeUnsettled(last)}\n${stuck.join('\n')}`);
     });
 
     // Exactly one greeting reached each customer, and it is the one the outbox holds.
