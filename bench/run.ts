@@ -503,7 +503,7 @@ function printImapReport({ latency, drain, seconds }: ImapFigures, forwarder: Me
   );
   console.log(
     `drain: from enabling IMAP (workflow start and login; first mail signalled after ${drain.firstMailMs} ms) to the last ` +
-      `mail signalled. One session ingests up to 8 mails at once (a sender's one after another); the forwarder had ${CONCURRENCY} requests in flight.\n` +
+      `mail signalled. One session ingests up to 16 mails at once (a sender's one after another); the forwarder had ${CONCURRENCY} requests in flight.\n` +
       'Both start conversation workflows with signalWithStart on a queue no worker polls: neither figure includes running them.',
   );
   console.log(

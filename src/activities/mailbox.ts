@@ -48,8 +48,10 @@ function serverWords(error: unknown): string {
 const SESSION_MS = 10 * 60_000;
 // Sizes and envelopes of this many mails per FETCH: a few hundred bytes each.
 const FETCH_BATCH = 25;
-// Mails of one session being ingested at once: the session keeps pace with the forwarder, whose posts run in parallel.
-const MAILS_IN_FLIGHT = 8;
+// Mails of one session being ingested at once: the session keeps pace with a forwarder posting as many in parallel.
+const MAILS_IN_FLIGHT = 16;
+// A mail larger than this is ingested alone, so that a session never holds more than 16 MiB of small mails at once.
+const LARGE_MAIL_BYTES = 1024 * 1024;
 // Bodies are fetched a few at a time up to this many bytes, so a run of large mails is never held at once.
 const DOWNLOAD_BATCH_BYTES = 8 * 1024 * 1024;
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -347,7 +349,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
                 continue;
               }
               report(`${folder}: ingesting UID ${head.uid} (${raw.length} bytes)${imported ? ', imported' : ''}`);
-              // A sender's mails are threaded one after another, and a reply only once the mails before it are.
+              // A sender's mails are threaded one after another, a reply only once the mails before it are, a large mail alone.
               await window.run(
                 head.uid,
                 async () => {
@@ -355,7 +357,7 @@ export function createMailboxActivities({ db, ingest, secretKey, allowedPrivateN
                   ingested++;
                   processed.push(head.uid);
                 },
-                { key: head.from, alone: head.answersAnother || head.from === undefined },
+                { key: head.from, alone: head.answersAnother || head.from === undefined || raw.length > LARGE_MAIL_BYTES },
               );
             } else {
               if (plan.why === 'stored already') processed.push(head.uid);
