@@ -11,7 +11,7 @@ import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_WORKER_SETTINGS } from './stack.js';
 import { requiredEnv } from './child-process.js';
 
 /** What the benchmark asks of this process over IPC. */
@@ -69,10 +69,7 @@ async function main() {
       db,
       ingest: createIngest({ db, temporal, taskQueue }),
       mail,
-      publicUrl: 'http://localhost',
-      secretKey: BENCH_SECRET_KEY,
-      // The bench's Dovecot and SMTP capture run on loopback.
-      allowedPrivateNetworks: LOOPBACK_NETWORKS,
+      ...BENCH_WORKER_SETTINGS,
     },
   });
 

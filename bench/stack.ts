@@ -43,6 +43,14 @@ export const BENCH_API_CONFIG = {
   RATE_LIMIT_API_KEY_PER_MINUTE: 0,
 };
 
+/** What every Mailroom worker the bench starts is given besides its database, ingest and mail. */
+export const BENCH_WORKER_SETTINGS = {
+  publicUrl: 'http://localhost',
+  secretKey: BENCH_SECRET_KEY,
+  // The bench's Dovecot, SMTP capture and webhook subscribers run on loopback.
+  allowedPrivateNetworks: LOOPBACK_NETWORKS,
+};
+
 let runtimeInstalled: Promise<void> | undefined;
 
 /** The Temporal runtime for the bench's in-process workers, once (before the first NativeConnection). */
@@ -76,10 +84,7 @@ export async function startBenchWorker(
       db: stack.db,
       ingest: createIngest({ db: stack.db, temporal: stack.temporal, taskQueue: INGEST_TASK_QUEUE }),
       mail,
-      publicUrl: 'http://localhost',
-      secretKey: BENCH_SECRET_KEY,
-      // The bench's Dovecot and subscribers run on loopback.
-      allowedPrivateNetworks: LOOPBACK_NETWORKS,
+      ...BENCH_WORKER_SETTINGS,
       ...deps,
     },
   });

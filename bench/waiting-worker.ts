@@ -9,12 +9,11 @@
 import v8 from 'node:v8';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry } from '@temporalio/worker';
-import { LOOPBACK_NETWORKS } from '../src/config.js';
 import { connectPostgres } from '../src/db/connection.js';
 import { createIngest } from '../src/ingest/ingest.js';
 import { createMailTransport } from '../src/mail/transport.js';
 import { createMailroomWorker } from '../src/worker.js';
-import { BENCH_DATA_CONVERTER, BENCH_SECRET_KEY } from './stack.js';
+import { BENCH_DATA_CONVERTER, BENCH_WORKER_SETTINGS } from './stack.js';
 import { TIMER_PROBE_MESSAGE } from './workflows/timer-probe.js';
 import { requiredEnv } from './child-process.js';
 
@@ -104,9 +103,7 @@ async function main() {
         db,
         ingest: createIngest({ db, temporal, taskQueue }),
         mail,
-        publicUrl: 'http://localhost',
-        secretKey: BENCH_SECRET_KEY,
-        allowedPrivateNetworks: LOOPBACK_NETWORKS,
+        ...BENCH_WORKER_SETTINGS,
       },
     });
     worker = mailroom.main;
