@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDovecot } from '../scripts/servers/dovecot.js';
 import { applyMailboxSettings } from '../src/temporal/mailbox.js';
-import { startLoadWorker, type LoadBench, type LoadWorker } from './greeting-load.js';
+import { loadWorkerEnv, startLoadWorker, type LoadBench, type LoadWorker } from './greeting-load.js';
 import { createDovecotChannel } from './imap-stack.js';
 import { databaseUsage, usageDelta } from './pg-usage.js';
 import type { BenchStack } from './stack.js';
@@ -140,14 +140,7 @@ export async function measureIdleImapSessions(
     channels.push({ id: channel.id, name });
   }
 
-  const worker = await startLoadWorker(stack, {
-    ...process.env,
-    DATABASE_URL: stack.databaseUrl,
-    TEMPORAL_ADDRESS: stack.temporalAddress,
-    TEMPORAL_TASK_QUEUE: taskQueue,
-    SMTP_URL: bench.smtpUrl,
-    BENCH_WORKFLOW_BUNDLE: bench.bundlePath,
-  });
+  const worker = await startLoadWorker(stack, loadWorkerEnv(stack, bench, taskQueue));
   const half = Math.floor(mailboxes / 2);
   try {
     await sleep(2000); // pollers up

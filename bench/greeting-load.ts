@@ -115,10 +115,9 @@ export async function prepareLoadBench(stack: BenchStack, capacity: number): Pro
   return { bundlePath, capture, smtpUrl: smtp.url };
 }
 
-export async function runGreetingLoad(stack: BenchStack, bench: LoadBench, options: LoadOptions): Promise<LoadRun> {
-  const runTag = randomUUID().slice(0, 8);
-  const taskQueue = `bench-load-${runTag}`;
-  const env = {
+/** The environment of a load worker process on `taskQueue` (bench/load-worker.ts reads it). */
+export function loadWorkerEnv(stack: BenchStack, bench: LoadBench, taskQueue: string): NodeJS.ProcessEnv {
+  return {
     ...process.env,
     DATABASE_URL: stack.databaseUrl,
     TEMPORAL_ADDRESS: stack.temporalAddress,
@@ -126,6 +125,12 @@ export async function runGreetingLoad(stack: BenchStack, bench: LoadBench, optio
     SMTP_URL: bench.smtpUrl,
     BENCH_WORKFLOW_BUNDLE: bench.bundlePath,
   };
+}
+
+export async function runGreetingLoad(stack: BenchStack, bench: LoadBench, options: LoadOptions): Promise<LoadRun> {
+  const runTag = randomUUID().slice(0, 8);
+  const taskQueue = `bench-load-${runTag}`;
+  const env = loadWorkerEnv(stack, bench, taskQueue);
   const api = await startLoadApi(stack, env);
   const workers = await Promise.all(Array.from({ length: options.workers }, () => startLoadWorker(stack, env)));
   const serverPid = temporalServerPid(stack.temporalAddress);

@@ -14,9 +14,8 @@
 // Besides RSS: the CPU time of the worker process and of the Temporal dev server (from /proc, Linux only), and, from
 // the histories of a sample, how long each kind of task queued and ran. All workflows are terminated before the next
 // workload starts (and the in-memory dev server goes with the stack if the run fails).
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +36,7 @@ import type { BenchStack } from './stack.js';
 import { fixtureMail, measure, type Request } from './throughput.js';
 import type { WorkerReport, WorkerRequest, WorkerSample } from './waiting-worker.js';
 import { bareTimerWorkflow, bareWakeSignal } from './workflows/bare-timer.js';
+import { cpuSecondsOf, temporalServerPid } from './processes.js';
 
 export type WaitingWorkload = 'mailroom' | 'bare';
 
@@ -350,41 +350,6 @@ async function startWorker(stack: BenchStack, workload: WaitingWorkload, env: Re
       return last;
     },
   };
-}
-
-/** The pid of the `temporal server start-dev` listening on the address's port, found in /proc (Linux only). */
-function temporalServerPid(address: string): number | undefined {
-  const port = address.slice(address.lastIndexOf(':') + 1);
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let args: string[];
-      try {
-        args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      } catch {
-        continue; // gone meanwhile
-      }
-      if (args.includes('start-dev') && args[args.indexOf('--port') + 1] === port) return Number(entry);
-    }
-  } catch {
-    // No /proc here.
-  }
-  return undefined;
-}
-
-let clockTicksPerSecond: number | undefined;
-
-/** User and system CPU seconds of a process so far, from /proc/<pid>/stat; undefined if that cannot be read. */
-function cpuSecondsOf(pid: number): number | undefined {
-  try {
-    // The fields after the command name, which is in parentheses and may contain spaces: utime and stime are 12th and 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The workflow bundle with the timer probe, written to a file for the worker process's `workflowBundle.codePath`. */
