@@ -46,12 +46,27 @@ const stopGracePeriodMs = 10_000;
 
 export async function startTemporalDevServer(opts: TemporalDevServerOptions = {}): Promise<TemporalDevServer> {
   const host = '127.0.0.1';
-  const port = opts.port ?? (await freePort(host));
   // Otherwise a server still listening there would look like this one being ready.
-  if (opts.port !== undefined && (await acceptsConnections(host, port))) {
-    throw new Error(`cannot start a Temporal dev server on ${host}:${port}: something is already listening there`);
+  if (opts.port !== undefined && (await acceptsConnections(host, opts.port))) {
+    throw new Error(`cannot start a Temporal dev server on ${host}:${opts.port}: something is already listening there`);
   }
-  const uiPort = opts.uiPort ?? (await freePort(host));
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await freePort(host));
+    const uiPort = opts.uiPort ?? (await freePort(host));
+    try {
+      return await startOn(host, port, uiPort, opts);
+    } catch (err) {
+      // A port picked here can be taken before the server binds it (or one the server picks itself): pick again.
+      const portsArePicked = opts.port === undefined && opts.uiPort === undefined;
+      if (!(portsArePicked && err instanceof PortTakenError && attempt < 3)) throw err;
+    }
+  }
+}
+
+/** The server exited because a port it was to listen on was taken meanwhile. */
+class PortTakenError extends Error {}
+
+async function startOn(host: string, port: number, uiPort: number, opts: TemporalDevServerOptions): Promise<TemporalDevServer> {
   const namespace = opts.namespace ?? 'default';
   const args = [
     'server',
@@ -104,7 +119,8 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions = {}
     await waitUntilServing(address, namespace, exited, opts.startTimeoutMs ?? 30_000);
   } catch (err) {
     await stop();
-    throw new Error(`Temporal dev server on ${address} did not start: ${(err as Error).message}\n${output.tail()}`);
+    const message = `Temporal dev server on ${address} did not start: ${(err as Error).message}\n${output.tail()}`;
+    throw output.tail().includes('address already in use') ? new PortTakenError(message) : new Error(message);
   }
   return { address, uiUrl: `http://${host}:${uiPort}`, stop };
 }

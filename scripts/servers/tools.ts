@@ -1,6 +1,7 @@
 // Where the server binaries obtained by scripts/ensure-tools.sh live.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, readdirSync, realpathSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { accessSync, constants, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -81,16 +82,56 @@ function missingDovecot(): never {
   throw new Error('Dovecot not found: run scripts/ensure-tools.sh dovecot (Debian/Ubuntu: apt-get install dovecot-imapd)');
 }
 
-/** A TCP port that is free on host right now, for servers that cannot pick their own. */
+/**
+ * A TCP port that is free on host right now, for servers that cannot pick their own. It is taken from outside the
+ * kernel's ephemeral range: an outgoing connection takes its local port from that range, and on a busy machine one
+ * took a port between this check and the server's bind ("address already in use").
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [ephemeralLow, ephemeralHigh] = ephemeralPortRange();
+  const below = Math.max(0, ephemeralLow - FIRST_PICKED_PORT);
+  const above = Math.max(0, 65_535 - ephemeralHigh);
+  for (let attempt = 0; attempt < 20 && below + above > 0; attempt++) {
+    const pick = randomInt(below + above);
+    const port = pick < below ? FIRST_PICKED_PORT + pick : ephemeralHigh + 1 + (pick - below);
+    if (await canListen(host, port)) return port;
+  }
+  return listenOn(host, 0); // every pick was taken: let the kernel choose
+}
+
+// Below it sit the well-known services' ports (PostgreSQL 5432, Temporal 7233, …).
+const FIRST_PICKED_PORT = 10_000;
+
+/** The ports the kernel hands out to outgoing connections and to listen(0); Linux's default where it cannot be read. */
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // Not Linux.
+  }
+  return [32_768, 60_999];
+}
+
+async function canListen(host: string, port: number): Promise<boolean> {
+  try {
+    await listenOn(host, port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Listens on host:port, closes again and returns the port that was bound. */
+async function listenOn(host: string, port: number): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, host, resolve);
+    server.listen(port, host, resolve);
   });
-  const { port } = server.address() as { port: number };
+  const bound = (server.address() as { port: number }).port;
   await new Promise((resolve) => server.close(resolve));
-  return port;
+  return bound;
 }
 
 /** Whether something accepts TCP connections on host:port (a cheap check before slower protocol-level ones). */
