@@ -158,12 +158,25 @@ function longestRecordedToday(): string[] {
   return [...scenarios].sort((a, b) => events(b) - events(a));
 }
 
+/**
+ * Scenarios whose test was renamed when the life took another shape: the same life, told by its new name. The
+ * customer still rates the survey, and a changed rating still counts, but the API stores ratings since the patch
+ * local-database-steps, and the closed conversation's run no longer waits for them.
+ */
+const RENAMED: Record<string, string> = {
+  'csat-survey--records-the-rating-and-a-changed-one-closes-after-the-quiet-period-and-takes-ratings-until-the-link':
+    'csat-survey--closes-after-the-quiet-period-and-ends-its-run-there-saying-how-the-survey-was-rated-the-api-stores',
+};
+
 /** Runs both lives' test files on the current code and counts their histories next to the recorded ones. */
 export async function measureConversationHistory(): Promise<HistoryFigures> {
   const longest = longestRecordedToday()[0]!;
   const recorded = mkdtempSync(path.join(tmpdir(), 'mailroom-history-'));
   try {
-    const files = [...new Set([TYPICAL, longest].map((scenario) => `${WORKFLOW_TESTS}/${scenario.split('--')[0]}.test.ts`))];
+    const nameNow = (scenario: string) => RENAMED[scenario] ?? scenario;
+    const files = [
+      ...new Set([TYPICAL, longest].map((scenario) => `${WORKFLOW_TESTS}/${nameNow(scenario).split('--')[0]}.test.ts`)),
+    ];
     const vitest = spawn('npx', ['vitest', 'run', '--project', 'workflows', ...files], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -173,7 +186,7 @@ export async function measureConversationHistory(): Promise<HistoryFigures> {
     if (code !== 0) throw new Error(`${files.join(', ')} failed (exit ${code})`);
     const life = (scenario: string): LifeFigures => {
       const today = runsOf(path.join(ROOT, TODAY), scenario);
-      const now = runsOf(path.join(recorded, 'customerConversation'), scenario);
+      const now = runsOf(path.join(recorded, 'customerConversation'), nameNow(scenario));
       if (!today || !now) throw new Error(`no history of ${scenario} ${today ? 'recorded now' : `in ${TODAY}`}`);
       return { scenario, today: count(today), now: count(now) };
     };

@@ -310,39 +310,65 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
       });
     },
 
-    async markClosed({ conversationId }: { conversationId: string }): Promise<void> {
-      await onceInTransaction(db, async (trx) => {
-        await trx
+    /** Closes it; with the survey that went out, says how the customer rated it so far (for the run's last words). */
+    async markClosed({ conversationId, surveyId }: { conversationId: string; surveyId?: string }): Promise<ClosedConversation> {
+      return onceInTransaction(db, async (trx) => {
+        const closed = await trx
           .updateTable('conversations')
           .set({ status: 'closed', closed_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
           .where('id', '=', conversationId)
-          .execute();
+          .returning((eb) =>
+            eb
+              .selectFrom('csat_surveys')
+              .select('rating')
+              .where('id', '=', surveyId ?? null)
+              .as('csatRating'),
+          )
+          .executeTakeFirst();
         await recordEvent(trx, conversationId, 'closed');
+        return { csatRating: closed?.csatRating ?? null };
       });
     },
 
-    /** Stores the customer's rating; a later submit of the same survey replaces it. */
-    async recordCsatRating(input: {
-      conversationId: string;
-      surveyId: string;
-      rating: number;
-      comment: string | null;
-    }): Promise<void> {
-      await onceInTransaction(db, async (trx) => {
-        const updated = await trx
-          .updateTable('csat_surveys')
-          .set({ rating: input.rating, comment: input.comment, rated_at: sql<Date>`now()` })
-          .where('id', '=', input.surveyId)
-          .where('conversation_id', '=', input.conversationId)
-          .executeTakeFirst();
-        if (updated.numUpdatedRows === 0n) {
-          throw ApplicationFailure.nonRetryable(
-            `CSAT survey ${input.surveyId} does not belong to this conversation`,
-            'SurveyNotFound',
-          );
-        }
-        await recordEvent(trx, input.conversationId, 'csat_rated', { surveyId: input.surveyId, rating: input.rating });
-      });
+    /** Stores a rating signalled to the conversation, as an API did before it stored ratings itself. */
+    async recordCsatRating(input: CsatRating): Promise<void> {
+      if (!(await recordCsatRating(db, input))) {
+        throw ApplicationFailure.nonRetryable(
+          `CSAT survey ${input.surveyId} does not belong to this conversation`,
+          'SurveyNotFound',
+        );
+      }
     },
   };
+}
+
+export interface ClosedConversation {
+  /** The rating of the survey markClosed was given, if the customer rated it. */
+  csatRating: number | null;
+}
+
+export interface CsatRating {
+  conversationId: string;
+  surveyId: string;
+  rating: number;
+  comment: string | null;
+}
+
+/**
+ * Stores the customer's rating of a survey, and its timeline event; a later submit of the same survey replaces it.
+ * False when the survey is not this conversation's. Ratings change nothing in the conversation's course, so the API
+ * stores them itself: the conversation's run need not wake up, or wait after it closed while the link is valid.
+ */
+export async function recordCsatRating(db: Db, input: CsatRating): Promise<boolean> {
+  return onceInTransaction(db, async (trx) => {
+    const updated = await trx
+      .updateTable('csat_surveys')
+      .set({ rating: input.rating, comment: input.comment, rated_at: sql<Date>`now()` })
+      .where('id', '=', input.surveyId)
+      .where('conversation_id', '=', input.conversationId)
+      .executeTakeFirst();
+    if (updated.numUpdatedRows === 0n) return false;
+    await recordEvent(trx, input.conversationId, 'csat_rated', { surveyId: input.surveyId, rating: input.rating });
+    return true;
+  });
 }

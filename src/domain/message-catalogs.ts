@@ -26,8 +26,6 @@ const en = {
   'page.submit': 'Send rating',
   'page.thanks': 'Thank you!',
   'page.recorded': 'Your rating of {rating}/5 has been recorded. You can change it with the same link until it expires.',
-  'page.closed.title': 'This survey has closed',
-  'page.closed.text': 'Ratings are no longer accepted for this request.',
   'page.retry.title': 'Please try again',
   'page.retry.text': 'We could not record your rating just now. Please try again in a minute.',
   'unsubscribe.title': 'Unsubscribed',
@@ -59,8 +57,6 @@ const de: Record<MessageKey, string> = {
   'page.thanks': 'Vielen Dank!',
   'page.recorded':
     'Ihre Bewertung {rating}/5 wurde gespeichert. Mit demselben Link können Sie sie ändern, solange er gültig ist.',
-  'page.closed.title': 'Diese Umfrage ist beendet',
-  'page.closed.text': 'Für diese Anfrage werden keine Bewertungen mehr angenommen.',
   'page.retry.title': 'Bitte versuchen Sie es erneut',
   'page.retry.text': 'Wir konnten Ihre Bewertung gerade nicht speichern. Bitte versuchen Sie es in einer Minute erneut.',
   'unsubscribe.title': 'Abgemeldet',

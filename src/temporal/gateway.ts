@@ -13,7 +13,6 @@ import {
   agentReplyUpdate,
   assignUpdate,
   cancelReplyUpdate,
-  csatRatingSignal,
   inboundMessageSignal,
   notSpamSignal,
   reopenUpdate,
@@ -22,7 +21,6 @@ import {
   type AgentReplyResult,
   type AssignResult,
   type CancelReplyResult,
-  type CsatRatingInput,
   type InboundMessageInput,
   type ReopenResult,
   type ResolveResult,
@@ -170,11 +168,6 @@ export function createConversationGateway(
           signalArgs: [{ by }],
         });
       });
-    },
-
-    /** The customer's survey answer. */
-    rate(conversationId: string, rating: CsatRatingInput): Promise<void> {
-      return call(() => handle(conversationId).signal(csatRatingSignal, rating));
     },
   };
 }

@@ -20,7 +20,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { ConversationContext } from '../activities/conversation.js';
+import type { ClosedConversation, ConversationContext } from '../activities/conversation.js';
 import type { BusinessHoursCheck, NewConversationRoute, RoutingDecision } from '../activities/routing.js';
 import {
   isFromPerson,
@@ -557,10 +557,13 @@ async function waitUntilClosed(run: Run): Promise<Transition> {
   return closeAfterQuietPeriod(run, closeAfterSeconds);
 }
 
-/** Closed, with a survey link still valid: ratings count until it expires. Then the run ends. */
+/**
+ * Closed: the run ends. Runs before the patch local-database-steps wait while a survey link is valid, for the
+ * ratings the API signalled them; the API now stores them itself.
+ */
 async function collectLateRatings(run: Run): Promise<Transition> {
   const { state } = run;
-  if (!state.survey || state.survey.expiresAt <= Date.now()) return { end: true };
+  if (run.lean || !state.survey || state.survey.expiresAt <= Date.now()) return { end: true };
   const woke = await waitFor(run, {
     until: state.survey.expiresAt,
     summary: `Wait for the CSAT rating until the link expires (${new Date(state.survey.expiresAt).toISOString()})`,
@@ -984,10 +987,11 @@ async function closeAfterQuietPeriod(run: Run, closeAfterSeconds: number): Promi
   await recordRatings(run);
   if (woke === 'woke' && customerOrAgentReopens(state.inbox)) return reopen(run);
   if (woke !== 'deadline') return { to: state.stage, details: state.stage === 'csat' ? 'CSAT survey sent' : 'Resolved' };
-  await writes(run).markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
-    { conversationId: state.conversationId },
+  const survey = run.lean && state.survey ? { surveyId: state.survey.id } : {};
+  const closed = await writes(run).markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
+    { conversationId: state.conversationId, ...survey },
   ]);
-  return { to: 'closed', details: closedDetails(state) };
+  return { to: 'closed', details: closedDetails(state, run.lean ? closed : undefined) };
 }
 
 async function recordRatings(run: Run) {
@@ -1183,8 +1187,13 @@ function waitingStage(opensAtText: string): Move {
   return { to: 'waiting_for_hours', details: `Outside business hours: waiting until they open ${opensAtText}` };
 }
 
-function closedDetails(state: ConversationState): string {
-  return state.survey ? `Closed; the survey link stays valid until ${new Date(state.survey.expiresAt).toISOString()}` : 'Closed';
+/** With how the customer rated the survey so far, when markClosed said (lean runs). */
+function closedDetails(state: ConversationState, closed?: ClosedConversation): string {
+  if (!state.survey) return 'Closed';
+  const until = new Date(state.survey.expiresAt).toISOString();
+  if (!closed) return `Closed; the survey link stays valid until ${until}`;
+  const rated = closed.csatRating === null ? 'not rated yet' : `rated ${closed.csatRating}/5`;
+  return `Closed; the survey is ${rated}, and its link takes ratings until ${until}`;
 }
 
 // ── Signals, updates and the query ────────────────────────────────────────────────────────────────

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signCsatToken } from '../../src/domain/csat-token.js';
 import { conversationWorkflowId } from '../../src/workflows/ids.js';
 import { callApi, eventually, postMail } from '../support/http.js';
-import { seedSupportTeam, startTestStack, type TestStack } from '../support/stack.js';
+import { seedSupportTeam, startTestStack, TEST_SECRET_KEY, type TestStack } from '../support/stack.js';
 
 const question = readFileSync(new URL('../fixtures/eml/customer-question.eml', import.meta.url));
 
@@ -224,6 +225,68 @@ describe('a forwarded email becomes a resolved, rated conversation', () => {
     ].join('\r\n');
     const answered = await postMail(stack.api.url, team.channel, bare);
     expect(answered.body.conversationId).toBe(posted.body.conversationId);
+  });
+
+  it('takes a rating, and a changed one, after the conversation closed and its run ended, until the link expires', async () => {
+    const { api, capture, db, temporal } = stack;
+    // A channel of its own whose quiet period ends before the survey goes out: the conversation closes at once.
+    const quick = await seedSupportTeam(db, {
+      name: 'Quick Support',
+      emailAddress: 'quick@acme.example',
+      csat: { delaySeconds: 1, linkValiditySeconds: 3600 },
+    });
+    await db.updateTable('channels').set({ close_after_seconds: 0 }).where('id', '=', quick.channel.id).execute();
+    const [agent] = quick.agents;
+    const mail = question
+      .toString()
+      .replace('question-1.4711', 'question-closed.1')
+      .replace('support@acme.example', 'quick@acme.example');
+    const { conversationId } = (await postMail(api.url, quick.channel, mail)).body;
+    await eventually(async () => {
+      const { body } = await callApi(api.url, agent!.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+      return body.stage === 'assigned' ? body : undefined;
+    });
+    expect((await callApi(api.url, agent!.apiKey, 'POST', `/v1/conversations/${conversationId}/resolve`)).status).toBe(200);
+    const survey = await capture.waitFor(
+      (mail) => mail.subject.startsWith('How did we do?') && mail.references.includes('<question-closed.1@mail.example.com>'),
+    );
+    const link = /(http\S+\/csat\/[^?\s]+)/.exec(survey.text)![1]!;
+    const workflow = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
+    await workflow.result(); // the run ends as it closes: it does not wait while the link takes ratings
+    const { runId } = await workflow.describe();
+
+    const rate = (rating: string, comment?: string) =>
+      fetch(link, { method: 'POST', body: new URLSearchParams({ rating, ...(comment ? { comment } : {}) }) });
+    expect((await rate('2')).status).toBe(200);
+    expect((await rate('4', 'Better after a day')).status).toBe(200);
+    const row = await db
+      .selectFrom('csat_surveys')
+      .select(['rating', 'comment'])
+      .where('conversation_id', '=', conversationId)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ rating: 4, comment: 'Better after a day' });
+    const { body: detail } = await callApi(api.url, agent!.apiKey, 'GET', `/v1/conversations/${conversationId}`);
+    expect(detail.status).toBe('closed');
+    expect(detail.timeline.map((event: { type: string }) => event.type).slice(-4)).toEqual([
+      'csat_survey_sent',
+      'closed',
+      'csat_rated',
+      'csat_rated',
+    ]);
+    // Rating woke nothing: the conversation's run is the one that ended.
+    const after = await workflow.describe();
+    expect({ runId: after.runId, status: after.status.name }).toEqual({ runId, status: 'COMPLETED' });
+
+    // A link past its validity takes nothing.
+    const surveyId = (
+      await db.selectFrom('csat_surveys').select('id').where('conversation_id', '=', conversationId).executeTakeFirstOrThrow()
+    ).id;
+    const expired = signCsatToken({ surveyId, expiresAt: Math.floor(Date.now() / 1000) - 60 }, TEST_SECRET_KEY);
+    const late = await fetch(`${api.url}/csat/${expired}`, { method: 'POST', body: new URLSearchParams({ rating: '1' }) });
+    expect(late.status).toBe(410);
+    expect(
+      (await db.selectFrom('csat_surveys').select('rating').where('id', '=', surveyId).executeTakeFirstOrThrow()).rating,
+    ).toBe(4);
   });
 
   it('is readable in the Temporal UI: static summary and searchable by channel and stage', async () => {

@@ -62,6 +62,8 @@ export interface StubWorld {
    * refuses the mail for good (DeliveryFailed). The activity after it always sends.
    */
   firstTry?: 'slow' | 'refuses';
+  /** How the customer rated the survey by the time the conversation closes (the API stores ratings). */
+  csatRating?: number;
 }
 
 /**
@@ -286,9 +288,7 @@ export function useWorkflowHarness(hooks: {
       markReopened: async (input) => {
         await record('markReopened', input);
       },
-      markClosed: async (input) => {
-        await record('markClosed', input);
-      },
+      markClosed: async (input) => (await record('markClosed', input), { csatRating: world().csatRating ?? null }),
       recordCsatRating: async (input) => {
         await record('recordCsatRating', input);
       },

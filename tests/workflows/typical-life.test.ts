@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { agentReplyUpdate, csatRatingSignal, resolveUpdate } from '../../src/workflows/messages.js';
+import { agentReplyUpdate, resolveUpdate } from '../../src/workflows/messages.js';
 import { ALICE, HOUR, useWorkflowHarness } from '../support/workflow-harness.js';
 
 // The life most conversations live, start to end. Its recorded history (tests/fixtures/histories) is what
@@ -7,7 +7,6 @@ import { ALICE, HOUR, useWorkflowHarness } from '../support/workflow-harness.js'
 
 const CSAT_DELAY_MS = 3 * HOUR;
 const QUIET_PERIOD_MS = 3 * 24 * HOUR;
-const LINK_VALIDITY_MS = 7 * 24 * HOUR;
 
 describe('a typical conversation (time skipping)', () => {
   const t = useWorkflowHarness({ beforeAll, afterAll, beforeEach });
@@ -26,18 +25,14 @@ describe('a typical conversation (time skipping)', () => {
 
       await t.env.sleep(CSAT_DELAY_MS);
       await t.waitForStage(handle, 'csat');
-      const surveyId = t.callsOf('sendCsatSurvey')[0]!.input.surveyId as string;
-      await handle.signal(csatRatingSignal, { surveyId, rating: 5, comment: 'Quick and kind' });
+      t.world.csatRating = 5; // rated on the survey page: the API stores it, the run need not wake up
       await t.env.sleep(QUIET_PERIOD_MS);
-      await t.waitForStage(handle, 'closed');
-      await t.env.sleep(LINK_VALIDITY_MS);
       expect(await handle.result()).toEqual({ conversationId: expect.any(String), stage: 'closed' });
 
       expect(t.callsOf('sendGreeting')).toHaveLength(1);
       expect(t.callsOf('writeAgentReply')).toHaveLength(2);
       expect(t.callsOf('deliverOutbox')).toHaveLength(2);
       expect(t.callsOf('markResolved')).toHaveLength(1);
-      expect(t.callsOf('recordCsatRating').map((call) => call.input.rating)).toEqual([5]);
       expect(t.callsOf('markClosed')).toHaveLength(1);
       // The customer's mails came with their facts: nothing was read back.
       expect(t.callsOf('readCustomerMessages')).toHaveLength(0);

@@ -3,10 +3,10 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
+import { recordCsatRating } from '../../activities/conversation.js';
 import { htmlDocument, htmlResponse } from '../html-document.js';
 import { verifyCsatToken } from '../../domain/csat-token.js';
 import { catalogLanguage, message, type CatalogLanguage } from '../../domain/message-catalogs.js';
-import { ConversationStateError, createConversationGateway } from '../../temporal/gateway.js';
 import type { ApiDeps, AppEnv } from '../env.js';
 import { retryAfterHeader } from '../problem.js';
 import { clientAddressBehind, type RateLimiter } from '../rate-limit.js';
@@ -150,8 +150,7 @@ function ratingForm(
   );
 }
 
-export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: RateLimiter) {
-  const conversations = createConversationGateway(temporal);
+export function csatRoutes({ db, config, logger }: ApiDeps, perClientAddress: RateLimiter) {
   /** The survey behind a token, or the page that explains why there is none. */
   async function surveyFor(c: Context, token: string) {
     const check = verifyCsatToken(token, config.SECRET_KEY);
@@ -236,21 +235,24 @@ export function csatRoutes({ db, temporal, config }: ApiDeps, perClientAddress: 
       const { rating, comment } = c.req.valid('form');
       const found = await surveyFor(c, token);
       if (!found.survey) return found.page;
+      // Stored here, not by the conversation's workflow: a rating changes nothing in its course.
+      let recorded: boolean;
       try {
-        await conversations.rate(found.survey.conversation_id, { surveyId: found.survey.id, rating, comment: comment || null });
+        recorded = await recordCsatRating(db, {
+          conversationId: found.survey.conversation_id,
+          surveyId: found.survey.id,
+          rating,
+          comment: comment || null,
+        });
       } catch (error) {
+        logger.warn({ err: error, surveyId: found.survey.id }, 'CSAT rating not stored');
         const { language } = found;
-        if (error instanceof ConversationStateError) {
-          return c.html(
-            page(message(language, 'page.closed.title'), html`<p>${message(language, 'page.closed.text')}</p>`, language),
-            410,
-          );
-        }
         return c.html(
           page(message(language, 'page.retry.title'), html`<p>${message(language, 'page.retry.text')}</p>`, language),
           503,
         );
       }
+      if (!recorded) return notFoundPage(c); // erased meanwhile
       return c.html(
         page(
           message(found.language, 'page.thanks'),
