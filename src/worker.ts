@@ -36,12 +36,15 @@ import { mailboxTaskQueue, TASK_QUEUE, webhookTaskQueue } from './workflows/ids.
 // Under tsx the sources are .ts; compiled (npm run build) this file and the workflows are .js side by side.
 const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows/index${SOURCE_EXTENSION}`, import.meta.url));
+const STACK_TRACE_LIMIT_PATH = fileURLToPath(new URL(`./workflows/stack-trace-limit${SOURCE_EXTENSION}`, import.meta.url));
 
 /** How the workflow bundle is built (all but the logger), the same for the production build, the tests and the bench. */
 export const workflowBundleOptions = {
   workflowsPath: WORKFLOWS_PATH,
   // Failures the workflows raise travel encoded (and so encrypted), like the worker's own.
   failureConverterPath: FAILURE_CONVERTER_PATH,
+  // Run once as the workflows' sandbox is set up, before its globals are frozen.
+  preloadModules: [STACK_TRACE_LIMIT_PATH],
 } satisfies Omit<BundleOptions, 'logger'>;
 
 /** Where `npm run build` writes the prebuilt bundle: next to the compiled worker (under tsx there is none). */
