@@ -18,7 +18,9 @@ import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
-import { enqueueWebhookEvents } from '../webhooks/events.js';
+import type { WebhookEventType } from '../webhooks/events.js';
+
+const STAGE_CHANGED: WebhookEventType = 'conversation.stage_changed';
 
 export interface ConversationContext {
   conversationId: string;
@@ -46,22 +48,19 @@ export interface ConversationContext {
  * Automatic mail the channel sent within the last hour: to this recipient (greeting, survey and
  * out-of-office, the loop limit), to the recipient's domain and to anyone (every kind, the flood limits).
  */
-async function automaticMailSentLastHour(db: Db, channelId: string, recipient: string | null) {
-  const { rows } = await sql<{ to_recipient: string; to_domain: string; by_channel: string }>`
-    select count(*) filter (where o.to_address = ${recipient} and o.kind in ('greeting', 'csat_survey', 'out_of_office')) as to_recipient,
-           count(*) filter (where split_part(o.to_address, '@', 2) = split_part(${recipient}::text, '@', 2)) as to_domain,
-           count(*) as by_channel
-      from outbound_messages o join conversations c on c.id = o.conversation_id
-      where c.channel_id = ${channelId}
-        and o.kind in ('greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover')
-        and o.created_at > now() - interval '1 hour'`.execute(db);
-  const counts = rows[0];
-  return {
-    toRecipient: Number(counts?.to_recipient ?? 0),
-    toDomain: Number(counts?.to_domain ?? 0),
-    byChannel: Number(counts?.by_channel ?? 0),
-  };
-}
+/**
+ * Automatic mail of the conversation's channel in the last hour, for loadConversation's flood limits: to its contact
+ * (greetings, surveys, out-of-office notes), to the contact's domain, and by the channel in all.
+ */
+const AUTOMATIC_MAIL_LAST_HOUR = sql<{ toRecipient: number; toDomain: number; byChannel: number }>`(
+  select json_build_object(
+    'toRecipient', count(*) filter (where o.to_address = ct.email and o.kind in ('greeting', 'csat_survey', 'out_of_office')),
+    'toDomain', count(*) filter (where split_part(o.to_address, '@', 2) = split_part(ct.email, '@', 2)),
+    'byChannel', count(*))
+  from outbound_messages o join conversations oc on oc.id = o.conversation_id
+  where oc.channel_id = c.channel_id
+    and o.kind in ('greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover')
+    and o.created_at > now() - interval '1 hour')`;
 
 interface LatestCustomerMail {
   verdict: SenderVerdictKind | null;
@@ -86,6 +85,7 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
           'ch.automatic_mail_limit_per_hour',
           'ch.automatic_mail_limit_per_domain_per_hour',
           'ch.automatic_mail_limit_per_channel_per_hour',
+          AUTOMATIC_MAIL_LAST_HOUR.as('automatic_mail_last_hour'),
           // The customer's latest mail (from a person): whether its sender is verified, whether an import brought it.
           (eb) =>
             eb
@@ -151,7 +151,7 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
         .where('c.id', '=', conversationId)
         .executeTakeFirst();
       if (!row) throw ApplicationFailure.nonRetryable(`conversation ${conversationId} does not exist`, 'ConversationNotFound');
-      const sent = await automaticMailSentLastHour(db, row.channel_id, row.contact_email);
+      const sent = row.automatic_mail_last_hour;
       const latest = row.latest_customer_mail as unknown as LatestCustomerMail | null;
       const latestMail = latest && {
         senderVerdict: latest.verdict,
@@ -240,21 +240,24 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
 
     /** The stage the conversation's workflow moved to, with the status it belongs to: the workflow is its only writer. */
     async recordStage({ conversationId, stage }: { conversationId: string; stage: ConversationStage }): Promise<void> {
-      await db.transaction().execute(async (trx) => {
-        const changed = await trx
-          .updateTable('conversations')
-          .set({ stage, status: statusOfStage(stage), updated_at: sql<Date>`now()` })
-          .where('id', '=', conversationId)
-          .where('stage', '!=', stage)
-          .returning('status')
-          .executeTakeFirst();
-        // Subscribers learn of the stage in the same commit (a repeated call changes nothing and tells nobody).
-        if (changed) {
-          await enqueueWebhookEvents(trx, conversationId, [
-            { type: 'conversation.stage_changed', data: { stage, status: changed.status } },
-          ]);
-        }
-      });
+      // One statement, one round trip: the stage, and the subscribers' deliveries of its change in the same commit
+      // (a repeated call changes nothing and tells nobody). The payload is enqueueWebhookEvents' for this event.
+      await sql`
+        with changed as (
+          update conversations set stage = ${stage}, status = ${statusOfStage(stage)}, updated_at = now()
+          where id = ${conversationId} and stage <> ${stage}
+          returning id, account_id, channel_id, status
+        )
+        insert into webhook_deliveries (id, subscription_id, account_id, conversation_id, event_type, payload)
+        select gen_random_uuid(), s.id, c.account_id, c.id, ${STAGE_CHANGED}, jsonb_build_object(
+          'type', ${STAGE_CHANGED}::text,
+          'timestamp', to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+          'data', jsonb_build_object('conversationId', c.id, 'channelId', c.channel_id, 'stage', ${stage}::text, 'status', c.status)
+        )
+        from changed c
+        join webhook_subscriptions s on s.account_id = c.account_id and s.enabled and s.events @> ${JSON.stringify([STAGE_CHANGED])}::jsonb
+        order by s.id
+      `.execute(db);
     },
 
     /** Resolves it; the assignee's freed capacity goes to the channel's queue at once. */

@@ -26,9 +26,11 @@ export async function once<T>(trx: Transaction<Database>, work: () => Promise<T>
     return kept.result as T;
   }
   const result = await work();
+  // Work without a result (most writes) keeps none: a retry reads null, and that round trip is saved.
+  if (result === undefined) return result;
   await trx
     .updateTable('activity_effects')
-    .set({ result: JSON.stringify(result ?? null) })
+    .set({ result: JSON.stringify(result) })
     .where('key', '=', key)
     .execute();
   return result;

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql, type Kysely } from 'kysely';
+import { jsonArrayFrom, jsonObjectFrom } from 'kysely/helpers/postgres';
 import type { Database } from '../db/schema.js';
 import { addBusinessTime, describeInstant, isOpenAt, nextOpening, type BusinessHours } from '../domain/business-hours.js';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -49,6 +50,14 @@ async function channelHours(db: Kysely<Database>, conversationId: string): Promi
   return row.business_hours_enabled ? row.business_hours : null;
 }
 
+/** Open now (always, without business hours), or when they open next. */
+function businessHoursCheck(hours: BusinessHours | null): BusinessHoursCheck {
+  const now = new Date();
+  const opensAt = hours ? nextOpening(hours, now) : now;
+  if (!hours || !opensAt || opensAt.getTime() <= now.getTime()) return { open: true, opensAt: null, opensAtText: null };
+  return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
+}
+
 /**
  * firstMatchingRule, one rule per turn of the event loop: a channel's rules (admins' patterns on
  * senders' text) never hold the worker's thread for longer than one rule takes. Outside any transaction.
@@ -63,6 +72,60 @@ async function firstMatchingRuleInTurns<R extends RoutingRuleDefinition>(
   }
   return null;
 }
+
+/**
+ * What triage reads of a new conversation, in one round trip: the conversation with its channel (routing, SLA and
+ * business hours settings) and contact, its first mail, and the channel's routing rules in order.
+ */
+function readRoutingView(db: Kysely<Database>, conversationId: string) {
+  return db
+    .selectFrom('conversations as c')
+    .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
+    .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
+    .select((eb) => [
+      'c.channel_id',
+      'c.subject',
+      'c.priority',
+      'c.labels',
+      'ct.email',
+      'ct.attributes',
+      'c.sla_due_at',
+      'c.first_response_at',
+      'ch.sla_first_response_seconds',
+      'ch.business_hours_enabled',
+      'ch.business_hours',
+      'ch.ai_outside_business_hours',
+      jsonObjectFrom(
+        eb
+          .selectFrom('inbound_messages as m')
+          .select([
+            'm.from_address',
+            'm.to_addresses',
+            'm.cc_addresses',
+            'm.subject',
+            'm.reply_text',
+            'm.text_body',
+            'm.classification',
+            'm.sender_verdict',
+          ])
+          .whereRef('m.conversation_id', '=', 'c.id')
+          .orderBy('m.received_at')
+          .limit(1),
+      ).as('first_mail'),
+      jsonArrayFrom(
+        eb
+          .selectFrom('routing_rules as r')
+          .select(['r.id', 'r.name', 'r.conditions', 'r.actions'])
+          .whereRef('r.channel_id', '=', 'c.channel_id')
+          .orderBy('r.position')
+          .orderBy('r.created_at'),
+      ).as('rules'),
+    ])
+    .where('c.id', '=', conversationId)
+    .executeTakeFirstOrThrow();
+}
+
+type RoutingView = Awaited<ReturnType<typeof readRoutingView>>;
 
 /** A new conversation's routing, its SLA clock when people handle it, and its business hours, in one step. */
 export interface NewConversationRoute extends RoutingDecision {
@@ -81,136 +144,12 @@ export function createRoutingActivities(deps: ActivityDeps) {
      * agent, else its human agents. Applies the rule's priority, labels and team on the way.
      */
     async routeConversation({ conversationId }: { conversationId: string }): Promise<RoutingDecision> {
-      const conversation = await db
-        .selectFrom('conversations as c')
-        .innerJoin('channels as ch', 'ch.id', 'c.channel_id')
-        .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
-        .select([
-          'c.channel_id',
-          'c.subject',
-          'c.priority',
-          'c.labels',
-          'ct.email',
-          'ct.attributes',
-          'ch.business_hours_enabled',
-          'ch.business_hours',
-          'ch.ai_outside_business_hours',
-        ])
-        .where('c.id', '=', conversationId)
-        .executeTakeFirstOrThrow();
-      const firstMail = await db
-        .selectFrom('inbound_messages')
-        .select([
-          'from_address',
-          'to_addresses',
-          'cc_addresses',
-          'subject',
-          'reply_text',
-          'text_body',
-          'classification',
-          'sender_verdict',
-        ])
-        .where('conversation_id', '=', conversationId)
-        .orderBy('received_at')
-        .limit(1)
-        .executeTakeFirst();
-      const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
-      const insideBusinessHours = !hours || isOpenAt(hours, new Date());
-      const facts: RoutingFacts = {
-        sender: (firstMail?.from_address ?? conversation.email ?? '').toLowerCase(),
-        recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
-        subject: firstMail?.subject ?? conversation.subject,
-        body: firstMail?.reply_text ?? firstMail?.text_body ?? '',
-        contactAttributes: conversation.attributes,
-        insideBusinessHours,
-        classification: firstMail?.classification ?? 'ordinary',
-      };
-      const rules = await db
-        .selectFrom('routing_rules')
-        .select(['id', 'name', 'conditions', 'actions'])
-        .where('channel_id', '=', conversation.channel_id)
-        .orderBy('position')
-        .orderBy('created_at')
-        .execute();
-      const rule = await firstMatchingRuleInTurns(rules, facts);
-      // An AI answer to a forged sender would reach whoever was impersonated: people handle it, unless an agent vouched for it.
-      const verdict = firstMail?.sender_verdict ?? 'ordinary';
-      const aiWithheld =
-        verdict !== 'ordinary' &&
-        !(await db
-          .selectFrom('conversation_events')
-          .select('id')
-          .where('conversation_id', '=', conversationId)
-          .where('type', '=', 'released_from_spam')
-          .executeTakeFirst());
-      return onceInTransaction(db, async (trx) => {
-        const priority = rule?.actions.priority ?? conversation.priority;
-        const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
-        const target = rule?.actions.assignTo;
-        await trx
-          .updateTable('conversations')
-          .set({
-            priority,
-            labels: JSON.stringify(labels),
-            ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
-            updated_at: sql<Date>`now()`,
-          })
-          .where('id', '=', conversationId)
-          .execute();
-
-        let handler: RouteHandler = { kind: 'humans' };
-        if (target?.kind === 'agent') {
-          const agent = await trx
-            .selectFrom('channel_agents as ca')
-            .innerJoin('users as u', 'u.id', 'ca.user_id')
-            .select(['u.id', 'u.name'])
-            .where('ca.channel_id', '=', conversation.channel_id)
-            .where('u.id', '=', target.agentId)
-            .where('u.available', '=', true)
-            .executeTakeFirst();
-          if (agent) {
-            handler = { kind: 'agent', agent: { id: agent.id, name: agent.name } };
-            await trx.updateTable('conversations').set({ assignee_id: agent.id }).where('id', '=', conversationId).execute();
-            await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
-          }
-        } else if (target?.kind !== 'team' && target?.kind !== 'humans' && !aiWithheld) {
-          // A rule's AI agent if it is still enabled, otherwise the channel's first enabled one.
-          const enabledAiAgents = trx
-            .selectFrom('ai_agents')
-            .select(['id', 'name'])
-            .where('channel_id', '=', conversation.channel_id)
-            .where('enabled', '=', true);
-          const aiAgent =
-            (target?.kind === 'ai_agent'
-              ? await enabledAiAgents.where('id', '=', target.aiAgentId).executeTakeFirst()
-              : undefined) ?? (await enabledAiAgents.orderBy('position').limit(1).executeTakeFirst());
-          if (aiAgent) {
-            handler = {
-              kind: 'ai',
-              aiAgent: { id: aiAgent.id, name: aiAgent.name },
-              answersOutsideBusinessHours: conversation.ai_outside_business_hours,
-            };
-            await trx.updateTable('conversations').set({ ai_agent_id: aiAgent.id }).where('id', '=', conversationId).execute();
-          }
-        }
-        await recordEvent(trx, conversationId, 'routed', {
-          rule: rule ? describeRule(rule) : null,
-          handler: handler.kind,
-          priority,
-          labels,
-          ...(aiWithheld ? { aiWithheld: `the sender could not be verified (${verdict}): people handle it` } : {}),
-        });
-        return { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
-      });
+      return route(conversationId, await readRoutingView(db, conversationId));
     },
 
     /** Open now, or when they open next. */
     async checkBusinessHours({ conversationId }: { conversationId: string }): Promise<BusinessHoursCheck> {
-      const hours = await channelHours(db, conversationId);
-      const now = new Date();
-      const opensAt = hours ? nextOpening(hours, now) : now;
-      if (!hours || !opensAt || opensAt.getTime() <= now.getTime()) return { open: true, opensAt: null, opensAtText: null };
-      return { open: false, opensAt: opensAt.toISOString(), opensAtText: describeInstant(hours, opensAt) };
+      return businessHoursCheck(await channelHours(db, conversationId));
     },
 
     /**
@@ -230,19 +169,7 @@ export function createRoutingActivities(deps: ActivityDeps) {
         ])
         .where('c.id', '=', conversationId)
         .executeTakeFirstOrThrow();
-      if (row.first_response_at || (!row.sla_due_at && !row.sla_first_response_seconds)) return null;
-      const hours = row.business_hours_enabled ? row.business_hours : null;
-      const describe = (at: Date) => (hours ? describeInstant(hours, at) : at.toISOString());
-      if (row.sla_due_at) return { dueAt: row.sla_due_at.toISOString(), dueAtText: describe(row.sla_due_at) };
-      const targetMs = row.sla_first_response_seconds! * 1000;
-      const now = new Date();
-      const dueAt = hours ? addBusinessTime(hours, now, targetMs) : new Date(now.getTime() + targetMs);
-      if (!dueAt) return null; // business hours that never open: no deadline can be met or missed
-      await db.transaction().execute(async (trx) => {
-        await trx.updateTable('conversations').set({ sla_due_at: dueAt }).where('id', '=', conversationId).execute();
-        await recordEvent(trx, conversationId, 'sla_started', { dueAt: dueAt.toISOString() });
-      });
-      return { dueAt: dueAt.toISOString(), dueAtText: describe(dueAt) };
+      return startSlaClockOf(conversationId, row);
     },
 
     /** Flags the breach and raises the priority one step. */
@@ -268,6 +195,119 @@ export function createRoutingActivities(deps: ActivityDeps) {
       return { priority };
     },
   };
+
+  /**
+   * Routing rules in order, the first match decides; with none, the channel's first enabled AI agent, else its human
+   * agents. Applies the rule's priority, labels and team on the way.
+   */
+  async function route(conversationId: string, conversation: RoutingView): Promise<RoutingDecision> {
+    const { first_mail: firstMail, rules } = conversation;
+    const hours = conversation.business_hours_enabled ? conversation.business_hours : null;
+    const insideBusinessHours = !hours || isOpenAt(hours, new Date());
+    const facts: RoutingFacts = {
+      sender: (firstMail?.from_address ?? conversation.email ?? '').toLowerCase(),
+      recipients: [...(firstMail?.to_addresses ?? []), ...(firstMail?.cc_addresses ?? [])],
+      subject: firstMail?.subject ?? conversation.subject,
+      body: firstMail?.reply_text ?? firstMail?.text_body ?? '',
+      contactAttributes: conversation.attributes,
+      insideBusinessHours,
+      classification: firstMail?.classification ?? 'ordinary',
+    };
+    const rule = await firstMatchingRuleInTurns(rules, facts);
+    // An AI answer to a forged sender would reach whoever was impersonated: people handle it, unless an agent vouched for it.
+    const verdict = firstMail?.sender_verdict ?? 'ordinary';
+    const aiWithheld =
+      verdict !== 'ordinary' &&
+      !(await db
+        .selectFrom('conversation_events')
+        .select('id')
+        .where('conversation_id', '=', conversationId)
+        .where('type', '=', 'released_from_spam')
+        .executeTakeFirst());
+    return onceInTransaction(db, async (trx) => {
+      const priority = rule?.actions.priority ?? conversation.priority;
+      const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
+      const target = rule?.actions.assignTo;
+      await trx
+        .updateTable('conversations')
+        .set({
+          priority,
+          labels: JSON.stringify(labels),
+          ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
+          updated_at: sql<Date>`now()`,
+        })
+        .where('id', '=', conversationId)
+        .execute();
+
+      let handler: RouteHandler = { kind: 'humans' };
+      if (target?.kind === 'agent') {
+        const agent = await trx
+          .selectFrom('channel_agents as ca')
+          .innerJoin('users as u', 'u.id', 'ca.user_id')
+          .select(['u.id', 'u.name'])
+          .where('ca.channel_id', '=', conversation.channel_id)
+          .where('u.id', '=', target.agentId)
+          .where('u.available', '=', true)
+          .executeTakeFirst();
+        if (agent) {
+          handler = { kind: 'agent', agent: { id: agent.id, name: agent.name } };
+          await trx.updateTable('conversations').set({ assignee_id: agent.id }).where('id', '=', conversationId).execute();
+          await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
+        }
+      } else if (target?.kind !== 'team' && target?.kind !== 'humans' && !aiWithheld) {
+        // A rule's AI agent if it is still enabled, otherwise the channel's first enabled one.
+        const enabledAiAgents = trx
+          .selectFrom('ai_agents')
+          .select(['id', 'name'])
+          .where('channel_id', '=', conversation.channel_id)
+          .where('enabled', '=', true);
+        const aiAgent =
+          (target?.kind === 'ai_agent'
+            ? await enabledAiAgents.where('id', '=', target.aiAgentId).executeTakeFirst()
+            : undefined) ?? (await enabledAiAgents.orderBy('position').limit(1).executeTakeFirst());
+        if (aiAgent) {
+          handler = {
+            kind: 'ai',
+            aiAgent: { id: aiAgent.id, name: aiAgent.name },
+            answersOutsideBusinessHours: conversation.ai_outside_business_hours,
+          };
+          await trx.updateTable('conversations').set({ ai_agent_id: aiAgent.id }).where('id', '=', conversationId).execute();
+        }
+      }
+      await recordEvent(trx, conversationId, 'routed', {
+        rule: rule ? describeRule(rule) : null,
+        handler: handler.kind,
+        priority,
+        labels,
+        ...(aiWithheld ? { aiWithheld: `the sender could not be verified (${verdict}): people handle it` } : {}),
+      });
+      return { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
+    });
+  }
+
+  /** The first-response clock of startSlaClock, from the conversation's SLA columns as read. */
+  async function startSlaClockOf(
+    conversationId: string,
+    row: Pick<
+      RoutingView,
+      'sla_due_at' | 'first_response_at' | 'sla_first_response_seconds' | 'business_hours_enabled' | 'business_hours'
+    >,
+  ): Promise<{ dueAt: string; dueAtText: string } | null> {
+    if (row.first_response_at || (!row.sla_due_at && !row.sla_first_response_seconds)) return null;
+    const hours = row.business_hours_enabled ? row.business_hours : null;
+    const describe = (at: Date) => (hours ? describeInstant(hours, at) : at.toISOString());
+    if (row.sla_due_at) return { dueAt: row.sla_due_at.toISOString(), dueAtText: describe(row.sla_due_at) };
+    const targetMs = row.sla_first_response_seconds! * 1000;
+    const now = new Date();
+    const dueAt = hours ? addBusinessTime(hours, now, targetMs) : new Date(now.getTime() + targetMs);
+    if (!dueAt) return null; // business hours that never open: no deadline can be met or missed
+    await db.transaction().execute(async (trx) => {
+      await trx.updateTable('conversations').set({ sla_due_at: dueAt }).where('id', '=', conversationId).execute();
+      await recordEvent(trx, conversationId, 'sla_started', { dueAt: dueAt.toISOString() });
+    });
+    return { dueAt: dueAt.toISOString(), dueAtText: describe(dueAt) };
+  }
+
   /**
    * Triage's database steps in one (one local activity, not three): the routing rules, then the first-response
    * clock unless the AI agent answers the customer (as the workflow decides with `fromPerson`), then the business
@@ -280,10 +320,11 @@ export function createRoutingActivities(deps: ActivityDeps) {
     conversationId: string;
     fromPerson: boolean;
   }): Promise<NewConversationRoute> {
-    const route = await activities.routeConversation({ conversationId });
-    const slaChecked = !(route.handler.kind === 'ai' && fromPerson);
-    const sla = slaChecked ? await activities.startSlaClock({ conversationId }) : null;
-    return { ...route, sla, slaChecked, hours: await activities.checkBusinessHours({ conversationId }) };
+    const view = await readRoutingView(db, conversationId); // what the three read, read once
+    const routed = await route(conversationId, view);
+    const slaChecked = !(routed.handler.kind === 'ai' && fromPerson);
+    const sla = slaChecked ? await startSlaClockOf(conversationId, view) : null;
+    return { ...routed, sla, slaChecked, hours: businessHoursCheck(view.business_hours_enabled ? view.business_hours : null) };
   }
 
   /**
