@@ -18,9 +18,7 @@ import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
 import { recordEvent } from './timeline.js';
-import type { WebhookEventType } from '../webhooks/events.js';
-
-const STAGE_CHANGED: WebhookEventType = 'conversation.stage_changed';
+import { webhookDeliveriesOfChanged } from '../webhooks/events.js';
 
 export interface ConversationContext {
   conversationId: string;
@@ -240,23 +238,15 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
 
     /** The stage the conversation's workflow moved to, with the status it belongs to: the workflow is its only writer. */
     async recordStage({ conversationId, stage }: { conversationId: string; stage: ConversationStage }): Promise<void> {
-      // One statement, one round trip: the stage, and the subscribers' deliveries of its change in the same commit
-      // (a repeated call changes nothing and tells nobody). The payload is enqueueWebhookEvents' for this event.
+      // One statement: the stage, and the subscribers' deliveries of its change in the same commit (a repeated call
+      // changes nothing and tells nobody).
       await sql`
         with changed as (
           update conversations set stage = ${stage}, status = ${statusOfStage(stage)}, updated_at = now()
           where id = ${conversationId} and stage <> ${stage}
           returning id, account_id, channel_id, status
         )
-        insert into webhook_deliveries (id, subscription_id, account_id, conversation_id, event_type, payload)
-        select gen_random_uuid(), s.id, c.account_id, c.id, ${STAGE_CHANGED}, jsonb_build_object(
-          'type', ${STAGE_CHANGED}::text,
-          'timestamp', to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-          'data', jsonb_build_object('conversationId', c.id, 'channelId', c.channel_id, 'stage', ${stage}::text, 'status', c.status)
-        )
-        from changed c
-        join webhook_subscriptions s on s.account_id = c.account_id and s.enabled and s.events @> ${JSON.stringify([STAGE_CHANGED])}::jsonb
-        order by s.id
+        ${webhookDeliveriesOfChanged('conversation.stage_changed', sql`jsonb_build_object('stage', ${stage}::text, 'status', c.status)`)}
       `.execute(db);
     },
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { TimelineEventType } from '../activities/timeline.js';
 import type { Database } from '../db/schema.js';
 
@@ -151,6 +151,25 @@ export async function enqueueWebhookEvents(
   );
   // One insert in event order: the sequence numbers keep the order each lane delivers in.
   await db.insertInto('webhook_deliveries').values(rows).execute();
+}
+
+/**
+ * enqueueWebhookEvents for one event, as the tail of a statement that makes the change: `with changed as (update
+ * conversations … returning id, account_id, channel_id, …)` followed by this inserts the deliveries in the same
+ * statement, one round trip and one commit. `data` is the event's own data as jsonb; it may read the changed row as `c`.
+ * The payload is the one enqueueWebhookEvents writes.
+ */
+export function webhookDeliveriesOfChanged(type: WebhookEventType, data: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`
+    insert into webhook_deliveries (id, subscription_id, account_id, conversation_id, event_type, payload)
+    select gen_random_uuid(), s.id, c.account_id, c.id, ${type}, jsonb_build_object(
+      'type', ${type}::text,
+      'timestamp', to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'data', jsonb_build_object('conversationId', c.id, 'channelId', c.channel_id) || ${data}
+    )
+    from changed c
+    join webhook_subscriptions s on s.account_id = c.account_id and s.enabled and s.events @> ${JSON.stringify([type])}::jsonb
+    order by s.id`;
 }
 
 /** A received message's subject and sender, which a backend shows without a second request. */
