@@ -17,7 +17,7 @@ import type {
 import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
-import { recordEvent } from './timeline.js';
+import { recordEvent, recordEventOnce } from './timeline.js';
 import { webhookDeliveriesOfChanged } from '../webhooks/events.js';
 
 export interface ConversationContext {
@@ -193,17 +193,13 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
       kind: AutomaticMailKind;
       reason: string;
     }): Promise<void> {
-      await onceInTransaction(db, (trx) =>
-        recordEvent(trx, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason }),
-      );
+      await recordEventOnce(db, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason });
       automaticMailSuppressed.inc({ kind: input.kind, reason: suppressionReasonCode(input.reason) });
     },
 
     /** Hands over from the AI agent to people: on the timeline with the reason. */
     async recordEscalation(input: { conversationId: string; aiAgentId: string; reason: string }): Promise<void> {
-      await onceInTransaction(db, (trx) =>
-        recordEvent(trx, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason }),
-      );
+      await recordEventOnce(db, input.conversationId, 'escalated', { aiAgentId: input.aiAgentId, reason: input.reason });
     },
 
     /** What each newly arrived customer mail is and says, in arrival order (for signals that came without it). */

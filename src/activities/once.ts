@@ -15,16 +15,8 @@ const KEPT_FOR = '1 day';
 export async function once<T>(trx: Transaction<Database>, work: () => Promise<T>): Promise<T> {
   const key = activityExecutionKey();
   if (!key) return work();
-  const claimed = await trx
-    .insertInto('activity_effects')
-    .values({ key })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .returning('key')
-    .executeTakeFirst();
-  if (!claimed) {
-    const kept = await trx.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
-    return kept.result as T;
-  }
+  const claim = await claimOnce<T>(trx, key);
+  if (!claim.claimed) return claim.kept;
   const result = await work();
   // Work without a result (most writes) keeps none: a retry reads null, and that round trip is saved.
   if (result === undefined) return result;
@@ -36,6 +28,43 @@ export async function once<T>(trx: Transaction<Database>, work: () => Promise<T>
   return result;
 }
 
+/**
+ * `once` in a transaction of its own, for work whose result is known before it runs: the claim keeps the result in
+ * the same round trip, and a retry of a committed attempt answers with the first attempt's.
+ */
+export async function onceWithResult<T>(
+  db: Kysely<Database>,
+  result: T,
+  work: (trx: Transaction<Database>) => Promise<void>,
+): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    const key = activityExecutionKey();
+    if (key) {
+      const claim = await claimOnce<T>(trx, key, result);
+      if (!claim.claimed) return claim.kept;
+    }
+    await work(trx);
+    return result;
+  });
+}
+
+/** Claims the key for this attempt (keeping `result`), or reads what the attempt that claimed it first kept. */
+async function claimOnce<T>(
+  trx: Transaction<Database>,
+  key: string,
+  result?: T,
+): Promise<{ claimed: true } | { claimed: false; kept: T }> {
+  const claimed = await trx
+    .insertInto('activity_effects')
+    .values({ key, ...(result === undefined ? {} : { result: JSON.stringify(result) }) })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .returning('key')
+    .executeTakeFirst();
+  if (claimed) return { claimed: true };
+  const kept = await trx.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
+  return { claimed: false, kept: kept.result as T };
+}
+
 /** Forgets results no retry can ask for any more. */
 export async function forgetOldActivityEffects(db: Kysely<Database>): Promise<number> {
   const deleted = await db
@@ -45,7 +74,8 @@ export async function forgetOldActivityEffects(db: Kysely<Database>): Promise<nu
   return Number(deleted.numDeletedRows);
 }
 
-function activityExecutionKey(): string | undefined {
+/** What all attempts of this activity execution share; undefined outside an activity, or one without a workflow. */
+export function activityExecutionKey(): string | undefined {
   let info;
   try {
     info = Context.current().info;

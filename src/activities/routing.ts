@@ -15,7 +15,7 @@ import {
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createConversationActivities, type ConversationContext } from './conversation.js';
-import { onceInTransaction } from './once.js';
+import { onceWithResult } from './once.js';
 import { slaBreaches } from '../observability/metrics.js';
 import { recordEvent } from './timeline.js';
 
@@ -75,7 +75,8 @@ async function firstMatchingRuleInTurns<R extends RoutingRuleDefinition>(
 
 /**
  * What triage reads of a new conversation, in one round trip: the conversation with its channel (routing, SLA and
- * business hours settings) and contact, its first mail, and the channel's routing rules in order.
+ * business hours settings) and contact, its first mail, the channel's first enabled AI agent, and its routing rules in
+ * order.
  */
 function readRoutingView(db: Kysely<Database>, conversationId: string) {
   return db
@@ -112,6 +113,16 @@ function readRoutingView(db: Kysely<Database>, conversationId: string) {
           .orderBy('m.received_at')
           .limit(1),
       ).as('first_mail'),
+      // The channel's default AI agent, for a conversation no rule gives to anyone in particular.
+      jsonObjectFrom(
+        eb
+          .selectFrom('ai_agents as a')
+          .select(['a.id', 'a.name'])
+          .whereRef('a.channel_id', '=', 'c.channel_id')
+          .where('a.enabled', '=', true)
+          .orderBy('a.position')
+          .limit(1),
+      ).as('first_ai_agent'),
       jsonArrayFrom(
         eb
           .selectFrom('routing_rules as r')
@@ -224,9 +235,12 @@ export function createRoutingActivities(deps: ActivityDeps) {
         .where('conversation_id', '=', conversationId)
         .where('type', '=', 'released_from_spam')
         .executeTakeFirst());
-    return onceInTransaction(db, async (trx) => {
-      const priority = rule?.actions.priority ?? conversation.priority;
-      const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
+    const priority = rule?.actions.priority ?? conversation.priority;
+    const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
+    const handler = await routeHandler(conversation, rule?.actions.assignTo, aiWithheld);
+    const decision: RoutingDecision = { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
+    // The decision is known before anything is written: the claim keeps it, and a retry answers with the first one's.
+    return onceWithResult(db, decision, async (trx) => {
       const target = rule?.actions.assignTo;
       await trx
         .updateTable('conversations')
@@ -234,45 +248,14 @@ export function createRoutingActivities(deps: ActivityDeps) {
           priority,
           labels: JSON.stringify(labels),
           ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
+          ...(handler.kind === 'agent' ? { assignee_id: handler.agent.id } : {}),
+          ...(handler.kind === 'ai' ? { ai_agent_id: handler.aiAgent.id } : {}),
           updated_at: sql<Date>`now()`,
         })
         .where('id', '=', conversationId)
         .execute();
-
-      let handler: RouteHandler = { kind: 'humans' };
-      if (target?.kind === 'agent') {
-        const agent = await trx
-          .selectFrom('channel_agents as ca')
-          .innerJoin('users as u', 'u.id', 'ca.user_id')
-          .select(['u.id', 'u.name'])
-          .where('ca.channel_id', '=', conversation.channel_id)
-          .where('u.id', '=', target.agentId)
-          .where('u.available', '=', true)
-          .executeTakeFirst();
-        if (agent) {
-          handler = { kind: 'agent', agent: { id: agent.id, name: agent.name } };
-          await trx.updateTable('conversations').set({ assignee_id: agent.id }).where('id', '=', conversationId).execute();
-          await recordEvent(trx, conversationId, 'assigned', { assigneeId: agent.id, strategy: 'routing_rule' });
-        }
-      } else if (target?.kind !== 'team' && target?.kind !== 'humans' && !aiWithheld) {
-        // A rule's AI agent if it is still enabled, otherwise the channel's first enabled one.
-        const enabledAiAgents = trx
-          .selectFrom('ai_agents')
-          .select(['id', 'name'])
-          .where('channel_id', '=', conversation.channel_id)
-          .where('enabled', '=', true);
-        const aiAgent =
-          (target?.kind === 'ai_agent'
-            ? await enabledAiAgents.where('id', '=', target.aiAgentId).executeTakeFirst()
-            : undefined) ?? (await enabledAiAgents.orderBy('position').limit(1).executeTakeFirst());
-        if (aiAgent) {
-          handler = {
-            kind: 'ai',
-            aiAgent: { id: aiAgent.id, name: aiAgent.name },
-            answersOutsideBusinessHours: conversation.ai_outside_business_hours,
-          };
-          await trx.updateTable('conversations').set({ ai_agent_id: aiAgent.id }).where('id', '=', conversationId).execute();
-        }
+      if (handler.kind === 'agent') {
+        await recordEvent(trx, conversationId, 'assigned', { assigneeId: handler.agent.id, strategy: 'routing_rule' });
       }
       await recordEvent(trx, conversationId, 'routed', {
         rule: rule ? describeRule(rule) : null,
@@ -281,8 +264,48 @@ export function createRoutingActivities(deps: ActivityDeps) {
         labels,
         ...(aiWithheld ? { aiWithheld: `the sender could not be verified (${verdict}): people handle it` } : {}),
       });
-      return { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
     });
+  }
+
+  /**
+   * Who a rule's target (or, without one, the channel) gives the conversation to: the rule's agent while they are
+   * available; the rule's AI agent while it is enabled, else the channel's first enabled one, unless AI is withheld;
+   * else people.
+   */
+  async function routeHandler(
+    conversation: RoutingView,
+    target: RoutingRuleDefinition['actions']['assignTo'],
+    aiWithheld: boolean,
+  ): Promise<RouteHandler> {
+    if (target?.kind === 'agent') {
+      const agent = await db
+        .selectFrom('channel_agents as ca')
+        .innerJoin('users as u', 'u.id', 'ca.user_id')
+        .select(['u.id', 'u.name'])
+        .where('ca.channel_id', '=', conversation.channel_id)
+        .where('u.id', '=', target.agentId)
+        .where('u.available', '=', true)
+        .executeTakeFirst();
+      return agent ? { kind: 'agent', agent: { id: agent.id, name: agent.name } } : { kind: 'humans' };
+    }
+    if (target?.kind === 'team' || target?.kind === 'humans' || aiWithheld) return { kind: 'humans' };
+    const ruleAiAgent =
+      target?.kind === 'ai_agent'
+        ? await db
+            .selectFrom('ai_agents')
+            .select(['id', 'name'])
+            .where('channel_id', '=', conversation.channel_id)
+            .where('id', '=', target.aiAgentId)
+            .where('enabled', '=', true)
+            .executeTakeFirst()
+        : undefined;
+    const aiAgent = ruleAiAgent ?? conversation.first_ai_agent;
+    if (!aiAgent) return { kind: 'humans' };
+    return {
+      kind: 'ai',
+      aiAgent: { id: aiAgent.id, name: aiAgent.name },
+      answersOutsideBusinessHours: conversation.ai_outside_business_hours,
+    };
   }
 
   /** The first-response clock of startSlaClock, from the conversation's SLA columns as read. */

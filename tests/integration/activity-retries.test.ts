@@ -104,6 +104,43 @@ describe('activities that change the database, retried after they committed', ()
     expect(await timeline(conversationId)).toEqual(['routed', 'assigned', 'resolved']);
   });
 
+  it("answers a retried routing with the first attempt's decision, however the agents changed meanwhile, and records each event once", async () => {
+    const conversationId = await newConversation();
+    const runId = randomUUID();
+    const [ada] = agentIds;
+    const rule = {
+      id: randomUUID(),
+      channel_id: channelId,
+      position: 0,
+      name: 'Retried to Ada',
+      conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: 'Retried' }]),
+      actions: JSON.stringify({ assignTo: { kind: 'agent', agentId: ada }, priority: 'high' }),
+    };
+    await database.db.insertInto('routing_rules').values(rule).execute();
+    try {
+      const routed = await attemptOf(runId, '4', 1).run(activities.routeConversation, { conversationId });
+      expect(routed).toMatchObject({ rule: 'Retried to Ada', handler: { kind: 'agent', agent: { id: ada } }, priority: 'high' });
+      // Ada is away by the retry: it still answers what the first attempt did, and assigns nobody else.
+      await database.db.updateTable('users').set({ available: false }).where('id', '=', ada!).execute();
+      expect(await attemptOf(runId, '4', 2).run(activities.routeConversation, { conversationId })).toEqual(routed);
+
+      const suppressed = { conversationId, kind: 'out_of_office' as const, reason: 'the sender is a mailing list' };
+      await attemptOf(runId, '5', 1).run(activities.recordAutomaticMailSuppressed, suppressed);
+      await attemptOf(runId, '5', 2).run(activities.recordAutomaticMailSuppressed, suppressed);
+
+      expect(await timeline(conversationId)).toEqual(['assigned', 'routed', 'automatic_mail_suppressed']);
+      const row = await database.db
+        .selectFrom('conversations')
+        .select(['assignee_id', 'priority'])
+        .where('id', '=', conversationId)
+        .executeTakeFirstOrThrow();
+      expect(row).toEqual({ assignee_id: ada, priority: 'high' });
+    } finally {
+      await database.db.deleteFrom('routing_rules').where('id', '=', rule.id).execute();
+      await database.db.updateTable('users').set({ available: true }).where('id', '=', ada!).execute();
+    }
+  });
+
   it('does it again for another activity execution: the key is the execution, not the input', async () => {
     const conversationId = await newConversation();
     const runId = randomUUID();
