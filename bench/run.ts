@@ -62,7 +62,7 @@ import { sumUsage, totalUsage } from './pg-usage.js';
 import { loadCheckFailure, measureWorkers, summarize, workersOrder, type LoadSummary } from './workers.js';
 
 const CONCURRENCY = 16;
-const WARM_UP_REQUESTS = 50;
+const WARM_UP_REQUESTS = 500;
 const ROUNDS = 4;
 /** signalWithStart calls in flight while the waiting workflows start. */
 const WAITING_CONCURRENCY = 32;
