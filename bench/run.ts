@@ -394,7 +394,15 @@ Where an ingested mail's time goes: ${mails} more mails through the forwarder, $
     ],
     1,
   );
+  // On cores the workloads keep busy, rates go as the inverse of CPU per request.
+  const ceiling = total(cpu.bare) / total(cpu.conversationSignal);
+  console.log(
+    `The ceiling of ingest ÷ bare where CPU decides: ${ceiling.toFixed(2)}, if the ingest cost nothing beyond its own ` +
+      `signalWithStart (bare's ${total(cpu.bare).toFixed(2)} ms ÷ its ${total(cpu.conversationSignal).toFixed(2)} ms); ` +
+      `HTTP, the parse and PostgreSQL take the ingest from there to ${(total(cpu.bare) / total(cpu.ingest)).toFixed(2)}`,
+  );
   return {
+    breakdownCpuCeilingRatio: round3(ceiling),
     breakdownCpuMsPerMail: cpu,
     breakdownMails: mails,
     breakdownMailsPerSecond: round1(rate(measurement)),
