@@ -388,9 +388,7 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
     await postMails(team.channel, address, 1001, 7);
     const rows = await settled(stack.db, channelId, 7);
     expect(rows.filter((row) => withAgent(row))).toHaveLength(7);
-    const bobs = rows
-      .filter((row) => row.assignee_id === bob.id)
-      .sort((a, b) => a.created_at.getTime() - b.created_at.getTime() || (a.id < b.id ? -1 : 1));
+    const bobs = rows.filter((row) => row.assignee_id === bob.id);
     expect(bobs.length).toBeGreaterThanOrEqual(2);
 
     const away = await callApi(stack.api.url, bob.apiKey, 'PUT', `/v1/users/${bob.id}/availability`, { available: false });
@@ -404,7 +402,18 @@ describe('assignment through the API, the workflows and PostgreSQL', () => {
     });
     expectConsistent(handedOn, await agentsOf(stack.db, channelId));
     expect(Object.fromEntries(loadOf(handedOn))).toEqual({ [alice.id]: 3, [carol.id]: 3 });
-    const waiting = bobs[bobs.length - 1]!.id;
+    // The newest of his in the queue's own order: created_at to the microsecond (a Date keeps milliseconds), then id.
+    const { id: waiting } = await stack.db
+      .selectFrom('conversations')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        bobs.map((row) => row.id),
+      )
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
     expect(await queueOf(stack.db, channelId)).toEqual([waiting]);
     await expectWorkflowsAgree(bobs.map((row) => row.id));
 
