@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryCreator, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 
 /** How long a kept result is needed: a retry of a committed attempt comes within seconds to minutes. */
@@ -48,18 +48,26 @@ export async function onceWithResult<T>(
   });
 }
 
+/**
+ * The claim of an activity execution's key (keeping `result`) as a statement, for `once` or for a statement that makes
+ * its change only when the claim returns the key: nothing when an attempt claimed it first (a concurrent one waits
+ * for that attempt's commit).
+ */
+export function claimStatement(db: QueryCreator<Database>, key: string, result?: unknown) {
+  return db
+    .insertInto('activity_effects')
+    .values({ key, ...(result === undefined ? {} : { result: JSON.stringify(result) }) })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .returning('key');
+}
+
 /** Claims the key for this attempt (keeping `result`), or reads what the attempt that claimed it first kept. */
 async function claimOnce<T>(
   trx: Transaction<Database>,
   key: string,
   result?: T,
 ): Promise<{ claimed: true } | { claimed: false; kept: T }> {
-  const claimed = await trx
-    .insertInto('activity_effects')
-    .values({ key, ...(result === undefined ? {} : { result: JSON.stringify(result) }) })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .returning('key')
-    .executeTakeFirst();
+  const claimed = await claimStatement(trx, key, result).executeTakeFirst();
   if (claimed) return { claimed: true };
   const kept = await trx.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
   return { claimed: false, kept: kept.result as T };

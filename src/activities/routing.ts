@@ -237,11 +237,11 @@ export function createRoutingActivities(deps: ActivityDeps) {
         .executeTakeFirst());
     const priority = rule?.actions.priority ?? conversation.priority;
     const labels = [...new Set([...conversation.labels, ...(rule?.actions.labels ?? [])])];
-    const handler = await routeHandler(conversation, rule?.actions.assignTo, aiWithheld);
+    const target = rule?.actions.assignTo;
+    const handler = await routeHandler(conversation, target, aiWithheld);
     const decision: RoutingDecision = { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
     // The decision is known before anything is written: the claim keeps it, and a retry answers with the first one's.
     return onceWithResult(db, decision, async (trx) => {
-      const target = rule?.actions.assignTo;
       await trx
         .updateTable('conversations')
         .set({

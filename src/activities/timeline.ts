@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { enqueueWebhookEvents, webhookEventsOf } from '../webhooks/events.js';
-import { activityExecutionKey, onceInTransaction } from './once.js';
+import { activityExecutionKey, claimStatement, onceInTransaction } from './once.js';
 
 export type TimelineEventType =
   | 'customer_message'
@@ -92,8 +92,19 @@ export async function recordEventOnce(
     await onceInTransaction(db, (trx) => recordEvent(trx, conversationId, type, data));
     return;
   }
-  await sql`
-    with claim as (insert into activity_effects (key) values (${key}) on conflict (key) do nothing returning key)
-    insert into conversation_events (conversation_id, type, data)
-      select ${conversationId}::uuid, ${type}, ${JSON.stringify(data)}::jsonb from claim`.execute(db);
+  // The event only when this attempt's claim returns the key.
+  await db
+    .with('claim', (db) => claimStatement(db, key))
+    .insertInto('conversation_events')
+    .columns(['conversation_id', 'type', 'data'])
+    .expression((eb) =>
+      eb
+        .selectFrom('claim')
+        .select([
+          sql<string>`${conversationId}::uuid`.as('conversation_id'),
+          sql<TimelineEventType>`${type}`.as('type'),
+          sql<string>`${JSON.stringify(data)}::jsonb`.as('data'),
+        ]),
+    )
+    .execute();
 }
