@@ -26,6 +26,10 @@ export interface ConversationContext {
   status: ConversationStatus;
   assignee: Actor | null;
   greetingEnabled: boolean;
+  /**
+   * The greeting (the out-of-office note) went out, or the server refused it for good. One still queued is owed: its
+   * attempt was cut off (a worker died) before its workflow task was recorded, and the next send delivers it.
+   */
   greetingSent: boolean;
   outOfOfficeSent: boolean;
   csatEnabled: boolean;
@@ -43,12 +47,10 @@ export interface ConversationContext {
 }
 
 /**
- * Automatic mail the channel sent within the last hour: to this recipient (greeting, survey and
- * out-of-office, the loop limit), to the recipient's domain and to anyone (every kind, the flood limits).
- */
-/**
  * Automatic mail of the conversation's channel in the last hour, for loadConversation's flood limits: to its contact
- * (greetings, surveys, out-of-office notes), to the contact's domain, and by the channel in all.
+ * (greetings, surveys, out-of-office notes), to the contact's domain, and by the channel in all. The conversation's own
+ * mail still queued is left out: a workflow task that runs again after its worker died (its mail written, not yet
+ * sent) decides as its first run did, and sends that mail instead of counting it against itself.
  */
 const AUTOMATIC_MAIL_LAST_HOUR = sql<{ toRecipient: number; toDomain: number; byChannel: number }>`(
   select json_build_object(
@@ -58,7 +60,8 @@ const AUTOMATIC_MAIL_LAST_HOUR = sql<{ toRecipient: number; toDomain: number; by
   from outbound_messages o join conversations oc on oc.id = o.conversation_id
   where oc.channel_id = c.channel_id
     and o.kind in ('greeting', 'csat_survey', 'out_of_office', 'ai_reply', 'handover')
-    and o.created_at > now() - interval '1 hour')`;
+    and o.created_at > now() - interval '1 hour'
+    and not (o.conversation_id = c.id and o.delivery_status = 'queued'))`;
 
 interface LatestCustomerMail {
   verdict: SenderVerdictKind | null;
@@ -133,7 +136,8 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
                 eb
                   .selectFrom('outbound_messages as o')
                   .whereRef('o.conversation_id', '=', 'c.id')
-                  .where('o.kind', '=', 'greeting'),
+                  .where('o.kind', '=', 'greeting')
+                  .where('o.delivery_status', '<>', 'queued'),
               )
               .as('greeting_sent'),
           (eb) =>
@@ -142,7 +146,8 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
                 eb
                   .selectFrom('outbound_messages as o')
                   .whereRef('o.conversation_id', '=', 'c.id')
-                  .where('o.kind', '=', 'out_of_office'),
+                  .where('o.kind', '=', 'out_of_office')
+                  .where('o.delivery_status', '<>', 'queued'),
               )
               .as('out_of_office_sent'),
         ])

@@ -298,18 +298,37 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     }
   }
 
+  /**
+   * Which row of the conversation's one greeting (or out-of-office note) to deliver: the one written under `outboxId`,
+   * or one still queued that an attempt cut off before its workflow task was recorded wrote under another id; null
+   * when the conversation had it before.
+   */
+  async function onlyMailToDeliver(
+    trx: Transaction<Database>,
+    { conversationId, outboxId, kind }: { conversationId: string; outboxId: string; kind: 'greeting' | 'out_of_office' },
+  ): Promise<string | null> {
+    const row = await trx
+      .selectFrom('outbound_messages')
+      .select(['id', 'delivery_status'])
+      .where('conversation_id', '=', conversationId)
+      .where('kind', '=', kind)
+      .executeTakeFirstOrThrow();
+    return row.id === outboxId || row.delivery_status === 'queued' ? row.id : null;
+  }
+
   return {
     /** The channel's greeting; null when this conversation was greeted before. */
     async sendGreeting({ conversationId, outboxId }: { conversationId: string; outboxId: string }): Promise<SentMail | null> {
-      await db.transaction().execute(async (trx) => {
+      const owed = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, conversationId);
         await writeOutbox(trx, conversation, {
           outboxId,
           conversationId,
           ...greetingDraft(conversation),
         });
+        return onlyMailToDeliver(trx, { conversationId, outboxId, kind: 'greeting' });
       });
-      return deliver(outboxId);
+      return owed ? deliver(owed) : null;
     },
 
     /**
@@ -390,14 +409,15 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
 
     /** The out-of-office note; null when this conversation had one before. */
     async sendOutOfOffice(input: { conversationId: string; outboxId: string; opensAtText: string }): Promise<SentMail | null> {
-      await db.transaction().execute(async (trx) => {
+      const owed = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, input.conversationId);
         await writeOutbox(trx, conversation, {
           ...input,
           ...outOfOfficeDraft(conversation, opensAtFor(conversation, input.opensAtText)),
         });
+        return onlyMailToDeliver(trx, { ...input, kind: 'out_of_office' });
       });
-      return deliver(input.outboxId);
+      return owed ? deliver(owed) : null;
     },
 
     /** Creates the survey with its signed, expiring link and mails it. Returns when the link expires. */

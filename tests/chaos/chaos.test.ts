@@ -174,7 +174,10 @@ describe('chaos: conversations survive crashes and outages of the production pro
     return cut;
   }
 
-  /** Where an unsettled conversation's workflow stands: its pending activities and task, its last events. */
+  /**
+   * Where an unsettled conversation's workflow stands: its pending activities and task, every event of its history
+   * (activities by type, local activities by their markers, failures by message) and its greeting's outbox lease.
+   */
   async function whereStuck(conversationId: string): Promise<string> {
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const { raw, status } = await handle.describe();
@@ -185,11 +188,46 @@ describe('chaos: conversations survive crashes and outages of the production pro
       ),
     );
     const events = (await handle.fetchHistory()).events ?? [];
-    const last = events
-      .slice(-6)
-      .map((event) => String(temporalProto.api.enums.v1.EventType[event.eventType ?? 0]).replace('EVENT_TYPE_', ''));
+    const history = await Promise.all(events.map(describeEvent));
     const task = raw.pendingWorkflowTask ? `, workflow task attempt ${raw.pendingWorkflowTask.attempt}` : '';
-    return `  ${conversationId}: ${status.name}${task}; pending activities: ${activities.join('; ') || 'none'}; last events: ${last.join(', ')}`;
+    const outbox = await database.db
+      .selectFrom('outbound_messages')
+      .select(['kind', 'delivery_status', 'claim_token', 'claimed_until', 'mime', 'created_at'])
+      .where('conversation_id', '=', conversationId)
+      .execute();
+    const rows = outbox.map(
+      (row) =>
+        `${row.kind} ${row.delivery_status} written ${row.created_at.toISOString()}, ` +
+        `${row.claim_token ? `leased until ${row.claimed_until?.toISOString()}` : 'no lease'}, ${row.mime ? 'composed' : 'not composed'}`,
+    );
+    return [
+      `  ${conversationId}: ${status.name}${task}; pending activities: ${activities.join('; ') || 'none'}`,
+      `    outbox: ${rows.join('; ') || 'none'}`,
+      ...history.map((line) => `    ${line}`),
+    ].join('\n');
+  }
+
+  /** One history event as a line: its time and type, and what it was about. */
+  async function describeEvent(event: temporalProto.api.history.v1.IHistoryEvent): Promise<string> {
+    const type = String(temporalProto.api.enums.v1.EventType[event.eventType ?? 0]).replace('EVENT_TYPE_', '');
+    const at = new Date(Number(event.eventTime?.seconds ?? 0) * 1000 + Math.round((event.eventTime?.nanos ?? 0) / 1e6));
+    const marker = event.markerRecordedEventAttributes;
+    const detail = (key: string) => {
+      const data = marker?.details?.[key]?.payloads?.[0]?.data;
+      return data ? (JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>) : undefined;
+    };
+    const localActivity = detail('data');
+    const patch = detail('patch-data');
+    const failure =
+      marker?.failure ?? event.workflowTaskFailedEventAttributes?.failure ?? event.activityTaskFailedEventAttributes?.failure;
+    const about = [
+      event.activityTaskScheduledEventAttributes?.activityType?.name,
+      localActivity && `${String(localActivity.activity_type)} attempt ${String(localActivity.attempt)}`,
+      patch && `patch ${String(patch.id)}`,
+      event.workflowTaskStartedEventAttributes?.identity,
+      failure && `failed: ${await failureMessage(failure)}${failure.cause ? ` (${await failureMessage(failure.cause)})` : ''}`,
+    ].filter(Boolean);
+    return `${event.eventId} ${at.toISOString().slice(11, 23)} ${type}${about.length ? ` (${about.join(', ')})` : ''}`;
   }
 
   async function snapshotOf(conversationId: string): Promise<ConversationSnapshot> {
