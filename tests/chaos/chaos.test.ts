@@ -63,6 +63,12 @@ const RECONCILED_WITHIN_MS = 2 * 60_000;
 
 type Team = Awaited<ReturnType<typeof seedSupportTeam>>;
 
+/** A detail of a marker event, as the SDK writes it in clear: a local activity's (`data`) or a patch's (`patch-data`). */
+function markerDetail(event: temporalProto.api.history.v1.IHistoryEvent, key: 'data' | 'patch-data') {
+  const data = event.markerRecordedEventAttributes?.details?.[key]?.payloads?.[0]?.data;
+  return data ? (JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>) : undefined;
+}
+
 /** Runs `work` over the items with at most `limit` at once. */
 async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -175,10 +181,11 @@ describe('chaos: conversations survive crashes and outages of the production pro
   }
 
   /**
-   * Where an unsettled conversation's workflow stands: its pending activities and task, every event of its history
-   * (activities by type, local activities by their markers, failures by message) and its greeting's outbox lease.
+   * Where a conversation's workflow stands (one that did not settle, or greeted twice): its pending activities and
+   * task, every event of its history (activities by type, local activities by their markers, failures by message) and
+   * its outbox rows' leases.
    */
-  async function whereStuck(conversationId: string): Promise<string> {
+  async function whereRunStands(conversationId: string): Promise<string> {
     const handle = temporal.workflow.getHandle(conversationWorkflowId(conversationId));
     const { raw, status } = await handle.describe();
     const activities = await Promise.all(
@@ -212,12 +219,8 @@ describe('chaos: conversations survive crashes and outages of the production pro
     const type = String(temporalProto.api.enums.v1.EventType[event.eventType ?? 0]).replace('EVENT_TYPE_', '');
     const at = new Date(Number(event.eventTime?.seconds ?? 0) * 1000 + Math.round((event.eventTime?.nanos ?? 0) / 1e6));
     const marker = event.markerRecordedEventAttributes;
-    const detail = (key: string) => {
-      const data = marker?.details?.[key]?.payloads?.[0]?.data;
-      return data ? (JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>) : undefined;
-    };
-    const localActivity = detail('data');
-    const patch = detail('patch-data');
+    const localActivity = markerDetail(event, 'data');
+    const patch = markerDetail(event, 'patch-data');
     const failure =
       marker?.failure ?? event.workflowTaskFailedEventAttributes?.failure ?? event.activityTaskFailedEventAttributes?.failure;
     const about = [
@@ -235,18 +238,27 @@ describe('chaos: conversations survive crashes and outages of the production pro
   }
 
   /**
-   * Whether the conversation's greeting went out in a further attempt, after one was cut off (a worker died in it).
-   * Waits for the send to be over: a retried activity's attempt is in the history once it has completed.
+   * Whether the conversation's greeting went out in a further attempt, after one was cut off (a worker died in it): its
+   * local first try ran again with a workflow task that timed out or failed before the try was recorded, or the send
+   * activity needed an attempt after the first. Waits for the send to be over: an attempt is in the history once done.
    */
   async function greetingSendRetried(conversationId: string): Promise<boolean> {
     return eventually(async () => {
       const events = (await temporal.workflow.getHandle(conversationWorkflowId(conversationId)).fetchHistory()).events ?? [];
+      const firstTry = events.findIndex((event) => markerDetail(event, 'data')?.activity_type === 'sendGreeting');
       const scheduled = events.find((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'sendGreeting');
       const of = (attributes?: { scheduledEventId?: unknown } | null) =>
         attributes && String(attributes.scheduledEventId) === String(scheduled?.eventId);
-      if (!events.some((event) => of(event.activityTaskCompletedEventAttributes))) return undefined;
-      return events.some(
-        (event) => of(event.activityTaskStartedEventAttributes) && event.activityTaskStartedEventAttributes!.attempt! > 1,
+      const activityDone = events.some((event) => of(event.activityTaskCompletedEventAttributes));
+      if (scheduled ? !activityDone : firstTry === -1) return undefined;
+      const taskCutOff = events
+        .slice(0, firstTry)
+        .some((event) => event.workflowTaskTimedOutEventAttributes || event.workflowTaskFailedEventAttributes);
+      return (
+        taskCutOff ||
+        events.some(
+          (event) => of(event.activityTaskStartedEventAttributes) && event.activityTaskStartedEventAttributes!.attempt! > 1,
+        )
       );
     }, 60_000);
   }
@@ -285,7 +297,7 @@ describe('chaos: conversations survive crashes and outages of the production pro
         last
           .filter((outcome) => !settled(outcome))
           .slice(0, 5)
-          .map((outcome) => whereStuck(outcome.conversationId)),
+          .map((outcome) => whereRunStands(outcome.conversationId)),
       );
       throw new Error(`not every conversation was greeted and routed:\n${describeUnsettled(last)}\n${stuck.join('\n')}`);
     });
@@ -300,10 +312,13 @@ describe('chaos: conversations survive crashes and outages of the production pro
       else greetedTwice.push(outcome);
     }
     expect(
-      greetedTwice.map((outcome) => ({
-        conversationId: outcome.conversationId,
-        copies: outcome.greetingsCaptured.map((mail) => ({ messageId: mail.messageId, at: mail.receivedAt })),
-      })),
+      await Promise.all(
+        greetedTwice.map(async (outcome) => ({
+          conversationId: outcome.conversationId,
+          copies: outcome.greetingsCaptured.map((mail) => ({ messageId: mail.messageId, at: mail.receivedAt })),
+          run: await whereRunStands(outcome.conversationId),
+        })),
+      ),
       'one greeting per conversation',
     ).toEqual([]);
 
