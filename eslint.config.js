@@ -20,6 +20,21 @@ export default tseslint.config(
     },
   },
   {
+    // Every workflow shares the modules of the workflow bundle (preloaded, src/worker.ts): a module-level variable would
+    // carry one workflow's state into another's replay.
+    files: ['src/workflows/**/*.ts', 'src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            "Program > VariableDeclaration[kind!='const'], Program > ExportNamedDeclaration > VariableDeclaration[kind!='const']",
+          message: 'no module-level let or var here: workflows share these modules; keep state in the workflow function',
+        },
+      ],
+    },
+  },
+  {
     // Workflow code is replayed: no clocks, randomness or I/O of its own (the SDK's sandbox enforces the rest).
     files: ['src/workflows/**/*.ts'],
     rules: {

@@ -26,7 +26,7 @@ import type { Db } from '../src/db/connection.js';
 import { createChannel } from '../src/db/seed.js';
 import { businessHoursSchema, WEEKDAYS } from '../src/domain/business-hours.js';
 import { SmtpCapture } from '../src/mail/smtp-capture.js';
-import { workflowBundleOptions } from '../src/worker.js';
+import { workflowBundleOptions, workflowBundleOptionsOf } from '../src/worker.js';
 import { customerConversation } from '../src/workflows/conversation.js';
 import { conversationWorkflowId } from '../src/workflows/ids.js';
 import { inboundMessageSignal } from '../src/workflows/messages.js';
@@ -118,7 +118,7 @@ export async function measureWaitingWorkflows(stack: BenchStack, options: Waitin
   stack.addStop(async () => rmSync(bundleDir, { recursive: true, force: true }));
   const bundles = {
     mailroom: await writeBundle(bundleDir, 'mailroom', workflowBundleOptions),
-    bare: await writeBundle(bundleDir, 'bare', { ...workflowBundleOptions, workflowsPath: BARE_WORKFLOWS_PATH }),
+    bare: await writeBundle(bundleDir, 'bare', workflowBundleOptionsOf(BARE_WORKFLOWS_PATH)),
   };
   const capture = new SmtpCapture();
   const smtp = await capture.listen();

@@ -38,14 +38,21 @@ const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows/index${SOURCE_EXTENSION}`, import.meta.url));
 const STACK_TRACE_LIMIT_PATH = fileURLToPath(new URL(`./workflows/stack-trace-limit${SOURCE_EXTENSION}`, import.meta.url));
 
-/** How the workflow bundle is built (all but the logger), the same for the production build, the tests and the bench. */
-export const workflowBundleOptions = {
-  workflowsPath: WORKFLOWS_PATH,
-  // Failures the workflows raise travel encoded (and so encrypted), like the worker's own.
-  failureConverterPath: FAILURE_CONVERTER_PATH,
-  // Run once as the workflows' sandbox is set up, before its globals are frozen.
-  preloadModules: [STACK_TRACE_LIMIT_PATH],
-} satisfies Omit<BundleOptions, 'logger'>;
+/** How a bundle of the workflows under `workflowsPath` is built (all but the logger). */
+export function workflowBundleOptionsOf(workflowsPath: string) {
+  return {
+    workflowsPath,
+    // Failures the workflows raise travel encoded (and so encrypted), like the worker's own.
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    // Loaded once as the workflows' sandbox is set up, before its globals are frozen: the stack limit, and the
+    // workflows' own modules, which every workflow then shares (frozen) instead of evaluating a copy of its own. They
+    // keep nothing of a workflow at module scope (the lint forbids module-level `let` in src/workflows and src/domain).
+    preloadModules: [STACK_TRACE_LIMIT_PATH, workflowsPath],
+  } satisfies Omit<BundleOptions, 'logger'>;
+}
+
+/** Mailroom's workflow bundle, the same for the production build, the tests and the bench. */
+export const workflowBundleOptions = workflowBundleOptionsOf(WORKFLOWS_PATH);
 
 /** Where `npm run build` writes the prebuilt bundle: next to the compiled worker (under tsx there is none). */
 export const PREBUILT_WORKFLOW_BUNDLE_PATH = fileURLToPath(new URL('./workflow-bundle.js', import.meta.url));
