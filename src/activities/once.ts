@@ -61,15 +61,29 @@ export function claimStatement(db: QueryCreator<Database>, key: string, result?:
     .returning('key');
 }
 
+/**
+ * What `read` answered the first attempt of this activity execution, for a read that the steps after it change (its
+ * task's later writes): a local activity run again with its workflow task, after a worker died in that task, answers as
+ * the first attempt did, so that the task decides the same and takes the same steps (their `once` keys are their
+ * sequence numbers). One more statement when it runs the first time; outside an activity it just reads.
+ */
+export async function keptRead<T>(db: Kysely<Database>, part: string, read: () => Promise<T>): Promise<T> {
+  const key = activityExecutionKey(part);
+  if (!key) return read();
+  const answer = await read();
+  const claim = await claimOnce(db, key, answer);
+  return claim.claimed ? answer : claim.kept;
+}
+
 /** Claims the key for this attempt (keeping `result`), or reads what the attempt that claimed it first kept. */
 async function claimOnce<T>(
-  trx: Transaction<Database>,
+  db: Kysely<Database>,
   key: string,
   result?: T,
 ): Promise<{ claimed: true } | { claimed: false; kept: T }> {
-  const claimed = await claimStatement(trx, key, result).executeTakeFirst();
+  const claimed = await claimStatement(db, key, result).executeTakeFirst();
   if (claimed) return { claimed: true };
-  const kept = await trx.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
+  const kept = await db.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
   return { claimed: false, kept: kept.result as T };
 }
 
@@ -82,8 +96,8 @@ export async function forgetOldActivityEffects(db: Kysely<Database>): Promise<nu
   return Number(deleted.numDeletedRows);
 }
 
-/** What all attempts of this activity execution share; undefined outside an activity, or one without a workflow. */
-export function activityExecutionKey(): string | undefined {
+/** What all attempts of this activity execution share (`part`: one of several things kept for it); undefined outside an activity, or one without a workflow. */
+export function activityExecutionKey(part?: string): string | undefined {
   let info;
   try {
     info = Context.current().info;
@@ -93,7 +107,7 @@ export function activityExecutionKey(): string | undefined {
   // A standalone activity (no workflow) has no run to key by.
   // Local activities number themselves apart from activities: the same id may name one of each in a run.
   if (!info.workflowExecution) return undefined;
-  return `${info.workflowExecution.runId}/${info.isLocal ? 'local-' : ''}${info.activityId}`;
+  return `${info.workflowExecution.runId}/${info.isLocal ? 'local-' : ''}${info.activityId}${part ? `/${part}` : ''}`;
 }
 
 /** `once` in a transaction of its own: the usual shape of an activity that changes the database. */

@@ -15,7 +15,7 @@ import {
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createConversationActivities, type ConversationContext } from './conversation.js';
-import { onceWithResult } from './once.js';
+import { keptRead, onceWithResult } from './once.js';
 import { slaBreaches } from '../observability/metrics.js';
 import { recordEvent } from './timeline.js';
 
@@ -362,7 +362,9 @@ export function createRoutingActivities(deps: ActivityDeps) {
     conversationId: string;
     fromPerson?: boolean;
   }): Promise<{ context: ConversationContext; route: NewConversationRoute | null }> {
-    const context = await loadConversation({ conversationId });
+    // Run again with its task after a worker died in it, triage sees what its first attempt saw, not what that task
+    // wrote since (the routing's or the queue's assignee, a reopened status): the task decides as it did then.
+    const context = await keptRead(db, 'context', () => loadConversation({ conversationId }));
     if (context.status !== 'open' || context.assignee) return { context, route: null };
     return { context, route: await routeNewConversation({ conversationId, fromPerson: fromPerson ?? context.heardFromPerson }) };
   }

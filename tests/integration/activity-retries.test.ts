@@ -11,6 +11,8 @@ import { createTestDatabase } from '../support/database.js';
 // taken from its agent and queued again). Found by the chaos test; here each activity runs twice as the
 // same activity execution (same workflow run and activity id), on PostgreSQL.
 
+type Triage = Awaited<ReturnType<ReturnType<typeof createActivities>['triageConversation']>>;
+
 describe('activities that change the database, retried after they committed', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let activities: ReturnType<typeof createActivities>;
@@ -139,6 +141,30 @@ describe('activities that change the database, retried after they committed', ()
       await database.db.deleteFrom('routing_rules').where('id', '=', rule.id).execute();
       await database.db.updateTable('users').set({ available: true }).where('id', '=', ada!).execute();
     }
+  });
+
+  it('answers a triage run again with its workflow task as its first attempt did, though that task assigned the conversation since', async () => {
+    const conversationId = await newConversation();
+    const runId = randomUUID();
+    const first = (await attemptOf(runId, '1', 1).run(activities.triageConversation, {
+      conversationId,
+      fromPerson: true,
+    })) as Triage;
+    expect(first.context.assignee).toBeNull();
+    expect(first.route?.handler).toEqual({ kind: 'humans' });
+    // The task went on: the queue gave the conversation to an agent (its next local activity), then the worker died.
+    const assigned = (await attemptOf(runId, '2', 1).run(activities.assignFromQueue, { conversationId })) as QueueResult;
+    expect(assigned.assignee).not.toBeNull();
+
+    // The task runs again from its start (a local activity's attempts start again at 1): triage answers as it did, so
+    // the task takes the queue step again, whose `once` key answers with the agent it gave.
+    const again = await attemptOf(runId, '1', 1).run(activities.triageConversation, { conversationId, fromPerson: true });
+    expect(again).toEqual(first);
+    expect(await attemptOf(runId, '2', 1).run(activities.assignFromQueue, { conversationId })).toEqual(assigned);
+    // Triage in a later task (another execution) reads the conversation as it is.
+    const later = await attemptOf(runId, '9', 1).run(activities.triageConversation, { conversationId, fromPerson: true });
+    expect(later).toMatchObject({ context: { assignee: assigned.assignee }, route: null });
+    expect(await timeline(conversationId)).toEqual(['routed', 'assigned']);
   });
 
   it('does it again for another activity execution: the key is the execution, not the input', async () => {
