@@ -96,7 +96,10 @@ export async function forgetOldActivityEffects(db: Kysely<Database>): Promise<nu
   return Number(deleted.numDeletedRows);
 }
 
-/** What all attempts of this activity execution share (`part`: one of several things kept for it); undefined outside an activity, or one without a workflow. */
+/**
+ * What all attempts of this activity execution share (`part`: one of several things kept for it); undefined outside an
+ * activity, or one without a workflow.
+ */
 export function activityExecutionKey(part?: string): string | undefined {
   let info;
   try {
