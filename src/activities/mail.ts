@@ -107,9 +107,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     trx: Transaction<Database>,
     conversation: MailConversation,
     input: DraftInput & { conversationId: string; authorId?: string; aiAgentId?: string },
-  ): Promise<void> {
+  ): Promise<boolean> {
     const draft = draftMail(conversation, await threadOf(trx, input.conversationId), input);
-    await trx
+    const written = await trx
       .insertInto('outbound_messages')
       .values({
         id: input.outboxId,
@@ -135,7 +135,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       })
       // A retry, or a second greeting for the same conversation, writes nothing.
       .onConflict((oc) => oc.doNothing())
-      .execute();
+      .returning('id')
+      .executeTakeFirst();
+    return written !== undefined;
   }
 
   /**
@@ -299,11 +301,11 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
   }
 
   /**
-   * Which row of the conversation's one greeting (or out-of-office note) to deliver: the one written under `outboxId`,
-   * or one still queued that an attempt cut off before its workflow task was recorded wrote under another id; null
-   * when the conversation had it before.
+   * Which row of the conversation's one greeting (or out-of-office note) to deliver when writing it wrote nothing: the
+   * one under `outboxId` (a retry), or one still queued that an attempt cut off before its workflow task was recorded
+   * wrote under another id; null when the conversation had it before.
    */
-  async function onlyMailToDeliver(
+  async function rowToDeliverOf(
     trx: Transaction<Database>,
     { conversationId, outboxId, kind }: { conversationId: string; outboxId: string; kind: 'greeting' | 'out_of_office' },
   ): Promise<string | null> {
@@ -321,12 +323,12 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     async sendGreeting({ conversationId, outboxId }: { conversationId: string; outboxId: string }): Promise<SentMail | null> {
       const owed = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, conversationId);
-        await writeOutbox(trx, conversation, {
+        const written = await writeOutbox(trx, conversation, {
           outboxId,
           conversationId,
           ...greetingDraft(conversation),
         });
-        return onlyMailToDeliver(trx, { conversationId, outboxId, kind: 'greeting' });
+        return written ? outboxId : rowToDeliverOf(trx, { conversationId, outboxId, kind: 'greeting' });
       });
       return owed ? deliver(owed) : null;
     },
@@ -411,11 +413,11 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     async sendOutOfOffice(input: { conversationId: string; outboxId: string; opensAtText: string }): Promise<SentMail | null> {
       const owed = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, input.conversationId);
-        await writeOutbox(trx, conversation, {
+        const written = await writeOutbox(trx, conversation, {
           ...input,
           ...outOfOfficeDraft(conversation, opensAtFor(conversation, input.opensAtText)),
         });
-        return onlyMailToDeliver(trx, { ...input, kind: 'out_of_office' });
+        return written ? input.outboxId : rowToDeliverOf(trx, { ...input, kind: 'out_of_office' });
       });
       return owed ? deliver(owed) : null;
     },
