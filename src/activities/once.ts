@@ -83,8 +83,13 @@ async function claimOnce<T>(
 ): Promise<{ claimed: true } | { claimed: false; kept: T }> {
   const claimed = await claimStatement(db, key, result).executeTakeFirst();
   if (claimed) return { claimed: true };
+  return { claimed: false, kept: await keptResultOf<T>(db, key) };
+}
+
+/** What the attempt that claimed `key` first kept (null: it kept nothing). */
+export async function keptResultOf<T>(db: Kysely<Database>, key: string): Promise<T> {
   const kept = await db.selectFrom('activity_effects').select('result').where('key', '=', key).executeTakeFirstOrThrow();
-  return { claimed: false, kept: kept.result as T };
+  return kept.result as T;
 }
 
 /** Forgets results no retry can ask for any more. */

@@ -15,9 +15,9 @@ import {
 import type { Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { createConversationActivities, type ConversationContext } from './conversation.js';
-import { keptRead, onceWithResult } from './once.js';
+import { keptRead } from './once.js';
 import { slaBreaches } from '../observability/metrics.js';
-import { recordEvent } from './timeline.js';
+import { changeConversationOnce, recordEvent } from './timeline.js';
 
 /** Who takes the conversation after triage. */
 export type RouteHandler =
@@ -240,30 +240,31 @@ export function createRoutingActivities(deps: ActivityDeps) {
     const target = rule?.actions.assignTo;
     const handler = await routeHandler(conversation, target, aiWithheld);
     const decision: RoutingDecision = { rule: rule?.name ?? null, handler, priority, insideBusinessHours };
-    // The decision is known before anything is written: the claim keeps it, and a retry answers with the first one's.
-    return onceWithResult(db, decision, async (trx) => {
-      await trx
-        .updateTable('conversations')
-        .set({
-          priority,
-          labels: JSON.stringify(labels),
-          ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
-          ...(handler.kind === 'agent' ? { assignee_id: handler.agent.id } : {}),
-          ...(handler.kind === 'ai' ? { ai_agent_id: handler.aiAgent.id } : {}),
-          updated_at: sql<Date>`now()`,
-        })
-        .where('id', '=', conversationId)
-        .execute();
-      if (handler.kind === 'agent') {
-        await recordEvent(trx, conversationId, 'assigned', { assigneeId: handler.agent.id, strategy: 'routing_rule' });
-      }
-      await recordEvent(trx, conversationId, 'routed', {
+    const routed = {
+      type: 'routed' as const,
+      data: {
         rule: rule ? describeRule(rule) : null,
         handler: handler.kind,
         priority,
         labels,
         ...(aiWithheld ? { aiWithheld: `the sender could not be verified (${verdict}): people handle it` } : {}),
-      });
+      },
+    };
+    // The decision is known before anything is written: the claim keeps it, and a retry answers with the first one's.
+    return changeConversationOnce(db, {
+      conversationId,
+      set: {
+        priority,
+        labels: JSON.stringify(labels),
+        ...(target?.kind === 'team' ? { team_id: target.teamId } : {}),
+        ...(handler.kind === 'agent' ? { assignee_id: handler.agent.id } : {}),
+        ...(handler.kind === 'ai' ? { ai_agent_id: handler.aiAgent.id } : {}),
+      },
+      events:
+        handler.kind === 'agent'
+          ? [{ type: 'assigned', data: { assigneeId: handler.agent.id, strategy: 'routing_rule' } }, routed]
+          : [routed],
+      result: decision,
     });
   }
 

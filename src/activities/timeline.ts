@@ -1,7 +1,7 @@
-import { sql, type Kysely } from 'kysely';
-import type { Database } from '../db/schema.js';
+import { sql, type Kysely, type Updateable } from 'kysely';
+import type { ConversationsTable, Database } from '../db/schema.js';
 import { enqueueWebhookEvents, webhookEventsOf } from '../webhooks/events.js';
-import { activityExecutionKey, claimStatement, onceInTransaction } from './once.js';
+import { activityExecutionKey, claimStatement, keptResultOf, onceWithResult } from './once.js';
 
 export type TimelineEventType =
   | 'customer_message'
@@ -87,14 +87,53 @@ export async function recordEventOnce(
   type: TimelineEventType,
   data: Record<string, unknown> = {},
 ): Promise<void> {
+  await changeConversationOnce(db, { conversationId, events: [{ type, data }], result: undefined });
+}
+
+/** A change of a conversation's row, the timeline events that tell of it (in order), and what the activity answers. */
+export interface ConversationChange<T> {
+  conversationId: string;
+  /** Columns of the conversation's row to set (updated_at with them); none: the event is the whole change. */
+  set?: Updateable<ConversationsTable>;
+  events: { type: TimelineEventType; data: Record<string, unknown> }[];
+  /** Known before anything is written: the claim keeps it, and a retry of a committed attempt answers with it. */
+  result: T;
+}
+
+/**
+ * A conversation's change once per activity execution (see `once`): when it is told by one event that stands for no
+ * webhook, the claim, the row's update and the event are one statement (one round trip instead of a transaction's
+ * five), each part made only when this attempt's claim returns the key; else (webhooks to enqueue, several events, or
+ * outside an activity) a transaction.
+ */
+export async function changeConversationOnce<T>(db: Kysely<Database>, change: ConversationChange<T>): Promise<T> {
+  const { conversationId, set, events, result } = change;
   const key = activityExecutionKey();
-  if (!key || webhookEventsOf(type, data).length > 0) {
-    await onceInTransaction(db, (trx) => recordEvent(trx, conversationId, type, data));
-    return;
+  const [event, ...more] = events;
+  if (!key || !event || more.length > 0 || webhookEventsOf(event.type, event.data).length > 0) {
+    return onceWithResult(db, result, async (trx) => {
+      if (set) {
+        await trx
+          .updateTable('conversations')
+          .set({ ...set, updated_at: sql<Date>`now()` })
+          .where('id', '=', conversationId)
+          .execute();
+      }
+      for (const { type, data } of events) await recordEvent(trx, conversationId, type, data);
+    });
   }
-  // The event only when this attempt's claim returns the key.
-  await db
-    .with('claim', (db) => claimStatement(db, key))
+  const claimed = db.with('claim', (db) => claimStatement(db, key, result));
+  // A data-modifying CTE runs whether or not the statement reads it (nothing after it names this one).
+  const changed: typeof claimed = set
+    ? (claimed.with('changed', (db) =>
+        db
+          .updateTable('conversations')
+          .set({ ...set, updated_at: sql<Date>`now()` })
+          .where('id', '=', conversationId)
+          .where(sql<boolean>`exists (select 1 from claim)`),
+      ) as unknown as typeof claimed)
+    : claimed;
+  const written = await changed
     .insertInto('conversation_events')
     .columns(['conversation_id', 'type', 'data'])
     .expression((eb) =>
@@ -102,9 +141,12 @@ export async function recordEventOnce(
         .selectFrom('claim')
         .select([
           sql<string>`${conversationId}::uuid`.as('conversation_id'),
-          sql<TimelineEventType>`${type}`.as('type'),
-          sql<string>`${JSON.stringify(data)}::jsonb`.as('data'),
+          sql<TimelineEventType>`${event.type}`.as('type'),
+          sql<string>`${JSON.stringify(event.data)}::jsonb`.as('data'),
         ]),
     )
-    .execute();
+    .returning('id')
+    .executeTakeFirst();
+  // Nothing written: an earlier attempt claimed the key and made the change; its answer stands.
+  return written ? result : keptResultOf<T>(db, key);
 }

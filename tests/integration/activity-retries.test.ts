@@ -143,6 +143,39 @@ describe('activities that change the database, retried after they committed', ()
     }
   });
 
+  it("answers a retried routing to the queue (its claim, row and event in one statement) with the first attempt's decision, though a rule matches since", async () => {
+    const conversationId = await newConversation();
+    const runId = randomUUID();
+    const routed = await attemptOf(runId, '6', 1).run(activities.routeConversation, { conversationId });
+    expect(routed).toMatchObject({ rule: null, handler: { kind: 'humans' }, priority: 'normal' });
+    const rule = {
+      id: randomUUID(),
+      channel_id: channelId,
+      position: 0,
+      name: 'Retried is urgent',
+      conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: 'Retried' }]),
+      actions: JSON.stringify({ priority: 'urgent', labels: ['retried'] }),
+    };
+    await database.db.insertInto('routing_rules').values(rule).execute();
+    try {
+      expect(await attemptOf(runId, '6', 2).run(activities.routeConversation, { conversationId })).toEqual(routed);
+      const row = await database.db
+        .selectFrom('conversations')
+        .select(['priority', 'labels'])
+        .where('id', '=', conversationId)
+        .executeTakeFirstOrThrow();
+      expect(row).toEqual({ priority: 'normal', labels: [] });
+      expect(await timeline(conversationId)).toEqual(['routed']);
+      // Another execution routes by the rules as they are now.
+      expect(await attemptOf(runId, '10', 1).run(activities.routeConversation, { conversationId })).toMatchObject({
+        rule: 'Retried is urgent',
+        priority: 'urgent',
+      });
+    } finally {
+      await database.db.deleteFrom('routing_rules').where('id', '=', rule.id).execute();
+    }
+  });
+
   it('answers a triage run again with its workflow task as its first attempt did, though that task assigned the conversation since', async () => {
     const conversationId = await newConversation();
     const runId = randomUUID();
