@@ -11,14 +11,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LOCAL_DATABASE_STEPS, STAGE_WITH_ITS_STEP } from '../src/workflows/conversation.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TYPICAL = 'typical-life--greets-is-assigned-has-two-replies-each-way-is-resolved-surveyed-rated-and-closed';
 /** The recorded histories of the conversations as they were before the leaner history. */
 const TODAY = 'tests/fixtures/histories/customerConversation';
 const WORKFLOW_TESTS = 'tests/workflows';
-/** The fixtures of the leaner history carry this after their scenario's name; they are "now", not "today". */
-export const LEAN_FIXTURE_SUFFIX = '--local-database-steps';
+/** Fixtures recorded since a patch carry its name after their scenario's name; they are "now", not "today". */
+const PATCH_FIXTURE_SUFFIXES = [LOCAL_DATABASE_STEPS, STAGE_WITH_ITS_STEP].map((patch) => `--${patch}`);
 
 interface HistoryEvent {
   eventType: string;
@@ -152,7 +153,7 @@ function longestRecordedToday(): string[] {
     readdirSync(today)
       .filter((name) => name.endsWith('.json') && !name.startsWith('long-conversation--') && !name.startsWith('typical-life--'))
       .map((name) => name.replace(/(--first-run|--last-run)?\.json$/, ''))
-      .filter((scenario) => !scenario.endsWith(LEAN_FIXTURE_SUFFIX)),
+      .filter((scenario) => !PATCH_FIXTURE_SUFFIXES.some((suffix) => scenario.endsWith(suffix))),
   );
   const events = (scenario: string) => runsOf(today, scenario)!.flat().length;
   return [...scenarios].sort((a, b) => events(b) - events(a));

@@ -3,10 +3,10 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { selectChannelAgents } from '../db/channel-agents.js';
 import type { Database } from '../db/schema.js';
 import { chooseAgent, planAssignments, type AssignmentCandidate, type AssignmentStrategy } from '../domain/assignment.js';
-import type { Actor } from '../domain/conversation.js';
+import { openStageOf, type Actor } from '../domain/conversation.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
-import { recordEvent } from './timeline.js';
+import { recordEvent, writeStage } from './timeline.js';
 
 // Every change of who has which conversation on a channel happens with the channel row locked:
 // concurrent assignments take turns, so no agent goes over capacity and no free slot is missed.
@@ -36,6 +36,8 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
       conversationId?: string;
       channelId?: string;
       excludeUserIds?: string[];
+      /** Records the conversation's stage it leads to, assigned or queued (runs since the patch stage-with-its-step). */
+      recordsStage?: boolean;
     }): Promise<QueueResult> {
       return onceInTransaction(db, async (trx) => {
         const channelId = input.channelId ?? (await channelOf(trx, input.conversationId!));
@@ -59,8 +61,10 @@ export function createAssignmentActivities({ db }: ActivityDeps) {
         const own = assigned.find((a) => a.conversationId === input.conversationId);
         if (input.conversationId && !own)
           await recordEvent(trx, input.conversationId, 'queued', { reason: 'no agent has free capacity' });
+        const assignee = own ? own.assignee : null;
+        if (input.conversationId && input.recordsStage) await writeStage(trx, input.conversationId, openStageOf(assignee));
         return {
-          assignee: own ? own.assignee : null,
+          assignee,
           othersAssigned: assigned.filter((a) => a.conversationId !== input.conversationId).map((a) => a.conversationId),
         };
       });

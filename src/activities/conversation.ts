@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import { statusOfStage, type ConversationStage } from '../domain/conversation.js';
+import type { ConversationStage } from '../domain/conversation.js';
 import { customerMessageFacts } from '../domain/customer-intent.js';
 import { forwardingAddressOf } from '../domain/forwarding-address.js';
 import { automaticMailBlock, suppressionReasonCode } from '../domain/loop-safety.js';
@@ -17,8 +17,7 @@ import type {
 import { serveQueue } from './assignment.js';
 import type { ActivityDeps } from './deps.js';
 import { onceInTransaction } from './once.js';
-import { recordEvent, recordEventOnce } from './timeline.js';
-import { webhookDeliveriesOfChanged } from '../webhooks/events.js';
+import { recordEvent, recordEventOnce, writeStage } from './timeline.js';
 
 export interface ConversationContext {
   conversationId: string;
@@ -239,25 +238,19 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
 
     /** The stage the conversation's workflow moved to, with the status it belongs to: the workflow is its only writer. */
     async recordStage({ conversationId, stage }: { conversationId: string; stage: ConversationStage }): Promise<void> {
-      // One statement: the stage, and the subscribers' deliveries of its change in the same commit (a repeated call
-      // changes nothing and tells nobody).
-      await sql`
-        with changed as (
-          update conversations set stage = ${stage}, status = ${statusOfStage(stage)}, updated_at = now()
-          where id = ${conversationId} and stage <> ${stage}
-          returning id, account_id, channel_id, status
-        )
-        ${webhookDeliveriesOfChanged('conversation.stage_changed', sql`jsonb_build_object('stage', ${stage}::text, 'status', c.status)`)}
-      `.execute(db);
+      await writeStage(db, conversationId, stage);
     },
 
     /** Resolves it; the assignee's freed capacity goes to the channel's queue at once. */
     async markResolved({
       conversationId,
       resolvedBy,
+      recordsStage,
     }: {
       conversationId: string;
       resolvedBy: ResolvedBy;
+      /** Records the stage 'resolved' too (runs since the patch stage-with-its-step): no recordStage of its own. */
+      recordsStage?: boolean;
     }): Promise<{ othersAssigned: string[] }> {
       return onceInTransaction(db, async (trx) => {
         const { channel_id } = await trx
@@ -278,6 +271,7 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
           .where('id', '=', conversationId)
           .execute();
         await recordEvent(trx, conversationId, 'resolved', { resolvedBy: resolvedBy.id, resolvedByKind: resolvedBy.kind });
+        if (recordsStage) await writeStage(trx, conversationId, 'resolved');
         const assigned = await serveQueue(trx, channel_id);
         return { othersAssigned: assigned.map((a) => a.conversationId) };
       });
@@ -305,7 +299,16 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
     },
 
     /** Closes it; with the survey that went out, says how the customer rated it so far (for the run's last words). */
-    async markClosed({ conversationId, surveyId }: { conversationId: string; surveyId?: string }): Promise<ClosedConversation> {
+    async markClosed({
+      conversationId,
+      surveyId,
+      recordsStage,
+    }: {
+      conversationId: string;
+      surveyId?: string;
+      /** Records the stage 'closed' too (runs since the patch stage-with-its-step): no recordStage of its own. */
+      recordsStage?: boolean;
+    }): Promise<ClosedConversation> {
       return onceInTransaction(db, async (trx) => {
         const closed = await trx
           .updateTable('conversations')
@@ -320,6 +323,7 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
           )
           .executeTakeFirst();
         await recordEvent(trx, conversationId, 'closed');
+        if (recordsStage) await writeStage(trx, conversationId, 'closed');
         return { csatRating: closed?.csatRating ?? null };
       });
     },

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Updateable } from 'kysely';
 import type { ConversationsTable, Database } from '../db/schema.js';
-import { enqueueWebhookEvents, webhookEventsOf } from '../webhooks/events.js';
+import { statusOfStage, type ConversationStage } from '../domain/conversation.js';
+import { enqueueWebhookEvents, webhookDeliveriesOfChanged, webhookEventsOf } from '../webhooks/events.js';
 import { activityExecutionKey, claimStatement, keptResultOf, onceWithResult } from './once.js';
 
 export type TimelineEventType =
@@ -74,6 +75,22 @@ export async function recordEvent(
   );
   if (subscriptions.length > 0) await enqueueWebhookEvents(db, conversationId, webhookEvents, subscriptions);
   return { id: rows[0]!.id, created_at: rows[0]!.created_at };
+}
+
+/**
+ * The stage the conversation's workflow moved to, with the status it belongs to, and the subscribers' deliveries of its
+ * change, in one statement: a repeated call changes nothing and tells nobody. The workflow is the stage's only writer:
+ * by recordStage, or by the step that leads to the stage, in that step's transaction.
+ */
+export async function writeStage(db: Kysely<Database>, conversationId: string, stage: ConversationStage): Promise<void> {
+  await sql`
+    with changed as (
+      update conversations set stage = ${stage}, status = ${statusOfStage(stage)}, updated_at = now()
+      where id = ${conversationId} and stage <> ${stage}
+      returning id, account_id, channel_id, status
+    )
+    ${webhookDeliveriesOfChanged('conversation.stage_changed', sql`jsonb_build_object('stage', ${stage}::text, 'status', c.status)`)}
+  `.execute(db);
 }
 
 /**

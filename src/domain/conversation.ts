@@ -34,6 +34,11 @@ export function statusOfStage(stage: ConversationStage): ConversationStatus {
   return 'resolved'; // resolved, and csat: resolved with the survey out
 }
 
+/** An open conversation people handle: with its agent, or in the queue until one has capacity. */
+export function openStageOf(assignee: Actor | null): 'assigned' | 'queued' {
+  return assignee ? 'assigned' : 'queued';
+}
+
 /** Who does something, by id and by the name people read in the Temporal UI. */
 export interface Actor {
   id: string;

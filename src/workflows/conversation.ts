@@ -25,6 +25,7 @@ import type { BusinessHoursCheck, NewConversationRoute, RoutingDecision } from '
 import {
   isFromPerson,
   isOpenStage,
+  openStageOf,
   statusOfStage,
   type Actor,
   type AutomaticMailKind,
@@ -84,6 +85,12 @@ const localDb = proxyLocalActivities<Activities>({
  * per deadline however often the wait wakes. Runs that started before it keep the old commands to their end.
  */
 export const LOCAL_DATABASE_STEPS = 'local-database-steps';
+
+/**
+ * The patch of the step that records the stage it leads to: the queue's assignment (assigned or queued), the
+ * resolution and the close write the stage in their own transaction, and the stage needs no local activity of its own.
+ */
+export const STAGE_WITH_ITS_STEP = 'stage-with-its-step';
 
 // SMTP: an outage can last hours; keep retrying (the outbox makes every retry safe), but not a refusal.
 const smtp = proxyActivities<Activities>({
@@ -205,6 +212,8 @@ interface Run {
   cancelling: Set<string>;
   /** Decided once at the run's start (LOCAL_DATABASE_STEPS): database steps as local activities, deadlines kept. */
   lean: boolean;
+  /** The stage the conversation's row holds, as this run wrote it (the carried stage at the run's start). */
+  stageInDb: ConversationStage;
   /** The timer of the deadline the run waits for (lean runs): a wait that wakes early and waits again keeps it. */
   deadline?: Deadline;
   /** The routing rules' priority, upserted with the stage (lean runs). */
@@ -276,13 +285,15 @@ export function initialState(conversationId: string): ConversationState {
  * that returns the next; `moveTo` is the one place the stage changes.
  */
 export async function customerConversation(input: CustomerConversationInput): Promise<ConversationOutcome> {
+  const carried = input.state ?? initialState(input.conversationId);
   const run: Run = {
-    state: input.state ?? initialState(input.conversationId),
+    state: carried,
     sendsInFlight: 0,
     refused: {},
     answerable: true,
     cancelling: new Set(),
     lean: patched(LOCAL_DATABASE_STEPS),
+    stageInDb: carried.stage,
   };
   registerHandlers(run);
   const { state } = run;
@@ -584,20 +595,25 @@ async function keptAsSpam(): Promise<Transition> {
 
 /**
  * The one place the stage changes: the search attributes ops filter by, the current details the Temporal
- * UI shows, and the conversation's row that the API reads, together.
+ * UI shows, and the conversation's row that the API reads, together (unless the step that led here wrote the row).
  */
 async function moveTo(run: Run, transition: Move) {
   const { state } = run;
-  const changed = state.stage !== transition.to;
   state.stage = transition.to;
   state.details = transition.details;
   describeStage(run, transition.details);
-  if (changed) {
+  if (run.stageInDb !== transition.to) {
     await writes(run).recordStage.executeWithOptions({ summary: `Stage: ${transition.to}` }, [
       { conversationId: state.conversationId, stage: transition.to },
     ]);
+    run.stageInDb = transition.to;
   }
   run.answerable = true;
+}
+
+/** Whether the next step records the stage it leads to (runs since STAGE_WITH_ITS_STEP); the row then holds `stage`. */
+function stepRecordsStage(run: Run): boolean {
+  return run.lean && patched(STAGE_WITH_ITS_STEP);
 }
 
 /** Takes an agent's request off the inbox; their update is answered once the stage it leads to is recorded. */
@@ -837,10 +853,12 @@ async function toHandler(run: Run): Promise<Move> {
 /** Takes the next agent with free capacity by the channel's strategy, or joins the queue. */
 async function assignFromQueue(run: Run, excludeUserIds: string[] = []): Promise<Move> {
   const { state } = run;
+  const recordsStage = stepRecordsStage(run);
   const result = await writes(run).assignFromQueue.executeWithOptions(
     { summary: 'Assign to the next agent with free capacity' },
-    [{ conversationId: state.conversationId, excludeUserIds }],
+    [{ conversationId: state.conversationId, excludeUserIds, ...(recordsStage ? { recordsStage } : {}) }],
   );
+  if (recordsStage) run.stageInDb = openStageOf(result.assignee);
   await tellAssigned(run, result.othersAssigned, 'the queue was served');
   state.assignee = result.assignee;
   return openStage(state);
@@ -938,9 +956,11 @@ async function breachSla(run: Run): Promise<Move> {
 
 async function resolve(run: Run, by: ResolvedBy, name: string): Promise<Move> {
   const { state } = run;
+  const recordsStage = stepRecordsStage(run);
   const { othersAssigned } = await writes(run).markResolved.executeWithOptions({ summary: `Resolved by ${name}` }, [
-    { conversationId: state.conversationId, resolvedBy: by },
+    { conversationId: state.conversationId, resolvedBy: by, ...(recordsStage ? { recordsStage } : {}) },
   ]);
+  if (recordsStage) run.stageInDb = 'resolved';
   // The agent's freed capacity went to the queue: tell those conversations.
   await tellAssigned(run, othersAssigned, 'an agent resolved a conversation and had capacity again');
   state.resolvedBy = by;
@@ -988,9 +1008,11 @@ async function closeAfterQuietPeriod(run: Run, closeAfterSeconds: number): Promi
   if (woke === 'woke' && customerOrAgentReopens(state.inbox)) return reopen(run);
   if (woke !== 'deadline') return { to: state.stage, details: state.stage === 'csat' ? 'CSAT survey sent' : 'Resolved' };
   const survey = run.lean && state.survey ? { surveyId: state.survey.id } : {};
+  const recordsStage = stepRecordsStage(run);
   const closed = await writes(run).markClosed.executeWithOptions({ summary: 'Close: quiet since the resolution' }, [
-    { conversationId: state.conversationId, ...survey },
+    { conversationId: state.conversationId, ...survey, ...(recordsStage ? { recordsStage } : {}) },
   ]);
+  if (recordsStage) run.stageInDb = 'closed';
   return { to: 'closed', details: closedDetails(state, run.lean ? closed : undefined) };
 }
 
@@ -1173,8 +1195,9 @@ async function sendWhenDue(run: Run, reply: ScheduledReply) {
 
 function openStage(state: ConversationState): Move {
   const slaNote = state.sla && !state.firstResponded ? `; first response due by ${state.sla.dueAtText}` : '';
-  if (state.assignee) return { to: 'assigned', details: `Assigned to ${state.assignee.name}; open until resolved${slaNote}` };
-  return { to: 'queued', details: `Waiting in the queue for an agent with free capacity${slaNote}` };
+  if (state.assignee)
+    return { to: openStageOf(state.assignee), details: `Assigned to ${state.assignee.name}; open until resolved${slaNote}` };
+  return { to: openStageOf(null), details: `Waiting in the queue for an agent with free capacity${slaNote}` };
 }
 
 function aiStage(state: ConversationState, what: 'answers' | 'answers again' | 'waits'): Move {

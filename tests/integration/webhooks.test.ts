@@ -4,6 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import type { z } from '@hono/zod-openapi';
 import { createApp } from '../../src/api/app.js';
 import { WEBHOOK_EVENT_PAYLOADS } from '../../src/api/schemas/webhook-events.js';
@@ -249,6 +250,18 @@ describe('webhooks', () => {
       const events = later.filter((row) => row.conversation_id === conversationId).map((row) => row.event_type);
       expect(events.slice(0, 2)).toEqual(['conversation.created', 'message.received']);
     }
+
+    // Each stage change is told once, in the order the conversation went through them: the queue's assignment and the
+    // resolution write the stage in their own transaction, with its delivery.
+    const stages = await stack.db
+      .selectFrom('webhook_deliveries')
+      .select(sql<string>`payload->'data'->>'stage'`.as('stage'))
+      .where('subscription_id', '=', webhookId)
+      .where('conversation_id', '=', first)
+      .where('event_type', '=', 'conversation.stage_changed')
+      .orderBy('seq')
+      .execute();
+    expect(stages.map((row) => row.stage)).toEqual(['assigned', 'resolved']);
 
     // Every request, the refused ones too, verifies with the reference algorithm; the first three were refused.
     await expectSigned('/hook', created.body.secret);

@@ -16,8 +16,11 @@ import { expect } from 'vitest';
 export type History = temporal.api.history.v1.IHistory;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
-/** At most this many histories per workflow type: enough for every path the tests take, small enough to review. */
-export const MAX_HISTORIES_PER_TYPE = 60;
+/**
+ * At most this many histories per workflow type: every path the tests take, and a patch's own histories beside those of
+ * the code before it (which stay while its workflows run), small enough to review.
+ */
+export const MAX_HISTORIES_PER_TYPE = 80;
 /** A history bigger than this (as JSON) is not kept: the fixtures stay a few MB. */
 export const MAX_HISTORY_BYTES = 500_000;
 /** Histories with fewer commands than this (activities, timers, markers, signals sent, the run's end) check nothing. */

@@ -46,7 +46,7 @@ describe('conversationWorkflow after resolution (time skipping)', () => {
       const outcome = await handle.result();
       expect(outcome).toEqual({ conversationId: expect.any(String), stage: 'closed' });
       const [closed] = t.callsOf('markClosed');
-      expect(closed!.input).toEqual({ conversationId: expect.any(String), surveyId: survey!.input.surveyId });
+      expect(closed!.input).toEqual({ conversationId: expect.any(String), surveyId: survey!.input.surveyId, recordsStage: true });
       expect(closed!.at - resolvedAt).toBeGreaterThanOrEqual(QUIET_PERIOD_MS);
       expect(closed!.at - resolvedAt).toBeLessThan(QUIET_PERIOD_MS + 60_000);
       // The run does not wait while the link takes ratings: a customer mail or an agent starts it again.
