@@ -196,7 +196,10 @@ export function createConversationActivities({ db, inboundDomain }: ActivityDeps
       conversationId: string;
       kind: AutomaticMailKind;
       reason: string;
+      /** The stage the conversation waits in while no note goes out, recorded first (outside business hours). */
+      stage?: ConversationStage;
     }): Promise<void> {
+      if (input.stage) await writeStage(db, input.conversationId, input.stage);
       await recordEventOnce(db, input.conversationId, 'automatic_mail_suppressed', { kind: input.kind, reason: input.reason });
       automaticMailSuppressed.inc({ kind: input.kind, reason: suppressionReasonCode(input.reason) });
     },

@@ -4,7 +4,7 @@ import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { recordPathFailure, recordPathSuccess, type PathFailure } from '../db/channel-health.js';
 import type { Database } from '../db/schema.js';
-import type { ResolvedBy } from '../domain/conversation.js';
+import type { ConversationStage, ResolvedBy } from '../domain/conversation.js';
 import { isSingleMailbox } from '../domain/addresses.js';
 import { signCsatToken } from '../domain/csat-token.js';
 import { greetingDraft, handoverDraft, opensAtFor, outOfOfficeDraft, surveyDraft } from '../mail/automatic-mail.js';
@@ -20,7 +20,7 @@ import { claimDelivery, markFailed, markSent, releaseClaim, renewClaim } from '.
 import type { ActivityDeps } from './deps.js';
 import type { ReplyContent } from '../workflows/messages.js';
 import { attachReplyFiles, replyFilesOf } from './reply-attachments.js';
-import { recordEvent } from './timeline.js';
+import { recordEvent, writeStage } from './timeline.js';
 import { holdReply, markFirstResponse, refuseCollision } from './reply-timing.js';
 
 export interface SentMail {
@@ -410,8 +410,18 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
     },
 
     /** The out-of-office note; null when this conversation had one before. */
-    async sendOutOfOffice(input: { conversationId: string; outboxId: string; opensAtText: string }): Promise<SentMail | null> {
+    async sendOutOfOffice({
+      stage,
+      ...input
+    }: {
+      conversationId: string;
+      outboxId: string;
+      opensAtText: string;
+      /** The stage the conversation waits in until business hours open, recorded with the note. */
+      stage?: ConversationStage;
+    }): Promise<SentMail | null> {
       const owed = await db.transaction().execute(async (trx) => {
+        if (stage) await writeStage(trx, input.conversationId, stage);
         const conversation = await loadMailConversation(trx, input.conversationId);
         const written = await writeOutbox(trx, conversation, {
           ...input,
@@ -429,6 +439,8 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       surveyId: string;
       /** Whom the rating is about, for the CSAT report. */
       resolvedBy: ResolvedBy | null;
+      /** Records the stage 'csat' once the survey went out (runs since the patch stage-with-its-step). */
+      recordsStage?: boolean;
     }): Promise<{ expiresAt: string } | null> {
       const survey = await db.transaction().execute(async (trx) => {
         const conversation = await loadMailConversation(trx, input.conversationId);
@@ -477,6 +489,7 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       });
       if (!survey) return null;
       await deliver(input.outboxId);
+      if (input.recordsStage) await writeStage(db, input.conversationId, 'csat');
       return { expiresAt: survey.expiresAt.toISOString() };
     },
   };

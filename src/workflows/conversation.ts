@@ -88,7 +88,8 @@ export const LOCAL_DATABASE_STEPS = 'local-database-steps';
 
 /**
  * The patch of the step that records the stage it leads to: the queue's assignment (assigned or queued), the
- * resolution and the close write the stage in their own transaction, and the stage needs no local activity of its own.
+ * resolution, the survey sent and the close write the stage with their own change, and so does the out-of-office note
+ * (or the record of why none went out) for the wait it starts; the stage needs no local activity of its own.
  */
 export const STAGE_WITH_ITS_STEP = 'stage-with-its-step';
 
@@ -195,6 +196,8 @@ export interface ConversationOutcome {
 interface Move {
   to: ConversationStage;
   details: string;
+  /** The stage's first step records it in passing (the out-of-office note's), instead of a local activity of its own. */
+  firstStepRecordsIt?: boolean;
 }
 /** What a stage returns: a move, or the end of the run (closed, or kept as spam). */
 type Transition = Move | { end: true };
@@ -307,6 +310,7 @@ export async function customerConversation(input: CustomerConversationInput): Pr
     if (!transition) return { conversationId: state.conversationId, stage: state.stage };
     await moveTo(run, transition);
     if (timeToContinueAsNew() && (await readyToContinueAsNew(run))) {
+      await recordStage(run); // the next run takes the row to hold the stage it carries
       await continueAsNew<typeof customerConversation>({ conversationId: state.conversationId, state });
     }
   }
@@ -494,7 +498,7 @@ async function waitForBusinessHours(run: Run): Promise<Transition> {
   const { state } = run;
   const hours = await checkHours(run);
   if (!hours.closed) return toHandler(run);
-  if (state.lastCustomerMail && !state.outOfOfficeSent) await sendOutOfOffice(run, hours.opensAtText);
+  if (owesOutOfOffice(state)) await sendOutOfOffice(run, hours.opensAtText);
   const woke = await waitFor(run, {
     until: hours.opensAt,
     summary: `Until business hours open ${hours.opensAtText}`,
@@ -546,14 +550,16 @@ async function surveyAfterDelay(run: Run): Promise<Transition> {
   }
   const surveyId = uuid4();
   const outboxId = uuid4();
+  const recordsStage = stepRecordsStage(run);
   const sent = await sendAutomaticMail(run, 'csat_survey', () =>
     sendMail(run, (mail) =>
       mail.sendCsatSurvey.executeWithOptions({ summary: 'Send the CSAT survey' }, [
-        { conversationId, outboxId, surveyId, resolvedBy: state.resolvedBy },
+        { conversationId, outboxId, surveyId, resolvedBy: state.resolvedBy, ...(recordsStage ? { recordsStage } : {}) },
       ]),
     ),
   );
   if (!sent) return closeAfterQuietPeriod(run, context.closeAfterSeconds);
+  if (recordsStage) run.stageInDb = 'csat';
   state.survey = { id: surveyId, expiresAt: Date.parse(sent.expiresAt) };
   return { to: 'csat', details: `CSAT survey sent; the link is valid until ${sent.expiresAt}` };
 }
@@ -602,13 +608,29 @@ async function moveTo(run: Run, transition: Move) {
   state.stage = transition.to;
   state.details = transition.details;
   describeStage(run, transition.details);
-  if (run.stageInDb !== transition.to) {
-    await writes(run).recordStage.executeWithOptions({ summary: `Stage: ${transition.to}` }, [
-      { conversationId: state.conversationId, stage: transition.to },
-    ]);
-    run.stageInDb = transition.to;
-  }
+  if (!transition.firstStepRecordsIt) await recordStage(run);
   run.answerable = true;
+}
+
+/** The stage into the conversation's row, unless the row holds it (the step that led there wrote it). */
+async function recordStage(run: Run) {
+  const { state } = run;
+  if (run.stageInDb === state.stage) return;
+  await writes(run).recordStage.executeWithOptions({ summary: `Stage: ${state.stage}` }, [
+    { conversationId: state.conversationId, stage: state.stage },
+  ]);
+  run.stageInDb = state.stage;
+}
+
+/**
+ * The stage the row still lacks, for the step that records it in passing; from here the run takes the row to hold it.
+ * An agent's request that led here is answered with the task, after its local activities: the row holds it by then.
+ */
+function stageToCarry(run: Run): { stage?: ConversationStage } {
+  const { stage } = run.state;
+  if (run.stageInDb === stage) return {};
+  run.stageInDb = stage;
+  return { stage };
 }
 
 /** Whether the next step records the stage it leads to (runs since STAGE_WITH_ITS_STEP); the row then holds `stage`. */
@@ -648,6 +670,7 @@ interface WaitOptions {
 
 /** Waits until something the stage cares about arrives, the deadline passes, or the run should continue as new. */
 async function waitFor(run: Run, { wakesOn, until, summary }: WaitOptions): Promise<'woke' | 'deadline' | 'continue-as-new'> {
+  await recordStage(run); // whoever reads the row while the run waits reads the stage it waits in
   if (wakesOn()) return 'woke';
   if (until !== undefined && until <= Date.now()) return 'deadline';
   const stopWaiting = () => wakesOn() || timeToContinueAsNew();
@@ -845,7 +868,11 @@ function currentTask(): number {
 async function toHandler(run: Run): Promise<Move> {
   const { state } = run;
   const hours = await checkHours(run);
-  if (hours.closed) return waitingStage(hours.opensAtText);
+  if (hours.closed) {
+    // The out-of-office note, when one is owed, records the stage it waits in.
+    const noteRecordsIt = owesOutOfOffice(state) && stepRecordsStage(run);
+    return { ...waitingStage(hours.opensAtText), ...(noteRecordsIt ? { firstStepRecordsIt: true } : {}) };
+  }
   if (state.handler.kind === 'ai') return aiStage(state, 'answers');
   return assignFromQueue(run);
 }
@@ -1028,6 +1055,11 @@ async function recordRatings(run: Run) {
   state.inbox.mails = state.inbox.mails.filter((mail) => !mail.facts || isFromPerson(mail.facts));
 }
 
+/** A person wrote, and no out-of-office note went out yet: outside business hours one does (or why not is recorded). */
+function owesOutOfOffice(state: ConversationState): boolean {
+  return state.lastCustomerMail !== null && !state.outOfOfficeSent;
+}
+
 /** Once per conversation, and never to a machine or past the per-recipient limit. */
 async function sendOutOfOffice(run: Run, opensAtText: string) {
   const conversationId = run.state.conversationId;
@@ -1042,10 +1074,11 @@ async function sendOutOfOffice(run: Run, opensAtText: string) {
         );
   if (automaticMailBlocked) return suppressAutomaticMail(run, 'out_of_office', automaticMailBlocked);
   const outboxId = uuid4();
+  const stage = stageToCarry(run);
   sendInBackground(run, 'out_of_office', () =>
     sendMail(run, (mail) =>
       mail.sendOutOfOffice.executeWithOptions({ summary: `Send the out-of-office note (open ${opensAtText})` }, [
-        { conversationId, outboxId, opensAtText },
+        { conversationId, outboxId, opensAtText, ...stage },
       ]),
     ),
   );
@@ -1055,7 +1088,7 @@ async function suppressAutomaticMail(run: Run, kind: AutomaticMailKind, reason: 
   setCurrentDetails(`No ${kind.replaceAll('_', ' ')}: ${reason}`);
   await writes(run).recordAutomaticMailSuppressed.executeWithOptions(
     { summary: `Do not send the ${kind.replaceAll('_', ' ')}: ${reason}` },
-    [{ conversationId: run.state.conversationId, kind, reason }],
+    [{ conversationId: run.state.conversationId, kind, reason, ...stageToCarry(run) }],
   );
 }
 

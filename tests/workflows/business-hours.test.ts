@@ -31,6 +31,9 @@ describe('conversationWorkflow outside business hours (time skipping)', () => {
       await t.waitForStage(handle, 'waiting_for_hours');
       await vi.waitFor(async () => expect(await t.timerSummaries(handle)).toEqual([`Until business hours open ${openingText}`]));
       expect((await t.waitForCalls('sendOutOfOffice')).map((call) => call.input.opensAtText)).toEqual([openingText]);
+      // The note records the stage it waits in: the stage takes no local activity of its own.
+      expect(t.callsOf('sendOutOfOffice').map((call) => call.input.stage)).toEqual(['waiting_for_hours']);
+      expect(t.callsOf('recordStage')).toEqual([]);
 
       // A second mail during the wait: it is read, the wait goes on on the same timer, no second note.
       await t.mailArrives(handle, 'm2');
@@ -63,11 +66,32 @@ describe('conversationWorkflow outside business hours (time skipping)', () => {
         expect(await t.timerSummaries(handle)).toEqual([`Until business hours open ${describeInstant(hours, opening)}`]),
       );
       expect(t.callsOf('sendOutOfOffice')).toHaveLength(0);
+      // No note owed: the stage is recorded before the wait, by a step of its own.
+      expect(t.callsOf('recordStage').map((call) => call.input.stage)).toEqual(['waiting_for_hours']);
 
       await t.sleepUntil(opening.getTime() + MINUTE);
       await t.waitForStage(handle, 'assigned');
       expect(t.callsOf('assignFromQueue')[0]!.at).toBeGreaterThanOrEqual(opening.getTime());
       expect(t.callsOf('sendOutOfOffice')).toHaveLength(0);
+    });
+  });
+
+  it('records why no out-of-office note went out, with the stage it waits in, when the flood limits hold it back', async () => {
+    await t.withWorker(async (taskQueue) => {
+      await fridayEvening();
+      t.world.context.automaticMailBlocked = 'the channel sent 100 automatic mails in the last hour';
+
+      const handle = await t.startConversation(taskQueue);
+      await t.waitForStage(handle, 'waiting_for_hours');
+      const [suppressed] = await t.waitForCalls('recordAutomaticMailSuppressed');
+      expect(suppressed!.input).toEqual({
+        conversationId: expect.any(String),
+        kind: 'out_of_office',
+        reason: 'the channel sent 100 automatic mails in the last hour',
+        stage: 'waiting_for_hours',
+      });
+      expect(t.callsOf('sendOutOfOffice')).toHaveLength(0);
+      expect(t.callsOf('recordStage')).toEqual([]);
     });
   });
 

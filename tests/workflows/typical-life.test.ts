@@ -34,10 +34,10 @@ describe('a typical conversation (time skipping)', () => {
       expect(t.callsOf('deliverOutbox')).toHaveLength(2);
       expect(t.callsOf('markResolved')).toHaveLength(1);
       expect(t.callsOf('markClosed')).toHaveLength(1);
-      // The queue's assignment, the resolution and the close each record the stage they lead to: only the survey's
-      // stage takes a local activity of its own.
-      expect(t.callsOf('recordStage').map((call) => call.input.stage)).toEqual(['csat']);
-      for (const step of ['assignFromQueue', 'markResolved', 'markClosed'] as const) {
+      // The queue's assignment, the resolution, the survey and the close each record the stage they lead to: no stage
+      // takes a local activity of its own.
+      expect(t.callsOf('recordStage')).toEqual([]);
+      for (const step of ['assignFromQueue', 'markResolved', 'sendCsatSurvey', 'markClosed'] as const) {
         expect(t.callsOf(step).map((call) => call.input.recordsStage)).toEqual([true]);
       }
       // The customer's mails came with their facts: nothing was read back.
