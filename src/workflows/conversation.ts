@@ -1228,9 +1228,9 @@ async function sendWhenDue(run: Run, reply: ScheduledReply) {
 
 function openStage(state: ConversationState): Move {
   const slaNote = state.sla && !state.firstResponded ? `; first response due by ${state.sla.dueAtText}` : '';
-  if (state.assignee)
-    return { to: openStageOf(state.assignee), details: `Assigned to ${state.assignee.name}; open until resolved${slaNote}` };
-  return { to: openStageOf(null), details: `Waiting in the queue for an agent with free capacity${slaNote}` };
+  const to = openStageOf(state.assignee);
+  if (state.assignee) return { to, details: `Assigned to ${state.assignee.name}; open until resolved${slaNote}` };
+  return { to, details: `Waiting in the queue for an agent with free capacity${slaNote}` };
 }
 
 function aiStage(state: ConversationState, what: 'answers' | 'answers again' | 'waits'): Move {

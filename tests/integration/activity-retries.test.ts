@@ -71,6 +71,20 @@ describe('activities that change the database, retried after they committed', ()
     });
   }
 
+  /** The channel's first routing rule, matching every conversation here (their subject is 'Retried'). */
+  async function addRule(name: string, actions: Record<string, unknown>): Promise<{ id: string }> {
+    const rule = {
+      id: randomUUID(),
+      channel_id: channelId,
+      position: 0,
+      name,
+      conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: 'Retried' }]),
+      actions: JSON.stringify(actions),
+    };
+    await database.db.insertInto('routing_rules').values(rule).execute();
+    return rule;
+  }
+
   const timeline = async (conversationId: string) =>
     (
       await database.db
@@ -110,15 +124,7 @@ describe('activities that change the database, retried after they committed', ()
     const conversationId = await newConversation();
     const runId = randomUUID();
     const [ada] = agentIds;
-    const rule = {
-      id: randomUUID(),
-      channel_id: channelId,
-      position: 0,
-      name: 'Retried to Ada',
-      conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: 'Retried' }]),
-      actions: JSON.stringify({ assignTo: { kind: 'agent', agentId: ada }, priority: 'high' }),
-    };
-    await database.db.insertInto('routing_rules').values(rule).execute();
+    const rule = await addRule('Retried to Ada', { assignTo: { kind: 'agent', agentId: ada }, priority: 'high' });
     try {
       const routed = await attemptOf(runId, '4', 1).run(activities.routeConversation, { conversationId });
       expect(routed).toMatchObject({ rule: 'Retried to Ada', handler: { kind: 'agent', agent: { id: ada } }, priority: 'high' });
@@ -148,15 +154,7 @@ describe('activities that change the database, retried after they committed', ()
     const runId = randomUUID();
     const routed = await attemptOf(runId, '6', 1).run(activities.routeConversation, { conversationId });
     expect(routed).toMatchObject({ rule: null, handler: { kind: 'humans' }, priority: 'normal' });
-    const rule = {
-      id: randomUUID(),
-      channel_id: channelId,
-      position: 0,
-      name: 'Retried is urgent',
-      conditions: JSON.stringify([{ field: 'subject', operator: 'contains', value: 'Retried' }]),
-      actions: JSON.stringify({ priority: 'urgent', labels: ['retried'] }),
-    };
-    await database.db.insertInto('routing_rules').values(rule).execute();
+    const rule = await addRule('Retried is urgent', { priority: 'urgent', labels: ['retried'] });
     try {
       expect(await attemptOf(runId, '6', 2).run(activities.routeConversation, { conversationId })).toEqual(routed);
       const row = await database.db
