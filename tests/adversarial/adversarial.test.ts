@@ -435,9 +435,14 @@ describe('the adversarial corpus', () => {
       }, 240_000);
       expect(row).toMatchObject({ status: 'threaded', received_via: 'imap', from_address: ordinary.sender });
       await greetingTo(row.conversation_id!, ordinary.sender);
-      const { body } = await callApi(stack.api.url, imapTeam.admin.apiKey, 'GET', `/v1/channels/${imapTeam.channel.id}/imap`);
+      // The session takes several mails at once and moves the cursor in UID order: past the last one once every mail
+      // before it is done, which a hostile mail still being quarantined can hold back after the ordinary one is in.
+      const lastUid = Math.max(ordinary.uid, ...uids.values());
+      const body = await eventually(async () => {
+        const read = await callApi(stack.api.url, imapTeam.admin.apiKey, 'GET', `/v1/channels/${imapTeam.channel.id}/imap`);
+        return Number(read.body.cursors?.[0]?.lastUid) >= lastUid ? read.body : undefined;
+      }, 60_000);
       expect(body.cursors).toEqual([expect.objectContaining({ folder: 'INBOX' })]);
-      expect(Number(body.cursors[0].lastUid)).toBeGreaterThanOrEqual(Math.max(ordinary.uid, ...uids.values()));
     }, 300_000);
 
     for (const hostile of subset) {
