@@ -420,8 +420,9 @@ export function createMailActivities({ db, mail, publicUrl, secretKey, allowedPr
       /** The stage the conversation waits in until business hours open, recorded with the note. */
       stage?: ConversationStage;
     }): Promise<SentMail | null> {
+      // The stage holds whatever becomes of the note: the run takes the row to hold it from here.
+      if (stage) await writeStage(db, input.conversationId, stage);
       const owed = await db.transaction().execute(async (trx) => {
-        if (stage) await writeStage(trx, input.conversationId, stage);
         const conversation = await loadMailConversation(trx, input.conversationId);
         const written = await writeOutbox(trx, conversation, {
           ...input,
