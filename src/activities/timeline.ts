@@ -126,26 +126,21 @@ export interface ConversationChange<T> {
 export async function changeConversationOnce<T>(db: Kysely<Database>, change: ConversationChange<T>): Promise<T> {
   const { conversationId, set, events, result } = change;
   const key = activityExecutionKey();
+  const row = set && { ...set, updated_at: sql<Date>`now()` };
   const [event, ...more] = events;
   if (!key || !event || more.length > 0 || webhookEventsOf(event.type, event.data).length > 0) {
     return onceWithResult(db, result, async (trx) => {
-      if (set) {
-        await trx
-          .updateTable('conversations')
-          .set({ ...set, updated_at: sql<Date>`now()` })
-          .where('id', '=', conversationId)
-          .execute();
-      }
+      if (row) await trx.updateTable('conversations').set(row).where('id', '=', conversationId).execute();
       for (const { type, data } of events) await recordEvent(trx, conversationId, type, data);
     });
   }
   const claimed = db.with('claim', (db) => claimStatement(db, key, result));
   // A data-modifying CTE runs whether or not the statement reads it (nothing after it names this one).
-  const changed: typeof claimed = set
+  const changed: typeof claimed = row
     ? (claimed.with('changed', (db) =>
         db
           .updateTable('conversations')
-          .set({ ...set, updated_at: sql<Date>`now()` })
+          .set(row)
           .where('id', '=', conversationId)
           .where(sql<boolean>`exists (select 1 from claim)`),
       ) as unknown as typeof claimed)
